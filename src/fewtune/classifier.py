@@ -1,0 +1,164 @@
+"""FewShotClassifier: the scikit-learn style entry point to every few-shot method."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from . import methods as _methods  # noqa: F401  (importing registers every method)
+from .backbones import ResolvedBackbone, pick_device, resolve_backbone
+from .data import as_labeled, check_trainable
+from .errors import FewtuneError
+from .methods.base import get_method
+from .model_card import render_card
+from .model_folder import read_model_folder, write_model_folder
+from .progress import Progress
+
+
+class FewShotClassifier(ClassifierMixin, BaseEstimator):
+    """A text classifier trained from a few labeled examples.
+
+    Parameters
+    ----------
+    backbone: a named backbone (`fewtune models`), a local model folder, or a hub id.
+    method: a registered method (`setfit`, ...).
+    params: the method's hyper-parameters (see `fewtune train --help-method METHOD`).
+    seed: seeds every random choice in training, for reproducible runs.
+    device: "cpu", "cuda", "mps" or None for the best available.
+    show_progress: progress bars on stderr for steps that take more than a moment.
+
+    After `fit`: `classes_` (sorted labels), `backbone_` (what was loaded), `train_info_`.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "minilm",
+        method: str = "setfit",
+        *,
+        params: dict[str, Any] | None = None,
+        seed: int = 0,
+        device: str | None = None,
+        show_progress: bool = False,
+    ):
+        self.backbone = backbone
+        self.method = method
+        self.params = params
+        self.seed = seed
+        self.device = device
+        self.show_progress = show_progress
+
+    # -- training -------------------------------------------------------------------------
+    def fit(self, X, y, *, data_description: str | None = None) -> FewShotClassifier:
+        data = as_labeled(X, y, source="training data")
+        check_trainable(data)
+        method_cls = get_method(self.method)
+        params = method_cls.params_class.from_dict(self.params, method=self.method)
+        backbone = resolve_backbone(self.backbone)
+        if backbone.kind not in method_cls.backbone_kinds:
+            raise FewtuneError(
+                f"method '{self.method}' needs a backbone of kind {' or '.join(method_cls.backbone_kinds)}; "
+                f"'{self.backbone}' is a {backbone.kind}"
+            )
+        self.classes_ = np.array(sorted(set(data.labels)), dtype=object)
+        index = {c: i for i, c in enumerate(self.classes_)}
+        y_idx = np.array([index[label] for label in data.labels])
+        self.text_pairs_ = data.text_pairs is not None
+        _seed_everything(self.seed)
+        device = self.device or pick_device()
+        model = method_cls(params, backbone, device)
+        started = time.perf_counter()
+        with Progress(self.show_progress) as progress:
+            info = model.fit(self._texts(data, model), y_idx, len(self.classes_), seed=self.seed, progress=progress)
+        self.model_ = model
+        self.backbone_ = backbone
+        self.train_info_ = {
+            "n_examples": len(data),
+            "class_counts": {str(c): int((y_idx == i).sum()) for i, c in enumerate(self.classes_)},
+            "train_seconds": round(time.perf_counter() - started, 3),
+            **info,
+        }
+        if data_description:
+            self.train_info_["data"] = data_description
+        return self
+
+    # -- prediction -----------------------------------------------------------------------
+    def predict_proba(self, X) -> np.ndarray:
+        self._check_fitted()
+        data = as_labeled(X, source="input")
+        self._check_pairs(data)
+        with Progress(self.show_progress and len(data) > 256) as progress:
+            return self.model_.predict_proba(self._texts(data, self.model_), progress=progress)
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    # -- persistence ----------------------------------------------------------------------
+    def save(self, path: str | Path, *, overwrite: bool = False, evaluation: dict | None = None) -> Path:
+        self._check_fitted()
+        config = {
+            "method": self.method,
+            "params": self.model_.params.to_dict(),
+            "classes": [_plain(c) for c in self.classes_],
+            "text_pairs": self.text_pairs_,
+            "seed": self.seed,
+            "backbone": {"name": self.backbone_.name, "kind": self.backbone_.kind, "source": self.backbone_.source},
+            "training": self.train_info_,
+        }
+        if evaluation:
+            config["evaluation"] = evaluation
+        return write_model_folder(path, config, self.model_.save, render_card, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str | None = None, allow_pickle: bool = False,
+             show_progress: bool = False) -> FewShotClassifier:
+        path = Path(path)
+        config = read_model_folder(path, allow_pickle=allow_pickle)
+        try:
+            method_cls = get_method(config["method"])
+            params = method_cls.params_class.from_dict(config["params"], method=config["method"])
+            b = config["backbone"]
+            backbone = ResolvedBackbone(name=b["name"], kind=b["kind"], path=str(path), source=b["source"])
+            clf = cls(backbone=b["name"], method=config["method"], params=config["params"],
+                      seed=config.get("seed", 0), device=device, show_progress=show_progress)
+            clf.classes_ = np.array(config["classes"], dtype=object)
+            clf.text_pairs_ = bool(config.get("text_pairs", False))
+            clf.backbone_ = backbone
+            clf.train_info_ = config.get("training", {})
+            clf.model_ = method_cls.load(path, params, backbone, device or pick_device(), len(clf.classes_))
+        except (KeyError, TypeError, OSError, ValueError) as e:
+            raise FewtuneError(f"{path}: cannot load model ({type(e).__name__}: {e})") from None
+        return clf
+
+    # -- helpers --------------------------------------------------------------------------
+    def _texts(self, data, model) -> list[str]:
+        if data.text_pairs is None:
+            return data.texts
+        # Sentence-pair tasks: one input, the two texts joined by the tokenizer's separator.
+        sep = getattr(getattr(getattr(model, "body", None), "tokenizer", None), "sep_token", None) or "\n"
+        return [f"{a} {sep} {b}" for a, b in zip(data.texts, data.text_pairs)]
+
+    def _check_pairs(self, data) -> None:
+        if (data.text_pairs is not None) != self.text_pairs_:
+            want = "(text, text_pair) pairs" if self.text_pairs_ else "single texts"
+            raise FewtuneError(f"this model was trained on {want}; give it the same kind of input")
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise FewtuneError("this FewShotClassifier is not fitted yet; call fit(texts, labels) first")
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _plain(value):
+    """numpy scalars -> Python scalars, so labels are JSON-serialisable."""
+    return value.item() if isinstance(value, np.generic) else value

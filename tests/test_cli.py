@@ -12,9 +12,11 @@ import csv
 import hashlib
 import io
 import json
+import os
 import shutil
 import sys
 import types
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -55,10 +57,28 @@ class Result:
         return [line for line in self.err.splitlines() if line.strip()]
 
 
+@contextlib.contextmanager
+def _undo_main_side_effects():
+    """main() sets two environment variables and warnings.showwarning for the process; undo that."""
+    keys = ("HF_HUB_DISABLE_PROGRESS_BARS", "TOKENIZERS_PARALLELISM")
+    env = {k: os.environ.get(k) for k in keys}
+    showwarning = warnings.showwarning
+    try:
+        yield
+    finally:
+        warnings.showwarning = showwarning
+        for k, v in env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def run_cli(capfd, *args: str, stdin: Optional[bytes] = None, monkeypatch=None) -> Result:
     """Run `fewtune ARGS` in-process and return its exit code, stdout and stderr."""
     capfd.readouterr()  # drop anything printed before
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_undo_main_side_effects())
         if stdin is not None:
             mp = stack.enter_context(pytest.MonkeyPatch.context()) if monkeypatch is None else monkeypatch
             mp.setattr(sys, "stdin", types.SimpleNamespace(buffer=io.BytesIO(stdin)))
@@ -70,7 +90,7 @@ def run_cli(capfd, *args: str, stdin: Optional[bytes] = None, monkeypatch=None) 
 def run_redirected(*args: str) -> Result:
     """The same, for module-scoped fixtures (which cannot use capfd)."""
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with _undo_main_side_effects(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main([str(a) for a in args])
     return Result(code, out.getvalue(), err.getvalue())
 
@@ -265,8 +285,6 @@ def test_predict_output_file_is_complete_and_alone(api_model, data_dir, tmp_path
     assert tree(tmp_path) == {target.name}  # no hidden temporary file left beside it
 
 
-@pytest.mark.xfail(strict=True, reason="BUG cli._write_rows: --output in a missing folder raises "
-                   "FileNotFoundError (traceback) instead of creating it or a one-line error")
 def test_predict_output_in_missing_folder(api_model, data_dir, tmp_path, capfd):
     target = tmp_path / "no" / "such" / "pred.csv"
     r = run_cli(capfd, "predict", api_model.model, data_dir / "texts.csv", "--text-col", "review", "-q",
@@ -277,8 +295,6 @@ def test_predict_output_in_missing_folder(api_model, data_dir, tmp_path, capfd):
         assert r.code == 2 and len(r.err_lines) == 1 and r.err.startswith("error:")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG cli._write_rows: --output naming a folder raises IsADirectoryError "
-                   "(traceback) and leaves a hidden .NAME.tmp file behind")
 def test_predict_output_is_a_folder(api_model, data_dir, tmp_path, capfd):
     (tmp_path / "results").mkdir()
     try:
@@ -345,8 +361,8 @@ def seed7_runs(data_dir, st_folder, tmp_path_factory):
     """Two `train --seed 7 --json --quiet` runs on the same data, into two folders."""
     folders = [tmp_path_factory.mktemp("cli_seed7") / name for name in ("a", "b")]
     with private_home(tmp_path_factory):
-        results = [run_redirected(*train_args(data_dir / "my.csv", f, st_folder), "--seed", "7", "--json", "--quiet")
-                   for f in folders]
+        args = ["--seed", "7", "--json", "--quiet"]
+        results = [run_redirected(*train_args(data_dir / "my.csv", f, st_folder), *args) for f in folders]
     for r in results:
         assert r.code == 0, r.err
     return types.SimpleNamespace(folders=folders, results=results)
@@ -365,9 +381,6 @@ def test_train_json_prints_one_object(seed7_runs):
     assert saved["evaluation"]["accuracy"] == result["evaluation"]["accuracy"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG SetFit.save: transformers' 'Writing model shards' tqdm bar reaches "
-                   "stderr under --quiet whenever HF_HUB_DISABLE_PROGRESS_BARS was not set before transformers "
-                   "was imported (in-process use) or is set to 0; save is not wrapped in quiet_libraries()")
 def test_train_quiet_writes_nothing_on_stderr(data_dir, st_folder, tmp_path, capfd):
     r = run_cli(capfd, *train_args(data_dir / "my.csv", tmp_path / "m", st_folder), "-p", "steps=0", "--quiet")
     assert r.code == 0, r.err
@@ -621,7 +634,8 @@ def case_predict_missing_text_column(env):
 
 def case_predict_empty_text_in_file(env):
     f = env.csv("texts.csv", [["a", "fine"], ["b", ""], ["c", "ok"]], header=["id", "review"])
-    return Case(env.predict(env.model, f, "--text-col", "review"), [str(f), "line 3", "column 'review'", "empty text"])
+    return Case(env.predict(env.model, f, "--text-col", "review"),
+                [str(f), "line 3", "column 'review'", "empty text"])
 
 
 def case_predict_bad_format(env):
@@ -685,11 +699,6 @@ BAD_INPUTS = [
     case_evaluate_neither,
 ]
 LATE_ERRORS = [case_unknown_method, case_unknown_backbone, case_param_unknown_key, case_param_wrong_type]
-NOTE_FIRST = pytest.mark.xfail(
-    strict=True,
-    reason="BUG cli.train prints its 'training METHOD on BACKBONE' note on stderr before the method, "
-    "-p parameters and backbone are checked (they fail inside clf.fit), so the error is the 2nd stderr line",
-)
 
 
 @pytest.fixture
@@ -724,7 +733,7 @@ def test_bad_input_is_one_line_error(make_case, env, capfd, monkeypatch):
     check_bad_input(capfd, monkeypatch, env, make_case(env))
 
 
-@pytest.mark.parametrize("make_case", [pytest.param(f, marks=NOTE_FIRST) for f in LATE_ERRORS],
+@pytest.mark.parametrize("make_case", LATE_ERRORS,
                          ids=lambda f: f.__name__.removeprefix("case_"))
 def test_bad_train_setting_is_one_line_error(make_case, env, capfd, monkeypatch):
     check_bad_input(capfd, monkeypatch, env, make_case(env))
@@ -752,13 +761,12 @@ def test_pickle_file_loads_with_allow_pickle(env, capfd, monkeypatch):
     assert len(read_csv_rows(r.out)) == len(PREDICT_TEXTS) + 1
 
 
-@pytest.mark.xfail(strict=True, reason="BUG classifier.load / SetFit.load: a weights file that passes its "
-                   "checksum but is not valid safetensors raises SafetensorError (not caught) -> traceback")
 @pytest.mark.parametrize("name", ["head.safetensors", "body/model.safetensors"])
 def test_corrupt_weights_with_matching_checksum(env, capfd, monkeypatch, name):
     m = env.model_copy()
     weights = m / name
-    weights.write_bytes(weights.read_bytes()[:1000])
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
     config = json.loads((m / "fewtune.json").read_text(encoding="utf-8"))
     config["files"][name] = hashlib.sha256(weights.read_bytes()).hexdigest()
     (m / "fewtune.json").write_text(json.dumps(config), encoding="utf-8")
@@ -766,13 +774,11 @@ def test_corrupt_weights_with_matching_checksum(env, capfd, monkeypatch, name):
                                                   [str(m)]))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG cli.main catches click.exceptions.ClickException, but typer>=0.2x "
-                   "raises its vendored typer._click exceptions: usage errors escape main with a traceback")
 @pytest.mark.parametrize(
     "args, named",
     [
         (["train", "--bogus"], "--bogus"),
-        (["train", "--data", "x.csv", "--shots", "many"], "many"),
+        (["train", "--data", "x.csv", "--shots", "many"], "--shots"),
         (["predict"], "model"),
         (["nosuchcommand"], "nosuchcommand"),
     ],
@@ -785,8 +791,6 @@ def test_usage_errors_exit_2_without_traceback(capfd, args, named):
     assert named.lower() in r.err.lower()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG cli._stdin_texts: str.splitlines() also splits at U+2028, \\f, "
-                   "\\x1c-\\x1e, \\x85 ..., so one input line can become several output rows")
 def test_stdin_one_row_per_line(env, capfd, monkeypatch):
     texts = ["great film\u2028with a twist", "awful\x0cfilm", "loved it"]
     r = run_cli(capfd, "predict", env.model, "-q", stdin="\n".join(texts).encode("utf-8"), monkeypatch=monkeypatch)
@@ -794,8 +798,6 @@ def test_stdin_one_row_per_line(env, capfd, monkeypatch):
     assert [row["text"] for row in read_csv_rows(r.out)] == texts
 
 
-@pytest.mark.xfail(strict=True, reason="BUG cli._stdin_texts decodes with 'utf-8', not 'utf-8-sig' as files "
-                   "are, so a byte-order mark (PowerShell, Notepad) sticks to the first text")
 def test_stdin_byte_order_mark_is_dropped(env, capfd, monkeypatch):
     r = run_cli(capfd, "predict", env.model, "-q", stdin=b"\xef\xbb\xbfgreat film\nawful film\n",
                 monkeypatch=monkeypatch)

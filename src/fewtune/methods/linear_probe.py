@@ -1,0 +1,41 @@
+"""Linear probe: frozen pretrained embeddings + logistic regression — the baseline every report shows.
+
+If a method that trains the encoder cannot beat this, the training did not help.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from .base import MethodParams, register_method
+from .encoding import encode
+from .heads import LinearHead
+from .setfit import SetFit
+
+field = dataclasses.field
+
+
+@dataclasses.dataclass
+class LinearProbeParams(MethodParams):
+    max_seq_length: int = field(default=0, metadata={"help": "truncate texts to this many tokens (0 = backbone's own)"})
+    head_c: float = field(default=1.0, metadata={"help": "inverse L2 strength of the logistic-regression head"})
+    encode_batch_size: int = field(default=64, metadata={"help": "batch size when embedding texts"})
+
+
+@register_method
+class LinearProbe(SetFit):
+    """SetFit without the contrastive stage: the same body, head, save format and loading."""
+
+    name = "linear-probe"
+    description = "frozen encoder embeddings + logistic regression (the baseline)"
+    params_class = LinearProbeParams
+
+    def fit(self, texts, y, n_classes, *, seed, progress) -> dict:
+        p = self.params
+        self._load_body()
+        started = time.perf_counter()
+        emb = encode(self.body, texts, batch_size=p.encode_batch_size, progress=progress,
+                     description="Embedding training texts")
+        self.head = LinearHead.fit_logistic(emb, y, n_classes, c=p.head_c, seed=seed)
+        return {"embed_seconds": round(time.perf_counter() - started, 3)}

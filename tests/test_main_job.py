@@ -1,0 +1,23 @@
+"""The README's main job, end to end on the real MiniLM and a real dataset (slow: ~2 minutes)."""
+
+import json
+
+import pytest
+
+from fewtune.cli import main
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_demo_job_reaches_far_above_chance_on_bbc(capfd, tmp_path):
+    code = main(["train", "--dataset", "bbc", "--shots", "8", "--seed", "0", "-p", "max_seq_length=64",
+                 "-p", "steps=20", "--json", "--quiet", "-o", str(tmp_path / "model")])
+    out, err = capfd.readouterr()
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["evaluation"]["n"] == 475
+    assert result["evaluation"]["accuracy"] > 0.8  # 5 topics: chance is 0.2
+    code = main(["evaluate", str(tmp_path / "model"), "--dataset", "bbc", "--json", "--quiet"])
+    report = json.loads(capfd.readouterr().out)
+    assert code == 0
+    assert report["accuracy"] == pytest.approx(result["evaluation"]["accuracy"], abs=1e-4)

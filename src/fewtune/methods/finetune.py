@@ -29,12 +29,13 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from ..backbones import ResolvedBackbone, load_encoder
+from ..backbones import ResolvedBackbone
 from ..backbones.quiet import quiet_libraries
 from ..bayes import L2SPPrior
 from ..errors import FewtuneError
-from .base import FewShotMethod, MethodParams, register_method
-from .encoding import encode
+from .base import MethodParams, register_method
+from .encoder_body import EncoderBodyMethod
+from .encoding import embedding_dimension, encode
 from .optim import make_optimizer, trainable_parameters
 
 field = dataclasses.field
@@ -252,27 +253,15 @@ def stratified_holdout(y: np.ndarray, fraction: float, rng: np.random.Generator)
     return np.sort(np.asarray(train)), np.sort(np.asarray(val))
 
 
-def _embedding_dimension(body) -> int:
-    get = getattr(body, "get_embedding_dimension", None) or body.get_sentence_embedding_dimension
-    return int(get())
-
-
 @register_method
-class Finetune(FewShotMethod):
+class Finetune(EncoderBodyMethod):
     name = "finetune"
     description = "fine-tune the encoder and a linear head end to end with cross-entropy (LoRA, L2-SP, re-init options)"
     params_class = FinetuneParams
 
     def __init__(self, params: FinetuneParams, backbone: ResolvedBackbone, device: str, body=None, head=None):
-        super().__init__(params, backbone, device)
-        self.body = body
-        self.head = head
+        super().__init__(params, backbone, device, body=body, head=head)
         self.trained_parameter_names: list[str] = []
-
-    def _load_body(self) -> None:
-        self.body = load_encoder(self.backbone, device=self.device)
-        if self.params.max_seq_length:
-            self.body.max_seq_length = self.params.max_seq_length
 
     # -- training -------------------------------------------------------------------------
     def fit(self, texts, y, n_classes, *, seed, progress) -> dict:
@@ -300,7 +289,7 @@ class Finetune(FewShotMethod):
             body_params = trainable_parameters(body, train_embeddings=p.train_embeddings)
             # Re-initialised layers have no pretrained values worth staying near: the prior skips them.
             prior = L2SPPrior([t for t in body_params if id(t) not in reinitialised], p.l2sp)
-        head = ClassificationHead(_embedding_dimension(body), n_classes, p.dropout).to(body.device)
+        head = ClassificationHead(embedding_dimension(body), n_classes, p.dropout).to(body.device)
         self.head = head
         self.trained_parameter_names = [
             *(f"body.{n}" for n, t in body.named_parameters() if t.requires_grad),
@@ -402,14 +391,12 @@ class Finetune(FewShotMethod):
 
     # -- persistence ----------------------------------------------------------------------
     def save(self, folder) -> None:
-        with quiet_libraries():  # transformers' "Writing model shards" bar ignores --quiet otherwise
-            self.body.save(str(folder / "body"), create_model_card=False, safe_serialization=True)
+        self._save_body(folder)
         save_file(self.head.tensors(), str(folder / "head.safetensors"))
 
     @classmethod
     def load(cls, folder, params, backbone, device, n_classes) -> Finetune:
-        body_ref = ResolvedBackbone(name=backbone.name, kind="encoder", path=str(folder / "body"), source="local")
-        body = load_encoder(body_ref, device=device)
+        body = cls._load_saved_body(folder, backbone, device)
         body.eval()
         head = ClassificationHead.from_tensors(load_file(str(folder / "head.safetensors")))
         if head.linear.out_features != n_classes:

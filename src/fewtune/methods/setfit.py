@@ -19,10 +19,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from ..backbones import ResolvedBackbone, load_encoder
-from ..backbones.quiet import quiet_libraries
 from ..bayes import L2SPPrior
-from .base import FewShotMethod, MethodParams, register_method
+from .base import MethodParams, register_method
+from .encoder_body import EncoderBodyMethod
 from .encoding import encode
 from .heads import LinearHead
 from .optim import make_optimizer, trainable_parameters
@@ -89,20 +88,10 @@ def pair_loss(emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 @register_method
-class SetFit(FewShotMethod):
+class SetFit(EncoderBodyMethod):
     name = "setfit"
     description = "contrastive fine-tuning of a sentence encoder on same/different-class pairs, then a logistic head"
     params_class = SetFitParams
-
-    def __init__(self, params: SetFitParams, backbone: ResolvedBackbone, device: str, body=None, head=None):
-        super().__init__(params, backbone, device)
-        self.body = body
-        self.head = head
-
-    def _load_body(self) -> None:
-        self.body = load_encoder(self.backbone, device=self.device)
-        if self.params.max_seq_length:
-            self.body.max_seq_length = self.params.max_seq_length
 
     def fit(self, texts, y, n_classes, *, seed, progress) -> dict:
         p = self.params
@@ -153,13 +142,11 @@ class SetFit(FewShotMethod):
         return self.head.predict_proba(self.embed(texts, progress=progress))
 
     def save(self, folder) -> None:
-        with quiet_libraries():  # transformers' "Writing model shards" bar ignores --quiet otherwise
-            self.body.save(str(folder / "body"), create_model_card=False, safe_serialization=True)
+        self._save_body(folder)
         save_file(self.head.state_dict(), str(folder / "head.safetensors"))
 
     @classmethod
     def load(cls, folder, params, backbone, device, n_classes) -> SetFit:
-        body_ref = ResolvedBackbone(name=backbone.name, kind="encoder", path=str(folder / "body"), source="local")
-        body = load_encoder(body_ref, device=device)
+        body = cls._load_saved_body(folder, backbone, device)
         head = LinearHead.from_state_dict(load_file(str(folder / "head.safetensors")))
         return cls(params, backbone, device, body=body, head=head)

@@ -106,7 +106,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         config = {
             "method": self.method,
             "params": self.model_.params.to_dict(),
-            "classes": [_plain(c) for c in self.classes_],
+            "classes": [plain_label(c) for c in self.classes_],
             "text_pairs": self.text_pairs_,
             "seed": self.seed,
             "backbone": {"name": self.backbone_.name, "kind": self.backbone_.kind, "source": self.backbone_.source},
@@ -161,6 +161,6 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _plain(value):
+def plain_label(value):
     """numpy scalars -> Python scalars, so labels are JSON-serialisable."""
     return value.item() if isinstance(value, np.generic) else value

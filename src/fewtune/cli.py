@@ -328,13 +328,15 @@ def _stdin_texts(encoding: str) -> list[str]:
 
 
 def _prediction_rows(inputs, proba, classes) -> list[dict]:
+    from .classifier import plain_label
+
     rows = []
     for x, p in zip(inputs, proba):
         best = int(p.argmax())
         row = {"text": x if isinstance(x, str) else x[0]}
         if not isinstance(x, str):
             row["text_pair"] = x[1]
-        row["label"] = classes[best].item() if hasattr(classes[best], "item") else classes[best]
+        row["label"] = plain_label(classes[best])
         row["probability"] = round(float(p[best]), 6)
         row.update({f"p_{c}": round(float(v), 6) for c, v in zip(classes, p)})
         rows.append(row)

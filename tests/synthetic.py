@@ -38,3 +38,26 @@ def make(classes=("negative", "positive"), per_class=8, *, seed=0):
 def held_out(classes=("negative", "positive"), per_class=8, seed=1):
     """Sentences never in `make`'s output, built from the same words."""
     return _draw(classes, slice(PER_CLASS - min(per_class, PER_CLASS // 2), PER_CLASS), seed)
+
+
+# Multi-label: every sentence has a sentiment label and, for some, a topic label ("music" or
+# "plot"); sentences with neither topic word carry the sentiment label alone. Two phrasings per
+# topic; training and held-out sentences pair each word with the other phrasing, so every word and
+# phrasing is seen in training but no held-out sentence is.
+TOPICS = {
+    "music": ["the music was {w}", "{w} music overall"],
+    "plot": ["the plot was {w}", "a {w} plot"],
+    None: ["i found it {w}", "it was {w} to me"],
+}
+
+
+def make_multi_label(part: str = "train", seed: int = 0):
+    """(texts, label lists) for "train" or "test"."""
+    rows = []
+    for sentiment in ("negative", "positive"):
+        for i, w in enumerate(WORDS[sentiment]):
+            variant = (i // 2 + (part != "train")) % 2
+            for topic, templates in TOPICS.items():
+                rows.append((templates[variant].format(w=w), [sentiment] + ([topic] if topic else [])))
+    random.Random(seed).shuffle(rows)
+    return [t for t, _ in rows], [labels for _, labels in rows]

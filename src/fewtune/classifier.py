@@ -15,6 +15,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from . import methods as _methods  # noqa: F401  (importing registers every method)
 from .backbones import ResolvedBackbone, pick_device, resolve_backbone
 from .data import as_labeled, check_trainable
+from .data.multilabel import binarize, looks_multi_label, to_indicator
 from .errors import FewtuneError
 from .methods.base import get_method
 from .model_card import render_card
@@ -56,8 +57,13 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
 
     # -- training -------------------------------------------------------------------------
     def fit(self, X, y, *, data_description: str | None = None) -> FewShotClassifier:
-        data = as_labeled(X, y, source="training data")
-        check_trainable(data)
+        multi_label = looks_multi_label(y)
+        if multi_label:
+            data = as_labeled(X, source="training data")
+            classes, y_idx = binarize(y, len(data), source="training data")
+        else:
+            data = as_labeled(X, y, source="training data")
+            check_trainable(data)
         method_cls = get_method(self.method)
         params = method_cls.params_class.from_dict(self.params, method=self.method)
         backbone = resolve_backbone(self.backbone)
@@ -66,9 +72,13 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
                 f"method '{self.method}' needs a backbone of kind {' or '.join(method_cls.backbone_kinds)}; "
                 f"'{self.backbone}' is a {backbone.kind}"
             )
-        self.classes_ = np.array(sorted(set(data.labels)), dtype=object)
-        index = {c: i for i, c in enumerate(self.classes_)}
-        y_idx = np.array([index[label] for label in data.labels])
+        if multi_label:
+            self.classes_ = np.array(classes, dtype=object)
+        else:
+            self.classes_ = np.array(sorted(set(data.labels)), dtype=object)
+            index = {c: i for i, c in enumerate(self.classes_)}
+            y_idx = np.array([index[label] for label in data.labels])
+        self.multi_label_ = multi_label
         self.text_pairs_ = data.text_pairs is not None
         _seed_everything(self.seed)
         device = self.device or pick_device()
@@ -80,7 +90,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         self.backbone_ = backbone
         self.train_info_ = {
             "n_examples": len(data),
-            "class_counts": {str(c): int((y_idx == i).sum()) for i, c in enumerate(self.classes_)},
+            "class_counts": {str(c): int(y_idx[:, i].sum() if multi_label else (y_idx == i).sum())
+                             for i, c in enumerate(self.classes_)},
             "train_seconds": round(time.perf_counter() - started, 3),
             **info,
         }
@@ -97,8 +108,28 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             return self.model_.predict_proba(self._texts(data, self.model_), progress=progress)
 
     def predict(self, X) -> np.ndarray:
+        """Labels; for a multi-label model the 0/1 indicator matrix (columns in `classes_` order)."""
         self._check_fitted()
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        if self.multi_label_:
+            return (proba >= 0.5).astype(np.int64)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    def predict_label_sets(self, X) -> list[list]:
+        """Multi-label predictions as lists of label names (empty when no label reaches 0.5)."""
+        indicator = self.predict(X)
+        if not self.multi_label_:
+            return [[label] for label in indicator]
+        return [[plain_label(c) for c, on in zip(self.classes_, row) if on] for row in indicator]
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """Accuracy; for multi-label models subset accuracy (every label of a text right), as scikit-learn."""
+        if getattr(self, "multi_label_", False):
+            from sklearn.metrics import accuracy_score
+
+            target = to_indicator(y, list(self.classes_), source="scoring labels")
+            return float(accuracy_score(target, self.predict(X), sample_weight=sample_weight))
+        return super().score(X, y, sample_weight=sample_weight)
 
     # -- persistence ----------------------------------------------------------------------
     def save(self, path: str | Path, *, overwrite: bool = False, evaluation: dict | None = None) -> Path:
@@ -108,6 +139,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             "params": self.model_.params.to_dict(),
             "classes": [plain_label(c) for c in self.classes_],
             "text_pairs": self.text_pairs_,
+            "multi_label": self.multi_label_,
             "seed": self.seed,
             "backbone": {"name": self.backbone_.name, "kind": self.backbone_.kind, "source": self.backbone_.source},
             "training": self.train_info_,
@@ -130,6 +162,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
                       seed=config.get("seed", 0), device=device, show_progress=show_progress)
             clf.classes_ = np.array(config["classes"], dtype=object)
             clf.text_pairs_ = bool(config.get("text_pairs", False))
+            clf.multi_label_ = bool(config.get("multi_label", False))
             clf.backbone_ = backbone
             clf.train_info_ = config.get("training", {})
             clf.model_ = method_cls.load(path, params, backbone, device or pick_device(), len(clf.classes_))

@@ -26,8 +26,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
 from ..backbones import ResolvedBackbone
 from ..backbones.quiet import quiet_libraries
@@ -36,6 +34,19 @@ from ..errors import FewtuneError
 from .base import MethodParams, register_method
 from .encoder_body import EncoderBodyMethod
 from .encoding import embedding_dimension, encode
+from .heads import (
+    CLASS_WEIGHT_HELP,
+    SIGMOID,
+    SOFTMAX,
+    batch_keys,
+    check_class_weight,
+    class_weights,
+    classification_loss,
+    is_multi_label,
+    load_head,
+    probabilities,
+    save_head,
+)
 from .optim import make_optimizer, trainable_parameters
 
 field = dataclasses.field
@@ -70,6 +81,7 @@ class FinetuneParams(MethodParams):
     patience: int = _param(3, "with early_stopping: epochs without improvement before stopping")
     max_seq_length: int = _param(0, "truncate texts to this many tokens (0 = backbone's own)")
     train_embeddings: bool = _param(False, "also update the word-embedding matrix (full fine-tuning only)")
+    class_weight: str = _param("none", CLASS_WEIGHT_HELP)
     encode_batch_size: int = _param(64, "batch size when predicting")
 
     def __post_init__(self):
@@ -93,6 +105,7 @@ class FinetuneParams(MethodParams):
             )
         if problems:
             raise FewtuneError("finetune: " + "; ".join(problems))
+        check_class_weight(self.class_weight, "finetune")
 
 
 class ClassificationHead(torch.nn.Module):
@@ -108,6 +121,8 @@ class ClassificationHead(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(self.dropout(x))
+
+    activation = SOFTMAX  # SIGMOID for a multi-label head; set by Finetune.fit and on loading
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"head.weight": self.linear.weight.detach().cpu().contiguous(),
@@ -240,8 +255,9 @@ def stratified_holdout(y: np.ndarray, fraction: float, rng: np.random.Generator)
     """
     y = np.asarray(y)
     train, val = [], []
-    for c in np.unique(y):
-        members = rng.permutation(np.flatnonzero(y == c))
+    keys = batch_keys(y)  # multi-label rows: stratify by label set
+    for c in np.unique(keys):
+        members = rng.permutation(np.flatnonzero(keys == c))
         if len(members) < 2:
             raise FewtuneError(
                 f"early_stopping holds out a validation split from the training shots, which needs at least 2 "
@@ -290,6 +306,7 @@ class Finetune(EncoderBodyMethod):
             # Re-initialised layers have no pretrained values worth staying near: the prior skips them.
             prior = L2SPPrior([t for t in body_params if id(t) not in reinitialised], p.l2sp)
         head = ClassificationHead(embedding_dimension(body), n_classes, p.dropout).to(body.device)
+        head.activation = SIGMOID if is_multi_label(y) else SOFTMAX
         self.head = head
         self.trained_parameter_names = [
             *(f"body.{n}" for n, t in body.named_parameters() if t.requires_grad),
@@ -315,6 +332,8 @@ class Finetune(EncoderBodyMethod):
         total = p.epochs * steps_per_epoch
         scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(p.warmup_ratio * total), total)
         labels = torch.as_tensor(y, device=body.device)
+        weights = class_weights(y, n_classes, p.class_weight)
+        self._class_weights = None if weights is None else weights.to(body.device)
 
         task = progress.add("Fine-tuning", total=total) if progress else None
         best_loss, best_epoch, best_state, epochs_run, steps = math.inf, 0, None, 0, 0
@@ -325,7 +344,7 @@ class Finetune(EncoderBodyMethod):
             for start in range(0, len(order), p.batch_size):
                 idx = order[start:start + p.batch_size]
                 logits = head(self._embed([texts[i] for i in idx]))
-                loss = F.cross_entropy(logits, labels[idx]) + prior.penalty()
+                loss = classification_loss(logits, labels[idx], self._class_weights) + prior.penalty()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(everything, 1.0)
                 optimizer.step()
@@ -375,7 +394,8 @@ class Finetune(EncoderBodyMethod):
         for start in range(0, len(texts), self.params.encode_batch_size):
             chunk = texts[start:start + self.params.encode_batch_size]
             logits = self.head(self._embed(chunk))
-            total += F.cross_entropy(logits, labels[start:start + len(chunk)], reduction="sum").item()
+            total += len(chunk) * classification_loss(logits, labels[start:start + len(chunk)],
+                                                      self._class_weights).item()
         return total / max(1, len(texts))
 
     # -- prediction -----------------------------------------------------------------------
@@ -386,19 +406,20 @@ class Finetune(EncoderBodyMethod):
         with torch.inference_mode():
             x = torch.from_numpy(emb).to(linear.weight.device)
             logits = linear(x)
-        # float64 softmax so that rows sum to 1 to within 1e-12.
-        return torch.softmax(logits.double(), dim=-1).cpu().numpy()
+        return probabilities(logits, self.head.activation)
 
     # -- persistence ----------------------------------------------------------------------
     def save(self, folder) -> None:
         self._save_body(folder)
-        save_file(self.head.tensors(), str(folder / "head.safetensors"))
+        save_head(self.head.tensors(), folder / "head.safetensors", self.head.activation)
 
     @classmethod
     def load(cls, folder, params, backbone, device, n_classes) -> Finetune:
         body = cls._load_saved_body(folder, backbone, device)
         body.eval()
-        head = ClassificationHead.from_tensors(load_file(str(folder / "head.safetensors")))
+        tensors, activation = load_head(folder / "head.safetensors")
+        head = ClassificationHead.from_tensors(tensors)
+        head.activation = activation
         if head.linear.out_features != n_classes:
             raise FewtuneError(
                 f"{folder}: head.safetensors has {head.linear.out_features} classes but fewtune.json lists {n_classes}"

@@ -10,7 +10,7 @@ import time
 
 from .base import MethodParams, register_method
 from .encoding import encode
-from .heads import LinearHead
+from .heads import CLASS_WEIGHT_HELP, LinearHead, check_class_weight
 from .setfit import SetFit
 
 field = dataclasses.field
@@ -20,7 +20,11 @@ field = dataclasses.field
 class LinearProbeParams(MethodParams):
     max_seq_length: int = field(default=0, metadata={"help": "truncate texts to this many tokens (0 = backbone's own)"})
     head_c: float = field(default=1.0, metadata={"help": "inverse L2 strength of the logistic-regression head"})
+    class_weight: str = field(default="none", metadata={"help": CLASS_WEIGHT_HELP})
     encode_batch_size: int = field(default=64, metadata={"help": "batch size when embedding texts"})
+
+    def __post_init__(self):
+        check_class_weight(self.class_weight, "linear-probe")
 
 
 @register_method
@@ -37,5 +41,5 @@ class LinearProbe(SetFit):
         started = time.perf_counter()
         emb = encode(self.body, texts, batch_size=p.encode_batch_size, progress=progress,
                      description="Embedding training texts")
-        self.head = LinearHead.fit_logistic(emb, y, n_classes, c=p.head_c, seed=seed)
+        self.head = LinearHead.fit_logistic(emb, y, n_classes, c=p.head_c, class_weight=p.class_weight, seed=seed)
         return {"embed_seconds": round(time.perf_counter() - started, 3)}

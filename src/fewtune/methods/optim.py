@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 
@@ -26,3 +28,20 @@ def make_optimizer(params, *, lr: float, weight_decay: float, device) -> torch.o
     # The fused kernel does the whole AdamW update in one pass: 10x faster than the loop on CPU.
     fused = torch.device(device).type in {"cpu", "cuda"}
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused)
+
+
+@contextlib.contextmanager
+def encoder_dropout(model: torch.nn.Module, rate: float):
+    """Set every dropout layer of `model` to `rate` while training (rate < 0: leave the backbone's own).
+
+    The saved model keeps the backbone's configured rates; dropout is inactive at inference anyway.
+    """
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)] if rate >= 0 else []
+    saved = [m.p for m in layers]
+    for m in layers:
+        m.p = rate
+    try:
+        yield
+    finally:
+        for m, p in zip(layers, saved):
+            m.p = p

@@ -17,34 +17,89 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
 from ..bayes import L2SPPrior
+from ..errors import FewtuneError
 from .base import MethodParams, register_method
 from .encoder_body import EncoderBodyMethod
 from .encoding import encode
-from .heads import LinearHead
-from .optim import make_optimizer, trainable_parameters
+from .heads import (
+    CLASS_WEIGHT_HELP,
+    LinearHead,
+    batch_keys,
+    check_class_weight,
+    class_weights,
+    classification_loss,
+)
+from .optim import encoder_dropout, make_optimizer, trainable_parameters
 
 field = dataclasses.field
 
 
 @dataclasses.dataclass
 class SetFitParams(MethodParams):
-    steps: int = field(default=40, metadata={"help": "contrastive training steps (0 = train the head only)"})
+    epochs: float = field(
+        default=4.0,
+        metadata={"help": "contrastive passes over each training text: steps = ceil(epochs × texts / batch_size)"},
+    )
+    steps: int = field(
+        default=-1, metadata={"help": "a fixed number of contrastive steps instead (0 = train the head only, -1 = use epochs)"}
+    )
     batch_size: int = field(default=16, metadata={"help": "texts per contrastive step; all pairs in it are scored"})
+    loss: str = field(
+        default="pairs",
+        metadata={"help": "'pairs': SetFit's cosine loss on every pair in the batch; "
+                          "'supcon': supervised-contrastive (InfoNCE) loss over the batch, as FastFit"},
+    )
+    temperature: float = field(default=0.1, metadata={"help": "temperature of the 'supcon' loss"})
     body_lr: float = field(default=2e-5, metadata={"help": "learning rate of the encoder"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay of the encoder (a prior centred on 0)"})
     l2sp: float = field(
         default=0.0, metadata={"help": "L2-SP strength λ: penalty λ/2·‖θ−θ₀‖² toward the pretrained encoder (0 = off)"}
     )
+    dropout: float = field(
+        default=-1.0, metadata={"help": "dropout rate inside the encoder while it trains (-1 = the backbone's own)"}
+    )
     warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of steps with linear learning-rate warm-up"})
     max_seq_length: int = field(default=0, metadata={"help": "truncate texts to this many tokens (0 = backbone's own)"})
+    head: str = field(
+        default="logistic",
+        metadata={"help": "'logistic': logistic regression on the embeddings; 'differentiable': the same linear "
+                          "head then trained with cross-entropy end to end with the encoder"},
+    )
     head_c: float = field(default=1.0, metadata={"help": "inverse L2 strength of the logistic-regression head"})
+    head_epochs: int = field(default=2, metadata={"help": "differentiable head: passes of end-to-end training"})
+    head_lr: float = field(default=1e-2, metadata={"help": "differentiable head: learning rate of the head"})
+    class_weight: str = field(default="none", metadata={"help": CLASS_WEIGHT_HELP})
     encode_batch_size: int = field(default=64, metadata={"help": "batch size when embedding texts"})
     train_embeddings: bool = field(
         default=False, metadata={"help": "also update the word-embedding matrix (slower; rarely helps with few shots)"}
     )
+
+    def __post_init__(self):
+        problems = []
+        if self.loss not in LOSSES:
+            problems.append(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.head not in ("logistic", "differentiable"):
+            problems.append(f"head must be 'logistic' or 'differentiable', got {self.head!r}")
+        for name in ("batch_size", "encode_batch_size"):
+            if getattr(self, name) < 2:
+                problems.append(f"{name} must be at least 2, got {getattr(self, name)}")
+        for name in ("body_lr", "head_lr", "temperature", "head_c"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("epochs", "weight_decay", "l2sp", "max_seq_length", "head_epochs"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.steps < -1:
+            problems.append(f"steps must be -1 (use epochs), 0 (head only) or more, got {self.steps}")
+        if not (self.dropout == -1 or 0 <= self.dropout < 1):
+            problems.append(f"dropout must be in [0, 1) or -1 (the backbone's own), got {self.dropout}")
+        if not 0 <= self.warmup_ratio <= 1:
+            problems.append(f"warmup_ratio must be between 0 and 1, got {self.warmup_ratio}")
+        if problems:
+            raise FewtuneError("setfit: " + "; ".join(problems))
+        check_class_weight(self.class_weight, "setfit")
 
 
 def balanced_batches(y: np.ndarray, batch_size: int, steps: int, rng: np.random.Generator):
@@ -53,6 +108,7 @@ def balanced_batches(y: np.ndarray, batch_size: int, steps: int, rng: np.random.
     Every batch needs same-class pairs and different-class pairs; each class's examples are cycled
     in a reshuffled order so that all are seen equally often.
     """
+    y = batch_keys(y)
     classes = np.unique(y)
     per_class = max(2, batch_size // len(classes))
     classes_per_batch = max(2, min(len(classes), batch_size // per_class))
@@ -72,6 +128,14 @@ def balanced_batches(y: np.ndarray, batch_size: int, steps: int, rng: np.random.
         yield np.asarray(batch)
 
 
+def same_class(labels: torch.Tensor) -> torch.Tensor:
+    """Boolean matrix: do texts i and j share a class (multi-label: at least one label)?"""
+    if labels.ndim == 2:
+        labels = labels.float()
+        return (labels @ labels.T) > 0
+    return labels[:, None] == labels[None, :]
+
+
 def pair_loss(emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """SetFit's cosine-similarity loss over all pairs in the batch, positives and negatives weighted equally.
 
@@ -80,11 +144,44 @@ def pair_loss(emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     emb = F.normalize(emb, dim=-1)
     sim = emb @ emb.T
     i, j = torch.triu_indices(len(labels), len(labels), offset=1, device=emb.device)
-    same = (labels[i] == labels[j]).float()
+    same = same_class(labels)[i, j].float()
     err = (sim[i, j] - same) ** 2
     pos = (err * same).sum() / same.sum().clamp(min=1)
     neg = (err * (1 - same)).sum() / (1 - same).sum().clamp(min=1)
     return 0.5 * (pos + neg)
+
+
+def supcon_loss(emb: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Supervised-contrastive loss (Khosla et al. 2020), the batch objective FastFit trains with.
+
+    Each text is pulled toward every same-class text in the batch against all others at once, a
+    softmax over the batch instead of independent pair targets: one encoder pass per text gives a
+    signal from every other text.
+    """
+    emb = F.normalize(emb, dim=-1)
+    logits = emb @ emb.T / temperature
+    self_mask = torch.eye(len(labels), dtype=torch.bool, device=emb.device)
+    logits = logits.masked_fill(self_mask, float("-inf"))
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    positives = same_class(labels) & ~self_mask
+    per_anchor = -(log_prob.masked_fill(~positives, 0.0)).sum(1) / positives.sum(1).clamp(min=1)
+    return per_anchor[positives.any(1)].mean()
+
+
+LOSSES = {"pairs": lambda emb, labels, p: pair_loss(emb, labels),
+          "supcon": lambda emb, labels, p: supcon_loss(emb, labels, p.temperature)}
+
+
+def contrastive_steps(p: SetFitParams, n_texts: int) -> int:
+    """Steps from `epochs` (cost linear in the number of texts) unless `steps` fixes them."""
+    if p.steps >= 0:
+        return p.steps
+    return math.ceil(p.epochs * n_texts / p.batch_size) if p.epochs > 0 else 0
+
+
+def batch_features(body, texts: list[str]) -> dict:
+    features = body.preprocess(texts)
+    return {k: v.to(body.device) if hasattr(v, "to") else v for k, v in features.items()}
 
 
 @register_method
@@ -99,32 +196,42 @@ class SetFit(EncoderBodyMethod):
         torch.manual_seed(seed)
         self._load_body()
         started = time.perf_counter()
-        info = {"body_steps": p.steps}
-        if p.steps > 0:
-            info["distance_from_pretrained"] = round(self._train_body(texts, y, rng, progress), 6)
-        info["body_seconds"] = round(time.perf_counter() - started, 3)
-        emb = encode(self.body, texts, batch_size=p.encode_batch_size, progress=progress,
-                     description="Embedding training texts")
-        self.head = LinearHead.fit_logistic(emb, y, n_classes, c=p.head_c, seed=seed)
+        steps = contrastive_steps(p, len(texts))
+        info = {"body_steps": steps}
+        with encoder_dropout(self.body, p.dropout):
+            if steps > 0:
+                info["distance_from_pretrained"] = round(self._train_body(texts, y, steps, rng, progress), 6)
+            info["body_seconds"] = round(time.perf_counter() - started, 3)
+            emb = encode(self.body, texts, batch_size=p.encode_batch_size, progress=progress,
+                         description="Embedding training texts")
+            self.head = LinearHead.fit_logistic(emb, y, n_classes, c=p.head_c, class_weight=p.class_weight, seed=seed)
+            if p.head == "differentiable" and p.head_epochs > 0:
+                info.update(self._train_end_to_end(texts, y, n_classes, rng, progress))
         return info
 
-    def _train_body(self, texts, y, rng, progress) -> float:
+    def _optimizer(self, extra_groups=()):
+        p = self.params
+        trainable = trainable_parameters(self.body, train_embeddings=p.train_embeddings)
+        groups = [{"params": trainable, "lr": p.body_lr, "weight_decay": p.weight_decay}, *extra_groups]
+        return trainable, make_optimizer(groups, lr=p.body_lr, weight_decay=p.weight_decay, device=self.body.device)
+
+    def _train_body(self, texts, y, steps, rng, progress) -> float:
         """Contrastive training; returns ‖θ−θ₀‖, how far the encoder moved from its pretrained weights."""
         from transformers import get_linear_schedule_with_warmup
 
         p = self.params
         body = self.body
         body.train()
-        trainable = trainable_parameters(body, train_embeddings=p.train_embeddings)
+        trainable, optimizer = self._optimizer()
         prior = L2SPPrior(trainable, p.l2sp)
-        optimizer = make_optimizer(trainable, lr=p.body_lr, weight_decay=p.weight_decay, device=body.device)
-        scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(p.warmup_ratio * p.steps), p.steps)
-        labels = torch.as_tensor(y, device=body.device)
-        task = progress.add("Contrastive training", total=p.steps) if progress else None
-        for idx in balanced_batches(y, p.batch_size, p.steps, rng):
-            features = body.preprocess([texts[i] for i in idx])
-            features = {k: v.to(body.device) if hasattr(v, "to") else v for k, v in features.items()}
-            loss = pair_loss(body(features)["sentence_embedding"], labels[idx]) + prior.penalty()
+        # floor, not ceil: with a handful of steps a warm-up step at learning rate 0 is a wasted pass.
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(p.warmup_ratio * steps), steps)
+        labels = torch.as_tensor(np.asarray(y), device=body.device)
+        loss_fn = LOSSES[p.loss]
+        task = progress.add("Contrastive training", total=steps) if progress else None
+        for idx in balanced_batches(y, p.batch_size, steps, rng):
+            emb = body(batch_features(body, [texts[i] for i in idx]))["sentence_embedding"]
+            loss = loss_fn(emb, labels[idx], p) + prior.penalty()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optimizer.step()
@@ -133,7 +240,42 @@ class SetFit(EncoderBodyMethod):
             if progress:
                 progress.advance(task)
         body.eval()
+        self._prior = prior
         return prior.distance()
+
+    def _train_end_to_end(self, texts, y, n_classes, rng, progress) -> dict:
+        """The differentiable head: start from the logistic-regression solution, then train head and
+        encoder together with (binary) cross-entropy, as SetFit's end-to-end differentiable head does."""
+        p = self.params
+        body = self.body
+        weight = torch.nn.Parameter(self.head.weight.clone().to(body.device))
+        bias = torch.nn.Parameter(self.head.bias.clone().to(body.device))
+        trainable, optimizer = self._optimizer([{"params": [weight, bias], "lr": p.head_lr, "weight_decay": 0.0}])
+        prior = getattr(self, "_prior", None) or L2SPPrior(trainable, p.l2sp)
+        targets = torch.as_tensor(np.asarray(y), device=body.device)
+        weights = class_weights(y, n_classes, p.class_weight)
+        weights = None if weights is None else weights.to(body.device)
+        n_steps = p.head_epochs * math.ceil(len(texts) / p.batch_size)
+        task = progress.add("End-to-end head training", total=n_steps) if progress else None
+        body.train()
+        losses = []
+        for _ in range(p.head_epochs):
+            order = rng.permutation(len(texts))
+            for start in range(0, len(order), p.batch_size):
+                idx = order[start:start + p.batch_size]
+                emb = body(batch_features(body, [texts[i] for i in idx]))["sentence_embedding"]
+                loss = classification_loss(emb @ weight.T + bias, targets[idx], weights) + prior.penalty()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_([*trainable, weight, bias], 1.0)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                losses.append(float(loss))
+                if progress:
+                    progress.advance(task)
+        body.eval()
+        self.head = LinearHead(weight, bias, self.head.activation)
+        return {"head_steps": n_steps, "head_final_loss": round(losses[-1], 6),
+                "distance_from_pretrained": round(prior.distance(), 6)}
 
     def embed(self, texts, *, progress=None) -> np.ndarray:
         return encode(self.body, texts, batch_size=self.params.encode_batch_size, progress=progress)
@@ -143,10 +285,14 @@ class SetFit(EncoderBodyMethod):
 
     def save(self, folder) -> None:
         self._save_body(folder)
-        save_file(self.head.state_dict(), str(folder / "head.safetensors"))
+        self.head.save(folder / "head.safetensors")
 
     @classmethod
     def load(cls, folder, params, backbone, device, n_classes) -> SetFit:
         body = cls._load_saved_body(folder, backbone, device)
-        head = LinearHead.from_state_dict(load_file(str(folder / "head.safetensors")))
+        head = LinearHead.load(folder / "head.safetensors")
+        if head.weight.shape[0] != n_classes:
+            raise FewtuneError(
+                f"{folder}: head.safetensors has {head.weight.shape[0]} classes but fewtune.json lists {n_classes}"
+            )
         return cls(params, backbone, device, body=body, head=head)

@@ -62,6 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--param", action="append", default=[], metavar="METHOD.KEY=VALUE",
                    help="override one parameter of one method (repeatable), e.g. setfit.steps=20 or "
                         "setfit-lib.num_iterations=20; VALUE is read as JSON when it parses")
+    p.add_argument("--max-seq-length", type=int, default=0,
+                   help="truncate every method's texts to this many tokens, the SetFit library's too (0 = MiniLM's 256)")
     p.add_argument("--max-test", type=int, default=500, help="score on this many test examples (the same ones for every run)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "encoder_methods.jsonl"))
     p.add_argument("--python", default=str(ANCHORS_PYTHON if ANCHORS_PYTHON.exists() else sys.executable),
@@ -112,8 +114,9 @@ def worker_env() -> dict[str, str]:
     return env
 
 
-def run_key(dataset: str, k: int, seed: int, method: str, params: dict, max_test: int) -> str:
-    return f"{dataset}|K={k}|seed={seed}|{method}|{json.dumps(params, sort_keys=True)}|test={max_test}"
+def run_key(dataset: str, k: int, seed: int, method: str, params: dict, max_test: int, max_seq_length: int = 0) -> str:
+    key = f"{dataset}|K={k}|seed={seed}|{method}|{json.dumps(params, sort_keys=True)}|test={max_test}"
+    return key + (f"|max_seq_length={max_seq_length}" if max_seq_length else "")
 
 
 def variants(method: str, param_names: list[str] | None, args, overrides: dict) -> list[dict]:
@@ -158,11 +161,13 @@ def plan(args, registry: dict[str, list[str]], probe_error: str | None) -> tuple
                 for m in methods:
                     for params in variants(m, registry[m], args, overrides):
                         runs.append({**split, "method": m, "kind": "fewtune", "params": params,
-                                     "key": run_key(dataset, k, seed, m, params, args.max_test)})
+                                     "max_seq_length": args.max_seq_length,
+                                     "key": run_key(dataset, k, seed, m, params, args.max_test, args.max_seq_length)})
                 for a in anchors:
                     params = dict(overrides.get(a, {}))
                     runs.append({**split, "method": a, "kind": "anchor", "params": params,
-                                 "key": run_key(dataset, k, seed, a, params, args.max_test)})
+                                 "max_seq_length": args.max_seq_length,
+                                 "key": run_key(dataset, k, seed, a, params, args.max_test, args.max_seq_length)})
     return runs, notes
 
 
@@ -294,7 +299,10 @@ def versions() -> dict[str, str | None]:
 def train_fewtune(task, train, test) -> tuple[list, tuple[float, float], float, dict]:
     from fewtune import FewShotClassifier
 
-    clf = FewShotClassifier(backbone="minilm", method=task["method"], params=task["params"], seed=task["seed"], device="cpu")
+    params = dict(task["params"])
+    if task.get("max_seq_length"):
+        params["max_seq_length"] = task["max_seq_length"]
+    clf = FewShotClassifier(backbone="minilm", method=task["method"], params=params, seed=task["seed"], device="cpu")
     started, cpu_started = time.perf_counter(), time.process_time()
     clf.fit(train.texts, train.labels)
     train_seconds, train_cpu = time.perf_counter() - started, time.process_time() - cpu_started
@@ -322,6 +330,8 @@ def train_setfit_lib(task, train, test) -> tuple[list, tuple[float, float], floa
     set_seed(task["seed"])
     started, cpu_started = time.perf_counter(), time.process_time()
     model = SetFitModel.from_pretrained(folder)
+    if task.get("max_seq_length"):
+        model.model_body.max_seq_length = task["max_seq_length"]
     # Not training settings: no checkpoint written to disk, no logging integrations, no bars.
     args = TrainingArguments(output_dir=str(Path(task["workdir"]) / "checkpoints"), report_to="none",
                              save_strategy="no", show_progress_bar=False, seed=task["seed"], **task["params"])
@@ -374,6 +384,7 @@ def run_one(task_file: str, result_file: str) -> None:
         "macro_f1": round(report["macro_f1"], 5),
         "n_train": len(train),
         "n_test": len(test),
+        "max_seq_length": task.get("max_seq_length") or None,
         "train_seconds": round(train_seconds, 3),
         "train_cpu_seconds": round(train_cpu, 2),  # all threads of the process, while training
         "predict_seconds": round(predict_seconds, 3),

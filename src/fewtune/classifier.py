@@ -21,6 +21,7 @@ from .methods.base import get_method
 from .model_card import render_card
 from .model_folder import read_model_folder, write_model_folder
 from .progress import Progress
+from .selection import select_by_cv
 
 
 class FewShotClassifier(ClassifierMixin, BaseEstimator):
@@ -34,8 +35,15 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
     seed: seeds every random choice in training, for reproducible runs.
     device: "cpu", "cuda", "mps" or None for the best available.
     show_progress: progress bars on stderr for steps that take more than a moment.
+    select: None, or "cv" to choose hyper-parameters by cross-validation on the training examples
+        alone (`fewtune.selection`), then train on all of them with the chosen values.
+    grid: with select="cv", {parameter: [values]}; None for the method's own small grid.
+    cv_folds: with select="cv", the number of folds (fewer if the rarest class has fewer examples).
 
-    After `fit`: `classes_` (sorted labels), `backbone_` (what was loaded), `train_info_`.
+    After `fit`: `classes_` (sorted labels), `backbone_` (what was loaded), `train_info_`
+    (with `selection`: the grid, every point's cross-validated score and the chosen values).
+    Multi-label targets (lists of labels per text, or a 0/1 matrix) train one-vs-rest; then
+    `multi_label_` is True and `predict` returns the 0/1 matrix.
     """
 
     def __init__(
@@ -47,6 +55,9 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         seed: int = 0,
         device: str | None = None,
         show_progress: bool = False,
+        select: str | None = None,
+        grid: dict[str, list[Any]] | None = None,
+        cv_folds: int = 4,
     ):
         self.backbone = backbone
         self.method = method
@@ -54,6 +65,9 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         self.seed = seed
         self.device = device
         self.show_progress = show_progress
+        self.select = select
+        self.grid = grid
+        self.cv_folds = cv_folds
 
     # -- training -------------------------------------------------------------------------
     def fit(self, X, y, *, data_description: str | None = None) -> FewShotClassifier:
@@ -66,6 +80,10 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             check_trainable(data)
         method_cls = get_method(self.method)
         params = method_cls.params_class.from_dict(self.params, method=self.method)
+        selection = self._select(data, y_idx if multi_label else data.labels, method_cls)
+        if selection:
+            params = method_cls.params_class.from_dict({**(self.params or {}), **selection["chosen"]},
+                                                       method=self.method)
         backbone = resolve_backbone(self.backbone)
         if backbone.kind not in method_cls.backbone_kinds:
             raise FewtuneError(
@@ -95,9 +113,26 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             "train_seconds": round(time.perf_counter() - started, 3),
             **info,
         }
+        if selection:
+            self.train_info_["selection"] = selection
         if data_description:
             self.train_info_["data"] = data_description
         return self
+
+    def _select(self, data, y, method_cls) -> dict | None:
+        if self.select is None:
+            return None
+        if self.select != "cv":
+            raise FewtuneError(f"select must be None or 'cv', got {self.select!r}")
+        grid = self.grid if self.grid is not None else method_cls.selection_grid
+        X = data.texts if data.text_pairs is None else list(zip(data.texts, data.text_pairs))
+
+        def make(point):
+            return FewShotClassifier(self.backbone, self.method, params={**(self.params or {}), **point},
+                                     seed=self.seed, device=self.device)
+
+        with Progress(self.show_progress) as progress:
+            return select_by_cv(make, X, y, grid, folds=self.cv_folds, seed=self.seed, progress=progress)
 
     # -- prediction -----------------------------------------------------------------------
     def predict_proba(self, X) -> np.ndarray:

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .errors import DataError, FewtuneError
+from .selection import parse_grid
 
 app = typer.Typer(
     help="Fine-tune pretrained language models on a handful of labeled examples.",
@@ -51,6 +52,9 @@ def train(
     param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Method parameter KEY=VALUE (repeatable); see `fewtune methods`.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Folder to save the trained model in.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing model folder.")] = False,
+    select: Annotated[Optional[str], typer.Option(help="'cv': choose parameters by cross-validation on the training shots only, then train on all of them.")] = None,
+    grid: Annotated[Optional[list[str]], typer.Option(help="With --select cv: KEY=A,B,... (repeatable) instead of the method's own grid.")] = None,
+    cv_folds: Annotated[int, typer.Option(help="With --select cv: number of folds.")] = 4,
     test: Annotated[Optional[Path], typer.Option(help="Held-out data file to evaluate on (same columns).")] = None,
     max_test: MaxTest = 1000,
     encoding: Encoding = "utf-8",
@@ -74,7 +78,15 @@ def train(
     from .backbones import resolve_backbone
     from .methods import get_method
 
-    get_method(method).params_class.from_dict(params, method=method)
+    params_class = get_method(method).params_class
+    params_class.from_dict(params, method=method)
+    if select not in (None, "cv"):
+        raise FewtuneError(f"--select must be 'cv', got {select!r}")
+    if grid and select is None:
+        raise FewtuneError("--grid only applies with --select cv")
+    if cv_folds < 2:
+        raise FewtuneError(f"--cv-folds must be at least 2, got {cv_folds}")
+    grid_values = parse_grid(grid, params_class, method) if grid else None
     resolve_backbone(backbone)
 
     if dataset is not None:
@@ -104,7 +116,7 @@ def train(
 
     _note(quiet, f"training {method} on {backbone}: {len(train_set)} examples, {len(train_set.classes)} classes")
     clf = FewShotClassifier(backbone=backbone, method=method, params=params, seed=seed, device=device,
-                            show_progress=not quiet)
+                            show_progress=not quiet, select=select, grid=grid_values, cv_folds=cv_folds)
     description = f"{dataset or data}" + (f", {shots} per class, seed {seed}" if shots else "")
     clf.fit(_inputs(train_set), train_set.labels, data_description=description)
 
@@ -116,6 +128,11 @@ def train(
         "seed": seed,
         "train_seconds": clf.train_info_["train_seconds"],
     }
+    if "distance_from_pretrained" in clf.train_info_:
+        result["distance_from_pretrained"] = clf.train_info_["distance_from_pretrained"]
+    selection = clf.train_info_.get("selection")
+    if selection:
+        result["selection"] = selection
     evaluation = None
     if heldout is not None:
         report = classification_report(heldout.labels, clf.predict(_inputs(heldout)), clf.classes_)
@@ -129,6 +146,10 @@ def train(
     if json_out:
         _print_json(result)
         return
+    if selection:
+        _print_selection(selection)
+    if "distance_from_pretrained" in result:
+        typer.echo(f"encoder moved ‖θ−θ₀‖ = {result['distance_from_pretrained']:.4g} from the pretrained weights")
     if evaluation:
         typer.echo(f"held-out accuracy {evaluation['accuracy']:.3f}, macro-F1 {evaluation['macro_f1']:.3f} "
                    f"on {evaluation['n']} examples ({what}); trained in {result['train_seconds']:.1f} s")
@@ -369,6 +390,15 @@ def _write_rows(rows: list[dict], format: str, output: Optional[Path]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _print_selection(selection: dict) -> None:
+    keys = list(selection["grid"])
+    typer.echo(f"cross-validation on the training shots ({selection['folds']} folds):")
+    rows = [[*(str(r["params"][k]) for k in keys), f"{r['accuracy']:.3f} ± {r['accuracy_std']:.3f}",
+             f"{r['macro_f1']:.3f}", "chosen" if r["params"] == selection["chosen"] else ""]
+            for r in selection["results"]]
+    _table([*keys, "accuracy", "macro-F1", ""], rows)
 
 
 def _print_report(report: dict) -> None:

@@ -69,6 +69,8 @@ class FewShotMethod(ABC):
     description: ClassVar[str]
     params_class: ClassVar[type[MethodParams]]
     backbone_kinds: ClassVar[tuple[str, ...]] = ("encoder",)
+    # What `--select cv` searches when the user gives no grid: few points, the default first.
+    selection_grid: ClassVar[dict[str, list[Any]]] = {}
 
     def __init__(self, params: MethodParams, backbone, device: str):
         self.params = params

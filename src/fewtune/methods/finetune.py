@@ -274,6 +274,7 @@ class Finetune(EncoderBodyMethod):
     name = "finetune"
     description = "fine-tune the encoder and a linear head end to end with cross-entropy (LoRA, L2-SP, re-init options)"
     params_class = FinetuneParams
+    selection_grid = {"lr": [2e-5, 1e-4], "l2sp": [0.0, 1.0]}
 
     def __init__(self, params: FinetuneParams, backbone: ResolvedBackbone, device: str, body=None, head=None):
         super().__init__(params, backbone, device, body=body, head=head)

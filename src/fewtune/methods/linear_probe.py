@@ -34,6 +34,7 @@ class LinearProbe(SetFit):
     name = "linear-probe"
     description = "frozen encoder embeddings + logistic regression (the baseline)"
     params_class = LinearProbeParams
+    selection_grid = {"head_c": [1.0, 0.1, 10.0, 100.0]}
 
     def fit(self, texts, y, n_classes, *, seed, progress) -> dict:
         p = self.params

@@ -52,7 +52,7 @@ class SetFitParams(MethodParams):
                           "'supcon': supervised-contrastive (InfoNCE) loss over the batch, as FastFit"},
     )
     temperature: float = field(default=0.1, metadata={"help": "temperature of the 'supcon' loss"})
-    body_lr: float = field(default=2e-5, metadata={"help": "learning rate of the encoder"})
+    body_lr: float = field(default=2e-4, metadata={"help": "learning rate of the encoder (peak, then linear decay)"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay of the encoder (a prior centred on 0)"})
     l2sp: float = field(
         default=0.0, metadata={"help": "L2-SP strength λ: penalty λ/2·‖θ−θ₀‖² toward the pretrained encoder (0 = off)"}
@@ -189,6 +189,7 @@ class SetFit(EncoderBodyMethod):
     name = "setfit"
     description = "contrastive fine-tuning of a sentence encoder on same/different-class pairs, then a logistic head"
     params_class = SetFitParams
+    selection_grid = {"body_lr": [2e-4, 5e-5], "l2sp": [0.0, 1.0]}
 
     def fit(self, texts, y, n_classes, *, seed, progress) -> dict:
         p = self.params

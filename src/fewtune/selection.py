@@ -1,0 +1,106 @@
+"""Choosing hyper-parameters the "true few-shot" way: cross-validation on the K shots only.
+
+Perez et al. (2021, "True Few-Shot Learning with Language Models") showed that picking
+hyper-parameters on a large validation set overstates few-shot accuracy; with only K examples per
+class the honest choice uses those K examples and nothing else. `select_by_cv` scores every point
+of a small grid by stratified k-fold cross-validation on the training shots, keeps the best mean
+score (ties go to the earlier point, so put the default first) and reports the whole table, which
+is saved with the model.
+
+Each method names its own grid (`selection_grid` on the method class), small on purpose: every
+point costs `folds` trainings.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+
+from .errors import FewtuneError
+
+
+def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    if not grid:
+        raise FewtuneError("--select cv needs a grid: the method has none and none was given (--grid KEY=A,B)")
+    for key, values in grid.items():
+        if not values:
+            raise FewtuneError(f"grid for '{key}' is empty")
+    keys = list(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def cv_folds(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified folds over the shots; as many as the rarest class allows (at least 2)."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    y = np.asarray(y)
+    if y.ndim == 2:  # multi-label: folds over examples
+        n = min(folds, len(y))
+        if n < 2:
+            raise FewtuneError("cross-validation needs at least 2 examples")
+        return list(KFold(n, shuffle=True, random_state=seed).split(np.zeros(len(y))))
+    _, counts = np.unique(y, return_counts=True)
+    n = min(folds, int(counts.min()))
+    if n < 2:
+        raise FewtuneError(
+            f"--select cv needs at least 2 examples of every class to cross-validate; the rarest has {counts.min()}"
+        )
+    return list(StratifiedKFold(n, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+
+
+def select_by_cv(make_classifier, X: list, y, grid: dict[str, list[Any]], *, folds: int = 4, seed: int = 0,
+                 progress=None) -> dict:
+    """Score every grid point by cross-validated accuracy (macro-F1 breaks ties) on (X, y).
+
+    make_classifier(params) -> an unfitted FewShotClassifier with those extra parameters.
+    Returns {"method": "cv", "folds", "grid", "results": [...], "chosen": {...}}.
+    """
+    from sklearn.metrics import accuracy_score, f1_score
+
+    points = grid_points(grid)
+    y_arr = np.asarray(y) if np.ndim(y) == 2 else np.asarray(list(y), dtype=object)
+    splits = cv_folds(_stratify_keys(y_arr), folds, seed)
+    task = progress.add("Cross-validating the grid", total=len(points) * len(splits)) if progress else None
+    results = []
+    for point in points:
+        accs, f1s = [], []
+        for train_idx, val_idx in splits:
+            clf = make_classifier(point)
+            clf.fit([X[i] for i in train_idx], _take(y_arr, train_idx))
+            truth = _take(y_arr, val_idx)
+            pred = clf.predict([X[i] for i in val_idx])
+            if y_arr.ndim == 2:
+                truth = np.asarray(truth)
+            accs.append(float(accuracy_score(truth, pred)))
+            f1s.append(float(f1_score(truth, pred, average="macro", zero_division=0)))
+            if progress:
+                progress.advance(task)
+        results.append({"params": point, "accuracy": round(float(np.mean(accs)), 4),
+                        "accuracy_std": round(float(np.std(accs)), 4), "macro_f1": round(float(np.mean(f1s)), 4)})
+    best = max(range(len(results)), key=lambda i: (results[i]["accuracy"], results[i]["macro_f1"], -i))
+    return {"method": "cv", "folds": len(splits), "grid": grid, "results": results, "chosen": points[best]}
+
+
+def _stratify_keys(y: np.ndarray) -> np.ndarray:
+    if y.ndim == 2:
+        return y
+    _, keys = np.unique(y.astype(str), return_inverse=True)
+    return keys
+
+
+def _take(y: np.ndarray, idx: np.ndarray):
+    return y[idx] if y.ndim == 2 else [y[i] for i in idx]
+
+
+def parse_grid(items: list[str], params_class, method: str) -> dict[str, list[Any]]:
+    """--grid KEY=A,B,C options -> {KEY: [A, B, C]}, values converted to the parameter's type."""
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or not key.strip() or not values.strip():
+            raise FewtuneError(f"--grid expects KEY=VALUE,VALUE,..., got {item!r}")
+        key = key.strip()
+        grid[key] = [getattr(params_class.from_dict({key: v.strip()}, method=method), key) for v in values.split(",")]
+    return grid

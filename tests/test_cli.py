@@ -831,10 +831,10 @@ def test_methods_lists_setfit_and_its_params(capfd):
     r = run_cli(capfd, "methods")
     assert r.code == 0, r.err
     assert r.out.startswith("setfit:") or "\nsetfit:" in r.out
-    assert "  steps = 40" in r.out and "  batch_size = 16" in r.out
+    assert "  epochs = 4.0" in r.out and "  batch_size = 16" in r.out
     rows = json.loads(run_cli(capfd, "methods", "--json").out)
     setfit = next(row for row in rows if row["name"] == "setfit")
-    assert setfit["params"]["steps"]["default"] == 40
+    assert setfit["params"]["epochs"]["default"] == 4.0 and setfit["params"]["steps"]["default"] == -1
     assert "encoder" in setfit["backbones"]
 
 
@@ -854,3 +854,69 @@ def test_same_seed_same_model_and_predictions(seed7_runs, data_dir, capfd):
                    for f in folders]
     assert predictions[0] == predictions[1]
     assert len(read_csv_rows(predictions[0])) == len(PREDICT_TEXTS) + 1
+
+
+# --- 9. choosing parameters by cross-validation on the shots ------------------------------------------
+def test_train_select_cv_prints_the_grid_and_saves_the_choice(data_dir, tmp_path, st_folder, capfd):
+    args = ["train", "--data", data_dir / "my.csv", "--text-col", "review", "--label-col", "sentiment",
+            "--shots", "8", "--backbone", st_folder, "--method", "linear-probe", "-o", tmp_path / "m",
+            "--select", "cv", "--grid", "head_c=0.0001,10", "--cv-folds", "4", "-q"]
+    r = run_cli(capfd, *args)
+    assert r.code == 0, r.err
+    assert "cross-validation on the training shots (4 folds)" in r.out
+    chosen = [line for line in r.out.splitlines() if line.rstrip().endswith("chosen")]
+    assert len(chosen) == 1 and chosen[0].startswith("10.0")
+    config = json.loads((tmp_path / "m" / "fewtune.json").read_text())
+    assert config["params"]["head_c"] == 10.0
+    assert config["training"]["selection"]["chosen"] == {"head_c": 10.0}
+    r = run_cli(capfd, *args[:-1], "--overwrite", "--json", "-q")
+    assert json.loads(r.out)["selection"]["chosen"] == {"head_c": 10.0}
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--select", "grid"], "--select must be 'cv'"),
+    (["--grid", "head_c=1,2"], "--grid only applies with --select cv"),
+    (["--select", "cv", "--grid", "bogus=1"], "unknown parameter"),
+    (["--select", "cv", "--cv-folds", "1"], "--cv-folds must be at least 2"),
+])
+def test_bad_select_options_are_explained(data_dir, tmp_path, st_folder, capfd, extra, match):
+    r = run_cli(capfd, "train", "--data", data_dir / "my.csv", "--text-col", "review", "--label-col", "sentiment",
+                "--backbone", st_folder, "--method", "linear-probe", *extra)
+    assert r.code == 2 and match in r.err
+
+
+# --- 10. multi-label ------------------------------------------------------------------------------------
+def test_multi_label_train_predict_evaluate(tmp_path, st_folder, capfd):
+    from . import synthetic
+
+    X, Y = synthetic.make_multi_label("train")
+    Xt, Yt = synthetic.make_multi_label("test")
+    write_csv(tmp_path / "train.csv", [[x, ",".join(y)] for x, y in zip(X, Y)], header=["text", "label"])
+    write_csv(tmp_path / "test.csv", [[x, ",".join(y)] for x, y in zip(Xt, Yt)], header=["text", "label"])
+    r = run_cli(capfd, "train", "--data", tmp_path / "train.csv", "--test", tmp_path / "test.csv", "--multi-label",
+                "--backbone", st_folder, "--method", "linear-probe", "-o", tmp_path / "m", "--json", "-q")
+    assert r.code == 0, r.err
+    result = json.loads(r.out)
+    assert result["evaluation"]["n"] == len(Xt)
+    r = run_cli(capfd, "predict", tmp_path / "m", tmp_path / "test.csv", "-f", "jsonl", "-q")
+    rows = [json.loads(line) for line in r.out.splitlines()]
+    assert {"music", "negative", "plot", "positive"} == {k[2:] for k in rows[0] if k.startswith("p_")}
+    for row in rows:
+        on = [c for c in ("music", "negative", "plot", "positive") if row[f"p_{c}"] >= 0.5]
+        assert row["labels"] == ",".join(on)
+    r = run_cli(capfd, "evaluate", tmp_path / "m", "--data", tmp_path / "test.csv", "--json", "-q")
+    report = json.loads(r.out)
+    assert report["multi_label"] and round(report["accuracy"], 4) == result["evaluation"]["accuracy"] > 0.5
+    assert 0.0 <= report["hamming_loss"] <= 1.0 and set(report["per_class"]) == {"music", "negative", "plot", "positive"}
+    text = run_cli(capfd, "evaluate", tmp_path / "m", "--data", tmp_path / "test.csv", "-q").out
+    assert "subset accuracy" in text and "Hamming loss" in text
+
+
+def test_multi_label_refuses_shots_and_builtin_datasets(tmp_path, st_folder, capfd):
+    write_csv(tmp_path / "t.csv", [["a b", "x,y"], ["c d", "y"]], header=["text", "label"])
+    r = run_cli(capfd, "train", "--data", tmp_path / "t.csv", "--multi-label", "--shots", "2", "--backbone", st_folder)
+    assert r.code == 2 and "multi-label rows" in r.err
+    r = run_cli(capfd, "train", "--dataset", "mr", "--multi-label", "--backbone", st_folder)
+    assert r.code == 2 and "single-label" in r.err
+    r = run_cli(capfd, "train", "--data", tmp_path / "t.csv", "--multi-label", "--backbone", st_folder)
+    assert r.code == 2 and "label 'y' is on every example" in r.err

@@ -34,6 +34,8 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or 
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, for scripts.")]
 TextCol = Annotated[str, typer.Option(help="Column holding the text.")]
 Encoding = Annotated[str, typer.Option(help="Text encoding of the data file, e.g. latin-1.")]
+MultiLabel = Annotated[bool, typer.Option(help="Each row has several labels in the label column, split at --label-sep (one-vs-rest).")]
+LabelSep = Annotated[str, typer.Option(help="With --multi-label: what separates the labels in a cell.")]
 MaxTest = Annotated[int, typer.Option(help="Evaluate on at most this many held-out examples (a fixed subset; 0 = all).")]
 
 
@@ -45,6 +47,8 @@ def train(
     text_col: TextCol = "text",
     text_pair_col: Annotated[Optional[str], typer.Option(help="Second text column, for sentence-pair tasks.")] = None,
     label_col: Annotated[str, typer.Option(help="Column holding the label.")] = "label",
+    multi_label: MultiLabel = False,
+    label_sep: LabelSep = ",",
     shots: Annotated[Optional[int], typer.Option(help="Examples per class to train on, drawn with --seed; the rest are held out. Default: all rows.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the k-shot draw and training.")] = 0,
     method: Annotated[str, typer.Option(help="Few-shot method.")] = "setfit",
@@ -65,12 +69,16 @@ def train(
     """Few-shot train a classifier, evaluate it on held-out data, and save it."""
     from .classifier import FewShotClassifier
     from .data import check_overlap, check_trainable, load_builtin, load_labeled, sample_k_shot
-    from .evaluation import classification_report
 
     if (data is None) == (dataset is None):
         raise FewtuneError("give exactly one of --data FILE or --dataset NAME")
     if shots is not None and shots < 1:
         raise FewtuneError(f"--shots must be at least 1, got {shots}")
+    if multi_label and shots is not None:
+        raise FewtuneError("--shots draws K examples per class, which multi-label rows do not have; "
+                           "give the few labeled rows as --data and held-out rows as --test")
+    if multi_label and dataset is not None:
+        raise FewtuneError("the built-in datasets are single-label; --multi-label needs --data")
     if output is not None and output.exists() and not overwrite:
         raise FewtuneError(f"{output} already exists; choose another --output or pass --overwrite")
     params = _parse_params(param or [])
@@ -96,7 +104,8 @@ def train(
         pool = load_labeled(data, text_col=text_col, label_col=label_col, text_pair_col=text_pair_col, encoding=encoding)
         heldout = None
         what = None
-    check_trainable(pool, shots=shots)
+    if not multi_label:
+        check_trainable(pool, shots=shots)
     if shots is not None:
         chosen = sample_k_shot(pool.labels, shots, seed)
         train_set = pool.subset(chosen)
@@ -114,11 +123,12 @@ def train(
         heldout = _fixed_subset(heldout, max_test)
         check_overlap(train_set, heldout)
 
-    _note(quiet, f"training {method} on {backbone}: {len(train_set)} examples, {len(train_set.classes)} classes")
+    kinds = "multi-label" if multi_label else f"{len(train_set.classes)} classes"
+    _note(quiet, f"training {method} on {backbone}: {len(train_set)} examples, {kinds}")
     clf = FewShotClassifier(backbone=backbone, method=method, params=params, seed=seed, device=device,
                             show_progress=not quiet, select=select, grid=grid_values, cv_folds=cv_folds)
     description = f"{dataset or data}" + (f", {shots} per class, seed {seed}" if shots else "")
-    clf.fit(_inputs(train_set), train_set.labels, data_description=description)
+    clf.fit(_inputs(train_set), _targets(train_set, multi_label, label_sep), data_description=description)
 
     result: dict[str, Any] = {
         "method": method,
@@ -135,7 +145,7 @@ def train(
         result["selection"] = selection
     evaluation = None
     if heldout is not None:
-        report = classification_report(heldout.labels, clf.predict(_inputs(heldout)), clf.classes_)
+        report = _report(clf, heldout, label_sep)
         evaluation = {"held_out": what, "n": report["n"], "accuracy": round(report["accuracy"], 4),
                       "macro_f1": round(report["macro_f1"], 4)}
         result["evaluation"] = evaluation
@@ -169,6 +179,7 @@ def predict(
     text_pair_col: Annotated[Optional[str], typer.Option(help="Second text column, for sentence-pair models.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
     format: Annotated[str, typer.Option("--format", "-f", help="csv or jsonl.")] = "csv",
+    label_sep: LabelSep = ",",
     encoding: Encoding = "utf-8",
     allow_pickle: Annotated[bool, typer.Option(help="Load pickle weights (runs code from the file: only if you trust it).")] = False,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, mps.")] = None,
@@ -188,7 +199,7 @@ def predict(
         data = load_labeled(input, text_col=text_col, label_col=None, text_pair_col=text_pair_col, encoding=encoding)
         inputs = _inputs(data)
     proba = clf.predict_proba(inputs)
-    rows = _prediction_rows(inputs, proba, clf.classes_)
+    rows = _prediction_rows(inputs, proba, clf.classes_, label_sep if clf.multi_label_ else None)
     _write_rows(rows, format, output)
 
 
@@ -201,6 +212,7 @@ def evaluate(
     text_col: TextCol = "text",
     text_pair_col: Annotated[Optional[str], typer.Option(help="Second text column.")] = None,
     label_col: Annotated[str, typer.Option(help="Column holding the label.")] = "label",
+    label_sep: LabelSep = ",",
     max_test: MaxTest = 0,
     encoding: Encoding = "utf-8",
     allow_pickle: Annotated[bool, typer.Option(help="Load pickle weights (only if you trust the file).")] = False,
@@ -211,8 +223,6 @@ def evaluate(
     """Accuracy, macro-F1, a per-class report and the confusion matrix on labeled data."""
     from .classifier import FewShotClassifier
     from .data import load_builtin, load_labeled
-    from .evaluation import classification_report
-
     if (data is None) == (dataset is None):
         raise FewtuneError("give exactly one of --data FILE or --dataset NAME")
     clf = FewShotClassifier.load(model, device=device, allow_pickle=allow_pickle, show_progress=not quiet)
@@ -222,7 +232,7 @@ def evaluate(
         heldout = load_labeled(data, text_col=text_col, label_col=label_col, text_pair_col=text_pair_col,
                                encoding=encoding)
     heldout = _fixed_subset(heldout, max_test)
-    report = classification_report(heldout.labels, clf.predict(_inputs(heldout)), clf.classes_)
+    report = _report(clf, heldout, label_sep)
     if json_out:
         _print_json(report)
     else:
@@ -317,6 +327,26 @@ def _inputs(data) -> list:
     return data.texts if data.text_pairs is None else list(zip(data.texts, data.text_pairs))
 
 
+def _targets(data, multi_label: bool, sep: str):
+    """Labels as read, or for --multi-label each cell split into its list of labels."""
+    if not multi_label:
+        return data.labels
+    if not sep:
+        raise FewtuneError("--label-sep must not be empty")
+    return [[part.strip() for part in str(cell).split(sep) if part.strip()] for cell in data.labels]
+
+
+def _report(clf, heldout, sep: str) -> dict:
+    from .evaluation import classification_report, multilabel_report
+
+    if not clf.multi_label_:
+        return classification_report(heldout.labels, clf.predict(_inputs(heldout)), clf.classes_)
+    from .data.multilabel import to_indicator
+
+    truth = to_indicator(_targets(heldout, True, sep), list(clf.classes_), source=heldout.source)
+    return multilabel_report(truth, clf.predict(_inputs(heldout)), clf.classes_)
+
+
 def _fixed_subset(data, limit: int):
     """At most `limit` examples, the same ones whatever the training seed, so runs compare fairly."""
     if not limit or len(data) <= limit:
@@ -348,7 +378,8 @@ def _stdin_texts(encoding: str) -> list[str]:
     return lines
 
 
-def _prediction_rows(inputs, proba, classes) -> list[dict]:
+def _prediction_rows(inputs, proba, classes, label_sep: Optional[str] = None) -> list[dict]:
+    """One row per text; label_sep set means a multi-label model: every label at probability ≥ 0.5."""
     from .classifier import plain_label
 
     rows = []
@@ -357,8 +388,11 @@ def _prediction_rows(inputs, proba, classes) -> list[dict]:
         row = {"text": x if isinstance(x, str) else x[0]}
         if not isinstance(x, str):
             row["text_pair"] = x[1]
-        row["label"] = plain_label(classes[best])
-        row["probability"] = round(float(p[best]), 6)
+        if label_sep is not None:
+            row["labels"] = label_sep.join(str(plain_label(c)) for c, v in zip(classes, p) if v >= 0.5)
+        else:
+            row["label"] = plain_label(classes[best])
+            row["probability"] = round(float(p[best]), 6)
         row.update({f"p_{c}": round(float(v), 6) for c, v in zip(classes, p)})
         rows.append(row)
     return rows
@@ -396,20 +430,28 @@ def _print_selection(selection: dict) -> None:
     keys = list(selection["grid"])
     typer.echo(f"cross-validation on the training shots ({selection['folds']} folds):")
     rows = [[*(str(r["params"][k]) for k in keys), f"{r['accuracy']:.3f} ± {r['accuracy_std']:.3f}",
-             f"{r['macro_f1']:.3f}", "chosen" if r["params"] == selection["chosen"] else ""]
+             f"{r['macro_f1']:.3f}", f"{r['log_loss']:.3f}", "chosen" if r["params"] == selection["chosen"] else ""]
             for r in selection["results"]]
-    _table([*keys, "accuracy", "macro-F1", ""], rows)
+    _table([*keys, "accuracy", "macro-F1", "log-loss", ""], rows)
 
 
 def _print_report(report: dict) -> None:
     typer.echo(f"examples  {report['n']}")
-    typer.echo(f"accuracy  {report['accuracy']:.4f}")
-    typer.echo(f"macro-F1  {report['macro_f1']:.4f}\n")
+    if report.get("multi_label"):
+        typer.echo(f"subset accuracy  {report['accuracy']:.4f}")
+        typer.echo(f"micro-F1         {report['micro_f1']:.4f}")
+        typer.echo(f"macro-F1         {report['macro_f1']:.4f}")
+        typer.echo(f"Hamming loss     {report['hamming_loss']:.4f}\n")
+    else:
+        typer.echo(f"accuracy  {report['accuracy']:.4f}")
+        typer.echo(f"macro-F1  {report['macro_f1']:.4f}\n")
     _table(
         ["class", "precision", "recall", "f1", "support"],
         [[c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", str(v["support"])]
          for c, v in report["per_class"].items()],
     )
+    if "confusion_matrix" not in report:
+        return
     typer.echo("\nconfusion matrix (rows: true, columns: predicted)")
     labels = report["labels"]
     _table(["", *labels], [[t, *map(str, row)] for t, row in zip(labels, report["confusion_matrix"])])

@@ -24,8 +24,17 @@ def render_card(config: dict[str, Any]) -> str:
         f"- seed: {config.get('seed')}",
         f"- parameters: `{config.get('params', {})}`",
     ]
+    if config.get("multi_label"):
+        lines.append("- multi-label: one-vs-rest, independent probabilities; a label is predicted at ≥ 0.5")
+    if "distance_from_pretrained" in training:
+        lines.append(f"- encoder moved ‖θ−θ₀‖ = {training['distance_from_pretrained']} from the pretrained weights")
     if training.get("data"):
         lines.append(f"- data: {training['data']}")
+    selection = training.get("selection")
+    if selection:
+        lines += ["", f"### Parameters chosen by {selection['folds']}-fold cross-validation on the training examples", ""]
+        lines += [f"- `{r['params']}`: accuracy {r['accuracy']} ± {r['accuracy_std']}, macro-F1 {r['macro_f1']}"
+                  + (" — **chosen**" if r["params"] == selection["chosen"] else "") for r in selection["results"]]
     evaluation = config.get("evaluation")
     if evaluation:
         lines += ["", "## Held-out evaluation", ""]

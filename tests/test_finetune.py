@@ -10,11 +10,11 @@ from fewtune.backbones import ResolvedBackbone, load_encoder
 from fewtune.methods.finetune import (
     Finetune,
     hf_model,
-    lora_target_modules,
     reinit_top_layers,
     stratified_holdout,
     transformer_layers,
 )
+from fewtune.methods.lora import lora_target_modules
 
 from . import synthetic
 

@@ -101,6 +101,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         _seed_everything(self.seed)
         device = self.device or pick_device()
         model = method_cls(params, backbone, device)
+        model.class_names = [str(plain_label(c)) for c in self.classes_]
         started = time.perf_counter()
         with Progress(self.show_progress) as progress:
             info = model.fit(self._texts(data, model), y_idx, len(self.classes_), seed=self.seed, progress=progress)
@@ -201,6 +202,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             clf.backbone_ = backbone
             clf.train_info_ = config.get("training", {})
             clf.model_ = method_cls.load(path, params, backbone, device or pick_device(), len(clf.classes_))
+            clf.model_.class_names = [str(plain_label(c)) for c in clf.classes_]
         except (KeyError, TypeError, OSError, ValueError, SafetensorError) as e:
             raise FewtuneError(f"{path}: cannot load model ({type(e).__name__}: {e})") from None
         return clf

@@ -76,6 +76,9 @@ class FewShotMethod(ABC):
         self.params = params
         self.backbone = backbone
         self.device = device
+        # The classes as text, in index order; set by FewShotClassifier before fit and after load, for
+        # methods that read the label names themselves (label words of prompt methods).
+        self.class_names: list[str] = []
 
     @abstractmethod
     def fit(self, texts: list[str], y: np.ndarray, n_classes: int, *, seed: int, progress) -> dict:

@@ -34,6 +34,7 @@ from ..errors import FewtuneError
 from .base import MethodParams, register_method
 from .encoder_body import EncoderBodyMethod
 from .encoding import embedding_dimension, encode
+from .lora import LoraDeltaPrior, apply_lora
 from .heads import (
     CLASS_WEIGHT_HELP,
     SIGMOID,
@@ -193,59 +194,6 @@ def reinit_top_layers(model: torch.nn.Module, n: int) -> list[torch.nn.Parameter
                 init_weights(module)
             params.extend(layer.parameters())
     return params
-
-
-def lora_target_modules(model: torch.nn.Module) -> list[str] | str:
-    """peft's default LoRA targets for the model type; otherwise every nn.Linear inside attention blocks."""
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
-    try:
-        from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as defaults
-    except ImportError:  # pragma: no cover - older/newer peft layouts
-        defaults = {}
-    if model_type in defaults:
-        return list(defaults[model_type])
-    names = sorted({
-        name.rsplit(".", 1)[-1]
-        for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear) and ("attention" in name or "attn" in name)
-    })
-    return names or "all-linear"
-
-
-def apply_lora(model: torch.nn.Module, *, r: int, alpha: int):
-    """Inject LoRA adapters into `model` in place; returns the PeftModel wrapper (for merging later)."""
-    try:
-        from peft import LoraConfig, get_peft_model
-    except ImportError:
-        raise FewtuneError("lora=true needs the peft package; run: pip install peft") from None
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=lora_target_modules(model))
-    with quiet_libraries():
-        return get_peft_model(model, config)
-
-
-class LoraDeltaPrior:
-    """L2-SP on the weights LoRA changes: θ−θ₀ there is the adapter's update ΔW = (α/r)·B·A.
-
-    Same interface as L2SPPrior; penalty λ/2·Σ‖ΔW‖², distance √Σ‖ΔW‖² — the distance of the merged
-    encoder from the pretrained one, comparable with full fine-tuning's.
-    """
-
-    def __init__(self, model: torch.nn.Module, strength: float, adapter: str = "default"):
-        from peft.tuners.lora import LoraLayer
-
-        self.layers = [m for m in model.modules() if isinstance(m, LoraLayer) and adapter in m.lora_A]
-        self.adapter = adapter
-        self.strength = float(strength)
-
-    def _squared(self) -> torch.Tensor:
-        return sum((m.get_delta_weight(self.adapter) ** 2).sum() for m in self.layers)
-
-    def penalty(self) -> torch.Tensor | float:
-        return 0.5 * self.strength * self._squared() if self.strength and self.layers else 0.0
-
-    @torch.no_grad()
-    def distance(self) -> float:
-        return float(torch.sqrt(self._squared())) if self.layers else 0.0
 
 
 def stratified_holdout(y: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

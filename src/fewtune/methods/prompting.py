@@ -1,0 +1,336 @@
+"""Classification as next-token prediction on a causal LM: `zero-shot` and `prompt` (LM-BFF / PET style).
+
+A template turns a text into a prompt ("Review: {text}\\nSentiment:") and each class has label
+words (" terrible" / " great"). A class's score is the log-probability of its label words' tokens
+after the prompt (optionally divided by their number, so long label words are not penalised); the
+class probabilities are the softmax of those scores over the classes.
+
+`zero-shot` uses the pretrained LM as it is. `prompt` fine-tunes it on the few examples with
+cross-entropy over the class scores — the pretraining objective itself, so training starts from a
+classifier that already works (the zero-shot one) instead of a random head. LoRA is the default:
+the adapters start at zero, i.e. at the pretrained model, and weight decay pulls them back toward it
+(a prior centred on the pretrained weights); full fine-tuning takes the L2-SP prior instead.
+Saved folders hold the LoRA adapter alone (small) and reload it onto the cached base backbone, or the
+whole fine-tuned LM for full fine-tuning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from ..backbones import CAUSAL_LM, ResolvedBackbone, load_causal_lm, resolve_backbone
+from ..backbones.quiet import quiet_libraries
+from ..bayes import L2SPPrior
+from ..errors import FewtuneError
+from .base import FewShotMethod, MethodParams, register_method
+from .heads import probabilities
+from .lora import LoraDeltaPrior, apply_lora
+from .optim import make_optimizer
+
+field = dataclasses.field
+
+
+def _param(default, help_text: str):
+    return field(default=default, metadata={"help": help_text})
+
+
+@dataclasses.dataclass
+class ZeroShotParams(MethodParams):
+    template: str = _param("{text}\nAnswer:", "prompt with a {text} slot; the label word follows it")
+    label_words: str = _param(
+        "", "label word per class, e.g. 'neg=terrible,pos=great' (default: the class names themselves)"
+    )
+    length_normalize: bool = _param(False, "divide a class's log-probability by its label words' token count")
+    max_text_tokens: int = _param(256, "truncate each text to this many tokens before filling the template")
+    batch_size: int = _param(8, "prompts per forward pass")
+
+    def __post_init__(self):
+        problems = []
+        if "{text}" not in self.template:
+            problems.append(f"template must contain {{text}}, got {self.template!r}")
+        for name in ("max_text_tokens", "batch_size"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
+        self._more_problems(problems)
+        if problems:
+            raise FewtuneError(f"{self.method_name()}: " + "; ".join(problems))
+        parse_label_words(self.label_words)  # a malformed mapping fails here, before any model loads
+
+    def _more_problems(self, problems: list[str]) -> None:
+        pass
+
+    @classmethod
+    def method_name(cls) -> str:
+        return "zero-shot"
+
+
+@dataclasses.dataclass
+class PromptParams(ZeroShotParams):
+    epochs: int = _param(10, "passes over the training examples")
+    lr: float = _param(1e-3, "learning rate (LoRA adapters; use ~2e-5 with lora=false)")
+    weight_decay: float = _param(0.01, "AdamW weight decay: pulls LoRA adapters toward zero, the pretrained model")
+    warmup_ratio: float = _param(0.1, "fraction of steps with linear learning-rate warm-up, then linear decay")
+    lora: bool = _param(True, "train LoRA adapters (saved alone, reloaded onto the base) instead of every weight")
+    lora_r: int = _param(8, "LoRA rank")
+    lora_alpha: int = _param(16, "LoRA scaling α")
+    l2sp: float = _param(0.0, "L2-SP strength λ toward the pretrained weights (on ΔW for LoRA)")
+
+    def _more_problems(self, problems: list[str]) -> None:
+        if self.epochs < 0:
+            problems.append(f"epochs must not be negative, got {self.epochs}")
+        if not self.lr > 0:
+            problems.append(f"lr must be positive, got {self.lr}")
+        for name in ("weight_decay", "l2sp"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.lora_r < 1:
+            problems.append(f"lora_r must be at least 1, got {self.lora_r}")
+
+    @classmethod
+    def method_name(cls) -> str:
+        return "prompt"
+
+
+def parse_label_words(spec: str) -> dict[str, str]:
+    """'neg=terrible,pos=great' -> {"neg": "terrible", "pos": "great"}."""
+    words: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        label, sep, word = item.partition("=")
+        if not sep or not label.strip() or not word.strip():
+            raise FewtuneError(f"label_words expects LABEL=WORD pairs separated by commas, got {item!r}")
+        words[label.strip()] = word.strip()
+    return words
+
+
+class LabelScorer:
+    """Scores every class for a batch of prompts with one causal LM."""
+
+    def __init__(self, model, tokenizer, template: str, words: list[str], *, max_text_tokens: int,
+                 length_normalize: bool):
+        self.model, self.tokenizer = model, tokenizer
+        self.template, self.max_text_tokens, self.length_normalize = template, max_text_tokens, length_normalize
+        # A label word is a continuation: it takes a leading space unless the template ends in whitespace.
+        space = "" if template[-1:].isspace() else " "
+        self.word_ids = [tokenizer(space + w, add_special_tokens=False)["input_ids"] for w in words]
+        for w, ids in zip(words, self.word_ids):
+            if not ids:
+                raise FewtuneError(f"label word {w!r} has no tokens in this backbone's vocabulary")
+        self.single_token = all(len(ids) == 1 for ids in self.word_ids)
+
+    def prompts(self, texts: list[str]) -> list[list[int]]:
+        out = []
+        for text in texts:
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"][: self.max_text_tokens]
+            prompt = self.template.replace("{text}", self.tokenizer.decode(ids))
+            out.append(self.tokenizer(prompt)["input_ids"])
+        return out
+
+    def scores(self, prompt_ids: list[list[int]]) -> torch.Tensor:
+        """(n, C) log-probabilities of each class's label words after each prompt (differentiable)."""
+        if self.single_token:
+            # One pass: the next-token distribution after the prompt holds every single-token label.
+            logp = self._next_token_logprobs(prompt_ids)
+            return logp[:, [ids[0] for ids in self.word_ids]]
+        seqs, spans = [], []
+        for p in prompt_ids:
+            for ids in self.word_ids:
+                seqs.append(p + ids)
+                spans.append((len(p), len(ids)))
+        logits = self._forward(seqs)
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        out = []
+        for row, (seq, (start, n)) in enumerate(zip(seqs, spans)):
+            positions = torch.arange(start - 1, start - 1 + n, device=logp.device)
+            targets = torch.tensor(seq[start:start + n], device=logp.device)
+            total = logp[row, positions, targets].sum()
+            out.append(total / n if self.length_normalize else total)
+        return torch.stack(out).view(len(prompt_ids), len(self.word_ids))
+
+    def _next_token_logprobs(self, prompt_ids: list[list[int]]) -> torch.Tensor:
+        logits = self._forward(prompt_ids)
+        last = torch.tensor([len(p) - 1 for p in prompt_ids], device=logits.device)
+        return torch.log_softmax(logits[torch.arange(len(prompt_ids), device=logits.device), last].float(), dim=-1)
+
+    def _forward(self, seqs: list[list[int]]) -> torch.Tensor:
+        # Right padding: positions of the real tokens are unchanged, so no position ids are needed.
+        pad = self.tokenizer.pad_token_id
+        width = max(len(s) for s in seqs)
+        device = next(self.model.parameters()).device
+        input_ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=device)
+        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=device)
+        return self.model(input_ids=input_ids, attention_mask=mask).logits
+
+
+@register_method
+class ZeroShot(FewShotMethod):
+    name = "zero-shot"
+    description = "a causal LM scores each class's label words after a prompt; no training (the baseline)"
+    params_class = ZeroShotParams
+    backbone_kinds = (CAUSAL_LM,)
+
+    def __init__(self, params, backbone: ResolvedBackbone, device: str, model=None, tokenizer=None):
+        super().__init__(params, backbone, device)
+        self.model, self.tokenizer = model, tokenizer
+
+    # -- shared ---------------------------------------------------------------------------
+    def _load_lm(self) -> None:
+        self.model, self.tokenizer = load_causal_lm(self.backbone, device=self.device)
+
+    def _scorer(self) -> LabelScorer:
+        p = self.params
+        mapping = parse_label_words(p.label_words)
+        unknown = sorted(set(mapping) - set(self.class_names))
+        if unknown:
+            raise FewtuneError(f"label_words names {', '.join(map(repr, unknown))}, not among the classes "
+                               f"{', '.join(map(repr, self.class_names))}")
+        words = [mapping.get(c, c) for c in self.class_names]
+        return LabelScorer(self.model, self.tokenizer, p.template, words, max_text_tokens=p.max_text_tokens,
+                           length_normalize=p.length_normalize)
+
+    def _check_single_label(self, y) -> None:
+        if np.ndim(y) == 2:
+            raise FewtuneError(f"method '{self.name}' scores one label word per text; multi-label data needs an "
+                               "encoder method (setfit, finetune, linear-probe)")
+
+    # -- FewShotMethod --------------------------------------------------------------------
+    def fit(self, texts, y, n_classes, *, seed, progress) -> dict:
+        self._check_single_label(y)
+        self._load_lm()
+        self._scorer()  # label words checked against the vocabulary now, not at the first prediction
+        return {"trained": False}
+
+    @torch.no_grad()
+    def predict_proba(self, texts, *, progress=None) -> np.ndarray:
+        self.model.eval()
+        scorer = self._scorer()
+        size = self.params.batch_size
+        task = progress.add("Scoring label words", total=len(texts)) if progress else None
+        out = []
+        for start in range(0, len(texts), size):
+            chunk = texts[start:start + size]
+            out.append(probabilities(scorer.scores(scorer.prompts(chunk)), "softmax"))
+            if progress:
+                progress.advance(task, len(chunk))
+        return np.concatenate(out)
+
+    def save(self, folder) -> None:
+        # Nothing trained: fewtune.json names the backbone, which is reloaded as it is. prompt.json
+        # spells out what the model asks the LM, class by class.
+        mapping = parse_label_words(self.params.label_words)
+        (folder / "prompt.json").write_text(json.dumps(
+            {"template": self.params.template, "label_words": {c: mapping.get(c, c) for c in self.class_names}},
+            indent=2, ensure_ascii=False))
+
+    @classmethod
+    def load(cls, folder, params, backbone, device, n_classes) -> ZeroShot:
+        method = cls(params, _base_backbone(backbone), device)
+        method._load_lm()
+        return method
+
+
+@register_method
+class Prompt(ZeroShot):
+    name = "prompt"
+    description = "prompt-based fine-tuning of a causal LM on label words (LM-BFF/PET style; LoRA or full + L2-SP)"
+    params_class = PromptParams
+
+    def fit(self, texts, y, n_classes, *, seed, progress) -> dict:
+        from transformers import get_linear_schedule_with_warmup
+
+        self._check_single_label(y)
+        p = self.params
+        rng = np.random.default_rng(seed)
+        torch.manual_seed(seed)
+        self._load_lm()
+        scorer = self._scorer()
+        prompts = scorer.prompts(texts)
+        if p.lora:
+            self.model = apply_lora(self.model, r=p.lora_r, alpha=p.lora_alpha)
+            scorer.model = self.model
+            params = [t for t in self.model.parameters() if t.requires_grad]
+            prior = LoraDeltaPrior(self.model, p.l2sp)
+        else:
+            params = [t for n, t in self.model.named_parameters() if t.requires_grad and "embed_tokens" not in n]
+            for n, t in self.model.named_parameters():
+                if "embed_tokens" in n:
+                    t.requires_grad_(False)  # tied with the output layer in small LMs: keep the vocabulary fixed
+            prior = L2SPPrior(params, p.l2sp)
+        optimizer = make_optimizer(params, lr=p.lr, weight_decay=p.weight_decay, device=self.device)
+        steps_per_epoch = math.ceil(len(texts) / p.batch_size)
+        total = max(1, p.epochs * steps_per_epoch)
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(p.warmup_ratio * total), total)
+        labels = torch.as_tensor(np.asarray(y), device=self.device)
+        task = progress.add("Prompt fine-tuning", total=total) if progress else None
+        started = time.perf_counter()
+        self.model.train()
+        losses = []
+        for _ in range(p.epochs):
+            order = rng.permutation(len(texts))
+            for start in range(0, len(order), p.batch_size):
+                idx = order[start:start + p.batch_size]
+                scores = scorer.scores([prompts[i] for i in idx])
+                loss = F.cross_entropy(scores, labels[idx]) + prior.penalty()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                losses.append(loss.detach().item())
+                if progress:
+                    progress.advance(task)
+        self.model.eval()
+        return {"steps": p.epochs * steps_per_epoch, "final_loss": round(losses[-1], 6) if losses else None,
+                "trainable_parameters": sum(t.numel() for t in params),
+                "distance_from_pretrained": round(prior.distance(), 6),
+                "body_seconds": round(time.perf_counter() - started, 3)}
+
+    def save(self, folder) -> None:
+        super().save(folder)
+        if self.params.lora:
+            from peft import get_peft_model_state_dict
+
+            state = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(self.model).items()}
+            config = self.model.peft_config["default"]
+            save_file(state, str(folder / "adapter.safetensors"))
+            (folder / "adapter.json").write_text(json.dumps(
+                {"r": config.r, "lora_alpha": config.lora_alpha, "target_modules": sorted(config.target_modules)},
+                indent=2))
+        else:
+            with quiet_libraries():
+                self.model.save_pretrained(str(folder / "lm"), safe_serialization=True)
+            self.tokenizer.save_pretrained(str(folder / "lm"))
+
+    @classmethod
+    def load(cls, folder, params, backbone, device, n_classes) -> Prompt:
+        if params.lora:
+            from peft import set_peft_model_state_dict
+
+            method = cls(params, _base_backbone(backbone), device)
+            method._load_lm()
+            method.model = apply_lora(method.model, r=params.lora_r, alpha=params.lora_alpha)
+            result = set_peft_model_state_dict(method.model, load_file(str(folder / "adapter.safetensors")))
+            if getattr(result, "unexpected_keys", None):
+                raise FewtuneError(f"{folder}: adapter.safetensors does not fit the base backbone "
+                                   f"'{backbone.name}' ({len(result.unexpected_keys)} unexpected tensors)")
+        else:
+            lm = ResolvedBackbone(name=backbone.name, kind=CAUSAL_LM, path=str(folder / "lm"), source="local")
+            method = cls(params, lm, device)
+            method._load_lm()
+        method.model.eval()
+        return method
+
+
+def _base_backbone(saved: ResolvedBackbone) -> ResolvedBackbone:
+    """The pretrained backbone a saved zero-shot/LoRA model sits on, found again by its name."""
+    try:
+        return resolve_backbone(saved.name)
+    except FewtuneError as e:
+        raise FewtuneError(f"this model runs on the backbone '{saved.name}', which cannot be loaded here: {e}") from None

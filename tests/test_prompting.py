@@ -1,0 +1,109 @@
+"""zero-shot and prompt: classification by label words on a causal LM (tiny random Llama at test time)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fewtune import FewShotClassifier, FewtuneError
+from fewtune.backbones import ResolvedBackbone, load_causal_lm
+from fewtune.methods.prompting import LabelScorer, parse_label_words
+
+# The tiny Llama's vocabulary: "<unk>", "</s>", "this", "movie", "was", "great", "terrible", "overall", "it", "."
+TEMPLATE = "{text} overall it was"
+WORDS = "neg=terrible,pos=great"
+
+
+def reviews(n=8):
+    good = ["this movie was great", "great movie", "it was great .", "this was great"]
+    bad = ["this movie was terrible", "terrible movie", "it was terrible .", "this was terrible"]
+    X = [good[i % 4] for i in range(n)] + [bad[i % 4] for i in range(n)]
+    return X, ["pos"] * n + ["neg"] * n
+
+
+def lm(llama_folder):
+    return load_causal_lm(ResolvedBackbone("tiny", "causal-lm", str(llama_folder), "local"), device="cpu")
+
+
+def test_single_token_scores_equal_the_next_token_log_probabilities(llama_folder):
+    model, tok = lm(llama_folder)
+    scorer = LabelScorer(model, tok, TEMPLATE, ["terrible", "great"], max_text_tokens=64, length_normalize=False)
+    assert scorer.single_token
+    prompts = scorer.prompts(["this movie was great", "terrible"])
+    with torch.no_grad():
+        scores = scorer.scores(prompts)
+        for i, p in enumerate(prompts):
+            logits = model(input_ids=torch.tensor([p])).logits[0, -1]
+            expected = torch.log_softmax(logits, -1)[[tok.convert_tokens_to_ids("terrible"),
+                                                      tok.convert_tokens_to_ids("great")]]
+            torch.testing.assert_close(scores[i], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_multi_token_label_words_sum_their_tokens_and_can_be_length_normalised(llama_folder):
+    model, tok = lm(llama_folder)
+    words = ["terrible movie", "great"]
+    raw = LabelScorer(model, tok, TEMPLATE, words, max_text_tokens=64, length_normalize=False)
+    norm = LabelScorer(model, tok, TEMPLATE, words, max_text_tokens=64, length_normalize=True)
+    assert not raw.single_token
+    p = raw.prompts(["this movie was great"])
+    with torch.no_grad():
+        s_raw, s_norm = raw.scores(p)[0], norm.scores(p)[0]
+        ids = p[0] + tok("terrible movie", add_special_tokens=False)["input_ids"]
+        logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0], -1)
+        n = len(p[0])
+        expected = logp[n - 1, ids[n]] + logp[n, ids[n + 1]]
+    torch.testing.assert_close(s_raw[0], expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(s_norm[0], expected / 2, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(s_raw[1], s_norm[1])
+
+
+def test_zero_shot_probabilities_are_the_label_word_softmax_and_round_trip(llama_folder, tmp_path):
+    X, y = reviews(4)
+    clf = FewShotClassifier(backbone=str(llama_folder), method="zero-shot",
+                            params={"template": TEMPLATE, "label_words": WORDS}).fit(X, y)
+    proba = clf.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-9)
+    assert list(clf.predict(X)) == list(clf.classes_[proba.argmax(1)])
+    clf.save(tmp_path / "m")
+    assert not list((tmp_path / "m").glob("*.safetensors")), "zero-shot has no weights of its own"
+    assert json.loads((tmp_path / "m" / "prompt.json").read_text())["label_words"] == {"neg": "terrible", "pos": "great"}
+    np.testing.assert_allclose(FewShotClassifier.load(tmp_path / "m").predict_proba(X), proba, atol=1e-6)
+
+
+@pytest.mark.parametrize("params", [{"lora": True, "lr": 5e-2}, {"lora": False, "lr": 1e-2, "l2sp": 0.1}])
+def test_prompt_fine_tuning_learns_the_label_words_and_round_trips(llama_folder, tmp_path, params):
+    X, y = reviews(4)
+    base = {"template": TEMPLATE, "label_words": WORDS, "epochs": 10, "batch_size": 4}
+    zero = FewShotClassifier(backbone=str(llama_folder), method="zero-shot",
+                             params={"template": TEMPLATE, "label_words": WORDS}).fit(X, y)
+    clf = FewShotClassifier(backbone=str(llama_folder), method="prompt", params={**base, **params}).fit(X, y)
+    # A random LM knows nothing: training, not the zero-shot start, must make it right.
+    assert clf.score(X, y) == 1.0 and clf.score(X, y) > zero.score(X, y) - 1e-9
+    assert clf.train_info_["distance_from_pretrained"] > 0
+    clf.save(tmp_path / "m")
+    files = {p.name for p in (tmp_path / "m").rglob("*") if p.is_file()}
+    assert ("adapter.safetensors" in files) == params["lora"]
+    assert not [f for f in files if f.endswith((".bin", ".pt", ".pkl"))]
+    again = FewShotClassifier.load(tmp_path / "m")
+    np.testing.assert_allclose(again.predict_proba(X), clf.predict_proba(X), atol=1e-6)
+
+
+def test_label_words_are_checked(llama_folder):
+    X, y = reviews(2)
+    assert parse_label_words(" a = x , b=y ") == {"a": "x", "b": "y"}
+    with pytest.raises(FewtuneError, match="LABEL=WORD"):
+        parse_label_words("a:x")
+    with pytest.raises(FewtuneError, match="'maybe', not among the classes"):
+        FewShotClassifier(backbone=str(llama_folder), method="zero-shot",
+                          params={"label_words": "maybe=great"}).fit(X, y)
+    with pytest.raises(FewtuneError, match="template must contain"):
+        FewShotClassifier(backbone=str(llama_folder), method="zero-shot", params={"template": "no slot"}).fit(X, y)
+
+
+def test_prompt_methods_need_a_causal_lm_and_single_labels(llama_folder, st_folder):
+    X, y = reviews(2)
+    with pytest.raises(FewtuneError, match="needs a backbone of kind causal-lm"):
+        FewShotClassifier(backbone=str(st_folder), method="zero-shot").fit(X, y)
+    with pytest.raises(FewtuneError, match="multi-label"):
+        FewShotClassifier(backbone=str(llama_folder), method="zero-shot").fit(X, [["pos"], ["neg"], ["pos"], []])

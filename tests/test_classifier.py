@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 

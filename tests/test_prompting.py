@@ -107,3 +107,42 @@ def test_prompt_methods_need_a_causal_lm_and_single_labels(llama_folder, st_fold
         FewShotClassifier(backbone=str(st_folder), method="zero-shot").fit(X, y)
     with pytest.raises(FewtuneError, match="multi-label"):
         FewShotClassifier(backbone=str(llama_folder), method="zero-shot").fit(X, [["pos"], ["neg"], ["pos"], []])
+
+
+# --- in-context learning ---------------------------------------------------------------------------------
+ICL = {"template": TEMPLATE, "label_words": WORDS, "separator": " . "}
+
+
+def test_icl_cached_prefix_gives_the_same_probabilities_as_recomputing_it(llama_folder):
+    X, y = reviews(3)
+    cached = FewShotClassifier(backbone=str(llama_folder), method="icl", params={**ICL, "calibrate": False}).fit(X, y)
+    plain = FewShotClassifier(backbone=str(llama_folder), method="icl",
+                              params={**ICL, "calibrate": False, "cache_prefix": False}).fit(X, y)
+    assert cached.train_info_["demonstrations"] == 6 and cached.train_info_["context_tokens"] > 20
+    queries = ["this movie was great", "terrible", "it was ."]
+    np.testing.assert_allclose(cached.predict_proba(queries), plain.predict_proba(queries), atol=1e-5)
+
+
+def test_icl_calibration_divides_out_the_content_free_label_bias(llama_folder):
+    from fewtune.methods.prompting import CONTENT_FREE
+
+    X, y = reviews(3)
+    cal = FewShotClassifier(backbone=str(llama_folder), method="icl", params=ICL).fit(X, y)
+    raw = FewShotClassifier(backbone=str(llama_folder), method="icl", params={**ICL, "calibrate": False}).fit(X, y)
+    with torch.no_grad():
+        bias = cal.model_._raw_proba(list(CONTENT_FREE)).mean(0)
+    np.testing.assert_allclose(cal.model_._content_free, bias)
+    assert np.abs(bias - 0.5).max() > 1e-3, "the random LM has some label bias to remove"
+    queries = ["this movie was great", "terrible", "it was ."]
+    expected = raw.predict_proba(queries) / bias
+    np.testing.assert_allclose(cal.predict_proba(queries), expected / expected.sum(1, keepdims=True), atol=1e-9)
+
+
+def test_icl_saves_its_demonstrations_and_reloads_to_identical_outputs(llama_folder, tmp_path):
+    X, y = reviews(2)
+    clf = FewShotClassifier(backbone=str(llama_folder), method="icl", params=ICL, seed=3).fit(X, y)
+    clf.save(tmp_path / "m")
+    demos = json.loads((tmp_path / "m" / "demonstrations.json").read_text())
+    assert sorted(d["text"] for d in demos) == sorted(X)
+    assert {d["label"] for d in demos} == {"pos", "neg"}
+    np.testing.assert_allclose(FewShotClassifier.load(tmp_path / "m").predict_proba(X), clf.predict_proba(X), atol=1e-6)

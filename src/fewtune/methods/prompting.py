@@ -125,13 +125,13 @@ class LabelScorer:
                 raise FewtuneError(f"label word {w!r} has no tokens in this backbone's vocabulary")
         self.single_token = all(len(ids) == 1 for ids in self.word_ids)
 
+    def fill(self, text: str, max_tokens: int | None = None) -> str:
+        """The template around `text`, cut to at most max_tokens (default max_text_tokens) tokens."""
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"][: max_tokens or self.max_text_tokens]
+        return self.template.replace("{text}", self.tokenizer.decode(ids))
+
     def prompts(self, texts: list[str]) -> list[list[int]]:
-        out = []
-        for text in texts:
-            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"][: self.max_text_tokens]
-            prompt = self.template.replace("{text}", self.tokenizer.decode(ids))
-            out.append(self.tokenizer(prompt)["input_ids"])
-        return out
+        return [self.tokenizer(self.fill(text))["input_ids"] for text in texts]
 
     def scores(self, prompt_ids: list[list[int]]) -> torch.Tensor:
         """(n, C) log-probabilities of each class's label words after each prompt (differentiable)."""
@@ -326,6 +326,140 @@ class Prompt(ZeroShot):
             method._load_lm()
         method.model.eval()
         return method
+
+
+@dataclasses.dataclass
+class ICLParams(ZeroShotParams):
+    max_demonstrations: int = _param(64, "at most this many training examples go into the context, in a seeded order")
+    max_demo_tokens: int = _param(64, "truncate each demonstration's text to this many tokens")
+    separator: str = _param("\n\n", "between demonstrations, and between the last one and the query")
+    calibrate: bool = _param(True, "contextual calibration: divide out the label bias measured on content-free inputs")
+    cache_prefix: bool = _param(True, "encode the demonstrations once and reuse their key/value cache for every query")
+
+    def _more_problems(self, problems: list[str]) -> None:
+        for name in ("max_demonstrations", "max_demo_tokens"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
+
+    @classmethod
+    def method_name(cls) -> str:
+        return "icl"
+
+
+CONTENT_FREE = ("N/A", "", "[MASK]")  # Zhao et al. (2021), "Calibrate before use"
+
+
+@register_method
+class ICL(ZeroShot):
+    """In-context learning: the K shots as demonstrations in the prompt, no weights changed.
+
+    The demonstrations' key/value cache is computed once and copied for every batch of queries, so
+    a query costs its own tokens only, not the whole context again. Contextual calibration (Zhao et
+    al. 2021) divides each class probability by the one the model gives to content-free inputs
+    ("N/A", "", "[MASK]") with the same demonstrations, removing the bias toward labels that are
+    frequent, recent or simply likely words.
+    """
+
+    name = "icl"
+    description = "in-context learning: the shots as demonstrations in a causal LM's prompt (cached prefix, calibrated)"
+    params_class = ICLParams
+
+    def fit(self, texts, y, n_classes, *, seed, progress) -> dict:
+        self._check_single_label(y)
+        p = self.params
+        self._load_lm()
+        order = np.random.default_rng(seed).permutation(len(texts))[: p.max_demonstrations]
+        self.demonstrations = [(texts[i], self.class_names[int(y[i])]) for i in order]
+        self._prepare()
+        return {"demonstrations": len(self.demonstrations), "context_tokens": len(self._prefix_ids)}
+
+    def _prepare(self) -> None:
+        scorer = self._scorer()
+        mapping = parse_label_words(self.params.label_words)
+        space = "" if self.params.template[-1:].isspace() else " "
+        pieces = [scorer.fill(text, self.params.max_demo_tokens) + space + mapping.get(label, label)
+                  for text, label in self.demonstrations]
+        prefix = self.params.separator.join(pieces) + self.params.separator
+        self._prefix_ids = self.tokenizer(prefix)["input_ids"]
+        self._cache = None
+        self._content_free = None
+        if self.params.calibrate:
+            with torch.no_grad():
+                probs = self._raw_proba(list(CONTENT_FREE))
+            self._content_free = probs.mean(0)
+
+    def _query_ids(self, scorer: LabelScorer, texts: list[str]) -> list[list[int]]:
+        return [self.tokenizer(scorer.fill(t), add_special_tokens=False)["input_ids"] for t in texts]
+
+    def _raw_proba(self, texts: list[str]) -> np.ndarray:
+        scorer = self._scorer()
+        queries = self._query_ids(scorer, texts)
+        if not (self.params.cache_prefix and scorer.single_token):
+            # Multi-token label words score every class's continuation: done on the full sequence.
+            return probabilities(scorer.scores([self._prefix_ids + q for q in queries]), "softmax")
+        return probabilities(self._cached_scores(scorer, queries), "softmax")
+
+    def _cached_scores(self, scorer: LabelScorer, queries: list[list[int]]) -> torch.Tensor:
+        import copy
+
+        device = next(self.model.parameters()).device
+        if self._cache is None:
+            out = self.model(input_ids=torch.tensor([self._prefix_ids], device=device), use_cache=True)
+            self._cache = out["cache"] if "cache" in out else out["past_key_values"]
+        cache = copy.deepcopy(self._cache)
+        if len(queries) > 1:
+            cache.batch_repeat_interleave(len(queries))
+        pad = self.tokenizer.pad_token_id
+        width = max(len(q) for q in queries)
+        input_ids = torch.tensor([q + [pad] * (width - len(q)) for q in queries], device=device)
+        prefix_mask = [1] * len(self._prefix_ids)
+        mask = torch.tensor([prefix_mask + [1] * len(q) + [0] * (width - len(q)) for q in queries], device=device)
+        logits = self.model(input_ids=input_ids, attention_mask=mask, use_cache=True,
+                            **{_cache_argument(self.model): cache}).logits
+        last = torch.tensor([len(q) - 1 for q in queries], device=device)
+        logp = torch.log_softmax(logits[torch.arange(len(queries), device=device), last].float(), dim=-1)
+        return logp[:, [ids[0] for ids in scorer.word_ids]]
+
+    @torch.no_grad()
+    def predict_proba(self, texts, *, progress=None) -> np.ndarray:
+        self.model.eval()
+        if getattr(self, "_needs_prepare", False):  # after load: class names are known only now
+            self._prepare()
+            self._needs_prepare = False
+        size = self.params.batch_size
+        task = progress.add("In-context predictions", total=len(texts)) if progress else None
+        out = []
+        for start in range(0, len(texts), size):
+            chunk = texts[start:start + size]
+            probs = self._raw_proba(chunk)
+            if self._content_free is not None:
+                probs = probs / self._content_free
+                probs = probs / probs.sum(1, keepdims=True)
+            out.append(probs)
+            if progress:
+                progress.advance(task, len(chunk))
+        return np.concatenate(out)
+
+    def save(self, folder) -> None:
+        super().save(folder)
+        (folder / "demonstrations.json").write_text(json.dumps(
+            [{"text": t, "label": label} for t, label in self.demonstrations], indent=2, ensure_ascii=False))
+
+    @classmethod
+    def load(cls, folder, params, backbone, device, n_classes) -> ICL:
+        method = super().load(folder, params, backbone, device, n_classes)
+        rows = json.loads((folder / "demonstrations.json").read_text(encoding="utf-8"))
+        method.demonstrations = [(r["text"], r["label"]) for r in rows]
+        method._needs_prepare = True
+        return method
+
+
+def _cache_argument(model) -> str:
+    """transformers 5.x renamed `past_key_values` to `cache`; models not yet moved keep the old name."""
+    import inspect
+
+    forward = getattr(model, "get_base_model", lambda: model)().forward
+    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
 
 
 def _base_backbone(saved: ResolvedBackbone) -> ResolvedBackbone:

@@ -146,3 +146,22 @@ def test_icl_saves_its_demonstrations_and_reloads_to_identical_outputs(llama_fol
     assert sorted(d["text"] for d in demos) == sorted(X)
     assert {d["label"] for d in demos} == {"pos", "neg"}
     np.testing.assert_allclose(FewShotClassifier.load(tmp_path / "m").predict_proba(X), clf.predict_proba(X), atol=1e-6)
+
+
+def test_prompt_methods_through_the_cli(llama_folder, tmp_path, capfd):
+    import csv
+
+    from fewtune.cli import main
+
+    X, y = reviews(4)
+    with open(tmp_path / "train.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["text", "label"], *zip(X, y)])
+    code = main(["train", "--data", str(tmp_path / "train.csv"), "--method", "prompt", "--backbone", str(llama_folder),
+                 "-p", f"template={TEMPLATE}", "-p", "label_words=neg=terrible,pos=great", "-p", "lr=0.05",
+                 "-o", str(tmp_path / "m"), "--json", "-q"])
+    out = capfd.readouterr().out
+    assert code == 0
+    assert json.loads(out)["method"] == "prompt"
+    code = main(["predict", str(tmp_path / "m"), str(tmp_path / "train.csv"), "-f", "jsonl", "-q"])
+    rows = [json.loads(line) for line in capfd.readouterr().out.splitlines()]
+    assert code == 0 and [r["label"] for r in rows] == y

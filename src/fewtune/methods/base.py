@@ -18,7 +18,22 @@ from ..errors import FewtuneError
 
 @dataclasses.dataclass
 class MethodParams:
-    """Hyper-parameters of a method. Subclasses add fields with `metadata={"help": ...}`."""
+    """Hyper-parameters of a method. Subclasses add fields with `metadata={"help": ...}` and override
+    `check` to name every invalid value, so one error lists all of them before any model loads."""
+
+    def __post_init__(self):
+        problems: list[str] = []
+        self.check(problems)
+        if problems:
+            raise FewtuneError(f"{self.method_name()}: " + "; ".join(problems))
+
+    def check(self, problems: list[str]) -> None:
+        """Append one sentence per invalid value (subclasses extend this, calling super)."""
+
+    @classmethod
+    def method_name(cls) -> str:
+        """The registered method these parameters belong to, for messages."""
+        return next((name for name, m in METHODS.items() if m.params_class is cls), cls.__name__)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

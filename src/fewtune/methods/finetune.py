@@ -48,7 +48,7 @@ from .heads import (
     probabilities,
     save_head,
 )
-from .optim import make_optimizer, trainable_parameters
+from .optim import make_optimizer, trainable_parameters, update
 
 field = dataclasses.field
 
@@ -85,8 +85,7 @@ class FinetuneParams(MethodParams):
     class_weight: str = _param("none", CLASS_WEIGHT_HELP)
     encode_batch_size: int = _param(64, "batch size when predicting")
 
-    def __post_init__(self):
-        problems = []
+    def check(self, problems: list[str]) -> None:
         for name in ("epochs", "batch_size", "lora_r", "patience", "encode_batch_size"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -104,9 +103,7 @@ class FinetuneParams(MethodParams):
             problems.append(
                 "reinit_layers needs full fine-tuning: with lora=true re-initialised layers would stay random"
             )
-        if problems:
-            raise FewtuneError("finetune: " + "; ".join(problems))
-        check_class_weight(self.class_weight, "finetune")
+        check_class_weight(self.class_weight, problems)
 
 
 class ClassificationHead(torch.nn.Module):
@@ -294,11 +291,7 @@ class Finetune(EncoderBodyMethod):
                 idx = order[start:start + p.batch_size]
                 logits = head(self._embed([texts[i] for i in idx]))
                 loss = classification_loss(logits, labels[idx], self._class_weights) + prior.penalty()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(everything, 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+                update(loss, everything, optimizer, scheduler)
                 steps += 1
                 if progress:
                     progress.advance(task)

@@ -66,11 +66,9 @@ def classification_loss(logits: torch.Tensor, targets: torch.Tensor, weights: to
 CLASS_WEIGHT_HELP = "'balanced': weight classes inversely to their frequency (imbalanced data); 'none': equal"
 
 
-def check_class_weight(mode: str, method: str) -> None:
-    from ..errors import FewtuneError
-
+def check_class_weight(mode: str, problems: list[str]) -> None:
     if mode not in ("none", "balanced"):
-        raise FewtuneError(f"parameter 'class_weight' of method '{method}' must be 'none' or 'balanced', got {mode!r}")
+        problems.append(f"class_weight must be 'none' or 'balanced', got {mode!r}")
 
 
 def save_head(tensors: dict[str, torch.Tensor], path: Path, activation: str) -> None:

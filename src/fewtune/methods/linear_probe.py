@@ -23,8 +23,8 @@ class LinearProbeParams(MethodParams):
     class_weight: str = field(default="none", metadata={"help": CLASS_WEIGHT_HELP})
     encode_batch_size: int = field(default=64, metadata={"help": "batch size when embedding texts"})
 
-    def __post_init__(self):
-        check_class_weight(self.class_weight, "linear-probe")
+    def check(self, problems: list[str]) -> None:
+        check_class_weight(self.class_weight, problems)
 
 
 @register_method

@@ -45,3 +45,19 @@ def encoder_dropout(model: torch.nn.Module, rate: float):
     finally:
         for m, p in zip(layers, saved):
             m.p = p
+
+
+def update(loss: torch.Tensor, params, optimizer: torch.optim.Optimizer, scheduler=None, *,
+           max_grad_norm: float = 1.0) -> float:
+    """One training step: backward, clip the gradient norm, step the optimiser (and schedule), clear.
+
+    Clipping at 1.0 everywhere: with a few examples one odd batch can otherwise throw the
+    pretrained weights far in a single step. Returns the loss as a float for logging.
+    """
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.detach().item()

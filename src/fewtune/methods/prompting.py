@@ -33,7 +33,7 @@ from ..errors import FewtuneError
 from .base import FewShotMethod, MethodParams, register_method
 from .heads import probabilities
 from .lora import LoraDeltaPrior, apply_lora
-from .optim import make_optimizer
+from .optim import make_optimizer, update
 
 field = dataclasses.field
 
@@ -52,24 +52,16 @@ class ZeroShotParams(MethodParams):
     max_text_tokens: int = _param(256, "truncate each text to this many tokens before filling the template")
     batch_size: int = _param(8, "prompts per forward pass")
 
-    def __post_init__(self):
-        problems = []
+    def check(self, problems: list[str]) -> None:
         if "{text}" not in self.template:
             problems.append(f"template must contain {{text}}, got {self.template!r}")
         for name in ("max_text_tokens", "batch_size"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
-        self._more_problems(problems)
-        if problems:
-            raise FewtuneError(f"{self.method_name()}: " + "; ".join(problems))
-        parse_label_words(self.label_words)  # a malformed mapping fails here, before any model loads
-
-    def _more_problems(self, problems: list[str]) -> None:
-        pass
-
-    @classmethod
-    def method_name(cls) -> str:
-        return "zero-shot"
+        try:
+            parse_label_words(self.label_words)  # a malformed mapping fails here, before any model loads
+        except FewtuneError as e:
+            problems.append(str(e))
 
 
 @dataclasses.dataclass
@@ -83,7 +75,8 @@ class PromptParams(ZeroShotParams):
     lora_alpha: int = _param(16, "LoRA scaling α")
     l2sp: float = _param(0.0, "L2-SP strength λ toward the pretrained weights (on ΔW for LoRA)")
 
-    def _more_problems(self, problems: list[str]) -> None:
+    def check(self, problems: list[str]) -> None:
+        super().check(problems)
         if self.epochs < 0:
             problems.append(f"epochs must not be negative, got {self.epochs}")
         if not self.lr > 0:
@@ -93,10 +86,6 @@ class PromptParams(ZeroShotParams):
                 problems.append(f"{name} must not be negative, got {getattr(self, name)}")
         if self.lora_r < 1:
             problems.append(f"lora_r must be at least 1, got {self.lora_r}")
-
-    @classmethod
-    def method_name(cls) -> str:
-        return "prompt"
 
 
 def parse_label_words(spec: str) -> dict[str, str]:
@@ -278,12 +267,7 @@ class Prompt(ZeroShot):
                 idx = order[start:start + p.batch_size]
                 scores = scorer.scores([prompts[i] for i in idx])
                 loss = F.cross_entropy(scores, labels[idx]) + prior.penalty()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                losses.append(loss.detach().item())
+                losses.append(update(loss, params, optimizer, scheduler))
                 if progress:
                     progress.advance(task)
         self.model.eval()
@@ -336,14 +320,11 @@ class ICLParams(ZeroShotParams):
     calibrate: bool = _param(True, "contextual calibration: divide out the label bias measured on content-free inputs")
     cache_prefix: bool = _param(True, "encode the demonstrations once and reuse their key/value cache for every query")
 
-    def _more_problems(self, problems: list[str]) -> None:
+    def check(self, problems: list[str]) -> None:
+        super().check(problems)
         for name in ("max_demonstrations", "max_demo_tokens"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
-
-    @classmethod
-    def method_name(cls) -> str:
-        return "icl"
 
 
 CONTENT_FREE = ("N/A", "", "[MASK]")  # Zhao et al. (2021), "Calibrate before use"

@@ -31,7 +31,7 @@ from .heads import (
     class_weights,
     classification_loss,
 )
-from .optim import encoder_dropout, make_optimizer, trainable_parameters
+from .optim import encoder_dropout, make_optimizer, trainable_parameters, update
 
 field = dataclasses.field
 
@@ -76,8 +76,7 @@ class SetFitParams(MethodParams):
         default=False, metadata={"help": "also update the word-embedding matrix (slower; rarely helps with few shots)"}
     )
 
-    def __post_init__(self):
-        problems = []
+    def check(self, problems: list[str]) -> None:
         if self.loss not in LOSSES:
             problems.append(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.head not in ("logistic", "differentiable"):
@@ -97,9 +96,7 @@ class SetFitParams(MethodParams):
             problems.append(f"dropout must be in [0, 1) or -1 (the backbone's own), got {self.dropout}")
         if not 0 <= self.warmup_ratio <= 1:
             problems.append(f"warmup_ratio must be between 0 and 1, got {self.warmup_ratio}")
-        if problems:
-            raise FewtuneError("setfit: " + "; ".join(problems))
-        check_class_weight(self.class_weight, "setfit")
+        check_class_weight(self.class_weight, problems)
 
 
 def balanced_batches(y: np.ndarray, batch_size: int, steps: int, rng: np.random.Generator):
@@ -199,32 +196,36 @@ class SetFit(EncoderBodyMethod):
         started = time.perf_counter()
         steps = contrastive_steps(p, len(texts))
         info = {"body_steps": steps}
+        end_to_end = p.head == "differentiable" and p.head_epochs > 0
+        if steps > 0 or end_to_end:
+            trainable = trainable_parameters(self.body, train_embeddings=p.train_embeddings)
+            # One prior for both stages: θ₀ is the pretrained encoder, not the one contrastive training left.
+            prior = L2SPPrior(trainable, p.l2sp)
         with encoder_dropout(self.body, p.dropout):
             if steps > 0:
-                info["distance_from_pretrained"] = round(self._train_body(texts, y, steps, rng, progress), 6)
+                self._train_body(texts, y, steps, trainable, prior, rng, progress)
+                info["distance_from_pretrained"] = round(prior.distance(), 6)
             info["body_seconds"] = round(time.perf_counter() - started, 3)
             emb = encode(self.body, texts, batch_size=p.encode_batch_size, progress=progress,
                          description="Embedding training texts")
             self.head = LinearHead.fit_logistic(emb, y, n_classes, c=p.head_c, class_weight=p.class_weight, seed=seed)
-            if p.head == "differentiable" and p.head_epochs > 0:
-                info.update(self._train_end_to_end(texts, y, n_classes, rng, progress))
+            if end_to_end:
+                info.update(self._train_end_to_end(texts, y, n_classes, trainable, prior, rng, progress))
         return info
 
-    def _optimizer(self, extra_groups=()):
+    def _optimizer(self, trainable, extra_groups=()):
         p = self.params
-        trainable = trainable_parameters(self.body, train_embeddings=p.train_embeddings)
         groups = [{"params": trainable, "lr": p.body_lr, "weight_decay": p.weight_decay}, *extra_groups]
-        return trainable, make_optimizer(groups, lr=p.body_lr, weight_decay=p.weight_decay, device=self.body.device)
+        return make_optimizer(groups, lr=p.body_lr, weight_decay=p.weight_decay, device=self.body.device)
 
-    def _train_body(self, texts, y, steps, rng, progress) -> float:
-        """Contrastive training; returns ‖θ−θ₀‖, how far the encoder moved from its pretrained weights."""
+    def _train_body(self, texts, y, steps, trainable, prior, rng, progress) -> None:
+        """Contrastive training of the encoder's `trainable` weights, penalised by `prior`."""
         from transformers import get_linear_schedule_with_warmup
 
         p = self.params
         body = self.body
         body.train()
-        trainable, optimizer = self._optimizer()
-        prior = L2SPPrior(trainable, p.l2sp)
+        optimizer = self._optimizer(trainable)
         # floor, not ceil: with a handful of steps a warm-up step at learning rate 0 is a wasted pass.
         scheduler = get_linear_schedule_with_warmup(optimizer, int(p.warmup_ratio * steps), steps)
         labels = torch.as_tensor(np.asarray(y), device=body.device)
@@ -233,26 +234,19 @@ class SetFit(EncoderBodyMethod):
         for idx in balanced_batches(y, p.batch_size, steps, rng):
             emb = body(batch_features(body, [texts[i] for i in idx]))["sentence_embedding"]
             loss = loss_fn(emb, labels[idx], p) + prior.penalty()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            update(loss, trainable, optimizer, scheduler)
             if progress:
                 progress.advance(task)
         body.eval()
-        self._prior = prior
-        return prior.distance()
 
-    def _train_end_to_end(self, texts, y, n_classes, rng, progress) -> dict:
+    def _train_end_to_end(self, texts, y, n_classes, trainable, prior, rng, progress) -> dict:
         """The differentiable head: start from the logistic-regression solution, then train head and
         encoder together with (binary) cross-entropy, as SetFit's end-to-end differentiable head does."""
         p = self.params
         body = self.body
         weight = torch.nn.Parameter(self.head.weight.clone().to(body.device))
         bias = torch.nn.Parameter(self.head.bias.clone().to(body.device))
-        trainable, optimizer = self._optimizer([{"params": [weight, bias], "lr": p.head_lr, "weight_decay": 0.0}])
-        prior = getattr(self, "_prior", None) or L2SPPrior(trainable, p.l2sp)
+        optimizer = self._optimizer(trainable, [{"params": [weight, bias], "lr": p.head_lr, "weight_decay": 0.0}])
         targets = torch.as_tensor(np.asarray(y), device=body.device)
         weights = class_weights(y, n_classes, p.class_weight)
         weights = None if weights is None else weights.to(body.device)
@@ -266,11 +260,7 @@ class SetFit(EncoderBodyMethod):
                 idx = order[start:start + p.batch_size]
                 emb = body(batch_features(body, [texts[i] for i in idx]))["sentence_embedding"]
                 loss = classification_loss(emb @ weight.T + bias, targets[idx], weights) + prior.penalty()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_([*trainable, weight, bias], 1.0)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                losses.append(loss.detach().item())
+                losses.append(update(loss, [*trainable, weight, bias], optimizer))
                 if progress:
                     progress.advance(task)
         body.eval()

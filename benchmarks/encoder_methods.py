@@ -298,11 +298,20 @@ def versions() -> dict[str, str | None]:
 
 def train_fewtune(task, train, test) -> tuple[list, tuple[float, float], float, dict]:
     from fewtune import FewShotClassifier
+    from fewtune.backbones import CAUSAL_LM, DEFAULT_CAUSAL_LM, DEFAULT_ENCODER
+    from fewtune.data.builtin import get_dataset
+    from fewtune.methods import get_method
 
+    method = get_method(task["method"])
     params = dict(task["params"])
+    if "template" in method.params_class.help():
+        # Label-word methods take the data set's own template and words, as `fewtune train --dataset` does.
+        params = {**get_dataset(task["dataset"]).prompt_params(), **params}
     if task.get("max_seq_length"):
-        params["max_seq_length"] = task["max_seq_length"]
-    clf = FewShotClassifier(backbone="minilm", method=task["method"], params=params, seed=task["seed"], device="cpu")
+        params["max_text_tokens" if "max_text_tokens" in method.params_class.help() else "max_seq_length"] = \
+            task["max_seq_length"]
+    backbone = DEFAULT_CAUSAL_LM if method.backbone_kinds[0] == CAUSAL_LM else DEFAULT_ENCODER
+    clf = FewShotClassifier(backbone=backbone, method=task["method"], params=params, seed=task["seed"], device="cpu")
     started, cpu_started = time.perf_counter(), time.process_time()
     clf.fit(train.texts, train.labels)
     train_seconds, train_cpu = time.perf_counter() - started, time.process_time() - cpu_started

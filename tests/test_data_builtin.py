@@ -128,3 +128,14 @@ def test_list_datasets_is_cheap_and_complete():
     for entry in listing:
         assert set(entry) >= {"name", "description", "classes", "n_train", "n_test", "installed", "package", "citation", "licence"}
         assert isinstance(entry["installed"], bool) and "==" in entry["package"]
+
+
+def test_every_builtin_dataset_has_label_words_for_its_own_classes():
+    """The label-word methods' defaults per data set name only real classes, with a {text} slot."""
+    from fewtune.data.builtin import BUILTIN_DATASETS
+    from fewtune.methods.prompting import parse_label_words
+
+    for d in BUILTIN_DATASETS.values():
+        params = d.prompt_params()
+        assert "{text}" in params["template"], d.name
+        assert set(parse_label_words(params["label_words"])) <= set(d.classes), d.name

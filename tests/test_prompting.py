@@ -89,6 +89,45 @@ def test_prompt_fine_tuning_learns_the_label_words_and_round_trips(llama_folder,
     np.testing.assert_allclose(again.predict_proba(X), clf.predict_proba(X), atol=1e-6)
 
 
+def test_prompt_with_demonstrations_puts_one_solved_example_per_class_before_each_text(llama_folder, tmp_path):
+    X, y = reviews(4)
+    params = {"template": TEMPLATE, "label_words": WORDS, "epochs": 20, "batch_size": 4, "lr": 5e-2,
+              "demonstrations": True, "separator": " ; "}
+    clf = FewShotClassifier(backbone=str(llama_folder), method="prompt", params=params).fit(X, y)
+    method = clf.model_
+    scorer = method._scorer()
+    context = method._context(scorer, np.random.default_rng(0), exclude=0)
+    # Two classes: two demonstrations, one ending in each label word, neither of them example 0.
+    assert context.count(" ; ") == 2 and "terrible ; " in context and "great ; " in context
+    # Distinguishable demonstrations: example i is "movie" repeated i+1 times. Example 0 is never drawn
+    # for itself, and every other example of its class is.
+    saved = method.demonstrations
+    method.demonstrations = [(" ".join(["movie"] * (i + 1)), label) for i, (_, label) in enumerate(saved)]
+    drawn = {piece.count("movie") - 1 for s in range(60)
+             for piece in method._context(scorer, np.random.default_rng(s), exclude=0).split(" ; ") if piece}
+    same_class = {i for i, (_, label) in enumerate(saved) if label == saved[0][1]}
+    assert 0 not in drawn and same_class - {0} <= drawn
+    method.demonstrations = saved
+    prompt = method._prompts(scorer, [X[0]])[0]
+    assert prompt == method._prompts(scorer, [X[5], X[0]])[1], "a text's context must not depend on its batch"
+    assert clf.score(X, y) == 1.0
+    clf.save(tmp_path / "m")
+    assert (tmp_path / "m" / "demonstrations.json").is_file()
+    np.testing.assert_allclose(FewShotClassifier.load(tmp_path / "m").predict_proba(X), clf.predict_proba(X), atol=1e-6)
+
+
+def test_prompt_early_stopping_counts_the_untrained_model_as_epoch_zero(llama_folder):
+    """Training that only hurts (an absurd learning rate) must hand back the zero-shot classifier."""
+    X, y = reviews(4)
+    words = {"template": TEMPLATE, "label_words": WORDS}
+    zero = FewShotClassifier(backbone=str(llama_folder), method="zero-shot", params=words).fit(X, y)
+    clf = FewShotClassifier(backbone=str(llama_folder), method="prompt", params={
+        **words, "lr": 50.0, "epochs": 3, "batch_size": 4, "early_stopping": True, "patience": 1}).fit(X, y)
+    info = clf.train_info_
+    assert info["best_epoch"] == 0 and info["epochs"] == 1 and info["validation_examples"] == 2
+    np.testing.assert_allclose(clf.predict_proba(X), zero.predict_proba(X), atol=1e-5)
+
+
 def test_label_words_are_checked(llama_folder):
     X, y = reviews(2)
     assert parse_label_words(" a = x , b=y ") == {"a": "x", "b": "y"}

@@ -13,7 +13,8 @@ try:
 except _metadata.PackageNotFoundError:  # running from a source tree without install
     __version__ = "0.0.0"
 
-__all__ = ["BackboneError", "DataError", "FewShotClassifier", "FewtuneError", "ModelFolderError", "__version__"]
+__all__ = ["BackboneError", "DataError", "FewShotClassifier", "FewShotGenerator", "FewtuneError", "ModelFolderError",
+           "__version__"]
 
 
 def __getattr__(name: str):
@@ -23,4 +24,8 @@ def __getattr__(name: str):
         from .classifier import FewShotClassifier
 
         return FewShotClassifier
+    if name == "FewShotGenerator":
+        from .generation import FewShotGenerator
+
+        return FewShotGenerator
     raise AttributeError(f"module 'fewtune' has no attribute {name!r}")

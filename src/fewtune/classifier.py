@@ -189,6 +189,9 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
              show_progress: bool = False) -> FewShotClassifier:
         path = Path(path)
         config = read_model_folder(path, allow_pickle=allow_pickle)
+        if "task" in config:
+            raise FewtuneError(f"{path} holds a '{config['task']}' model (a fine-tuned causal LM), not a classifier; "
+                               "load it with FewShotGenerator.load / `fewtune generate`")
         try:
             method_cls = get_method(config["method"])
             params = method_cls.params_class.from_dict(config["params"], method=config["method"])

@@ -51,8 +51,12 @@ def train(
     label_sep: LabelSep = ",",
     shots: Annotated[Optional[int], typer.Option(help="Examples per class to train on, drawn with --seed; the rest are held out. Default: all rows.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the k-shot draw and training.")] = 0,
-    method: Annotated[str, typer.Option(help="Few-shot method.")] = "setfit",
-    backbone: Annotated[str, typer.Option(help="Backbone name (`fewtune models`), model folder or hub id.")] = "minilm",
+    task: Annotated[str, typer.Option(help="classify (labels); generate (dialogue: chat messages or prompt/response pairs); lm (adapt an LM to raw texts).")] = "classify",
+    method: Annotated[str, typer.Option(help="Few-shot method (--task classify).")] = "setfit",
+    backbone: Annotated[Optional[str], typer.Option(help="Backbone name (`fewtune models`), model folder or hub id. Default: minilm to classify, smollm2-135m to generate.")] = None,
+    prompt_col: Annotated[str, typer.Option(help="--task generate: column of the user's message (when there is no 'messages' column).")] = "prompt",
+    response_col: Annotated[str, typer.Option(help="--task generate: column of the reply to learn.")] = "response",
+    merge: Annotated[bool, typer.Option(help="--task generate/lm: save a standalone model with the LoRA adapter merged in.")] = False,
     param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Method parameter KEY=VALUE (repeatable); see `fewtune methods`.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Folder to save the trained model in.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing model folder.")] = False,
@@ -60,20 +64,35 @@ def train(
     grid: Annotated[Optional[list[str]], typer.Option(help="With --select cv: KEY=A,B,... (repeatable) instead of the method's own grid.")] = None,
     cv_folds: Annotated[int, typer.Option(help="With --select cv: number of folds.")] = 4,
     test: Annotated[Optional[Path], typer.Option(help="Held-out data file to evaluate on (same columns).")] = None,
-    max_test: MaxTest = 1000,
+    max_test: Annotated[Optional[int], typer.Option(help="Evaluate on at most this many held-out examples, a fixed subset (default 1000 to classify, 100 for perplexity; 0 = all).")] = None,
     encoding: Encoding = "utf-8",
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, mps (default: best available).")] = None,
     quiet: Quiet = False,
     json_out: Json = False,
 ):
-    """Few-shot train a classifier, evaluate it on held-out data, and save it."""
-    from .classifier import FewShotClassifier
-    from .data import check_overlap, check_trainable, load_builtin, load_labeled, sample_k_shot
-
+    """Few-shot train a classifier (or fine-tune a causal LM: --task generate/lm), evaluate it on held-out data, and save it."""
     if (data is None) == (dataset is None):
         raise FewtuneError("give exactly one of --data FILE or --dataset NAME")
     if shots is not None and shots < 1:
         raise FewtuneError(f"--shots must be at least 1, got {shots}")
+    if task not in ("classify", "generate", "lm"):
+        raise FewtuneError(f"--task must be classify, generate or lm, got {task!r}")
+    if task != "classify":
+        _train_generator(task=task, data=data, dataset=dataset, text_col=text_col, prompt_col=prompt_col,
+                         response_col=response_col, shots=shots, seed=seed, backbone=backbone, param=param,
+                         output=output, overwrite=overwrite, merge=merge, test=test, max_test=max_test,
+                         encoding=encoding, device=device, quiet=quiet, json_out=json_out,
+                         classify_only={"--method": method != "setfit", "--multi-label": multi_label,
+                                        "--select": select is not None, "--grid": bool(grid),
+                                        "--text-pair-col": text_pair_col is not None})
+        return
+    if merge:
+        raise FewtuneError("--merge applies to --task generate/lm (LoRA on a causal LM)")
+    backbone = backbone or "minilm"
+    max_test = 1000 if max_test is None else max_test
+    from .classifier import FewShotClassifier
+    from .data import check_overlap, check_trainable, load_builtin, load_labeled, sample_k_shot
+
     if multi_label and shots is not None:
         raise FewtuneError("--shots draws K examples per class, which multi-label rows do not have; "
                            "give the few labeled rows as --data and held-out rows as --test")
@@ -87,6 +106,12 @@ def train(
     from .methods import get_method
 
     params_class = get_method(method).params_class
+    if dataset is not None and "template" in params_class.help():
+        # Label-word methods on a built-in dataset: its own template and words unless given.
+        from .data.builtin import get_dataset
+
+        for key, value in get_dataset(dataset).prompt_params().items():
+            params.setdefault(key, value)
     params_class.from_dict(params, method=method)
     if select not in (None, "cv"):
         raise FewtuneError(f"--select must be 'cv', got {select!r}")
@@ -168,6 +193,96 @@ def train(
                    "(use --shots or --test)")
     if output is not None:
         typer.echo(f"model saved to {output}")
+
+
+def _train_generator(*, param, json_out: bool, classify_only: dict[str, bool], backbone, **options) -> None:
+    from .backbones import DEFAULT_CAUSAL_LM
+    from .generation.commands import train_generator
+
+    wrong = [name for name, given in classify_only.items() if given]
+    if wrong:
+        raise FewtuneError(f"{wrong[0]} applies to --task classify only; fine-tuning options go in -p KEY=VALUE "
+                           "(see `fewtune methods`)")
+    result = train_generator(backbone=backbone or DEFAULT_CAUSAL_LM, params=_parse_params(param or []),
+                             note=lambda message: _note(options["quiet"], message), **options)
+    if json_out:
+        _print_json(result)
+        return
+    typer.echo(f"weights moved ‖θ−θ₀‖ = {result['distance_from_pretrained']:.4g} from the pretrained model")
+    evaluation = result.get("evaluation")
+    if evaluation:
+        typer.echo(f"held-out perplexity {evaluation['perplexity_before']:.2f} before → "
+                   f"{evaluation['perplexity_after']:.2f} after, on {evaluation['n']} examples "
+                   f"({evaluation['held_out']}); trained in {result['train_seconds']:.1f} s")
+    else:
+        typer.echo(f"trained in {result['train_seconds']:.1f} s; no held-out data (use --shots or --test)")
+    if "output" in result:
+        typer.echo(f"model saved to {result['output']}")
+
+
+# --- generate, chat ------------------------------------------------------------------------------
+MaxNew = Annotated[int, typer.Option(help="Stop after this many new tokens.")]
+Temperature = Annotated[float, typer.Option(help="0 = greedy (deterministic); higher = more varied.")]
+TopP = Annotated[float, typer.Option(help="Nucleus sampling: keep the most likely tokens up to this mass (temperature > 0).")]
+
+
+@app.command()
+def generate(
+    model: Annotated[Path, typer.Argument(help="A model folder saved by `fewtune train --task generate|lm`.")],
+    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", help="A prompt (repeatable); default: one per line on stdin.")] = None,
+    max_new_tokens: MaxNew = 64,
+    temperature: Temperature = 0.0,
+    top_p: TopP = 0.9,
+    encoding: Encoding = "utf-8",
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, mps.")] = None,
+    quiet: Quiet = False,
+    json_out: Json = False,
+):
+    """Generate a reply (dialogue model) or a continuation (adapted LM) for each prompt."""
+    from .generation import FewShotGenerator
+
+    gen = FewShotGenerator.load(model, device=device)
+    prompts = list(prompt) if prompt else _stdin_texts(encoding)
+    stream = not json_out and len(prompts) == 1
+    rows = []
+    for text in prompts:
+        reply = gen.generate(text, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                             on_text=_write_now if stream else None)
+        rows.append({"prompt": text, "response": reply})
+        if stream:
+            typer.echo("")
+        elif not json_out:
+            typer.echo(reply)
+    if json_out:
+        _print_json(rows)
+
+
+@app.command()
+def chat(
+    model: Annotated[Path, typer.Argument(help="A dialogue model folder saved by `fewtune train --task generate`.")],
+    system: Annotated[Optional[str], typer.Option(help="A system message before the conversation.")] = None,
+    max_new_tokens: MaxNew = 128,
+    temperature: Temperature = 0.7,
+    top_p: TopP = 0.9,
+    max_turns: Annotated[int, typer.Option(help="Exchanges of history kept in the prompt.")] = 6,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, mps.")] = None,
+):
+    """Talk to a dialogue model; replies stream as they are generated. /reset starts over, /exit or Ctrl-D ends."""
+    from .generation import FewShotGenerator
+    from .generation.commands import chat_loop, stdin_line
+
+    if max_turns < 1:
+        raise FewtuneError(f"--max-turns must be at least 1, got {max_turns}")
+    gen = FewShotGenerator.load(model, device=device)
+    if sys.stdin.isatty():
+        typer.echo("chatting with the model; /reset starts over, /exit or Ctrl-D ends", err=True)
+    chat_loop(gen, system=system, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+              max_turns=max_turns, read_line=stdin_line("you> "), write=_write_now)
+
+
+def _write_now(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 # --- predict -------------------------------------------------------------------------------------
@@ -276,17 +391,18 @@ def models_install(
 
 @app.command()
 def datasets(json_out: Json = False):
-    """List the built-in datasets, each with a fixed held-out test split."""
+    """List the built-in datasets, each with a fixed held-out test split (classification texts also serve --task lm)."""
     from .data import list_datasets
+    from .generation.builtin import list_dialogue_datasets
 
-    rows = list_datasets()
+    rows = [{**r, "task": "classify, lm"} for r in list_datasets()] + list_dialogue_datasets()
     if json_out:
         _print_json(rows)
         return
     _table(
-        ["name", "classes", "train", "test", "installed", "description"],
+        ["name", "task", "classes", "train", "test", "installed", "description"],
         [
-            [r["name"], str(len(r["classes"])), str(r["n_train"]), str(r["n_test"]),
+            [r["name"], r["task"], str(len(r["classes"]) or "-"), str(r["n_train"]), str(r["n_test"]),
              "yes" if r["installed"] else f"no: {r['install']}", r["description"]]
             for r in rows
         ],
@@ -304,6 +420,14 @@ def methods(json_out: Json = False):
          "selection_grid": m.selection_grid}
         for m in METHODS.values()
     ]
+    from .generation import GenerationParams
+
+    # Fine-tuning a causal LM to generate is a task, not a classification method, but takes -p the same way.
+    rows.append({"name": "--task generate / --task lm",
+                 "description": "fine-tune a causal LM on conversations (replies only) or raw texts; LoRA by default",
+                 "backbones": ["causal-lm"], "selection_grid": {},
+                 "params": {k: {"default": v, "help": GenerationParams.help()[k]}
+                            for k, v in GenerationParams().to_dict().items()}})
     if json_out:
         _print_json(rows)
         return

@@ -64,5 +64,38 @@ def render_card(config: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_generator_card(config: dict[str, Any]) -> str:
+    """The card of a fine-tuned causal LM (dialogue or LM adaptation)."""
+    backbone, training = config["backbone"], config.get("training", {})
+    what = "a dialogue model (assistant replies)" if config["task"] == "generate" else "an adapted language model"
+    saved = ("the LoRA adapter only; it loads onto the base backbone" if config.get("adapter")
+             else "a standalone model in lm/")
+    lines = [
+        f"# fewtune model: {config['task']} on {backbone['name']}",
+        "",
+        f"{what[0].upper()}{what[1:]} fine-tuned with fewtune from `{backbone['name']}` ({backbone.get('source', '')}); "
+        f"saved as {saved}.",
+        "",
+        "## Training",
+        "",
+        f"- examples: {training.get('n_examples', '?')}, steps: {training.get('steps', '?')}, seed: {config.get('seed')}",
+        f"- parameters: `{config.get('params', {})}`",
+        f"- weights moved ‖θ−θ₀‖ = {training.get('distance_from_pretrained', '?')} from the pretrained model",
+    ]
+    if training.get("data"):
+        lines.append(f"- data: {training['data']}")
+    evaluation = config.get("evaluation")
+    if evaluation:
+        lines += ["", "## Held-out perplexity", "",
+                  f"- {evaluation['n']} held-out examples: {evaluation['perplexity_before']} before, "
+                  f"{evaluation['perplexity_after']} after fine-tuning (lower is better)"]
+    usage = ('gen.generate("Hi! How are you?")' if config["task"] == "generate" else 'gen.generate("The movie")')
+    lines += ["", "## Use", "", "```python", "from fewtune import FewShotGenerator",
+              'gen = FewShotGenerator.load("PATH")', usage, "```", "",
+              "or `fewtune generate PATH --prompt ...`" + (" / `fewtune chat PATH`." if config["task"] == "generate" else "."),
+              "", "## Versions", "", *(f"- {k} {v}" for k, v in config.get("versions", {}).items()), ""]
+    return "\n".join(lines)
+
+
 def _counts(counts: dict) -> str:
     return ", ".join(f"{k}: {v}" for k, v in counts.items())

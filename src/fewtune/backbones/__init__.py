@@ -11,7 +11,7 @@ registry is reachable; GGUF-packaged ones are converted once into `fewtune_home(
 from .install import install_backbone
 from .loading import load_causal_lm, load_encoder, pick_device
 from .registry import BACKBONES, CAUSAL_LM, DEFAULT_CAUSAL_LM, DEFAULT_ENCODER, ENCODER, BackboneSpec
-from .resolve import ResolvedBackbone, list_backbones, resolve_backbone
+from .resolve import ResolvedBackbone, list_backbones, resolve_backbone, resolve_base
 
 __all__ = [
     "BACKBONES",
@@ -27,4 +27,5 @@ __all__ = [
     "load_encoder",
     "pick_device",
     "resolve_backbone",
+    "resolve_base",
 ]

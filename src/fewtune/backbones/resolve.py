@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BackboneError
+from ..errors import BackboneError, FewtuneError
 from . import recipes
 from .folders import inspect_folder, kind_from_config
 from .locate import folder_size_bytes
@@ -150,3 +150,11 @@ def list_backbones() -> list[dict]:
         )
     return rows
 
+
+
+def resolve_base(saved: ResolvedBackbone) -> ResolvedBackbone:
+    """The pretrained backbone a saved adapter or prompt sits on, found again by its name."""
+    try:
+        return resolve_backbone(saved.name)
+    except FewtuneError as e:
+        raise FewtuneError(f"this model runs on the backbone '{saved.name}', which cannot be loaded here: {e}") from None

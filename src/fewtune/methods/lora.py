@@ -59,3 +59,33 @@ class LoraDeltaPrior:
     @torch.no_grad()
     def distance(self) -> float:
         return float(torch.sqrt(self._squared())) if self.layers else 0.0
+
+
+ADAPTER_WEIGHTS, ADAPTER_CONFIG = "adapter.safetensors", "adapter.json"
+
+
+def save_adapter(model, folder) -> None:
+    """The LoRA weights alone (a few hundred kB) and their shape, to reload onto the base backbone."""
+    import json
+
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(model).items()}
+    config = model.peft_config["default"]
+    save_file(state, str(folder / ADAPTER_WEIGHTS))
+    (folder / ADAPTER_CONFIG).write_text(json.dumps(
+        {"r": config.r, "lora_alpha": config.lora_alpha, "target_modules": sorted(config.target_modules)}, indent=2))
+
+
+def load_adapter(model, folder, *, r: int, alpha: int, base_name: str):
+    """`model` with the saved adapter applied; refuses an adapter made for another base."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    model = apply_lora(model, r=r, alpha=alpha)
+    result = set_peft_model_state_dict(model, load_file(str(folder / ADAPTER_WEIGHTS)))
+    if getattr(result, "unexpected_keys", None):
+        raise FewtuneError(f"{folder}: {ADAPTER_WEIGHTS} does not fit the base backbone '{base_name}' "
+                           f"({len(result.unexpected_keys)} unexpected tensors)")
+    return model

@@ -17,6 +17,7 @@ whole fine-tuned LM for full fine-tuning.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import time
@@ -24,15 +25,15 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
-from ..backbones import CAUSAL_LM, ResolvedBackbone, load_causal_lm, resolve_backbone
+from ..backbones import CAUSAL_LM, ResolvedBackbone, load_causal_lm, resolve_base
 from ..backbones.quiet import quiet_libraries
 from ..bayes import L2SPPrior
 from ..errors import FewtuneError
 from .base import FewShotMethod, MethodParams, register_method
+from .finetune import VALIDATION_FRACTION, stratified_holdout
 from .heads import probabilities
-from .lora import LoraDeltaPrior, apply_lora
+from .lora import LoraDeltaPrior, apply_lora, load_adapter, save_adapter
 from .optim import make_optimizer, update
 
 field = dataclasses.field
@@ -65,7 +66,20 @@ class ZeroShotParams(MethodParams):
 
 
 @dataclasses.dataclass
-class PromptParams(ZeroShotParams):
+class DemoParams(ZeroShotParams):
+    """What shapes labelled demonstrations in the context (prompt with demonstrations=true, icl)."""
+
+    max_demo_tokens: int = _param(64, "truncate each demonstration's text to this many tokens")
+    separator: str = _param("\n\n", "between demonstrations, and between the last one and the query")
+
+    def check(self, problems: list[str]) -> None:
+        super().check(problems)
+        if self.max_demo_tokens < 1:
+            problems.append(f"max_demo_tokens must be at least 1, got {self.max_demo_tokens}")
+
+
+@dataclasses.dataclass
+class PromptParams(DemoParams):
     epochs: int = _param(10, "passes over the training examples")
     lr: float = _param(1e-3, "learning rate (LoRA adapters; use ~2e-5 with lora=false)")
     weight_decay: float = _param(0.01, "AdamW weight decay: pulls LoRA adapters toward zero, the pretrained model")
@@ -74,6 +88,11 @@ class PromptParams(ZeroShotParams):
     lora_r: int = _param(8, "LoRA rank")
     lora_alpha: int = _param(16, "LoRA scaling α")
     l2sp: float = _param(0.0, "L2-SP strength λ toward the pretrained weights (on ΔW for LoRA)")
+    demonstrations: bool = _param(False, "LM-BFF: one labelled training example per class, drawn at random, before each prompt")
+    early_stopping: bool = _param(
+        False, "hold out ~20% of the shots; keep the epoch with the lowest validation loss, counting the untrained "
+               "start (epoch 0), so training that never helps returns the zero-shot model")
+    patience: int = _param(3, "with early_stopping: epochs without improvement before stopping")
 
     def check(self, problems: list[str]) -> None:
         super().check(problems)
@@ -84,8 +103,9 @@ class PromptParams(ZeroShotParams):
         for name in ("weight_decay", "l2sp"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must not be negative, got {getattr(self, name)}")
-        if self.lora_r < 1:
-            problems.append(f"lora_r must be at least 1, got {self.lora_r}")
+        for name in ("lora_r", "patience"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
 def parse_label_words(spec: str) -> dict[str, str]:
@@ -106,8 +126,9 @@ class LabelScorer:
                  length_normalize: bool):
         self.model, self.tokenizer = model, tokenizer
         self.template, self.max_text_tokens, self.length_normalize = template, max_text_tokens, length_normalize
+        self.words = list(words)
         # A label word is a continuation: it takes a leading space unless the template ends in whitespace.
-        space = "" if template[-1:].isspace() else " "
+        self.space = space = "" if template[-1:].isspace() else " "
         self.word_ids = [tokenizer(space + w, add_special_tokens=False)["input_ids"] for w in words]
         for w, ids in zip(words, self.word_ids):
             if not ids:
@@ -119,8 +140,14 @@ class LabelScorer:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"][: max_tokens or self.max_text_tokens]
         return self.template.replace("{text}", self.tokenizer.decode(ids))
 
-    def prompts(self, texts: list[str]) -> list[list[int]]:
-        return [self.tokenizer(self.fill(text))["input_ids"] for text in texts]
+    def demonstration(self, text: str, label: int, max_tokens: int) -> str:
+        """A solved example: the filled template followed by the label's word."""
+        return self.fill(text, max_tokens) + self.space + self.words[label]
+
+    def prompts(self, texts: list[str], contexts: list[str] | None = None) -> list[list[int]]:
+        """Token ids of each filled template, after its context (demonstrations) if given."""
+        contexts = contexts or [""] * len(texts)
+        return [self.tokenizer(context + self.fill(text))["input_ids"] for context, text in zip(contexts, texts)]
 
     def scores(self, prompt_ids: list[list[int]]) -> torch.Tensor:
         """(n, C) log-probabilities of each class's label words after each prompt (differentiable)."""
@@ -184,6 +211,9 @@ class ZeroShot(FewShotMethod):
         return LabelScorer(self.model, self.tokenizer, p.template, words, max_text_tokens=p.max_text_tokens,
                            length_normalize=p.length_normalize)
 
+    def _prompts(self, scorer: LabelScorer, texts: list[str]) -> list[list[int]]:
+        return scorer.prompts(texts)
+
     def _check_single_label(self, y) -> None:
         if np.ndim(y) == 2:
             raise FewtuneError(f"method '{self.name}' scores one label word per text; multi-label data needs an "
@@ -205,7 +235,7 @@ class ZeroShot(FewShotMethod):
         out = []
         for start in range(0, len(texts), size):
             chunk = texts[start:start + size]
-            out.append(probabilities(scorer.scores(scorer.prompts(chunk)), "softmax"))
+            out.append(probabilities(scorer.scores(self._prompts(scorer, chunk)), "softmax"))
             if progress:
                 progress.advance(task, len(chunk))
         return np.concatenate(out)
@@ -220,7 +250,7 @@ class ZeroShot(FewShotMethod):
 
     @classmethod
     def load(cls, folder, params, backbone, device, n_classes) -> ZeroShot:
-        method = cls(params, _base_backbone(backbone), device)
+        method = cls(params, resolve_base(backbone), device)
         method._load_lm()
         return method
 
@@ -240,7 +270,10 @@ class Prompt(ZeroShot):
         torch.manual_seed(seed)
         self._load_lm()
         scorer = self._scorer()
-        prompts = scorer.prompts(texts)
+        if p.demonstrations:
+            self.demonstrations = [(t, self.class_names[int(c)]) for t, c in zip(texts, y)]
+        else:
+            prompts = scorer.prompts(texts)
         if p.lora:
             self.model = apply_lora(self.model, r=p.lora_r, alpha=p.lora_alpha)
             scorer.model = self.model
@@ -253,40 +286,91 @@ class Prompt(ZeroShot):
                     t.requires_grad_(False)  # tied with the output layer in small LMs: keep the vocabulary fixed
             prior = L2SPPrior(params, p.l2sp)
         optimizer = make_optimizer(params, lr=p.lr, weight_decay=p.weight_decay, device=self.device)
-        steps_per_epoch = math.ceil(len(texts) / p.batch_size)
+        if p.early_stopping:
+            train_idx, val_idx = stratified_holdout(y, VALIDATION_FRACTION, rng)
+        else:
+            train_idx, val_idx = np.arange(len(texts)), np.zeros(0, dtype=int)
+        steps_per_epoch = math.ceil(len(train_idx) / p.batch_size)
         total = max(1, p.epochs * steps_per_epoch)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(p.warmup_ratio * total), total)
         labels = torch.as_tensor(np.asarray(y), device=self.device)
         task = progress.add("Prompt fine-tuning", total=total) if progress else None
         started = time.perf_counter()
-        self.model.train()
-        losses = []
-        for _ in range(p.epochs):
-            order = rng.permutation(len(texts))
+
+        def validation_loss() -> float:
+            self.model.eval()
+            with torch.no_grad():
+                scores = scorer.scores(self._prompts(scorer, [texts[i] for i in val_idx]))
+                return float(F.cross_entropy(scores, labels[val_idx]))
+
+        # Epoch 0 is the untrained model: the zero-shot classifier is a candidate like any epoch.
+        best_loss, best_epoch = (validation_loss(), 0) if p.early_stopping else (math.inf, 0)
+        best_state = [t.detach().clone() for t in params] if p.early_stopping else None
+        losses, epochs_run = [], 0
+        for epoch in range(1, p.epochs + 1):
+            self.model.train()
+            order = rng.permutation(train_idx)
             for start in range(0, len(order), p.batch_size):
                 idx = order[start:start + p.batch_size]
-                scores = scorer.scores([prompts[i] for i in idx])
+                if p.demonstrations:  # fresh demonstrations every step, never the example itself
+                    chunk = [texts[i] for i in idx]
+                    batch = scorer.prompts(chunk, [self._context(scorer, rng, exclude=i) for i in idx])
+                else:
+                    batch = [prompts[i] for i in idx]
+                scores = scorer.scores(batch)
                 loss = F.cross_entropy(scores, labels[idx]) + prior.penalty()
                 losses.append(update(loss, params, optimizer, scheduler))
                 if progress:
                     progress.advance(task)
+            epochs_run = epoch
+            if p.early_stopping:
+                val = validation_loss()
+                if val < best_loss:
+                    best_loss, best_epoch = val, epoch
+                    best_state = [t.detach().clone() for t in params]
+                elif epoch - best_epoch >= p.patience:
+                    break
+        if best_state is not None:
+            with torch.no_grad():
+                for t, saved in zip(params, best_state):
+                    t.copy_(saved)
         self.model.eval()
-        return {"steps": p.epochs * steps_per_epoch, "final_loss": round(losses[-1], 6) if losses else None,
+        info = {"steps": epochs_run * steps_per_epoch, "epochs": epochs_run,
+                "final_loss": round(losses[-1], 6) if losses else None,
                 "trainable_parameters": sum(t.numel() for t in params),
                 "distance_from_pretrained": round(prior.distance(), 6),
                 "body_seconds": round(time.perf_counter() - started, 3)}
+        if p.early_stopping:
+            info.update(best_epoch=best_epoch, best_validation_loss=round(best_loss, 6), validation_examples=len(val_idx))
+        return info
+
+    def _context(self, scorer: LabelScorer, rng: np.random.Generator, exclude: int = -1) -> str:
+        """One demonstration per class, drawn from the training examples, in random order (LM-BFF)."""
+        index = {c: i for i, c in enumerate(self.class_names)}
+        picks = []
+        for c in self.class_names:
+            pool = [i for i, (_, label) in enumerate(self.demonstrations) if label == c and i != exclude]
+            if pool:
+                picks.append(pool[int(rng.integers(len(pool)))])
+        rng.shuffle(picks)
+        sep = self.params.separator
+        return "".join(scorer.demonstration(self.demonstrations[i][0], index[self.demonstrations[i][1]],
+                                            self.params.max_demo_tokens) + sep for i in picks)
+
+    def _prompts(self, scorer: LabelScorer, texts: list[str]) -> list[list[int]]:
+        if not self.params.demonstrations:
+            return scorer.prompts(texts)
+        # Each text's demonstrations are drawn from a generator seeded by the text itself: the same
+        # text gets the same context (and probability) whatever else is in the batch.
+        seeds = [int.from_bytes(hashlib.sha256(t.encode("utf-8")).digest()[:8], "big") for t in texts]
+        return scorer.prompts(texts, [self._context(scorer, np.random.default_rng(s)) for s in seeds])
 
     def save(self, folder) -> None:
         super().save(folder)
+        if self.params.demonstrations:
+            _save_demonstrations(folder, self.demonstrations)
         if self.params.lora:
-            from peft import get_peft_model_state_dict
-
-            state = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(self.model).items()}
-            config = self.model.peft_config["default"]
-            save_file(state, str(folder / "adapter.safetensors"))
-            (folder / "adapter.json").write_text(json.dumps(
-                {"r": config.r, "lora_alpha": config.lora_alpha, "target_modules": sorted(config.target_modules)},
-                indent=2))
+            save_adapter(self.model, folder)
         else:
             with quiet_libraries():
                 self.model.save_pretrained(str(folder / "lm"), safe_serialization=True)
@@ -295,36 +379,30 @@ class Prompt(ZeroShot):
     @classmethod
     def load(cls, folder, params, backbone, device, n_classes) -> Prompt:
         if params.lora:
-            from peft import set_peft_model_state_dict
-
-            method = cls(params, _base_backbone(backbone), device)
+            method = cls(params, resolve_base(backbone), device)
             method._load_lm()
-            method.model = apply_lora(method.model, r=params.lora_r, alpha=params.lora_alpha)
-            result = set_peft_model_state_dict(method.model, load_file(str(folder / "adapter.safetensors")))
-            if getattr(result, "unexpected_keys", None):
-                raise FewtuneError(f"{folder}: adapter.safetensors does not fit the base backbone "
-                                   f"'{backbone.name}' ({len(result.unexpected_keys)} unexpected tensors)")
+            method.model = load_adapter(method.model, folder, r=params.lora_r, alpha=params.lora_alpha,
+                                        base_name=backbone.name)
         else:
             lm = ResolvedBackbone(name=backbone.name, kind=CAUSAL_LM, path=str(folder / "lm"), source="local")
             method = cls(params, lm, device)
             method._load_lm()
+        if params.demonstrations:
+            method.demonstrations = _load_demonstrations(folder)
         method.model.eval()
         return method
 
 
 @dataclasses.dataclass
-class ICLParams(ZeroShotParams):
+class ICLParams(DemoParams):
     max_demonstrations: int = _param(64, "at most this many training examples go into the context, in a seeded order")
-    max_demo_tokens: int = _param(64, "truncate each demonstration's text to this many tokens")
-    separator: str = _param("\n\n", "between demonstrations, and between the last one and the query")
     calibrate: bool = _param(True, "contextual calibration: divide out the label bias measured on content-free inputs")
     cache_prefix: bool = _param(True, "encode the demonstrations once and reuse their key/value cache for every query")
 
     def check(self, problems: list[str]) -> None:
         super().check(problems)
-        for name in ("max_demonstrations", "max_demo_tokens"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_demonstrations < 1:
+            problems.append(f"max_demonstrations must be at least 1, got {self.max_demonstrations}")
 
 
 CONTENT_FREE = ("N/A", "", "[MASK]")  # Zhao et al. (2021), "Calibrate before use"
@@ -356,9 +434,8 @@ class ICL(ZeroShot):
 
     def _prepare(self) -> None:
         scorer = self._scorer()
-        mapping = parse_label_words(self.params.label_words)
-        space = "" if self.params.template[-1:].isspace() else " "
-        pieces = [scorer.fill(text, self.params.max_demo_tokens) + space + mapping.get(label, label)
+        index = {c: i for i, c in enumerate(self.class_names)}
+        pieces = [scorer.demonstration(text, index[label], self.params.max_demo_tokens)
                   for text, label in self.demonstrations]
         prefix = self.params.separator.join(pieces) + self.params.separator
         self._prefix_ids = self.tokenizer(prefix)["input_ids"]
@@ -423,14 +500,12 @@ class ICL(ZeroShot):
 
     def save(self, folder) -> None:
         super().save(folder)
-        (folder / "demonstrations.json").write_text(json.dumps(
-            [{"text": t, "label": label} for t, label in self.demonstrations], indent=2, ensure_ascii=False))
+        _save_demonstrations(folder, self.demonstrations)
 
     @classmethod
     def load(cls, folder, params, backbone, device, n_classes) -> ICL:
         method = super().load(folder, params, backbone, device, n_classes)
-        rows = json.loads((folder / "demonstrations.json").read_text(encoding="utf-8"))
-        method.demonstrations = [(r["text"], r["label"]) for r in rows]
+        method.demonstrations = _load_demonstrations(folder)
         method._needs_prepare = True
         return method
 
@@ -443,9 +518,11 @@ def _cache_argument(model) -> str:
     return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
 
 
-def _base_backbone(saved: ResolvedBackbone) -> ResolvedBackbone:
-    """The pretrained backbone a saved zero-shot/LoRA model sits on, found again by its name."""
-    try:
-        return resolve_backbone(saved.name)
-    except FewtuneError as e:
-        raise FewtuneError(f"this model runs on the backbone '{saved.name}', which cannot be loaded here: {e}") from None
+def _save_demonstrations(folder, demonstrations: list[tuple[str, str]]) -> None:
+    (folder / "demonstrations.json").write_text(json.dumps(
+        [{"text": t, "label": label} for t, label in demonstrations], indent=2, ensure_ascii=False))
+
+
+def _load_demonstrations(folder) -> list[tuple[str, str]]:
+    rows = json.loads((folder / "demonstrations.json").read_text(encoding="utf-8"))
+    return [(r["text"], r["label"]) for r in rows]

@@ -1,0 +1,308 @@
+"""Fine-tuning a causal LM to generate: dialogue on a few conversations, or LM adaptation on raw text.
+
+    gen = FewShotGenerator(task="generate").fit(chats)        # SmolLM2 + LoRA by default
+    gen.perplexity(held_out_chats); gen.generate("Hi! How was your weekend?")
+    gen.save("my-chatbot")                                     # adapter only; merge=True: a standalone LM
+
+The Bayesian reading is the same as for classification: LoRA starts at zero (the pretrained model)
+and AdamW's weight decay pulls it back there, and full fine-tuning takes the L2-SP prior; with a
+few dozen conversations that prior is what keeps the model from unlearning how to talk. Held-out
+perplexity before and after training is recorded with the model, so a fine-tune that made the
+model worse says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from ..backbones import CAUSAL_LM, DEFAULT_CAUSAL_LM, ResolvedBackbone, load_causal_lm, pick_device, resolve_backbone
+from ..backbones import resolve_base
+from ..backbones.quiet import quiet_libraries
+from ..bayes import L2SPPrior
+from ..errors import FewtuneError
+from ..methods.base import MethodParams
+from ..methods.lora import LoraDeltaPrior, apply_lora, load_adapter, save_adapter
+from ..methods.optim import make_optimizer, update
+from ..model_folder import read_model_folder, write_model_folder
+from ..progress import progress_bar
+from .data import Chat, as_chats, as_texts
+from .formatting import Encoded, LMFormat, collate, token_nll
+
+TASKS = ("generate", "lm")
+field = dataclasses.field
+
+
+def _param(default, help_text: str):
+    return field(default=default, metadata={"help": help_text})
+
+
+@dataclasses.dataclass
+class GenerationParams(MethodParams):
+    epochs: int = _param(3, "passes over the training examples")
+    lr: float = _param(2e-4, "learning rate (LoRA adapters; use ~2e-5 with lora=false)")
+    weight_decay: float = _param(0.01, "AdamW weight decay: pulls LoRA adapters toward zero, the pretrained model")
+    warmup_ratio: float = _param(0.1, "fraction of steps with linear warm-up, then linear decay")
+    batch_size: int = _param(4, "examples per step")
+    max_length: int = _param(256, "tokens per example; longer ones are cut at the end")
+    lora: bool = _param(True, "train LoRA adapters (saved alone, reloaded onto the base) instead of every weight")
+    lora_r: int = _param(8, "LoRA rank")
+    lora_alpha: int = _param(16, "LoRA scaling α")
+    l2sp: float = _param(0.0, "L2-SP strength λ toward the pretrained weights (on ΔW for LoRA)")
+    chat_template: bool = _param(True, "use the backbone's chat template when it has one (else 'User:/Assistant:')")
+
+    def check(self, problems: list[str]) -> None:
+        for name in ("batch_size", "lora_r", "lora_alpha"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_length < 8:
+            problems.append(f"max_length must be at least 8, got {self.max_length}")
+        if self.epochs < 0:
+            problems.append(f"epochs must not be negative, got {self.epochs}")
+        if not self.lr > 0:
+            problems.append(f"lr must be positive, got {self.lr}")
+        for name in ("weight_decay", "l2sp"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must not be negative, got {getattr(self, name)}")
+        if not 0 <= self.warmup_ratio <= 1:
+            problems.append(f"warmup_ratio must be between 0 and 1, got {self.warmup_ratio}")
+
+    @classmethod
+    def method_name(cls) -> str:
+        return "generation"
+
+
+class FewShotGenerator:
+    """A causal LM fine-tuned on a few conversations (task="generate") or texts (task="lm")."""
+
+    def __init__(self, backbone: str = DEFAULT_CAUSAL_LM, *, task: str = "generate",
+                 params: dict[str, Any] | None = None, seed: int = 0, device: str | None = None,
+                 show_progress: bool = True):
+        if task not in TASKS:
+            raise FewtuneError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+        self.backbone, self.task, self.seed, self.device = backbone, task, seed, device
+        self.params = GenerationParams.from_dict(params or {}, method="generation")
+        self.show_progress = show_progress
+        self.model = self.tokenizer = self.format = None
+        self.train_info_: dict[str, Any] = {}
+        self.evaluation_: dict[str, Any] = {}
+
+    # -- data -----------------------------------------------------------------------------
+    def _examples(self, data, source: str) -> list:
+        return as_chats(data, source=source) if self.task == "generate" else as_texts(data, source=source)
+
+    def _encode(self, examples: Sequence) -> list[Encoded]:
+        encode = self.format.encode_chat if self.task == "generate" else self.format.encode_text
+        encoded = [encode(e) for e in examples]
+        empty = [i for i, e in enumerate(encoded) if not any(t != -100 for t in e.labels[1:])]
+        if empty:
+            raise FewtuneError(f"example {empty[0]} has no tokens to learn from within max_length="
+                               f"{self.params.max_length} (its reply starts after the cut); raise max_length")
+        return encoded
+
+    def _load(self, resolved: ResolvedBackbone) -> None:
+        self.backbone_ = resolved
+        self.model, self.tokenizer = load_causal_lm(resolved, device=self.device or pick_device())
+        self.format = LMFormat(self.tokenizer, max_length=self.params.max_length,
+                               chat_template=self.params.chat_template and bool(self.tokenizer.chat_template))
+
+    # -- training -------------------------------------------------------------------------
+    def fit(self, examples, *, eval_examples=None) -> FewShotGenerator:
+        """Fine-tune on `examples`; with `eval_examples`, record held-out perplexity before and after."""
+        from transformers import get_linear_schedule_with_warmup
+
+        examples = self._examples(examples, "training data")
+        held_out = self._examples(eval_examples, "evaluation data") if eval_examples is not None else None
+        p = self.params
+        rng = np.random.default_rng(self.seed)
+        torch.manual_seed(self.seed)
+        started = time.perf_counter()
+        self._load(resolve_backbone(self.backbone))
+        if self.backbone_.kind != CAUSAL_LM:
+            raise FewtuneError(f"backbone '{self.backbone}' is not a causal LM; generation needs one")
+        encoded = self._encode(examples)
+        with progress_bar(self.show_progress) as progress:
+            before = self._perplexity(held_out, progress) if held_out is not None else None
+            if p.lora:
+                self.model = apply_lora(self.model, r=p.lora_r, alpha=p.lora_alpha)
+                params = [t for t in self.model.parameters() if t.requires_grad]
+                prior = LoraDeltaPrior(self.model, p.l2sp)
+            else:
+                params = []
+                for name, t in self.model.named_parameters():
+                    if "embed_tokens" in name:
+                        t.requires_grad_(False)  # tied to the output layer in small LMs: keep the vocabulary
+                    elif t.requires_grad:
+                        params.append(t)
+                prior = L2SPPrior(params, p.l2sp)
+            optimizer = make_optimizer(params, lr=p.lr, weight_decay=p.weight_decay, device=self.model.device)
+            steps_per_epoch = math.ceil(len(encoded) / p.batch_size)
+            total = max(1, p.epochs * steps_per_epoch)
+            scheduler = get_linear_schedule_with_warmup(optimizer, int(p.warmup_ratio * total), total)
+            task = progress.add("Fine-tuning the LM", total=p.epochs * steps_per_epoch)
+            pad = self.tokenizer.pad_token_id
+            losses = []
+            self.model.train()
+            for _ in range(p.epochs):
+                order = rng.permutation(len(encoded))
+                for start in range(0, len(order), p.batch_size):
+                    batch = collate([encoded[i] for i in order[start:start + p.batch_size]], pad, self.model.device)
+                    nll, count = token_nll(self.model, batch)
+                    losses.append(update(nll / max(count, 1) + prior.penalty(), params, optimizer, scheduler))
+                    progress.advance(task)
+            self.model.eval()
+            after = self._perplexity(held_out, progress) if held_out is not None else None
+        self.train_info_ = {
+            "task": self.task, "n_examples": len(examples), "steps": p.epochs * steps_per_epoch,
+            "final_loss": round(losses[-1], 6) if losses else None,
+            "trainable_parameters": sum(t.numel() for t in params),
+            "distance_from_pretrained": round(prior.distance(), 6),
+            "train_seconds": round(time.perf_counter() - started, 3),
+            "chat_template": self.format.chat_template,
+        }
+        if held_out is not None:
+            self.evaluation_ = {"n": len(held_out), "perplexity_before": round(before, 4),
+                                "perplexity_after": round(after, 4)}
+        return self
+
+    # -- use ------------------------------------------------------------------------------
+    def perplexity(self, examples) -> float:
+        """exp(mean next-token negative log-likelihood) over the examples' trained tokens (replies, or all text)."""
+        self._check_fitted()
+        with progress_bar(self.show_progress) as progress:
+            return self._perplexity(self._examples(examples, "evaluation data"), progress)
+
+    @torch.no_grad()
+    def _perplexity(self, examples, progress) -> float:
+        self.model.eval()
+        encoded = self._encode(examples)
+        task = progress.add("Perplexity", total=len(encoded))
+        total, count = 0.0, 0
+        size = self.params.batch_size
+        for start in range(0, len(encoded), size):
+            batch = collate(encoded[start:start + size], self.tokenizer.pad_token_id, self.model.device)
+            nll, n = token_nll(self.model, batch)
+            total, count = total + float(nll), count + n
+            progress.advance(task, len(batch["input_ids"]))
+        return math.exp(total / max(count, 1))
+
+    @torch.no_grad()
+    def generate(self, prompt: str | Chat, *, max_new_tokens: int = 64, temperature: float = 0.0,
+                 top_p: float = 0.9, on_text: Callable[[str], None] | None = None) -> str:
+        """The model's continuation: for task="generate" the assistant's reply to `prompt` (a user
+        message or a whole conversation), for task="lm" the text that follows `prompt`. Greedy at
+        temperature 0. `on_text` receives the text piece by piece as it is generated (streaming)."""
+        self._check_fitted()
+        if max_new_tokens < 1:
+            raise FewtuneError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        if temperature < 0:
+            raise FewtuneError(f"temperature must not be negative, got {temperature}")
+        if self.task == "generate":
+            chat = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+            ids = self.format.prompt_ids(_checked_turns(chat))
+        else:
+            if not isinstance(prompt, str):
+                raise FewtuneError("task 'lm' continues a text; give a string")
+            ids = self.format.text_prompt_ids(prompt)
+        streamer = _Streamer(self.tokenizer, on_text) if on_text else None
+        input_ids = torch.tensor([ids], device=self.model.device)
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else \
+            {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        with quiet_libraries():
+            out = self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                                      max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
+                                      eos_token_id=self.tokenizer.eos_token_id, streamer=streamer, **sampling)
+        return self.tokenizer.decode(out[0, len(ids):], skip_special_tokens=True).strip()
+
+    # -- persistence ----------------------------------------------------------------------
+    def save(self, path: str | Path, *, merge: bool = False, overwrite: bool = False) -> Path:
+        """A model folder: the LoRA adapter alone (reloaded onto the cached base), or with `merge`
+        (or full fine-tuning) a standalone LM in lm/ that needs no base backbone."""
+        self._check_fitted()
+        lora = self.params.lora and not merge
+
+        def payload(folder: Path) -> None:
+            if lora:
+                save_adapter(self.model, folder)
+                return
+            model = self.model
+            if self.params.lora:  # merge: fold ΔW into the base weights, drop the adapter layers
+                import copy
+
+                model = copy.deepcopy(self.model).merge_and_unload()
+            with quiet_libraries():
+                model.save_pretrained(str(folder / "lm"), safe_serialization=True)
+            self.tokenizer.save_pretrained(str(folder / "lm"))
+
+        config = {
+            "task": self.task, "params": self.params.to_dict(), "seed": self.seed, "adapter": lora,
+            "backbone": {"name": self.backbone_.name, "kind": CAUSAL_LM, "source": self.backbone_.source},
+            "training": self.train_info_,
+        }
+        if self.evaluation_:
+            config["evaluation"] = self.evaluation_
+        from ..model_card import render_generator_card
+
+        return write_model_folder(path, config, payload, render_generator_card, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str | None = None, show_progress: bool = False) -> FewShotGenerator:
+        path = Path(path)
+        config = read_model_folder(path)
+        if config.get("task") not in TASKS:
+            raise FewtuneError(f"{path} holds a {config.get('method', 'classification')} classifier, not a "
+                               "generation model; load it with FewShotClassifier.load / `fewtune predict`")
+        try:
+            gen = cls(config["backbone"]["name"], task=config["task"], params=config["params"],
+                      seed=config.get("seed", 0), device=device, show_progress=show_progress)
+            saved = ResolvedBackbone(name=config["backbone"]["name"], kind=CAUSAL_LM, path=str(path),
+                                     source=config["backbone"]["source"])
+            if config.get("adapter"):
+                gen._load(resolve_base(saved))
+                gen.model = load_adapter(gen.model, path, r=gen.params.lora_r, alpha=gen.params.lora_alpha,
+                                         base_name=saved.name)
+            else:
+                gen._load(ResolvedBackbone(name=saved.name, kind=CAUSAL_LM, path=str(path / "lm"), source="local"))
+            gen.backbone_ = saved
+            gen.model.eval()
+            gen.train_info_ = config.get("training", {})
+            gen.evaluation_ = config.get("evaluation", {})
+            # The format the model was trained with, even if the backbone's template changed since.
+            gen.format.chat_template = bool(gen.train_info_.get("chat_template", gen.format.chat_template))
+        except (KeyError, TypeError, OSError, ValueError) as e:
+            raise FewtuneError(f"{path}: cannot load model ({type(e).__name__}: {e})") from None
+        return gen
+
+    def _check_fitted(self) -> None:
+        if self.model is None:
+            raise FewtuneError("this FewShotGenerator is not fitted yet; call fit(examples) first")
+
+
+def _checked_turns(chat) -> Chat:
+    """The conversation so far, validated; the model writes the next assistant turn."""
+    if not isinstance(chat, (list, tuple)) or not chat:
+        raise FewtuneError("a prompt must be a text or a non-empty list of messages")
+    # check_chat wants an assistant turn to learn from; a placeholder one stands in for the reply.
+    probe = list(chat) + [{"role": "assistant", "content": "."}]
+    return as_chats([probe], source="prompt")[0][:-1]
+
+
+class _Streamer:
+    """Hands decoded text to a callback as tokens arrive (transformers' TextStreamer, without print)."""
+
+    def __new__(cls, tokenizer, on_text):
+        from transformers import TextStreamer
+
+        class Streamer(TextStreamer):
+            def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+                if text:
+                    on_text(text)
+
+        return Streamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+

@@ -824,7 +824,8 @@ def test_datasets_lists_the_builtins(capfd):
     rows = json.loads(run_cli(capfd, "datasets", "--json").out)
     by_name = {row["name"]: row for row in rows}
     assert {"mr", "imdb", "bbc", "tweets"} <= set(by_name)
-    assert all(row["n_test"] > 0 and len(row["classes"]) >= 2 for row in by_name.values())
+    assert all(row["n_test"] > 0 and len(row["classes"]) >= 2 for row in by_name.values() if row["task"] != "generate")
+    assert by_name["chitchat"]["task"] == "generate" and by_name["chitchat"]["n_train"] > 3000
 
 
 def test_methods_lists_setfit_and_its_params(capfd):

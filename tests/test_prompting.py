@@ -74,7 +74,7 @@ def test_zero_shot_probabilities_are_the_label_word_softmax_and_round_trip(llama
 @pytest.mark.parametrize("params", [{"lora": True, "lr": 5e-2}, {"lora": False, "lr": 1e-2, "l2sp": 0.1}])
 def test_prompt_fine_tuning_learns_the_label_words_and_round_trips(llama_folder, tmp_path, params):
     X, y = reviews(4)
-    base = {"template": TEMPLATE, "label_words": WORDS, "epochs": 10, "batch_size": 4}
+    base = {"template": TEMPLATE, "label_words": WORDS, "epochs": 10, "batch_size": 4, "early_stopping": False}
     zero = FewShotClassifier(backbone=str(llama_folder), method="zero-shot",
                              params={"template": TEMPLATE, "label_words": WORDS}).fit(X, y)
     clf = FewShotClassifier(backbone=str(llama_folder), method="prompt", params={**base, **params}).fit(X, y)
@@ -92,7 +92,7 @@ def test_prompt_fine_tuning_learns_the_label_words_and_round_trips(llama_folder,
 def test_prompt_with_demonstrations_puts_one_solved_example_per_class_before_each_text(llama_folder, tmp_path):
     X, y = reviews(4)
     params = {"template": TEMPLATE, "label_words": WORDS, "epochs": 20, "batch_size": 4, "lr": 5e-2,
-              "demonstrations": True, "separator": " ; "}
+              "demonstrations": True, "separator": " ; ", "early_stopping": False}
     clf = FewShotClassifier(backbone=str(llama_folder), method="prompt", params=params).fit(X, y)
     method = clf.model_
     scorer = method._scorer()
@@ -204,3 +204,17 @@ def test_prompt_methods_through_the_cli(llama_folder, tmp_path, capfd):
     code = main(["predict", str(tmp_path / "m"), str(tmp_path / "train.csv"), "-f", "jsonl", "-q"])
     rows = [json.loads(line) for line in capfd.readouterr().out.splitlines()]
     assert code == 0 and [r["label"] for r in rows] == y
+
+
+def test_a_builtin_dataset_brings_its_own_template_unless_one_is_given(llama_folder, tmp_path, capfd):
+    from fewtune.cli import main
+
+    common = ["train", "--dataset", "mr", "--shots", "2", "--max-test", "4", "--method", "zero-shot",
+              "--backbone", str(llama_folder), "-q", "--json"]
+    assert main([*common, "-o", str(tmp_path / "default")]) == 0
+    assert main([*common, "-p", f"template={TEMPLATE}", "-o", str(tmp_path / "mine")]) == 0
+    capfd.readouterr()
+    default = json.loads((tmp_path / "default" / "prompt.json").read_text())
+    assert default["template"] == "Review: {text}\nSentiment:"
+    assert default["label_words"] == {"negative": "negative", "positive": "positive"}
+    assert json.loads((tmp_path / "mine" / "prompt.json").read_text())["template"] == TEMPLATE

@@ -89,9 +89,10 @@ class PromptParams(DemoParams):
     lora_alpha: int = _param(16, "LoRA scaling α")
     l2sp: float = _param(0.0, "L2-SP strength λ toward the pretrained weights (on ΔW for LoRA)")
     demonstrations: bool = _param(False, "LM-BFF: one labelled training example per class, drawn at random, before each prompt")
+    # On by default: with a handful of shots the failure to guard against is ending below zero-shot.
     early_stopping: bool = _param(
-        False, "hold out ~20% of the shots; keep the epoch with the lowest validation loss, counting the untrained "
-               "start (epoch 0), so training that never helps returns the zero-shot model")
+        True, "hold out ~20% of the shots; keep the epoch with the lowest validation loss, counting the untrained "
+              "start (epoch 0), so training that never helps returns the zero-shot model")
     patience: int = _param(3, "with early_stopping: epochs without improvement before stopping")
 
     def check(self, problems: list[str]) -> None:

@@ -25,10 +25,9 @@ import torch
 from ..backbones import CAUSAL_LM, DEFAULT_CAUSAL_LM, ResolvedBackbone, load_causal_lm, pick_device, resolve_backbone
 from ..backbones import resolve_base
 from ..backbones.quiet import quiet_libraries
-from ..bayes import L2SPPrior
 from ..errors import FewtuneError
-from ..methods.base import MethodParams
-from ..methods.lora import LoraDeltaPrior, apply_lora, load_adapter, save_adapter
+from ..methods.lm_training import LMTrainingParams, param as _param, prepare_for_training
+from ..methods.lora import load_adapter, save_adapter
 from ..methods.optim import make_optimizer, update
 from ..model_folder import read_model_folder, write_model_folder
 from ..progress import progress_bar
@@ -36,42 +35,20 @@ from .data import Chat, as_chats, as_texts
 from .formatting import Encoded, LMFormat, collate, token_nll
 
 TASKS = ("generate", "lm")
-field = dataclasses.field
-
-
-def _param(default, help_text: str):
-    return field(default=default, metadata={"help": help_text})
-
-
 @dataclasses.dataclass
-class GenerationParams(MethodParams):
+class GenerationParams(LMTrainingParams):
     epochs: int = _param(3, "passes over the training examples")
     lr: float = _param(2e-4, "learning rate (LoRA adapters; use ~2e-5 with lora=false)")
-    weight_decay: float = _param(0.01, "AdamW weight decay: pulls LoRA adapters toward zero, the pretrained model")
-    warmup_ratio: float = _param(0.1, "fraction of steps with linear warm-up, then linear decay")
     batch_size: int = _param(4, "examples per step")
     max_length: int = _param(256, "tokens per example; longer ones are cut at the end")
-    lora: bool = _param(True, "train LoRA adapters (saved alone, reloaded onto the base) instead of every weight")
-    lora_r: int = _param(8, "LoRA rank")
-    lora_alpha: int = _param(16, "LoRA scaling α")
-    l2sp: float = _param(0.0, "L2-SP strength λ toward the pretrained weights (on ΔW for LoRA)")
     chat_template: bool = _param(True, "use the backbone's chat template when it has one (else 'User:/Assistant:')")
 
     def check(self, problems: list[str]) -> None:
-        for name in ("batch_size", "lora_r", "lora_alpha"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
+        super().check(problems)
+        if self.batch_size < 1:
+            problems.append(f"batch_size must be at least 1, got {self.batch_size}")
         if self.max_length < 8:
             problems.append(f"max_length must be at least 8, got {self.max_length}")
-        if self.epochs < 0:
-            problems.append(f"epochs must not be negative, got {self.epochs}")
-        if not self.lr > 0:
-            problems.append(f"lr must be positive, got {self.lr}")
-        for name in ("weight_decay", "l2sp"):
-            if getattr(self, name) < 0:
-                problems.append(f"{name} must not be negative, got {getattr(self, name)}")
-        if not 0 <= self.warmup_ratio <= 1:
-            problems.append(f"warmup_ratio must be between 0 and 1, got {self.warmup_ratio}")
 
     @classmethod
     def method_name(cls) -> str:
@@ -129,18 +106,7 @@ class FewShotGenerator:
         encoded = self._encode(examples)
         with progress_bar(self.show_progress) as progress:
             before = self._perplexity(held_out, progress) if held_out is not None else None
-            if p.lora:
-                self.model = apply_lora(self.model, r=p.lora_r, alpha=p.lora_alpha)
-                params = [t for t in self.model.parameters() if t.requires_grad]
-                prior = LoraDeltaPrior(self.model, p.l2sp)
-            else:
-                params = []
-                for name, t in self.model.named_parameters():
-                    if "embed_tokens" in name:
-                        t.requires_grad_(False)  # tied to the output layer in small LMs: keep the vocabulary
-                    elif t.requires_grad:
-                        params.append(t)
-                prior = L2SPPrior(params, p.l2sp)
+            self.model, params, prior = prepare_for_training(self.model, p)
             optimizer = make_optimizer(params, lr=p.lr, weight_decay=p.weight_decay, device=self.model.device)
             steps_per_epoch = math.ceil(len(encoded) / p.batch_size)
             total = max(1, p.epochs * steps_per_epoch)

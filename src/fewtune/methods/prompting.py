@@ -28,19 +28,15 @@ import torch.nn.functional as F
 
 from ..backbones import CAUSAL_LM, ResolvedBackbone, load_causal_lm, resolve_base
 from ..backbones.quiet import quiet_libraries
-from ..bayes import L2SPPrior
 from ..errors import FewtuneError
 from .base import FewShotMethod, MethodParams, register_method
 from .finetune import VALIDATION_FRACTION, stratified_holdout
 from .heads import probabilities
-from .lora import LoraDeltaPrior, apply_lora, load_adapter, save_adapter
+from .lm_training import LMTrainingParams, prepare_for_training
+from .lm_training import param as _param
+from .lora import load_adapter, save_adapter
 from .optim import make_optimizer, update
 
-field = dataclasses.field
-
-
-def _param(default, help_text: str):
-    return field(default=default, metadata={"help": help_text})
 
 
 @dataclasses.dataclass
@@ -54,6 +50,7 @@ class ZeroShotParams(MethodParams):
     batch_size: int = _param(8, "prompts per forward pass")
 
     def check(self, problems: list[str]) -> None:
+        super().check(problems)
         if "{text}" not in self.template:
             problems.append(f"template must contain {{text}}, got {self.template!r}")
         for name in ("max_text_tokens", "batch_size"):
@@ -79,15 +76,7 @@ class DemoParams(ZeroShotParams):
 
 
 @dataclasses.dataclass
-class PromptParams(DemoParams):
-    epochs: int = _param(10, "passes over the training examples")
-    lr: float = _param(1e-3, "learning rate (LoRA adapters; use ~2e-5 with lora=false)")
-    weight_decay: float = _param(0.01, "AdamW weight decay: pulls LoRA adapters toward zero, the pretrained model")
-    warmup_ratio: float = _param(0.1, "fraction of steps with linear learning-rate warm-up, then linear decay")
-    lora: bool = _param(True, "train LoRA adapters (saved alone, reloaded onto the base) instead of every weight")
-    lora_r: int = _param(8, "LoRA rank")
-    lora_alpha: int = _param(16, "LoRA scaling α")
-    l2sp: float = _param(0.0, "L2-SP strength λ toward the pretrained weights (on ΔW for LoRA)")
+class PromptParams(DemoParams, LMTrainingParams):
     demonstrations: bool = _param(False, "LM-BFF: one labelled training example per class, drawn at random, before each prompt")
     # On by default: with a handful of shots the failure to guard against is ending below zero-shot.
     early_stopping: bool = _param(
@@ -97,16 +86,8 @@ class PromptParams(DemoParams):
 
     def check(self, problems: list[str]) -> None:
         super().check(problems)
-        if self.epochs < 0:
-            problems.append(f"epochs must not be negative, got {self.epochs}")
-        if not self.lr > 0:
-            problems.append(f"lr must be positive, got {self.lr}")
-        for name in ("weight_decay", "l2sp"):
-            if getattr(self, name) < 0:
-                problems.append(f"{name} must not be negative, got {getattr(self, name)}")
-        for name in ("lora_r", "patience"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.patience < 1:
+            problems.append(f"patience must be at least 1, got {self.patience}")
 
 
 def parse_label_words(spec: str) -> dict[str, str]:
@@ -275,17 +256,8 @@ class Prompt(ZeroShot):
             self.demonstrations = [(t, self.class_names[int(c)]) for t, c in zip(texts, y)]
         else:
             prompts = scorer.prompts(texts)
-        if p.lora:
-            self.model = apply_lora(self.model, r=p.lora_r, alpha=p.lora_alpha)
-            scorer.model = self.model
-            params = [t for t in self.model.parameters() if t.requires_grad]
-            prior = LoraDeltaPrior(self.model, p.l2sp)
-        else:
-            params = [t for n, t in self.model.named_parameters() if t.requires_grad and "embed_tokens" not in n]
-            for n, t in self.model.named_parameters():
-                if "embed_tokens" in n:
-                    t.requires_grad_(False)  # tied with the output layer in small LMs: keep the vocabulary fixed
-            prior = L2SPPrior(params, p.l2sp)
+        self.model, params, prior = prepare_for_training(self.model, p)
+        scorer.model = self.model
         optimizer = make_optimizer(params, lr=p.lr, weight_decay=p.weight_decay, device=self.device)
         if p.early_stopping:
             train_idx, val_idx = stratified_holdout(y, VALIDATION_FRACTION, rng)

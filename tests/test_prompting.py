@@ -124,7 +124,7 @@ def test_prompt_early_stopping_counts_the_untrained_model_as_epoch_zero(llama_fo
     clf = FewShotClassifier(backbone=str(llama_folder), method="prompt", params={
         **words, "lr": 50.0, "epochs": 3, "batch_size": 4, "early_stopping": True, "patience": 1}).fit(X, y)
     info = clf.train_info_
-    assert info["best_epoch"] == 0 and info["epochs"] == 1 and info["validation_examples"] == 2
+    assert info["best_epoch"] == 0 and info["epochs"] == 1 and info["n_validation"] == 2
     np.testing.assert_allclose(clf.predict_proba(X), zero.predict_proba(X), atol=1e-5)
 
 

@@ -48,7 +48,7 @@ from .heads import (
     probabilities,
     save_head,
 )
-from .optim import make_optimizer, trainable_parameters, update
+from .optim import BestEpoch, make_optimizer, trainable_parameters, update
 
 field = dataclasses.field
 
@@ -282,7 +282,7 @@ class Finetune(EncoderBodyMethod):
         self._class_weights = None if weights is None else weights.to(body.device)
 
         task = progress.add("Fine-tuning", total=total) if progress else None
-        best_loss, best_epoch, best_state, epochs_run, steps = math.inf, 0, None, 0, 0
+        best, epochs_run, steps = BestEpoch(everything, p.patience), 0, 0
         for epoch in range(1, p.epochs + 1):
             body.train()
             head.train()
@@ -296,17 +296,9 @@ class Finetune(EncoderBodyMethod):
                 if progress:
                     progress.advance(task)
             epochs_run = epoch
-            if p.early_stopping:
-                val_loss = self._loss([texts[i] for i in val_idx], labels[val_idx])
-                if val_loss < best_loss:
-                    best_loss, best_epoch = val_loss, epoch
-                    best_state = [t.detach().clone() for t in everything]
-                elif epoch - best_epoch >= p.patience:
-                    break
-        if best_state is not None:
-            with torch.no_grad():
-                for t, saved in zip(everything, best_state):
-                    t.copy_(saved)
+            if p.early_stopping and best.record(epoch, self._loss([texts[i] for i in val_idx], labels[val_idx])):
+                break
+        best.restore()
         body.eval()
         head.eval()
 
@@ -315,7 +307,7 @@ class Finetune(EncoderBodyMethod):
         info["trainable_parameters"] = sum(t.numel() for t in everything)
         info["distance_from_pretrained"] = round(prior.distance(), 6)
         if p.early_stopping:
-            info.update(best_epoch=best_epoch, validation_loss=round(best_loss, 6),
+            info.update(best_epoch=best.epoch, validation_loss=round(best.loss, 6),
                         n_validation=len(val_idx), n_fit=len(train_idx))
         if peft_model is not None:
             # Fold ΔW into the weights: the encoder is a plain transformers model again.

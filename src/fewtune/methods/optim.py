@@ -61,3 +61,25 @@ def update(loss: torch.Tensor, params, optimizer: torch.optim.Optimizer, schedul
         scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return loss.detach().item()
+
+
+class BestEpoch:
+    """Early stopping: keeps a copy of the weights from the epoch with the lowest validation loss."""
+
+    def __init__(self, params, patience: int):
+        self.params, self.patience = list(params), patience
+        self.loss, self.epoch, self.state = float("inf"), 0, None
+
+    def record(self, epoch: int, loss: float) -> bool:
+        """Remember these weights if they are the best so far; True when training should stop."""
+        if loss < self.loss:
+            self.loss, self.epoch = loss, epoch
+            self.state = [t.detach().clone() for t in self.params]
+            return False
+        return epoch - self.epoch >= self.patience
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        if self.state is not None:
+            for t, saved in zip(self.params, self.state):
+                t.copy_(saved)

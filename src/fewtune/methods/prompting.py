@@ -35,7 +35,7 @@ from .heads import probabilities
 from .lm_training import LMTrainingParams, prepare_for_training
 from .lm_training import param as _param
 from .lora import load_adapter, save_adapter
-from .optim import make_optimizer, update
+from .optim import BestEpoch, make_optimizer, update
 
 
 
@@ -277,8 +277,9 @@ class Prompt(ZeroShot):
                 return float(F.cross_entropy(scores, labels[val_idx]))
 
         # Epoch 0 is the untrained model: the zero-shot classifier is a candidate like any epoch.
-        best_loss, best_epoch = (validation_loss(), 0) if p.early_stopping else (math.inf, 0)
-        best_state = [t.detach().clone() for t in params] if p.early_stopping else None
+        best = BestEpoch(params, p.patience)
+        if p.early_stopping:
+            best.record(0, validation_loss())
         losses, epochs_run = [], 0
         for epoch in range(1, p.epochs + 1):
             self.model.train()
@@ -296,17 +297,9 @@ class Prompt(ZeroShot):
                 if progress:
                     progress.advance(task)
             epochs_run = epoch
-            if p.early_stopping:
-                val = validation_loss()
-                if val < best_loss:
-                    best_loss, best_epoch = val, epoch
-                    best_state = [t.detach().clone() for t in params]
-                elif epoch - best_epoch >= p.patience:
-                    break
-        if best_state is not None:
-            with torch.no_grad():
-                for t, saved in zip(params, best_state):
-                    t.copy_(saved)
+            if p.early_stopping and best.record(epoch, validation_loss()):
+                break
+        best.restore()
         self.model.eval()
         info = {"steps": epochs_run * steps_per_epoch, "epochs": epochs_run,
                 "final_loss": round(losses[-1], 6) if losses else None,
@@ -314,7 +307,7 @@ class Prompt(ZeroShot):
                 "distance_from_pretrained": round(prior.distance(), 6),
                 "body_seconds": round(time.perf_counter() - started, 3)}
         if p.early_stopping:
-            info.update(best_epoch=best_epoch, best_validation_loss=round(best_loss, 6), validation_examples=len(val_idx))
+            info.update(best_epoch=best.epoch, validation_loss=round(best.loss, 6), n_validation=len(val_idx))
         return info
 
     def _context(self, scorer: LabelScorer, rng: np.random.Generator, exclude: int = -1) -> str:

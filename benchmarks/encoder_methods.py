@@ -316,12 +316,15 @@ def train_fewtune(task, train, test) -> tuple[list, tuple[float, float], float, 
     clf.fit(train.texts, train.labels)
     train_seconds, train_cpu = time.perf_counter() - started, time.process_time() - cpu_started
     started = time.perf_counter()
-    predicted = clf.predict(test.texts)
+    proba = clf.predict_proba(test.texts)
     predict_seconds = time.perf_counter() - started
+    # Columns in sorted class order, the order run_one scores in.
+    order = [list(map(str, clf.classes_)).index(c) for c in sorted(map(str, clf.classes_))]
+    proba = proba[:, order]
     info = {k: v for k, v in clf.train_info_.items() if k not in ("class_counts",)}
     info["params_resolved"] = clf.model_.params.to_dict()
     info["backbone_folder"] = clf.backbone_.path
-    return list(predicted), (train_seconds, train_cpu), predict_seconds, info
+    return proba, (train_seconds, train_cpu), predict_seconds, info
 
 
 def train_setfit_lib(task, train, test) -> tuple[list, tuple[float, float], float, dict]:
@@ -348,7 +351,7 @@ def train_setfit_lib(task, train, test) -> tuple[list, tuple[float, float], floa
     trainer.train()
     train_seconds, train_cpu = time.perf_counter() - started, time.process_time() - cpu_started
     started = time.perf_counter()
-    predicted = model.predict(test.texts, as_numpy=True, show_progress_bar=False)
+    proba = model.predict_proba(test.texts, as_numpy=True, show_progress_bar=False)  # columns: classes' order
     predict_seconds = time.perf_counter() - started
     resolved = args.to_dict()
     info = {
@@ -360,13 +363,15 @@ def train_setfit_lib(task, train, test) -> tuple[list, tuple[float, float], floa
         "backbone_folder": folder,
     }
     info["params_resolved"]["loss"] = getattr(resolved.get("loss"), "__name__", str(resolved.get("loss")))
-    return [classes[int(i)] for i in predicted], (train_seconds, train_cpu), predict_seconds, info
+    return proba, (train_seconds, train_cpu), predict_seconds, info
 
 
 def run_one(task_file: str, result_file: str) -> None:
     task = json.loads(Path(task_file).read_text())
     from fewtune.data import load_builtin
-    from fewtune.evaluation.metrics import classification_report
+    import numpy as np
+
+    from fewtune.evaluation.metrics import calibration_report, classification_report
 
     train_pool, test_all = load_builtin(task["dataset"])
     train = train_pool.subset(task["train_idx"])
@@ -379,9 +384,11 @@ def run_one(task_file: str, result_file: str) -> None:
         import setfit  # noqa: F401
     rss_before = max_rss_mb()
     fit = train_setfit_lib if task["method"] == "setfit-lib" else train_fewtune
-    predicted, (train_seconds, train_cpu), predict_seconds, info = fit(task, train, test)
+    proba, (train_seconds, train_cpu), predict_seconds, info = fit(task, train, test)
     classes = sorted(set(train.labels))
-    report = classification_report(test.labels, predicted, classes)
+    proba = np.asarray(proba, dtype=float)
+    report = classification_report(test.labels, [classes[i] for i in proba.argmax(1)], classes)
+    calibration = calibration_report(test.labels, proba, classes)
     record = {
         "key": task["key"],
         "dataset": task["dataset"],
@@ -391,6 +398,9 @@ def run_one(task_file: str, result_file: str) -> None:
         "params": task["params"],
         "accuracy": round(report["accuracy"], 5),
         "macro_f1": round(report["macro_f1"], 5),
+        "ece": round(calibration["ece"], 5),
+        "nll": round(calibration["nll"], 5),
+        "brier": round(calibration["brier"], 5),
         "n_train": len(train),
         "n_test": len(test),
         "max_seq_length": task.get("max_seq_length") or None,

@@ -27,11 +27,11 @@ def label(record: dict) -> str:
     return record["method"] + " (" + ", ".join(f"{k}={v}" for k, v in sorted(params.items())) + ")"
 
 
-def mean_std(values: list[float], scale: float = 100.0) -> str:
+def mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
     values = [v * scale for v in values]
     if len(values) == 1:
-        return f"{values[0]:.1f}"
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def load(path: Path) -> list[dict]:
@@ -102,7 +102,8 @@ def render(records: list[dict], note: str | None, title: str = "fewtune encoder 
                 f"{statistics.mean(r['predict_seconds'] for r in rs):.1f} | "
                 f"{statistics.mean(cpu_seconds(r) for r in rs):.1f} | {max(r['peak_rss_mb'] for r in rs):.0f} |"
             )
-    sections = [compare_section(records, compare), targets_section(records), l2sp_section(records),
+    sections = [calibration_section(records), compare_section(records, compare), targets_section(records),
+                l2sp_section(records),
                 speed_section(records), runs_section(records)]
     for section in sections:
         if section:
@@ -145,6 +146,26 @@ def targets_section(records: list[dict]) -> list[str]:
                      f"{mean_std([r['accuracy'] for r in lib])} | {paired} | {wall:.1f}× | {cpu:.1f}× | "
                      f"{'met' if met else 'not met'} |")
     return lines if len(lines) > 6 else []
+
+
+def calibration_section(records: list[dict]) -> list[str]:
+    """ECE, NLL and Brier per data set × K × method, for the runs that recorded them."""
+    scored = [r for r in records if "ece" in r]
+    if not scored:
+        return []
+    lines = ["## Calibration", "",
+             "Mean ± std over seeds of the top-label expected calibration error (10 bins, points of probability), "
+             "the negative log-likelihood of the true class and the Brier score (lower is better for all three).",
+             "", "| data | K | method | seeds | ECE % | NLL | Brier |", "|---|---|---|---|---|---|---|"]
+    groups = defaultdict(list)
+    for r in scored:
+        groups[(r["dataset"], r["K"], r["n_test"], label(r))].append(r)
+    for group in order(scored):
+        for key, rs in sorted(groups.items()):
+            if key[:3] == group:
+                lines.append(f"| {key[0]} | {key[1]} | {key[3]} | {len(rs)} | {mean_std([r['ece'] for r in rs])} | "
+                             f"{mean_std([r['nll'] for r in rs], 1, 3)} | {mean_std([r['brier'] for r in rs], 1, 3)} |")
+    return lines
 
 
 def compare_section(records: list[dict], pairs: list[tuple[str, str]]) -> list[str]:

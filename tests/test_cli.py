@@ -335,8 +335,14 @@ def test_evaluate_json_is_self_consistent(trained, data_dir, capfd):
 
     # ... and it scores what the saved model actually predicts.
     data = load_labeled(data_dir / "test.csv", text_col="opinion", label_col="verdict")
-    predicted = FewShotClassifier.load(trained.model).predict(data.texts)
+    clf = FewShotClassifier.load(trained.model)
+    predicted = clf.predict(data.texts)
     assert report["accuracy"] == pytest.approx(np.mean([p == t for p, t in zip(predicted, data.labels)]))
+    # Calibration is computed from the same model's probabilities.
+    proba = clf.predict_proba(data.texts)
+    truth = np.array([list(clf.classes_).index(t) for t in data.labels])
+    assert report["calibration"]["nll"] == pytest.approx(-np.mean(np.log(proba[np.arange(16), truth])), rel=1e-4)
+    assert 0 <= report["calibration"]["ece"] <= 1 and sum(b["n"] for b in report["calibration"]["reliability"]) == 16
 
 
 def test_evaluate_plain_text_prints_the_confusion_matrix(trained, data_dir, capfd):

@@ -173,6 +173,8 @@ def train(
         report = _report(clf, heldout, label_sep)
         evaluation = {"held_out": what, "n": report["n"], "accuracy": round(report["accuracy"], 4),
                       "macro_f1": round(report["macro_f1"], 4)}
+        if "calibration" in report:
+            evaluation.update({k: round(report["calibration"][k], 4) for k in ("ece", "nll", "brier")})
         result["evaluation"] = evaluation
     if output is not None:
         clf.save(output, overwrite=overwrite, evaluation=evaluation)
@@ -465,10 +467,13 @@ def _targets(data, multi_label: bool, sep: str):
 
 
 def _report(clf, heldout, sep: str) -> dict:
-    from .evaluation import classification_report, multilabel_report
+    from .evaluation import calibration_report, classification_report, multilabel_report
 
     if not clf.multi_label_:
-        return classification_report(heldout.labels, clf.predict(_inputs(heldout)), clf.classes_)
+        proba = clf.predict_proba(_inputs(heldout))
+        # predict is argmax of predict_proba for every single-label method: one pass serves both.
+        report = classification_report(heldout.labels, clf.classes_[proba.argmax(1)], clf.classes_)
+        return {**report, "calibration": calibration_report(heldout.labels, proba, clf.classes_)}
     from .data.multilabel import to_indicator
 
     truth = to_indicator(_targets(heldout, True, sep), list(clf.classes_), source=heldout.source)
@@ -572,7 +577,13 @@ def _print_report(report: dict) -> None:
         typer.echo(f"Hamming loss     {report['hamming_loss']:.4f}\n")
     else:
         typer.echo(f"accuracy  {report['accuracy']:.4f}")
-        typer.echo(f"macro-F1  {report['macro_f1']:.4f}\n")
+        typer.echo(f"macro-F1  {report['macro_f1']:.4f}")
+        if "calibration" in report:
+            cal = report["calibration"]
+            typer.echo(f"ECE       {cal['ece']:.4f}   (expected calibration error, 10 bins; 0 = probabilities match accuracy)")
+            typer.echo(f"NLL       {cal['nll']:.4f}   (mean −log p(true class))")
+            typer.echo(f"Brier     {cal['brier']:.4f}")
+        typer.echo("")
     _table(
         ["class", "precision", "recall", "f1", "support"],
         [[c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", str(v["support"])]

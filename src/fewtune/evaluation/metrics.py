@@ -57,3 +57,41 @@ def multilabel_report(y_true: np.ndarray, y_pred: np.ndarray, classes) -> dict[s
         },
         "labels": labels,
     }
+
+
+def calibration_report(y_true, proba: np.ndarray, classes, n_bins: int = 10) -> dict[str, Any]:
+    """How far the predicted probabilities can be trusted: ECE, negative log-likelihood and Brier score.
+
+    ECE is the top-label expected calibration error over `n_bins` equal-width confidence bins (the
+    gap between confidence and accuracy, weighted by the share of examples in each bin); the bins
+    themselves are returned for a reliability diagram. NLL is the mean −log p(true class), with p
+    clipped at 1e-12 so one confident mistake is large but finite. Brier is the mean squared error
+    of the probability vector against the one-hot truth, summed over classes (0 is perfect, 2 worst).
+    Labels the model does not know count as wrong with probability 0.
+    """
+    proba = np.asarray(proba, dtype=float)
+    index = {str(c): i for i, c in enumerate(classes)}
+    truth = np.array([index.get(str(v), -1) for v in y_true])
+    known = truth >= 0
+    p_true = np.where(known, proba[np.arange(len(truth)), np.maximum(truth, 0)], 0.0)
+    onehot = np.zeros_like(proba)
+    onehot[np.flatnonzero(known), truth[known]] = 1.0
+    confidence, predicted = proba.max(1), proba.argmax(1)
+    correct = (predicted == truth).astype(float)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
+    bins, ece = [], 0.0
+    for b in range(n_bins):
+        members = which == b
+        if not members.any():
+            continue
+        conf, acc = float(confidence[members].mean()), float(correct[members].mean())
+        ece += members.mean() * abs(conf - acc)
+        bins.append({"low": float(edges[b]), "high": float(edges[b + 1]), "n": int(members.sum()),
+                     "confidence": conf, "accuracy": acc})
+    return {
+        "ece": float(ece),
+        "nll": float(-np.log(np.clip(p_true, 1e-12, 1.0)).mean()),
+        "brier": float(((proba - onehot) ** 2).sum(1).mean()),
+        "reliability": bins,
+    }

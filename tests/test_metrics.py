@@ -1,0 +1,37 @@
+"""Calibration metrics against hand-computed values and scikit-learn."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import log_loss
+
+from fewtune.evaluation import calibration_report
+
+
+def test_ece_nll_and_brier_match_hand_computed_values():
+    classes = ["a", "b"]
+    proba = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+    truth = ["a", "b", "b", "a"]
+    r = calibration_report(truth, proba, classes, n_bins=10)
+    # Bins: 0.9 (right), 0.8 (wrong), 0.7 (right), 0.6 (right) -> each alone in its bin.
+    expected_ece = (abs(0.9 - 1) + abs(0.8 - 0) + abs(0.7 - 1) + abs(0.6 - 1)) / 4
+    assert r["ece"] == pytest.approx(expected_ece)
+    assert r["nll"] == pytest.approx(log_loss([0, 1, 1, 0], proba))
+    assert r["brier"] == pytest.approx(np.mean([0.02, 1.28, 0.18, 0.32]))
+    assert sum(b["n"] for b in r["reliability"]) == 4
+
+
+def test_perfectly_calibrated_and_confidently_wrong_extremes():
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.5, 1.0, 20000)
+    hit = rng.uniform(size=p.size) < p  # right with exactly the stated probability
+    proba = np.stack([p, 1 - p], 1)
+    truth = np.where(hit, "a", "b")
+    assert calibration_report(truth, proba, ["a", "b"])["ece"] < 0.02
+    wrong = calibration_report(["b", "b"], np.array([[1.0, 0.0], [1.0, 0.0]]), ["a", "b"])
+    assert wrong["ece"] == pytest.approx(1.0) and wrong["brier"] == pytest.approx(2.0)
+    assert np.isfinite(wrong["nll"]) and wrong["nll"] > 20
+
+
+def test_an_unknown_true_label_counts_as_wrong_with_probability_zero():
+    r = calibration_report(["c"], np.array([[0.5, 0.5]]), ["a", "b"])
+    assert r["nll"] > 20 and r["brier"] == pytest.approx(0.5)

@@ -23,7 +23,7 @@ sys.path.insert(0, str(HERE))
 import encoder_methods  # noqa: E402
 
 DEFAULTS = ["--datasets", "mr,tweets", "--shots", "8,16", "--seeds", "0,1,2",
-            "--methods", "zero-shot,prompt,icl,setfit", "--anchor", "none", "--l2sp", "off",
+            "--methods", "majority,zero-shot,prompt,icl,setfit", "--anchor", "none", "--l2sp", "off",
             "--max-test", "300", "--out", str(HERE / "results" / "lm_methods.jsonl"),
             "--python", str(HERE.parent / ".venv" / "bin" / "python")]
 

@@ -265,3 +265,13 @@ def test_linear_probe_leaves_the_encoder_untouched_and_round_trips(st_folder, da
     loaded = FewShotClassifier.load(probe.save(tmp_path / "probe"))
     assert loaded.method == "linear-probe"
     np.testing.assert_array_equal(loaded.predict_proba(X), probe.predict_proba(X))
+
+
+def test_majority_baseline_predicts_the_training_class_frequencies_and_round_trips(tmp_path):
+    X = ["a", "b", "c", "d", "e", "f"]
+    y = ["pos", "pos", "pos", "pos", "neg", "neg"]
+    clf = FewShotClassifier(method="majority").fit(X, y)
+    np.testing.assert_allclose(clf.predict_proba(["anything", "else"]), [[1 / 3, 2 / 3]] * 2)
+    assert list(clf.predict(["x"])) == ["pos"] and clf.score(["x", "y"], ["pos", "neg"]) == 0.5
+    clf.save(tmp_path / "m")
+    np.testing.assert_allclose(FewShotClassifier.load(tmp_path / "m").predict_proba(["z"]), [[1 / 3, 2 / 3]])

@@ -1,7 +1,7 @@
 """Few-shot methods. Each module registers its method on import; METHODS is the one list."""
 
 from . import linear_probe, setfit  # noqa: F401  (importing registers the methods)
-from . import finetune, prompting  # noqa: F401
+from . import finetune, majority, prompting  # noqa: F401
 from .base import METHODS, FewShotMethod, MethodParams, get_method, register_method
 
 __all__ = ["METHODS", "FewShotMethod", "MethodParams", "get_method", "register_method"]

@@ -1,4 +1,4 @@
-"""Label-word methods on SmolLM2 (zero-shot, prompt, icl) beside the encoder's setfit, on the same k-shot splits.
+"""Label-word methods on SmolLM2 (zero-shot, prompt, icl) beside the encoder's setfit and the majority baseline, on the same k-shot splits.
 
 The runner is encoder_methods.py's (one fresh subprocess per run, resumable JSON lines, the same
 splits and test subset for every method); this script only sets issue 4's defaults. Label-word

@@ -297,7 +297,8 @@ def start_load(record: dict) -> float:
 
 def cpu_seconds(record: dict) -> float:
     # Training CPU time when the run recorded it; older lines have only the whole process's.
-    return record.get("train_cpu_seconds") or record["cpu_seconds"]
+    cpu = record.get("train_cpu_seconds")
+    return cpu if cpu is not None else record["cpu_seconds"]
 
 
 def ratio(values: list[float]) -> str:

@@ -226,6 +226,7 @@ def _train_generator(*, param, json_out: bool, classify_only: dict[str, bool], b
 MaxNew = Annotated[int, typer.Option(help="Stop after this many new tokens.")]
 Temperature = Annotated[float, typer.Option(help="0 = greedy (deterministic); higher = more varied.")]
 TopP = Annotated[float, typer.Option(help="Nucleus sampling: keep the most likely tokens up to this mass (temperature > 0).")]
+RepetitionPenalty = Annotated[float, typer.Option(help="Divide the scores of tokens already in the context by this (1 = off); small models loop without it.")]
 
 
 @app.command()
@@ -235,6 +236,7 @@ def generate(
     max_new_tokens: MaxNew = 64,
     temperature: Temperature = 0.0,
     top_p: TopP = 0.9,
+    repetition_penalty: RepetitionPenalty = 1.1,
     encoding: Encoding = "utf-8",
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, mps.")] = None,
     quiet: Quiet = False,
@@ -249,7 +251,7 @@ def generate(
     rows = []
     for text in prompts:
         reply = gen.generate(text, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                             on_text=_write_now if stream else None)
+                             repetition_penalty=repetition_penalty, on_text=_write_now if stream else None)
         rows.append({"prompt": text, "response": reply})
         if stream:
             typer.echo("")
@@ -266,6 +268,7 @@ def chat(
     max_new_tokens: MaxNew = 128,
     temperature: Temperature = 0.7,
     top_p: TopP = 0.9,
+    repetition_penalty: RepetitionPenalty = 1.1,
     max_turns: Annotated[int, typer.Option(help="Exchanges of history kept in the prompt.")] = 6,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, mps.")] = None,
 ):
@@ -279,7 +282,7 @@ def chat(
     if sys.stdin.isatty():
         typer.echo("chatting with the model; /reset starts over, /exit or Ctrl-D ends", err=True)
     chat_loop(gen, system=system, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-              max_turns=max_turns, read_line=stdin_line("you> "), write=_write_now)
+              repetition_penalty=repetition_penalty, max_turns=max_turns, read_line=stdin_line("you> "), write=_write_now)
 
 
 def _write_now(text: str) -> None:

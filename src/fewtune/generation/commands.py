@@ -82,7 +82,7 @@ def train_generator(*, task: str, data: Optional[Path], dataset: Optional[str], 
 
 
 def chat_loop(gen: FewShotGenerator, *, system: Optional[str], max_new_tokens: int, temperature: float,
-              top_p: float, max_turns: int, read_line: Callable[[], Optional[str]],
+              top_p: float, max_turns: int, repetition_penalty: float = 1.0, read_line: Callable[[], Optional[str]],
               write: Callable[[str], None]) -> int:
     """Talk to a dialogue model until EOF or /exit; returns the number of replies.
 
@@ -106,7 +106,7 @@ def chat_loop(gen: FewShotGenerator, *, system: Optional[str], max_new_tokens: i
         history = history[-(2 * max_turns - 1):]
         prompt = ([{"role": "system", "content": system}] if system else []) + history
         reply = gen.generate(prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                             on_text=write)
+                             repetition_penalty=repetition_penalty, on_text=write)
         write("\n")
         history.append({"role": "assistant", "content": reply or "…"})
         replies += 1

@@ -160,15 +160,20 @@ class FewShotGenerator:
 
     @torch.no_grad()
     def generate(self, prompt: str | Chat, *, max_new_tokens: int = 64, temperature: float = 0.0,
-                 top_p: float = 0.9, on_text: Callable[[str], None] | None = None) -> str:
+                 top_p: float = 0.9, repetition_penalty: float = 1.0,
+                 on_text: Callable[[str], None] | None = None) -> str:
         """The model's continuation: for task="generate" the assistant's reply to `prompt` (a user
         message or a whole conversation), for task="lm" the text that follows `prompt`. Greedy at
-        temperature 0. `on_text` receives the text piece by piece as it is generated (streaming)."""
+        temperature 0. `repetition_penalty` > 1 divides the scores of tokens already in the context (small
+        models decoding greedily tend to loop; 1.1–1.3 is usual). `on_text` receives the text piece by
+        piece as it is generated (streaming)."""
         self._check_fitted()
         if max_new_tokens < 1:
             raise FewtuneError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
         if temperature < 0:
             raise FewtuneError(f"temperature must not be negative, got {temperature}")
+        if repetition_penalty <= 0:
+            raise FewtuneError(f"repetition_penalty must be positive, got {repetition_penalty}")
         if self.task == "generate":
             chat = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
             ids = self.format.prompt_ids(_checked_turns(chat))
@@ -183,7 +188,8 @@ class FewShotGenerator:
         with quiet_libraries():
             out = self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
                                       max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
-                                      eos_token_id=self.tokenizer.eos_token_id, streamer=streamer, **sampling)
+                                      eos_token_id=self.tokenizer.eos_token_id, streamer=streamer,
+                                      repetition_penalty=repetition_penalty, **sampling)
         return self.tokenizer.decode(out[0, len(ids):], skip_special_tokens=True).strip()
 
     # -- persistence ----------------------------------------------------------------------

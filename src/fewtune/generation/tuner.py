@@ -104,8 +104,11 @@ class FewShotGenerator:
         if self.backbone_.kind != CAUSAL_LM:
             raise FewtuneError(f"backbone '{self.backbone}' is not a causal LM; generation needs one")
         encoded = self._encode(examples)
+        held_encoded = self._encode(held_out) if held_out is not None else None  # once, for before and after
         with progress_bar(self.show_progress) as progress:
-            before = self._perplexity(held_out, progress) if held_out is not None else None
+            eval_started = time.perf_counter()
+            before = self._perplexity(held_encoded, progress) if held_out is not None else None
+            eval_seconds = time.perf_counter() - eval_started
             self.model, params, prior = prepare_for_training(self.model, p)
             optimizer = make_optimizer(params, lr=p.lr, weight_decay=p.weight_decay, device=self.model.device)
             steps_per_epoch = math.ceil(len(encoded) / p.batch_size)
@@ -123,13 +126,14 @@ class FewShotGenerator:
                     losses.append(update(nll / max(count, 1) + prior.penalty(), params, optimizer, scheduler))
                     progress.advance(task)
             self.model.eval()
-            after = self._perplexity(held_out, progress) if held_out is not None else None
+            train_seconds = time.perf_counter() - started - eval_seconds  # loading and training, not evaluating
+            after = self._perplexity(held_encoded, progress) if held_out is not None else None
         self.train_info_ = {
             "task": self.task, "n_examples": len(examples), "steps": p.epochs * steps_per_epoch,
             "final_loss": round(losses[-1], 6) if losses else None,
             "trainable_parameters": sum(t.numel() for t in params),
             "distance_from_pretrained": round(prior.distance(), 6),
-            "train_seconds": round(time.perf_counter() - started, 3),
+            "train_seconds": round(train_seconds, 3),
             "chat_template": self.format.chat_template,
         }
         if held_out is not None:
@@ -142,12 +146,11 @@ class FewShotGenerator:
         """exp(mean next-token negative log-likelihood) over the examples' trained tokens (replies, or all text)."""
         self._check_fitted()
         with progress_bar(self.show_progress) as progress:
-            return self._perplexity(self._examples(examples, "evaluation data"), progress)
+            return self._perplexity(self._encode(self._examples(examples, "evaluation data")), progress)
 
     @torch.no_grad()
-    def _perplexity(self, examples, progress) -> float:
+    def _perplexity(self, encoded: list[Encoded], progress) -> float:
         self.model.eval()
-        encoded = self._encode(examples)
         task = progress.add("Perplexity", total=len(encoded))
         total, count = 0.0, 0
         size = self.params.batch_size

@@ -1,7 +1,7 @@
 """Label-word methods on SmolLM2 (zero-shot, prompt, icl) beside the encoder's setfit and the majority baseline, on the same k-shot splits.
 
-The runner is encoder_methods.py's (one fresh subprocess per run, resumable JSON lines, the same
-splits and test subset for every method); this script only sets issue 4's defaults. Label-word
+The runner is encoder_methods.py's, i.e. `fewtune bench`'s (resumable JSON lines, the same splits
+and test subset for every method); this script only sets issue 4's defaults. Label-word
 methods use the data set's own template and label words (fewtune.data.builtin), as
 `fewtune train --dataset` does, and the default causal LM; setfit uses MiniLM.
 
@@ -28,6 +28,4 @@ DEFAULTS = ["--datasets", "mr,tweets", "--shots", "8,16", "--seeds", "0,1,2",
             "--python", str(HERE.parent / ".venv" / "bin" / "python")]
 
 if __name__ == "__main__":
-    if "--run-one" in sys.argv:
-        sys.exit(encoder_methods.main(sys.argv[1:]))
     sys.exit(encoder_methods.main(DEFAULTS + sys.argv[1:]))

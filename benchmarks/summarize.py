@@ -5,45 +5,23 @@
 Per data set × K × method (each parameter set its own row): mean ± std over seeds of accuracy and
 macro-F1, mean train and predict seconds, mean CPU seconds, the largest peak RSS; then the speed
 of fewtune's setfit against the SetFit library, per seed from runs of the same file (same splits,
-same machine), and every run on its own. Needs only the standard library.
+same machine), and every run on its own. The general report of any runs file (tables with paired
+tests, plots, HTML) is `fewtune report`; this script adds issue 3's target, L2-SP and speed sections.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from fewtune.bench.records import cpu_seconds, label
+from fewtune.bench.records import load_runs as load
+from fewtune.bench.stats import mean_std, sign_flip_p
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_IN = HERE / "results" / "encoder_methods.jsonl"
-
-
-def label(record: dict) -> str:
-    params = record.get("params") or {}
-    if not params:
-        return record["method"]
-    return record["method"] + " (" + ", ".join(f"{k}={v}" for k, v in sorted(params.items())) + ")"
-
-
-def mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
-    values = [v * scale for v in values]
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
-
-
-def load(path: Path) -> list[dict]:
-    records = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            records[r["key"]] = r  # a run recorded twice counts once (the later line)
-    return list(records.values())
 
 
 def order(records: list[dict]) -> list[tuple]:
@@ -193,15 +171,6 @@ def compare_section(records: list[dict], pairs: list[tuple[str, str]]) -> list[s
     return lines if len(lines) > 6 else []
 
 
-def sign_flip_p(diffs: list[float]) -> float:
-    """Exact two-sided paired permutation test: all 2^n sign assignments of the per-seed differences."""
-    import itertools
-
-    observed = abs(sum(diffs))
-    flips = list(itertools.product((1, -1), repeat=len(diffs)))
-    return sum(abs(sum(s * d for s, d in zip(signs, diffs))) >= observed - 1e-9 for signs in flips) / len(flips)
-
-
 def l2sp_section(records: list[dict]) -> list[str]:
     """Does the L2-SP prior make results steadier? Seed-to-seed std with and without it, same splits."""
     lines = [
@@ -293,12 +262,6 @@ def encoder_passes(record: dict) -> int | None:
 
 def start_load(record: dict) -> float:
     return (record.get("load_avg_1min") or [float("nan")])[0]
-
-
-def cpu_seconds(record: dict) -> float:
-    # Training CPU time when the run recorded it; older lines have only the whole process's.
-    cpu = record.get("train_cpu_seconds")
-    return cpu if cpu is not None else record["cpu_seconds"]
 
 
 def ratio(values: list[float]) -> str:

@@ -41,6 +41,11 @@ class Progress:
     def add(self, description: str, total: int | None) -> int | None:
         return self._rich.add_task(description, total=total) if self._rich is not None else None
 
+    def log(self, message: str) -> None:
+        """A line above the bars (kept when they redraw); nothing when disabled."""
+        if self._rich is not None:
+            self._rich.console.print(message, markup=False, highlight=False)
+
     def advance(self, task: int | None, amount: float = 1) -> None:
         if self._rich is not None and task is not None:
             self._rich.advance(task, amount)

@@ -45,7 +45,7 @@ def bench_args(data_files, st_folder, out: Path, *extra: str) -> list[str]:
     train, test = data_files
     return ["bench", "--dataset", str(train), "--test", str(test), "--backbone", str(st_folder),
             "--methods", "linear-probe,setfit:steps=4,batch_size=8", "--baselines", "majority,setfit-lib",
-            "--shots", "2,4", "--seeds", "2", "--out", str(out), "--quiet", "--json", *extra]
+            "--shots", "2,4", "--seeds", "2", "--max-seq-length", "16", "--out", str(out), "--quiet", "--json", *extra]
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +72,9 @@ def test_every_run_is_recorded_with_its_scores(first_run):
         assert r["n_train"] == 3 * r["K"] and r["n_test"] == 24
         assert sum(b["n"] for b in r["reliability"]) == r["n_test"]
         assert r["train_seconds"] >= 0 and r["peak_rss_mb"] > 0 and r["versions"]["fewtune"]
+        assert r["max_seq_length"] == 16  # applied to every method that reads text, skipped by majority
+        if r["method"] != "majority":
+            assert r["train_info"]["params_resolved"]["max_seq_length"] == 16
     assert any("setfit-lib skipped" in n for n in records[0]["notes"])
 
 
@@ -155,6 +158,26 @@ def test_a_run_past_the_timeout_is_killed_and_recorded(data_files, st_folder, tm
     assert failed["error"].startswith("killed after the run timeout")
 
 
+def test_an_interrupt_stops_the_workers_and_keeps_finished_runs(data_files, st_folder, tmp_path):
+    from fewtune.bench.runner import run_all
+
+    source = data_source(str(data_files[0]), test_path=str(data_files[1]))
+    runs = plan_runs([source], [2], [0, 1, 2], [Variant("linear-probe")], max_test=10, backbone=str(st_folder))
+    seen = []
+
+    def on_event(kind, run, record, why):
+        if kind == "done":
+            seen.append(run["key"])
+            if len(seen) == 1:
+                raise KeyboardInterrupt  # as Ctrl-C would, between runs
+
+    out = tmp_path / "runs.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        run_all(runs, out, on_event=on_event)
+    assert [r["key"] for r in load_runs(out)] == seen  # the finished run is on disk, nothing else
+    assert run_all(runs, out)["skipped"] == 1  # and a restart resumes after it
+
+
 def test_report_of_an_empty_file_is_a_clear_error(tmp_path, capfd):
     empty = tmp_path / "none.jsonl"
     empty.write_text("")
@@ -210,6 +233,7 @@ def test_variants_parse_json_values():
     with pytest.raises(FewtuneError, match="is not KEY=VALUE"):
         parse_variant("setfit:l2sp")
     assert check_variant(Variant("setfit", {"select": "grid"}), {"setfit": ["l2sp"]}) == "setfit: select must be 'cv'"
+    assert check_variant(Variant("setfit", {"posterior": "laplace", "calibrate": "temperature"}), {"setfit": []}) is None
 
 
 def test_paired_tests_against_known_values():

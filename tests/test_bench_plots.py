@@ -1,5 +1,6 @@
 """fewtune.bench.plots on synthetic run records: which files are written, that they are real PNGs,
-what is skipped, and the numbers behind the figures (pooled reliability bins, mean ± std per K)."""
+what is skipped, and the numbers behind the figures (pooled reliability bins, mean ± std per K and per
+coverage)."""
 
 import math
 import subprocess
@@ -44,6 +45,20 @@ def make_records(with_ece: bool = True) -> list[dict]:
                     if dataset == "sst2" and method != "prompt":
                         r["reliability"] = _bins(seed, K)
                     records.append(r)
+    return records
+
+
+def _selective(seed: int, K: int) -> list[dict]:
+    # Ten coverages 0.1 .. 1.0 (as a float sum makes them, e.g. 0.30000000000000004); accuracy falls as
+    # coverage grows, as it should when confidence ranks examples well.
+    return [{"coverage": i * 0.1, "accuracy": 1.0 - 0.03 * i - 0.01 * seed + 0.001 * K} for i in range(1, 11)]
+
+
+def with_selective(records: list[dict]) -> list[dict]:
+    """make_records with "selective" points on sst2's non-prompt runs: news/v2 and "prompt" stay old."""
+    for r in records:
+        if r["dataset"] == "sst2" and r["method"] != "prompt":
+            r["selective"] = _selective(r["seed"], r["K"])
     return records
 
 
@@ -179,6 +194,77 @@ def test_accuracy_vs_time(tmp_path):
     assert plots.accuracy_vs_time(no_times, tmp_path / "none") == []
 
 
+def test_risk_coverage_curves_only_where_selective_is_recorded(tmp_path):
+    assert plots.risk_coverage_curves(make_records(), tmp_path / "old") == []  # old records: no figure
+    records = with_selective(make_records())
+    written = plots.risk_coverage_curves(records, tmp_path)
+    # news/v2 has no selective points: no file; sst2 at its largest K.
+    assert [p.name for p in written] == ["risk_coverage_sst2_K16.png"]
+    assert written[0].parent == tmp_path
+    assert_png(written[0])
+
+    fig = plots._risk_coverage_figure("sst2", [r for r in records if r["dataset"] == "sst2"], 16)
+    ax = fig.axes[0]
+    # "prompt" has no selective points: no line.
+    assert [line.get_label() for line in ax.get_lines()] == ["setfit", "setfit (l2sp=1.0)"]
+    assert ax.get_title() == "sst2, K=16: accuracy when answering only the most confident (mean over 3 seeds)"
+    assert tuple(ax.get_xlim()) == (0.0, 1.0)
+    x, y = ax.get_lines()[0].get_data()
+    assert list(x) == pytest.approx([i / 10 for i in range(1, 11)])
+    # Percent: seeds 0, 1, 2 give 1 - 0.03 - 0.01 * seed + 0.016 at coverage 0.1, mean 0.976.
+    assert y[0] == pytest.approx(97.6)
+    assert len(ax.collections) == 2  # a ± std band per method (3 seeds each)
+
+
+def test_risk_coverage_curves_choice_of_K(tmp_path):
+    records = with_selective(make_records())
+    for r in records:
+        if r["K"] == 16:
+            r.pop("selective", None)
+    assert [p.name for p in plots.risk_coverage_curves(records, tmp_path)] == ["risk_coverage_sst2_K8.png"]
+    assert [p.name for p in plots.risk_coverage_curves(records, tmp_path, K=4)] == ["risk_coverage_sst2_K4.png"]
+    assert plots.risk_coverage_curves(records, tmp_path, K=16) == []
+    # The default is per dataset: news/v2 gets its own largest K with points.
+    for r in records:
+        if r["dataset"] == "news/v2" and r["K"] == 16:
+            r["selective"] = _selective(r["seed"], 16)
+    assert [p.name for p in plots.risk_coverage_curves(records, tmp_path)] == [
+        "risk_coverage_news_v2_K16.png", "risk_coverage_sst2_K8.png"]
+
+
+def test_selective_points_against_hand_computed_values():
+    def run(method, seed, points, params=None):
+        return {"dataset": "d", "K": 8, "seed": seed, "method": method, "params": params or {},
+                "selective": [{"coverage": c, "accuracy": a} for c, a in points]}
+
+    records = [
+        run("m", 0, [(0.5, 1.0), (1.0, 0.8)]),
+        run("m", 1, [(0.5, 0.9), (1.0, 0.7)]),
+        run("m", 2, [(0.1 + 0.2 + 0.2, 0.8), (1.0, 0.6)]),  # 0.5000000000000001: still coverage 0.5
+        run("m", 0, [(1.0, 0.5)], params={"l2sp": 1.0}),
+        {"dataset": "d", "K": 8, "seed": 3, "method": "m", "params": {}, "accuracy": 0.1},  # old: adds nothing
+        run("m", 4, [(0.5, float("nan")), (0.0, 1.0), (1.5, 1.0)]),  # no usable point: adds nothing
+        run("old", 0, []),
+    ]
+    points = plots.selective_points(records)
+    assert sorted(points) == ["m", "m (l2sp=1.0)"]
+    (c1, mean1, std1, n1), (c2, mean2, std2, n2) = points["m"]
+    assert (c1, n1, c2, n2) == (0.5, 3, 1.0, 3)
+    assert mean1 == pytest.approx(0.9) and std1 == pytest.approx(0.1)  # 1.0, 0.9, 0.8; sample std
+    assert mean2 == pytest.approx(0.7) and std2 == pytest.approx(0.1)  # 0.8, 0.7, 0.6
+    assert points["m (l2sp=1.0)"] == [(1.0, 0.5, 0.0, 1)]
+
+
+def test_risk_coverage_with_a_single_seed(tmp_path):
+    records = [{"dataset": "d", "K": 4, "seed": 0, "method": "m", "params": {}, "selective": _selective(0, 4)}]
+    written = plots.risk_coverage_curves(records, tmp_path)
+    assert [p.name for p in written] == ["risk_coverage_d_K4.png"]
+    assert_png(written[0])
+    ax = plots._risk_coverage_figure("d", records, 4).axes[0]
+    assert ax.get_title().endswith("(mean over 1 seed)")
+    assert len(ax.collections) == 0  # no band for one seed
+
+
 def test_all_plots_creates_the_folder_and_every_figure(tmp_path):
     out = tmp_path / "a" / "b"
     written = plots.all_plots(make_records(), out)
@@ -195,12 +281,17 @@ def test_all_plots_creates_the_folder_and_every_figure(tmp_path):
     old = [r for r in make_records(with_ece=False) if r["dataset"] == "news/v2"]
     names = {p.name for p in plots.all_plots(old, tmp_path / "old")}
     assert names == {"learning_curve_news_v2_accuracy.png", "accuracy_vs_time_news_v2.png"}
+    # With selective points: the risk-coverage curve too.
+    names = {p.name for p in plots.all_plots(with_selective(make_records()), tmp_path / "selective")}
+    assert "risk_coverage_sst2_K16.png" in names and not any(n.startswith("risk_coverage_news") for n in names)
 
 
 def test_empty_records(tmp_path):
     assert plots.learning_curves([], tmp_path / "x") == []
     assert plots.reliability_diagrams([], tmp_path / "x") == []
     assert plots.accuracy_vs_time([], tmp_path / "x") == []
+    assert plots.risk_coverage_curves([], tmp_path / "x") == []
+    assert plots.selective_points([]) == {}
     assert plots.all_plots([], tmp_path / "x") == []
     assert not (tmp_path / "x").exists() or not list((tmp_path / "x").iterdir())
 

@@ -23,6 +23,8 @@ from .model_folder import read_model_folder, write_model_folder
 from .progress import Progress
 from .selection import select_by_cv
 
+POSTERIOR_FILE = "posterior.safetensors"
+
 
 class FewShotClassifier(ClassifierMixin, BaseEstimator):
     """A text classifier trained from a few labeled examples.
@@ -39,9 +41,16 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         alone (`fewtune.selection`), then train on all of them with the chosen values.
     grid: with select="cv", {parameter: [values]}; None for the method's own small grid.
     cv_folds: with select="cv", the number of folds (fewer if the rarest class has fewer examples).
+    posterior: None (the MAP head), or "laplace": a Laplace posterior over the softmax head, its
+        prior precision chosen by the evidence (`fewtune.bayes.laplace`); probabilities integrate
+        over it. For heads fitted on frozen features (setfit, linear-probe) the head is refitted at
+        that precision.
+    calibrate: None, or "temperature": temperature scaling fitted on out-of-fold predictions of the
+        training examples (cv_folds folds; costs that many extra trainings).
 
     After `fit`: `classes_` (sorted labels), `backbone_` (what was loaded), `train_info_`
-    (with `selection`: the grid, every point's cross-validated score and the chosen values).
+    (with `selection`: the grid, every point's cross-validated score and the chosen values;
+    with `posterior`: the chosen prior precision and the evidence curve; with `calibrate`: T).
     Multi-label targets (lists of labels per text, or a 0/1 matrix) train one-vs-rest; then
     `multi_label_` is True and `predict` returns the 0/1 matrix.
     """
@@ -58,6 +67,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         select: str | None = None,
         grid: dict[str, list[Any]] | None = None,
         cv_folds: int = 4,
+        posterior: str | None = None,
+        calibrate: str | None = None,
     ):
         self.backbone = backbone
         self.method = method
@@ -68,6 +79,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         self.select = select
         self.grid = grid
         self.cv_folds = cv_folds
+        self.posterior = posterior
+        self.calibrate = calibrate
 
     # -- training -------------------------------------------------------------------------
     def fit(self, X, y, *, data_description: str | None = None) -> FewShotClassifier:
@@ -80,6 +93,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             check_trainable(data)
         method_cls = get_method(self.method)
         params = method_cls.params_class.from_dict(self.params, method=self.method)
+        self._check_calibration_options(multi_label)
         selection = self._select(data, y_idx if multi_label else data.labels, method_cls)
         if selection:
             params = method_cls.params_class.from_dict({**(self.params or {}), **selection["chosen"]},
@@ -107,6 +121,14 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             info = model.fit(self._texts(data, model), y_idx, len(self.classes_), seed=self.seed, progress=progress)
         self.model_ = model
         self.backbone_ = backbone
+        self.posterior_, self.temperature_ = None, 1.0
+        extra = {}
+        if self.posterior == "laplace":
+            self.posterior_ = self._fit_laplace(model, self._texts(data, model), y_idx)
+            extra["posterior"] = {"kind": "laplace", **self.posterior_.evidence}
+        if self.calibrate == "temperature":
+            extra["calibration"] = self._fit_temperature(data, y_idx, params)
+            self.temperature_ = extra["calibration"]["temperature"]
         self.train_info_ = {
             "n_examples": len(data),
             "class_counts": {str(c): int(y_idx[:, i].sum() if multi_label else (y_idx == i).sum())
@@ -114,6 +136,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             "train_seconds": round(time.perf_counter() - started, 3),
             **info,
         }
+        self.train_info_.update(extra)
         if selection:
             self.train_info_["selection"] = selection
         if data_description:
@@ -135,13 +158,64 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         with Progress(self.show_progress) as progress:
             return select_by_cv(make, X, y, grid, folds=self.cv_folds, seed=self.seed, progress=progress)
 
+    def _check_calibration_options(self, multi_label: bool) -> None:
+        if self.posterior not in (None, "laplace"):
+            raise FewtuneError(f"posterior must be None or 'laplace', got {self.posterior!r}")
+        if self.calibrate not in (None, "temperature"):
+            raise FewtuneError(f"calibrate must be None or 'temperature', got {self.calibrate!r}")
+        if multi_label and (self.posterior or self.calibrate):
+            raise FewtuneError("posterior / calibrate cover single-label classification; this data is multi-label")
+
+    def _fit_laplace(self, model, texts: list[str], y_idx: np.ndarray):
+        from .bayes import LaplaceHead
+
+        layer = model.last_layer()
+        if layer is None:
+            raise FewtuneError(f"method '{self.method}' has no softmax head on features to put a Laplace posterior on "
+                               "(it covers setfit, linear-probe and finetune)")
+        with Progress(self.show_progress and len(texts) > 256) as progress:
+            features = model.features(texts, progress=progress)
+        refit = bool(model.refittable_head)
+        posterior = LaplaceHead.fit(features, y_idx, *layer, refit=refit)
+        if refit:
+            model.set_last_layer(posterior.weight, posterior.bias)  # the MAP head at the chosen prior
+        return posterior
+
+    def _fit_temperature(self, data, y_idx: np.ndarray, params) -> dict:
+        """T from out-of-fold predictions: each fold's model never saw the shots it predicts."""
+        from .bayes import fit_temperature
+        from .bayes.temperature import apply_temperature, nll
+        from .selection import cv_folds
+
+        X = data.texts if data.text_pairs is None else list(zip(data.texts, data.text_pairs))
+        oof = np.zeros((len(y_idx), len(self.classes_)))
+        folds = cv_folds(y_idx, self.cv_folds, self.seed)
+        for train_idx, val_idx in folds:
+            member = FewShotClassifier(self.backbone, self.method, params=params.to_dict(), seed=self.seed,
+                                       device=self.device, posterior=self.posterior)
+            member.fit([X[i] for i in train_idx], [self.classes_[y_idx[i]] for i in train_idx])
+            oof[val_idx] = member.predict_proba([X[i] for i in val_idx])
+        temperature = fit_temperature(oof, y_idx)
+        return {"kind": "temperature", "temperature": round(temperature, 6), "folds": len(folds),
+                "oof_nll_before": round(nll(oof, y_idx), 6),
+                "oof_nll_after": round(nll(apply_temperature(oof, temperature), y_idx), 6)}
+
     # -- prediction -----------------------------------------------------------------------
     def predict_proba(self, X) -> np.ndarray:
         self._check_fitted()
         data = as_labeled(X, source="input")
         self._check_pairs(data)
+        texts = self._texts(data, self.model_)
         with Progress(self.show_progress and len(data) > 256) as progress:
-            return self.model_.predict_proba(self._texts(data, self.model_), progress=progress)
+            if getattr(self, "posterior_", None) is not None:
+                proba = self.posterior_.predict_proba(self.model_.features(texts, progress=progress))
+            else:
+                proba = self.model_.predict_proba(texts, progress=progress)
+        if getattr(self, "temperature_", 1.0) != 1.0:
+            from .bayes import apply_temperature
+
+            proba = apply_temperature(proba, self.temperature_)
+        return proba
 
     def predict(self, X) -> np.ndarray:
         """Labels; for a multi-label model the 0/1 indicator matrix (columns in `classes_` order)."""
@@ -182,7 +256,20 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         }
         if evaluation:
             config["evaluation"] = evaluation
-        return write_model_folder(path, config, self.model_.save, render_card, overwrite=overwrite)
+        posterior = getattr(self, "posterior_", None)
+        if posterior is not None:
+            config["posterior"] = {"kind": "laplace", "predictive": posterior.predictive, "tau": posterior.tau}
+        if getattr(self, "temperature_", 1.0) != 1.0:
+            config["temperature"] = self.temperature_
+
+        def write(folder: Path) -> None:
+            self.model_.save(folder)
+            if posterior is not None:
+                from safetensors.torch import save_file
+
+                save_file(posterior.state(), str(folder / POSTERIOR_FILE))
+
+        return write_model_folder(path, config, write, render_card, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | Path, *, device: str | None = None, allow_pickle: bool = False,
@@ -206,6 +293,18 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             clf.train_info_ = config.get("training", {})
             clf.model_ = method_cls.load(path, params, backbone, device or pick_device(), len(clf.classes_))
             clf.model_.class_names = [str(plain_label(c)) for c in clf.classes_]
+            clf.posterior_, clf.temperature_ = None, float(config.get("temperature", 1.0))
+            if "posterior" in config:
+                from safetensors.torch import load_file
+
+                from .bayes import LaplaceHead
+
+                clf.posterior = "laplace"
+                clf.posterior_ = LaplaceHead.from_state(load_file(str(path / POSTERIOR_FILE)),
+                                                        predictive=config["posterior"].get("predictive", "probit"),
+                                                        evidence=clf.train_info_.get("posterior"))
+            if "temperature" in config:
+                clf.calibrate = "temperature"
         except (KeyError, TypeError, OSError, ValueError, SafetensorError) as e:
             raise FewtuneError(f"{path}: cannot load model ({type(e).__name__}: {e})") from None
         return clf

@@ -63,7 +63,9 @@ def train(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing model folder.")] = False,
     select: Annotated[Optional[str], typer.Option(help="'cv': choose parameters by cross-validation on the training shots only, then train on all of them.")] = None,
     grid: Annotated[Optional[list[str]], typer.Option(help="With --select cv: KEY=A,B,... (repeatable) instead of the method's own grid.")] = None,
-    cv_folds: Annotated[int, typer.Option(help="With --select cv: number of folds.")] = 4,
+    cv_folds: Annotated[int, typer.Option(help="With --select cv or --calibrate temperature: number of folds.")] = 4,
+    posterior: Annotated[Optional[str], typer.Option(help="'laplace': a Laplace posterior over the head, prior precision from the evidence; calibrated probabilities.")] = None,
+    calibrate: Annotated[Optional[str], typer.Option(help="'temperature': temperature scaling fitted on out-of-fold predictions of the shots.")] = None,
     test: Annotated[Optional[Path], typer.Option(help="Held-out data file to evaluate on (same columns).")] = None,
     max_test: Annotated[Optional[int], typer.Option(help="Evaluate on at most this many held-out examples, a fixed subset (default 1000 to classify, 100 for perplexity; 0 = all).")] = None,
     encoding: Encoding = "utf-8",
@@ -85,6 +87,7 @@ def train(
                          encoding=encoding, device=device, quiet=quiet, json_out=json_out,
                          classify_only={"--method": method != "setfit", "--multi-label": multi_label,
                                         "--select": select is not None, "--grid": bool(grid),
+                                        "--posterior": posterior is not None, "--calibrate": calibrate is not None,
                                         "--text-pair-col": text_pair_col is not None})
         return
     if merge:
@@ -152,7 +155,8 @@ def train(
     kinds = "multi-label" if multi_label else f"{len(train_set.classes)} classes"
     _note(quiet, f"training {method} on {backbone}: {len(train_set)} examples, {kinds}")
     clf = FewShotClassifier(backbone=backbone, method=method, params=params, seed=seed, device=device,
-                            show_progress=not quiet, select=select, grid=grid_values, cv_folds=cv_folds)
+                            show_progress=not quiet, select=select, grid=grid_values, cv_folds=cv_folds,
+                            posterior=posterior, calibrate=calibrate)
     description = f"{dataset or data}" + (f", {shots} per class, seed {seed}" if shots else "")
     clf.fit(_inputs(train_set), _targets(train_set, multi_label, label_sep), data_description=description)
 
@@ -169,6 +173,9 @@ def train(
     selection = clf.train_info_.get("selection")
     if selection:
         result["selection"] = selection
+    for key in ("posterior", "calibration"):
+        if key in clf.train_info_:
+            result[key] = {k: v for k, v in clf.train_info_[key].items() if k not in ("log_evidence", "grid")}
     evaluation = None
     if heldout is not None:
         report = _report(clf, heldout, label_sep)
@@ -186,6 +193,13 @@ def train(
         return
     if selection:
         _print_selection(selection)
+    if "posterior" in result:
+        typer.echo(f"Laplace posterior over the head: prior precision τ = {result['posterior']['tau']:.3g} "
+                   f"(maximum evidence{', head refitted' if result['posterior']['refit'] else ''})")
+    if "calibration" in result:
+        c = result["calibration"]
+        typer.echo(f"temperature T = {c['temperature']:.3g} from {c['folds']} folds "
+                   f"(out-of-fold NLL {c['oof_nll_before']:.3f} → {c['oof_nll_after']:.3f})")
     if "distance_from_pretrained" in result:
         typer.echo(f"encoder moved ‖θ−θ₀‖ = {result['distance_from_pretrained']:.4g} from the pretrained weights")
     if evaluation:
@@ -303,6 +317,8 @@ def predict(
     label_sep: LabelSep = ",",
     encoding: Encoding = "utf-8",
     allow_pickle: Annotated[bool, typer.Option(help="Load pickle weights (runs code from the file: only if you trust it).")] = False,
+    abstain_below: Annotated[Optional[float], typer.Option(help="Answer --abstain-label instead of a class when the top probability is below this.")] = None,
+    abstain_label: Annotated[str, typer.Option(help="The label written when the model abstains.")] = "unknown",
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, mps.")] = None,
     quiet: Quiet = False,
 ):
@@ -312,7 +328,11 @@ def predict(
 
     if format not in {"csv", "jsonl"}:
         raise FewtuneError(f"--format must be csv or jsonl, got {format!r}")
+    if abstain_below is not None and not 0.0 <= abstain_below <= 1.0:
+        raise FewtuneError(f"--abstain-below is a probability between 0 and 1, got {abstain_below}")
     clf = FewShotClassifier.load(model, device=device, allow_pickle=allow_pickle, show_progress=not quiet)
+    if abstain_below is not None and clf.multi_label_:
+        raise FewtuneError("--abstain-below applies to single-label models (a multi-label model says no label below 0.5)")
     if input is None or input == "-":
         texts = _stdin_texts(encoding)
         inputs = as_labeled(texts, source="stdin").texts
@@ -321,6 +341,12 @@ def predict(
         inputs = _inputs(data)
     proba = clf.predict_proba(inputs)
     rows = _prediction_rows(inputs, proba, clf.classes_, label_sep if clf.multi_label_ else None)
+    if abstain_below is not None:
+        for row in rows:
+            if row["probability"] < abstain_below:
+                row["label"] = abstain_label
+        abstained = sum(row["label"] == abstain_label for row in rows)
+        _note(quiet, f"abstained on {abstained} of {len(rows)} texts (top probability below {abstain_below})")
     _write_rows(rows, format, output)
 
 

@@ -1,5 +1,12 @@
-"""The Bayesian view of fine-tuning: the pretrained weights are the prior."""
+"""The Bayesian view of fine-tuning: the pretrained weights are the prior.
 
+- priors: L2-SP, a Gaussian prior centred on the pretrained weights (MAP training).
+- laplace: a Laplace posterior over the classification head, its prior precision from the evidence.
+- temperature: temperature scaling fitted on out-of-fold predictions of the shots.
+"""
+
+from .laplace import LaplaceHead
 from .priors import L2SPPrior
+from .temperature import apply_temperature, fit_temperature
 
-__all__ = ["L2SPPrior"]
+__all__ = ["L2SPPrior", "LaplaceHead", "apply_temperature", "fit_temperature"]

@@ -22,7 +22,7 @@ from ..errors import DataError, FewtuneError
 # Libraries run as themselves (not through fewtune), when the worker's interpreter has them.
 ANCHORS = {"setfit-lib": "setfit"}
 # Not method parameters: options of FewShotClassifier that a variant may set.
-CLASSIFIER_OPTIONS = ("select",)
+CLASSIFIER_OPTIONS = ("select", "posterior", "calibrate")
 # A user's file with no --test file: this share of every class is held out as the test set.
 HELD_OUT_SHARE = 0.3
 
@@ -135,8 +135,9 @@ def check_variant(variant: Variant, registry: dict[str, list[str]]) -> str | Non
     unknown = sorted(set(variant.params) - set(registry[variant.method]) - set(CLASSIFIER_OPTIONS))
     if unknown:
         return f"{variant.method} has no parameter {', '.join(unknown)}"
-    if variant.params.get("select", "cv") != "cv":
-        return f"{variant.method}: select must be 'cv'"
+    for option, allowed in (("select", "cv"), ("posterior", "laplace"), ("calibrate", "temperature")):
+        if variant.params.get(option, allowed) != allowed:
+            return f"{variant.method}: {option} must be '{allowed}'"
     return None
 
 

@@ -3,9 +3,11 @@
 - learning_curves: a metric against K (examples per class), one line per method, mean ± std over seeds.
 - reliability_diagrams: accuracy against confidence per bin, one panel per method, bins pooled over seeds.
 - accuracy_vs_time: mean accuracy against mean training time, one point per method and K.
+- risk_coverage_curves: accuracy on the most confident fraction of test examples against that fraction.
 - all_plots: all of the above into one folder.
 
-pooled_bins and curve_points are the numbers behind the figures, for tests and for reports.
+pooled_bins, curve_points and selective_points are the numbers behind the figures, for tests and for
+reports.
 
 Every function takes records as load_runs returns them, writes one file per dataset with a
 deterministic name, skips datasets (and methods) that lack the data a figure needs, and returns the
@@ -315,9 +317,93 @@ def accuracy_vs_time(records: Iterable[dict], out_dir: str | Path) -> list[Path]
     return written
 
 
+def _selective(record: dict) -> list[tuple[float, float]]:
+    """A record's (coverage, accuracy) points; old records lack "selective", and broken points are dropped."""
+    out = []
+    for p in record.get("selective") or ():
+        try:
+            coverage, accuracy = float(p["coverage"]), float(p["accuracy"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if math.isfinite(coverage) and math.isfinite(accuracy) and 0.0 < coverage <= 1.0:
+            # Rounded so that 0.3 and 0.30000000000000004 from different runs are one coverage.
+            out.append((round(coverage, 9), accuracy))
+    return out
+
+
+def selective_points(records: Iterable[dict]) -> dict[str, list[tuple[float, float, float, int]]]:
+    """Per method label, (coverage, mean, std, n_seeds) of the selective accuracy at each coverage, in
+    coverage order; accuracy is a fraction (the accuracy on the answered examples only).
+
+    Mean and std (ddof=1) are over the records given, so pass one dataset's records at one K. Records
+    without "selective" are left out; a method with none at all has no entry.
+    """
+    values: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        for coverage, accuracy in _selective(r):
+            values[label(r)][coverage].append(accuracy)
+    return {
+        name: [(c, *_mean_std(per_c[c]), len(per_c[c])) for c in sorted(per_c)]
+        for name, per_c in sorted(values.items())
+    }
+
+
+def _selective_k(records: list[dict], K: int | None) -> int | None:
+    with_points = sorted({int(r["K"]) for r in records if _selective(r)})
+    if K is None:
+        return with_points[-1] if with_points else None
+    return int(K) if int(K) in with_points else None
+
+
+def _risk_coverage_figure(dataset: str, records: list[dict], K: int):
+    points = selective_points([r for r in records if int(r["K"]) == K])
+    if not points:
+        return None
+    colors = _colors(list(points))
+    fig = _new_figure(7.5, 4.8)
+    ax = fig.add_subplot()
+    for name, rows in points.items():
+        coverages = [c for c, *_ in rows]
+        means = [m * 100.0 for _, m, _, _ in rows]
+        stds = [s * 100.0 for _, _, s, _ in rows]
+        ax.plot(coverages, means, marker="o", markersize=4, color=colors[name], label=name)
+        if any(n > 1 for *_, n in rows):
+            ax.fill_between(coverages, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
+                            color=colors[name], alpha=0.2, linewidth=0)
+    seeds = max(n for rows in points.values() for *_, n in rows)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("coverage (fraction of test examples answered, most confident first)")
+    ax.set_ylabel("accuracy among answered (%)")
+    ax.set_title(f"{dataset}, K={K}: accuracy when answering only the most confident "
+                 f"(mean over {seeds} seed{'s' if seeds != 1 else ''})", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return fig
+
+
+def risk_coverage_curves(records: Iterable[dict], out_dir: str | Path, K: int | None = None) -> list[Path]:
+    """One PNG per dataset, risk_coverage_{dataset}_K{K}.png: selective accuracy (%) against coverage.
+
+    A record's "selective" points give, for each coverage c, the accuracy on the fraction c of its
+    test examples the model is most confident about (abstaining on the rest). One line per method:
+    the mean over seeds at each coverage, with a band of ± one sample std where there is more than one
+    seed (see selective_points). K defaults to each dataset's largest K with selective points. Methods
+    without "selective" get no line, and datasets with none at that K no file.
+    """
+    out_dir = Path(out_dir)
+    written = []
+    for dataset, rows in _by_dataset(records).items():
+        k = _selective_k(rows, K)
+        fig = _risk_coverage_figure(dataset, rows, k) if k is not None else None
+        if fig is not None:
+            written.append(_save(fig, out_dir / f"risk_coverage_{safe_name(dataset)}_K{k}.png"))
+    return written
+
+
 def all_plots(records: Iterable[dict], out_dir: str | Path) -> list[Path]:
     """Every figure into out_dir (created): learning curves of accuracy and of ECE (where recorded),
-    reliability diagrams at each dataset's largest K with bins, and accuracy against train time."""
+    reliability diagrams at each dataset's largest K with bins, accuracy against train time, and
+    risk-coverage curves at each dataset's largest K with selective points (where recorded)."""
     records = list(records)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -326,4 +412,5 @@ def all_plots(records: Iterable[dict], out_dir: str | Path) -> list[Path]:
         *learning_curves(records, out_dir, "ece"),
         *reliability_diagrams(records, out_dir),
         *accuracy_vs_time(records, out_dir),
+        *risk_coverage_curves(records, out_dir),
     ]

@@ -136,7 +136,7 @@ def build(records: list[dict], out_dir: Path, *, title: str, note: str | None = 
                               + ("Pairs as asked." if pairs else "The best method by mean accuracy against each other.")),
                    compared]
     if plots:
-        from .plots import accuracy_vs_time, learning_curves, reliability_diagrams
+        from .plots import accuracy_vs_time, learning_curves, reliability_diagrams, risk_coverage_curves
 
         figures = [("Learning curves", "Accuracy against K, mean ± one std over seeds (band).",
                     learning_curves(records, out_dir, "accuracy")),
@@ -144,6 +144,10 @@ def build(records: list[dict], out_dir: Path, *, title: str, note: str | None = 
                     learning_curves(records, out_dir, "ece") if all("ece" in r for r in records) else []),
                    ("Reliability diagrams", "At the largest K: accuracy per confidence bin, pooled over seeds; the "
                                             "diagonal is perfect calibration.", reliability_diagrams(records, out_dir)),
+                   ("Accuracy when abstaining", "At the largest K: accuracy on the share of test examples the "
+                                                "model is most confident about (coverage), the rest left unanswered; "
+                                                "a falling curve means confidence ranks right answers first.",
+                    risk_coverage_curves(records, out_dir)),
                    ("Accuracy against training time", "Mean train seconds (log scale) and accuracy per method and K, "
                                                       "± std.", accuracy_vs_time(records, out_dir))]
         for heading, caption, paths in figures:

@@ -157,22 +157,28 @@ def run_all(runs: list[dict], out: Path, *, python: str | None = None, jobs: int
                "fewtune_git": fewtune_git(), "notes": list(notes), "jobs": jobs, "python_exe": python}
     lock = threading.Lock()
     queue = list(enumerate(todo))
+    live: set[Worker] = set()
+    stopping = threading.Event()
 
     def serve(slot: int, tmp: str) -> None:
         worker = None
         while True:
             with lock:
-                if not queue:
+                if not queue or stopping.is_set():
                     break
                 n, run = queue.pop(0)
                 if on_event:
                     on_event("start", run, None, "")
             if worker is None:
                 worker = Worker(python, threads, Path(tmp) / f"worker{slot}-{n}.log")
+                live.add(worker)
             record, why = worker.run({**run, "workdir": tmp, "threads": threads}, timeout)
+            if stopping.is_set():
+                break  # interrupted: the run in flight was killed, not failed
             # A run that raised leaves its worker healthy; one that died or timed out does not.
             if fresh_process or worker.proc.poll() is not None:
                 worker.close()
+                live.discard(worker)
                 worker = None
             stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
             with lock:
@@ -191,7 +197,17 @@ def run_all(runs: list[dict], out: Path, *, python: str | None = None, jobs: int
             worker.close()
 
     with tempfile.TemporaryDirectory(prefix="fewtune-bench-") as tmp:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
+        pool = ThreadPoolExecutor(max_workers=jobs)
+        try:
             for future in [pool.submit(serve, slot, tmp) for slot in range(min(jobs, len(todo)))]:
                 future.result()
+        except BaseException:
+            # Ctrl-C (or a bug): workers live in their own sessions, so stop them here; finished
+            # runs are already on disk and the next start resumes after them.
+            stopping.set()
+            for worker in list(live):
+                worker.kill()
+            raise
+        finally:
+            pool.shutdown(wait=True)
     return counts

@@ -75,8 +75,9 @@ def train_fewtune(task: dict, train, test) -> tuple[np.ndarray, tuple[float, flo
     if "template" in help_ and task["dataset"] in BUILTIN_DATASETS and "path" not in task["source"]:
         # Label-word methods take the data set's own template and words, as `fewtune train --dataset` does.
         params = {**get_dataset(task["dataset"]).prompt_params(), **params}
-    if task.get("max_seq_length"):
-        params["max_text_tokens" if "max_text_tokens" in help_ else "max_seq_length"] = task["max_seq_length"]
+    length_param = next((k for k in ("max_text_tokens", "max_seq_length") if k in help_), None)
+    if task.get("max_seq_length") and length_param:  # methods that read no text (majority) have none
+        params[length_param] = task["max_seq_length"]
     backbone = task.get("backbone") or (DEFAULT_CAUSAL_LM if method.backbone_kinds[0] == CAUSAL_LM else DEFAULT_ENCODER)
     clf = FewShotClassifier(backbone=backbone, method=task["method"], params=params, seed=task["seed"], device="cpu",
                             show_progress=False, **options)
@@ -141,7 +142,7 @@ def load_source(source_json: str):
 
 
 def run_one(task: dict) -> dict:
-    from ..evaluation.metrics import calibration_report, classification_report
+    from ..evaluation.metrics import calibration_report, classification_report, risk_coverage
 
     pool, test_all = load_source(json.dumps(task["source"], sort_keys=True))
     train = pool.subset(task["train_idx"])
@@ -176,6 +177,7 @@ def run_one(task: dict) -> dict:
         "brier": round(calibration["brier"], 5),
         "reliability": [{k: round(v, 5) if isinstance(v, float) else v for k, v in b.items()}
                         for b in calibration["reliability"]],
+        "selective": [{k: round(v, 5) for k, v in point.items()} for point in risk_coverage(truth, proba, classes)],
         "n_train": len(train),
         "n_test": len(test),
         "max_seq_length": task.get("max_seq_length") or None,

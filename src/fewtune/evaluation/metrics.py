@@ -95,3 +95,22 @@ def calibration_report(y_true, proba: np.ndarray, classes, n_bins: int = 10) -> 
         "brier": float(((proba - onehot) ** 2).sum(1).mean()),
         "reliability": bins,
     }
+
+
+def risk_coverage(y_true, proba: np.ndarray, classes, levels: int = 10) -> list[dict[str, float]]:
+    """Accuracy when answering only the most confident share of examples (abstaining on the rest).
+
+    One point per coverage 1/levels, 2/levels, ..., 1: the accuracy on the ceil(coverage · n)
+    examples with the highest top-class probability (ties broken by position, so the curve is
+    deterministic). A model whose confidence means something has a curve that falls as coverage grows.
+    """
+    proba = np.asarray(proba, dtype=float)
+    index = {str(c): i for i, c in enumerate(classes)}
+    truth = np.array([index.get(str(v), -1) for v in y_true])
+    correct = (proba.argmax(1) == truth).astype(float)
+    order = np.argsort(-proba.max(1), kind="stable")
+    points = []
+    for j in range(1, levels + 1):
+        n = max(1, int(np.ceil(j / levels * len(order))))
+        points.append({"coverage": round(j / levels, 6), "accuracy": float(correct[order[:n]].mean())})
+    return points

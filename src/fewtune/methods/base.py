@@ -103,6 +103,22 @@ class FewShotMethod(ABC):
     def predict_proba(self, texts: list[str], *, progress=None) -> np.ndarray:
         """Rows of class probabilities, each summing to 1."""
 
+    # -- the last layer, for posteriors over the head (fewtune.bayes.laplace) -------------------
+    # A method whose logits are a linear map of features it can compute exposes both; a method
+    # whose head is a logistic fit on frozen features may have the head refitted (refittable_head).
+    refittable_head: ClassVar[bool] = False
+
+    def last_layer(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(weight C × D, bias C) of a softmax head on `features`, or None when there is none."""
+        return None
+
+    def features(self, texts: list[str], *, progress=None) -> np.ndarray:
+        """What the last layer reads: one row of D numbers per text."""
+        raise NotImplementedError(f"{self.name} has no last-layer features")
+
+    def set_last_layer(self, weight: np.ndarray, bias: np.ndarray) -> None:
+        raise NotImplementedError(f"{self.name} cannot replace its head")
+
     @abstractmethod
     def save(self, folder: Path) -> None:
         """Write weights (safetensors only) and any extra JSON into `folder`."""

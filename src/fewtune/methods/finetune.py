@@ -342,6 +342,15 @@ class Finetune(EncoderBodyMethod):
             logits = linear(x)
         return probabilities(logits, self.head.activation)
 
+    def last_layer(self):
+        if self.head.activation != SOFTMAX:
+            return None
+        linear = self.head.linear
+        return linear.weight.detach().double().cpu().numpy(), linear.bias.detach().double().cpu().numpy()
+
+    def features(self, texts, *, progress=None) -> np.ndarray:
+        return encode(self.body, texts, batch_size=self.params.encode_batch_size, progress=progress)
+
     # -- persistence ----------------------------------------------------------------------
     def save(self, folder) -> None:
         self._save_body(folder)

@@ -25,6 +25,7 @@ from .encoder_body import EncoderBodyMethod
 from .encoding import encode
 from .heads import (
     CLASS_WEIGHT_HELP,
+    SOFTMAX,
     LinearHead,
     batch_keys,
     check_class_weight,
@@ -273,6 +274,21 @@ class SetFit(EncoderBodyMethod):
 
     def predict_proba(self, texts, *, progress=None) -> np.ndarray:
         return self.head.predict_proba(self.embed(texts, progress=progress))
+
+    @property
+    def refittable_head(self) -> bool:  # a logistic fit on the final embeddings, not trained end to end
+        return getattr(self.params, "head", "logistic") == "logistic"
+
+    def last_layer(self):
+        if self.head.activation != SOFTMAX:
+            return None
+        return self.head.weight.double().numpy(), self.head.bias.double().numpy()
+
+    def features(self, texts, *, progress=None) -> np.ndarray:
+        return self.embed(texts, progress=progress)
+
+    def set_last_layer(self, weight, bias) -> None:
+        self.head = LinearHead(torch.from_numpy(np.asarray(weight)), torch.from_numpy(np.asarray(bias)), SOFTMAX)
 
     def save(self, folder) -> None:
         self._save_body(folder)

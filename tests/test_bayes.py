@@ -1,0 +1,179 @@
+"""The Laplace posterior over a softmax head, temperature scaling, abstention and risk-coverage.
+
+The closed form (everything in the n·C space of the training examples) is checked against the
+textbook computation with the full P × P Hessian on a small random problem; the classifier
+integration runs on the tiny random backbone.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from fewtune import FewShotClassifier, FewtuneError
+from fewtune.bayes import LaplaceHead, apply_temperature, fit_temperature
+from fewtune.bayes.laplace import augment, fit_map, log_evidence, softmax
+from fewtune.evaluation import risk_coverage
+
+from . import synthetic
+
+FAST = {"steps": 4, "batch_size": 8}
+
+
+def problem(n=12, d=4, c=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d))
+    y = np.arange(n) % c
+    w, b = rng.normal(size=(c, d)), rng.normal(size=c)
+    return x, y, w, b
+
+
+def full_hessian(xa, a):
+    """Σᵢ (diag pᵢ − pᵢpᵢᵀ) ⊗ xᵢxᵢᵀ as a P × P matrix, parameters ordered class by class."""
+    p = softmax(xa @ a.T)
+    c, d = a.shape
+    h = np.zeros((c * d, c * d))
+    for xi, pi in zip(xa, p):
+        h += np.kron(np.diag(pi) - np.outer(pi, pi), np.outer(xi, xi))
+    return h
+
+
+@pytest.mark.parametrize("n", [6, 30])  # fewer and more n·C directions than parameters (P = 15)
+def test_closed_form_matches_the_full_hessian(n):
+    x, y, w, b = problem(n=n)
+    tau = 0.7
+    post = LaplaceHead(x, y, w, b, tau)
+    xa = augment(x)
+    precision = full_hessian(xa, post.a) + tau * np.eye(post.a.size)
+    cov = np.linalg.inv(precision)
+    x_new = np.random.default_rng(1).normal(size=(5, x.shape[1]))
+    mean, cov_f = post.logit_moments(x_new)
+    for i, xi in enumerate(augment(x_new)):
+        j = np.kron(np.eye(3), xi[None, :])  # d f / d vec(A)
+        np.testing.assert_allclose(cov_f[i], j @ cov @ j.T, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(mean[i], post.a @ xi)
+    log_lik = np.log(softmax(xa @ post.a.T)[np.arange(n), y]).sum()
+    expected = (log_lik - tau / 2 * (post.a ** 2).sum() + post.a.size / 2 * math.log(tau)
+                - 0.5 * np.linalg.slogdet(precision)[1])
+    assert math.isclose(log_evidence(xa, y, post.a, tau), expected, rel_tol=1e-9)
+
+
+def test_map_is_a_stationary_point():
+    x, y, _, _ = problem(n=20)
+    xa = augment(x)
+    a = fit_map(xa, y, 3, tau=0.5)
+    p = softmax(xa @ a.T)
+    grad = (p - np.eye(3)[y]).T @ xa + 0.5 * a
+    assert np.abs(grad).max() < 1e-5
+
+
+def test_evidence_picks_the_best_prior_on_the_grid_and_refits_the_head():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(60, 4))
+    truth = rng.normal(size=(3, 4))
+    y = np.array([rng.choice(3, p=p) for p in softmax(x @ truth.T)])  # labels carry signal, with noise
+    w, b = np.zeros((3, 4)), np.zeros(3)
+    post = LaplaceHead.fit(x, y, w, b, refit=True)
+    ev = post.evidence
+    assert post.tau == ev["grid"][int(np.argmax(ev["log_evidence"]))]
+    assert ev["grid"][0] < post.tau < ev["grid"][-1]  # an interior optimum, not the edge of the grid
+    np.testing.assert_allclose(post.a, fit_map(augment(x), y, 3, post.tau), atol=1e-4)
+    kept = LaplaceHead.fit(x, y, w, b, refit=False)
+    np.testing.assert_allclose(kept.weight, w) and np.testing.assert_allclose(kept.bias, b)
+    # Labels that ignore the features: the evidence wants the strongest prior on the grid.
+    noise = LaplaceHead.fit(x, np.arange(60) % 3, w, b, refit=True)
+    assert noise.tau == noise.evidence["grid"][-1] and np.abs(noise.weight).max() < 0.05
+
+
+def test_posterior_predictions_are_softer_than_the_map_and_mc_agrees_with_probit():
+    x, y, w, b = problem(n=9, seed=2)
+    post = LaplaceHead(x, y, 3 * w, 3 * b, tau=0.5)
+    x_new = np.random.default_rng(5).normal(size=(50, 4))
+    map_p, probit = post.map_proba(x_new), post.predict_proba(x_new)
+    assert np.allclose(probit.sum(1), 1)
+    assert (probit.max(1) <= map_p.max(1) + 1e-12).mean() > 0.9
+    post.predictive = "mc"
+    mc = post.predict_proba(x_new)
+    assert np.abs(mc - probit).max() < 0.1
+    assert np.array_equal(mc, post.predict_proba(x_new))  # seeded draws
+
+
+def test_temperature_recovers_a_known_temperature():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(scale=3.0, size=(4000, 3))
+    y = np.array([rng.choice(3, p=p) for p in softmax(logits / 2.5)])  # truth is T = 2.5 softer
+    t = fit_temperature(softmax(logits), y)
+    assert 2.2 < t < 2.8
+    p = softmax(logits)
+    assert np.array_equal(apply_temperature(p, t).argmax(1), p.argmax(1))
+
+
+def test_risk_coverage_by_hand():
+    proba = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.45, 0.55]])
+    truth = ["a", "b", "b", "a"]  # right, wrong, right, wrong; confidence order 0, 2, 1, 3
+    points = risk_coverage(truth, proba, ["a", "b"], levels=4)
+    assert [p["accuracy"] for p in points] == [1.0, 1.0, 2 / 3, 0.5]
+    assert [p["coverage"] for p in points] == [0.25, 0.5, 0.75, 1.0]
+
+
+@pytest.fixture(scope="module")
+def laplace_clf(st_folder):
+    X, y = synthetic.make(("negative", "positive", "neutral"), 8)
+    return FewShotClassifier(backbone=str(st_folder), params=FAST, seed=0, posterior="laplace").fit(X, y)
+
+
+def test_classifier_with_laplace_posterior_saves_and_reloads(laplace_clf, tmp_path):
+    info = laplace_clf.train_info_["posterior"]
+    assert info["kind"] == "laplace" and info["refit"] is True and info["tau"] in info["grid"]
+    X, _ = synthetic.held_out(("negative", "positive", "neutral"), 8)
+    proba = laplace_clf.predict_proba(X)
+    assert np.allclose(proba.sum(1), 1) and (laplace_clf.predict(X) == laplace_clf.classes_[proba.argmax(1)]).all()
+    laplace_clf.save(tmp_path / "m")
+    assert (tmp_path / "m" / "posterior.safetensors").is_file()
+    again = FewShotClassifier.load(tmp_path / "m")
+    np.testing.assert_allclose(again.predict_proba(X), proba, atol=1e-10)
+    assert again.posterior == "laplace"
+
+
+def test_temperature_scaling_keeps_the_predictions(st_folder):
+    X, y = synthetic.make(per_class=8)
+    plain = FewShotClassifier(backbone=str(st_folder), params=FAST, seed=0).fit(X, y)
+    scaled = FewShotClassifier(backbone=str(st_folder), params=FAST, seed=0, calibrate="temperature", cv_folds=2).fit(X, y)
+    cal = scaled.train_info_["calibration"]
+    assert cal["folds"] == 2 and cal["temperature"] > 0 and cal["oof_nll_after"] <= cal["oof_nll_before"] + 1e-9
+    X_new, _ = synthetic.held_out()
+    assert (scaled.predict(X_new) == plain.predict(X_new)).all()
+    np.testing.assert_allclose(scaled.predict_proba(X_new),
+                               apply_temperature(plain.predict_proba(X_new), cal["temperature"]), atol=1e-6)
+
+
+def test_unsupported_combinations_are_clear_errors(st_folder):
+    X, y = synthetic.make(per_class=4)
+    with pytest.raises(FewtuneError, match="method 'majority' has no softmax head"):
+        FewShotClassifier(backbone=str(st_folder), method="majority", posterior="laplace").fit(X, y)
+    with pytest.raises(FewtuneError, match="posterior must be None or 'laplace'"):
+        FewShotClassifier(backbone=str(st_folder), posterior="swag").fit(X, y)
+    with pytest.raises(FewtuneError, match="multi-label"):
+        FewShotClassifier(backbone=str(st_folder), posterior="laplace").fit(X, [[label] for label in y])
+
+
+def test_predict_abstains_below_a_probability(laplace_clf, tmp_path, capfd):
+    import json
+
+    from fewtune.cli import main
+
+    laplace_clf.save(tmp_path / "m")
+    texts = synthetic.held_out(("negative", "positive", "neutral"), 8)[0]
+    import csv
+
+    with open(tmp_path / "in.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["text"], *[[t] for t in texts]])
+    proba = laplace_clf.predict_proba(texts)
+    cut = float(np.median(proba.max(1)))
+    assert main(["predict", str(tmp_path / "m"), str(tmp_path / "in.csv"), "--format", "jsonl",
+                 "--abstain-below", str(cut), "--quiet"]) == 0
+    rows = [json.loads(line) for line in capfd.readouterr().out.splitlines()]
+    assert [r["label"] == "unknown" for r in rows] == list(proba.max(1) < cut)
+    assert main(["predict", str(tmp_path / "m"), "--abstain-below", "1.5"]) == 2

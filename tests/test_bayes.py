@@ -177,3 +177,37 @@ def test_predict_abstains_below_a_probability(laplace_clf, tmp_path, capfd):
     rows = [json.loads(line) for line in capfd.readouterr().out.splitlines()]
     assert [r["label"] == "unknown" for r in rows] == list(proba.max(1) < cut)
     assert main(["predict", str(tmp_path / "m"), "--abstain-below", "1.5"]) == 2
+
+
+def test_bald_is_zero_without_posterior_spread_and_positive_with_it():
+    from fewtune.bayes.acquisition import bald
+
+    mean = np.array([[2.0, 0.0, -1.0]])
+    assert abs(bald(mean, np.zeros((1, 3, 3)))[0]) < 1e-6  # no disagreement between samples
+    assert bald(mean, 4.0 * np.eye(3)[None])[0] > 0.1
+
+
+def test_suggest_ranks_the_pool_and_the_cli_lists_it(laplace_clf, tmp_path, capfd):
+    import csv
+    import json
+
+    from fewtune.bayes.acquisition import acquisition_scores, suggest
+    from fewtune.cli import main
+
+    pool = synthetic.held_out(("negative", "positive", "neutral"), 8)[0] + ["zzz qqq", "the the the"]
+    for strategy in ("bald", "entropy", "margin"):
+        scores = acquisition_scores(laplace_clf, pool, strategy)
+        picks = suggest(laplace_clf, pool, 5, strategy)
+        assert [i for i, _ in picks] == list(np.argsort(-scores, kind="stable")[:5])
+        assert all(s >= 0 for _, s in picks)
+    laplace_clf.save(tmp_path / "m")
+    with open(tmp_path / "pool.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["text"], *[[t] for t in pool]])
+    assert main(["suggest", str(tmp_path / "m"), "--pool", str(tmp_path / "pool.csv"), "-n", "3", "--json",
+                 "--quiet"]) == 0
+    out = json.loads(capfd.readouterr().out)
+    assert [r["text"] for r in out["suggestions"]] == [pool[i] for i, _ in suggest(laplace_clf, pool, 3, "bald")]
+    assert out["suggestions"][0]["row"] == f"line {pool.index(out['suggestions'][0]['text']) + 2}"
+    plain = FewShotClassifier(backbone=laplace_clf.backbone, params=FAST).fit(*synthetic.make(per_class=4))
+    with pytest.raises(FewtuneError, match="bald needs a posterior"):
+        suggest(plain, pool, 3, "bald")

@@ -217,6 +217,14 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             proba = apply_temperature(proba, self.temperature_)
         return proba
 
+    def features(self, X) -> np.ndarray:
+        """What the classification head reads, one row per text (for posteriors and acquisition)."""
+        self._check_fitted()
+        data = as_labeled(X, source="input")
+        self._check_pairs(data)
+        with Progress(self.show_progress and len(data) > 256) as progress:
+            return self.model_.features(self._texts(data, self.model_), progress=progress)
+
     def predict(self, X) -> np.ndarray:
         """Labels; for a multi-label model the 0/1 indicator matrix (columns in `classes_` order)."""
         self._check_fitted()

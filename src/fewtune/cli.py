@@ -350,6 +350,42 @@ def predict(
     _write_rows(rows, format, output)
 
 
+# --- suggest -------------------------------------------------------------------------------------
+@app.command()
+def suggest(
+    model: Annotated[Path, typer.Argument(help="A model folder saved by `fewtune train` (with --posterior laplace for bald).")],
+    pool: Annotated[Path, typer.Option(help="Unlabeled texts: CSV, TSV, JSONL or Parquet with a text column.")],
+    n: Annotated[int, typer.Option("-n", help="How many texts to suggest.")] = 10,
+    strategy: Annotated[str, typer.Option(help="bald (needs a Laplace posterior), entropy or margin.")] = "bald",
+    text_col: TextCol = "text",
+    encoding: Encoding = "utf-8",
+    allow_pickle: Annotated[bool, typer.Option(help="Load pickle weights (runs code from the file: only if you trust it).")] = False,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, mps.")] = None,
+    quiet: Quiet = False,
+    json_out: Json = False,
+):
+    """Rank unlabeled texts by how much labeling them would teach the model (active learning)."""
+    from .bayes.acquisition import STRATEGIES, suggest as rank
+    from .classifier import FewShotClassifier
+    from .data import load_labeled
+
+    if strategy not in STRATEGIES:
+        raise FewtuneError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    clf = FewShotClassifier.load(model, device=device, allow_pickle=allow_pickle, show_progress=not quiet)
+    data = load_labeled(pool, text_col=text_col, label_col=None, encoding=encoding)
+    picks = rank(clf, data.texts, n, strategy)
+    proba = clf.predict_proba([data.texts[i] for i, _ in picks])
+    rows = [{"row": data.rows[i], "text": data.texts[i], "score": round(score, 6),
+             "predicted": str(clf.classes_[int(p.argmax())]), "probability": round(float(p.max()), 6)}
+            for (i, score), p in zip(picks, proba)]
+    if json_out:
+        _print_json({"strategy": strategy, "pool": str(pool), "n_pool": len(data), "suggestions": rows})
+        return
+    _table(["where", strategy, "predicted", "p", "text"],
+           [[str(r["row"]), f"{r['score']:.4f}", r["predicted"], f"{r['probability']:.2f}",
+             r["text"][:80] + ("…" if len(r["text"]) > 80 else "")] for r in rows])
+
+
 # --- evaluate ------------------------------------------------------------------------------------
 @app.command()
 def evaluate(

@@ -212,7 +212,8 @@ def _reliability_figure(dataset: str, records: list[dict], K: int):
     names = sorted(by_method)
     ncols = min(4, len(names))
     nrows = math.ceil(len(names) / ncols)
-    fig = _new_figure(3.2 * ncols + 0.4, 3.2 * nrows + 0.5)
+    # Square panels plus a two-line title and an axis label each: taller than wide, or they overlap.
+    fig = _new_figure(3.2 * ncols + 0.4, 4.1 * nrows + 0.6)
     axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
     for i, ax in enumerate(axes.flat):
         if i >= len(names):
@@ -249,13 +250,18 @@ def reliability_diagrams(records: Iterable[dict], out_dir: str | Path, K: int | 
     its seeds (see pooled_bins) and the pooled ECE is in its panel's title. Methods without
     "reliability" get no panel, and datasets with no bins at that K no file.
     """
+    return _one_k_per_dataset(records, out_dir, K, _reliability_k, _reliability_figure, "reliability")
+
+
+def _one_k_per_dataset(records, out_dir, K, pick_k, make_figure, prefix: str) -> list[Path]:
+    """{prefix}_{dataset}_K{k}.png per dataset, at K or at the K pick_k(rows, K) chooses for it."""
     out_dir = Path(out_dir)
     written = []
     for dataset, rows in _by_dataset(records).items():
-        k = _reliability_k(rows, K)
-        fig = _reliability_figure(dataset, rows, k) if k is not None else None
+        k = pick_k(rows, K)
+        fig = make_figure(dataset, rows, k) if k is not None else None
         if fig is not None:
-            written.append(_save(fig, out_dir / f"reliability_{safe_name(dataset)}_K{k}.png"))
+            written.append(_save(fig, out_dir / f"{prefix}_{safe_name(dataset)}_K{k}.png"))
     return written
 
 
@@ -390,14 +396,7 @@ def risk_coverage_curves(records: Iterable[dict], out_dir: str | Path, K: int | 
     seed (see selective_points). K defaults to each dataset's largest K with selective points. Methods
     without "selective" get no line, and datasets with none at that K no file.
     """
-    out_dir = Path(out_dir)
-    written = []
-    for dataset, rows in _by_dataset(records).items():
-        k = _selective_k(rows, K)
-        fig = _risk_coverage_figure(dataset, rows, k) if k is not None else None
-        if fig is not None:
-            written.append(_save(fig, out_dir / f"risk_coverage_{safe_name(dataset)}_K{k}.png"))
-    return written
+    return _one_k_per_dataset(records, out_dir, K, _selective_k, _risk_coverage_figure, "risk_coverage")
 
 
 def all_plots(records: Iterable[dict], out_dir: str | Path) -> list[Path]:

@@ -46,18 +46,37 @@ def test_closed_form_matches_the_full_hessian(n):
     tau = 0.7
     post = LaplaceHead(x, y, w, b, tau)
     xa = augment(x)
-    precision = full_hessian(xa, post.a) + tau * np.eye(post.a.size)
+    # Random features in 4 dimensions span them all: the span's posterior is the full one, rotated.
+    assert post.basis.shape == (5, 5)
+    precision = full_hessian(xa, post.a_full) + tau * np.eye(post.a_full.size)
     cov = np.linalg.inv(precision)
     x_new = np.random.default_rng(1).normal(size=(5, x.shape[1]))
     mean, cov_f = post.logit_moments(x_new)
     for i, xi in enumerate(augment(x_new)):
         j = np.kron(np.eye(3), xi[None, :])  # d f / d vec(A)
         np.testing.assert_allclose(cov_f[i], j @ cov @ j.T, rtol=1e-8, atol=1e-10)
-        np.testing.assert_allclose(mean[i], post.a @ xi)
-    log_lik = np.log(softmax(xa @ post.a.T)[np.arange(n), y]).sum()
-    expected = (log_lik - tau / 2 * (post.a ** 2).sum() + post.a.size / 2 * math.log(tau)
+        np.testing.assert_allclose(mean[i], post.a_full @ xi)
+    a = post.a_full
+    log_lik = np.log(softmax(xa @ a.T)[np.arange(n), y]).sum()
+    expected = (log_lik - tau / 2 * (a ** 2).sum() + a.size / 2 * math.log(tau)
                 - 0.5 * np.linalg.slogdet(precision)[1])
-    assert math.isclose(log_evidence(xa, y, post.a, tau), expected, rel_tol=1e-9)
+    assert math.isclose(log_evidence(xa, y, a, tau), expected, rel_tol=1e-9)
+    assert math.isclose(log_evidence(post.x, y, post.a, tau), expected, rel_tol=1e-9)
+
+
+def test_only_directions_the_shots_span_carry_uncertainty():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(4, 10))  # 4 texts, 10 features: most directions unseen
+    y = np.array([0, 1, 2, 0])
+    w, b = rng.normal(size=(3, 10)), rng.normal(size=3)
+    post = LaplaceHead(x, y, w, b, tau=0.3)
+    assert post.basis.shape == (11, 4)
+    v = rng.normal(size=10)
+    v -= x.T @ np.linalg.lstsq(x.T, v, rcond=None)[0]  # orthogonal to every training text
+    mean, cov = post.logit_moments(np.vstack([x[0], x[0] + 5 * v]))
+    np.testing.assert_allclose(cov[1], cov[0], atol=1e-9)  # the unseen direction adds no variance
+    np.testing.assert_allclose(mean, np.vstack([x[0], x[0] + 5 * v]) @ w.T + b)  # the head as trained
+    np.testing.assert_allclose(post.weight, w) and np.testing.assert_allclose(post.bias, b)
 
 
 def test_map_is_a_stationary_point():
@@ -79,7 +98,7 @@ def test_evidence_picks_the_best_prior_on_the_grid_and_refits_the_head():
     ev = post.evidence
     assert post.tau == ev["grid"][int(np.argmax(ev["log_evidence"]))]
     assert ev["grid"][0] < post.tau < ev["grid"][-1]  # an interior optimum, not the edge of the grid
-    np.testing.assert_allclose(post.a, fit_map(augment(x), y, 3, post.tau), atol=1e-4)
+    np.testing.assert_allclose(post.a_full, fit_map(augment(x), y, 3, post.tau), atol=1e-4)
     kept = LaplaceHead.fit(x, y, w, b, refit=False)
     np.testing.assert_allclose(kept.weight, w) and np.testing.assert_allclose(kept.bias, b)
     # Labels that ignore the features: the evidence wants the strongest prior on the grid.

@@ -135,6 +135,8 @@ def test_risk_coverage_by_hand():
     points = risk_coverage(truth, proba, ["a", "b"], levels=4)
     assert [p["accuracy"] for p in points] == [1.0, 1.0, 2 / 3, 0.5]
     assert [p["coverage"] for p in points] == [0.25, 0.5, 0.75, 1.0]
+    flat = risk_coverage(truth, np.full((4, 2), 0.5), ["a", "b"], levels=4)  # one confidence for all
+    assert [p["accuracy"] for p in flat] == [0.5, 0.5, 0.5, 0.5]
 
 
 @pytest.fixture(scope="module")

@@ -101,16 +101,22 @@ def risk_coverage(y_true, proba: np.ndarray, classes, levels: int = 10) -> list[
     """Accuracy when answering only the most confident share of examples (abstaining on the rest).
 
     One point per coverage 1/levels, 2/levels, ..., 1: the accuracy on the ceil(coverage · n)
-    examples with the highest top-class probability (ties broken by position, so the curve is
-    deterministic). A model whose confidence means something has a curve that falls as coverage grows.
+    examples with the highest top-class probability. Examples tied at the cut count with their
+    group's mean accuracy (the expectation over which of them would be answered), so a model that
+    gives every text the same confidence has a flat curve, not one that depends on the data order.
+    A model whose confidence means something has a curve that falls as coverage grows.
     """
     proba = np.asarray(proba, dtype=float)
     index = {str(c): i for i, c in enumerate(classes)}
     truth = np.array([index.get(str(v), -1) for v in y_true])
     correct = (proba.argmax(1) == truth).astype(float)
-    order = np.argsort(-proba.max(1), kind="stable")
+    confidence = proba.max(1)
     points = []
     for j in range(1, levels + 1):
-        n = max(1, int(np.ceil(j / levels * len(order))))
-        points.append({"coverage": round(j / levels, 6), "accuracy": float(correct[order[:n]].mean())})
+        n = max(1, int(np.ceil(j / levels * len(confidence))))
+        cut = np.sort(confidence)[::-1][n - 1]
+        above = confidence > cut
+        tied = confidence == cut
+        expected = correct[above].sum() + (n - above.sum()) * correct[tied].mean()
+        points.append({"coverage": round(j / levels, 6), "accuracy": float(expected / n)})
     return points

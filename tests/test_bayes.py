@@ -106,6 +106,22 @@ def test_evidence_picks_the_best_prior_on_the_grid_and_refits_the_head():
     assert noise.tau == noise.evidence["grid"][-1] and np.abs(noise.weight).max() < 0.05
 
 
+def test_cv_prior_picks_the_lowest_held_out_nll():
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(24, 6))
+    y = np.arange(24) % 3
+    x[np.arange(24), y] += 2.0  # a learnable signal in the first three features
+    w, b = np.zeros((3, 6)), np.zeros(3)
+    grid = (0.01, 0.1, 1.0, 10.0, 100.0)
+    post = LaplaceHead.fit(x, y, w, b, refit=True, prior="cv", grid=grid, folds=3)
+    table = post.evidence["cv_nll"]
+    assert post.evidence["prior"] == "cv" and len(table) == len(grid)
+    assert post.tau == grid[int(np.argmin(table))]
+    np.testing.assert_allclose(post.a_full, fit_map(augment(x), y, 3, post.tau), atol=1e-4)
+    with pytest.raises(FewtuneError, match="prior must be"):
+        LaplaceHead.fit(x, y, w, b, refit=True, prior="guess")
+
+
 def test_posterior_predictions_are_softer_than_the_map_and_mc_agrees_with_probit():
     x, y, w, b = problem(n=9, seed=2)
     post = LaplaceHead(x, y, 3 * w, 3 * b, tau=0.5)
@@ -158,6 +174,16 @@ def test_classifier_with_laplace_posterior_saves_and_reloads(laplace_clf, tmp_pa
     assert again.posterior == "laplace"
 
 
+def test_laplace_cv_option_trains_saves_and_reloads(st_folder, tmp_path):
+    X, y = synthetic.make(("negative", "positive", "neutral"), 8)
+    clf = FewShotClassifier(backbone=str(st_folder), params=FAST, seed=0, posterior="laplace-cv", cv_folds=2).fit(X, y)
+    assert clf.train_info_["posterior"]["prior"] == "cv"
+    clf.save(tmp_path / "m")
+    again = FewShotClassifier.load(tmp_path / "m")
+    assert again.posterior == "laplace-cv"
+    np.testing.assert_allclose(again.predict_proba(X), clf.predict_proba(X), atol=1e-10)
+
+
 def test_temperature_scaling_keeps_the_predictions(st_folder):
     X, y = synthetic.make(per_class=8)
     plain = FewShotClassifier(backbone=str(st_folder), params=FAST, seed=0).fit(X, y)
@@ -174,7 +200,7 @@ def test_unsupported_combinations_are_clear_errors(st_folder):
     X, y = synthetic.make(per_class=4)
     with pytest.raises(FewtuneError, match="method 'majority' has no softmax head"):
         FewShotClassifier(backbone=str(st_folder), method="majority", posterior="laplace").fit(X, y)
-    with pytest.raises(FewtuneError, match="posterior must be None or 'laplace'"):
+    with pytest.raises(FewtuneError, match="posterior must be None, 'laplace' or 'laplace-cv'"):
         FewShotClassifier(backbone=str(st_folder), posterior="swag").fit(X, y)
     with pytest.raises(FewtuneError, match="multi-label"):
         FewShotClassifier(backbone=str(st_folder), posterior="laplace").fit(X, [[label] for label in y])

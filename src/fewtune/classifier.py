@@ -43,7 +43,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
     cv_folds: with select="cv", the number of folds (fewer if the rarest class has fewer examples).
     posterior: None (the MAP head), or "laplace": a Laplace posterior over the softmax head, its
         prior precision chosen by the evidence (`fewtune.bayes.laplace`); probabilities integrate
-        over it. For heads fitted on frozen features (setfit, linear-probe) the head is refitted at
+        over it. "laplace-cv" chooses the precision by cross-validated NLL on the shots instead. For heads fitted on frozen features (setfit, linear-probe) the head is refitted at
         that precision.
     calibrate: None, or "temperature": temperature scaling fitted on out-of-fold predictions of the
         training examples (cv_folds folds; costs that many extra trainings).
@@ -123,7 +123,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         self.backbone_ = backbone
         self.posterior_, self.temperature_ = None, 1.0
         extra = {}
-        if self.posterior == "laplace":
+        if self.posterior in ("laplace", "laplace-cv"):
             self.posterior_ = self._fit_laplace(model, self._texts(data, model), y_idx)
             extra["posterior"] = {"kind": "laplace", **self.posterior_.evidence}
         if self.calibrate == "temperature":
@@ -159,8 +159,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             return select_by_cv(make, X, y, grid, folds=self.cv_folds, seed=self.seed, progress=progress)
 
     def _check_calibration_options(self, multi_label: bool) -> None:
-        if self.posterior not in (None, "laplace"):
-            raise FewtuneError(f"posterior must be None or 'laplace', got {self.posterior!r}")
+        if self.posterior not in (None, "laplace", "laplace-cv"):
+            raise FewtuneError(f"posterior must be None, 'laplace' or 'laplace-cv', got {self.posterior!r}")
         if self.calibrate not in (None, "temperature"):
             raise FewtuneError(f"calibrate must be None or 'temperature', got {self.calibrate!r}")
         if multi_label and (self.posterior or self.calibrate):
@@ -176,7 +176,10 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         with Progress(self.show_progress and len(texts) > 256) as progress:
             features = model.features(texts, progress=progress)
         refit = bool(model.refittable_head)
-        posterior = LaplaceHead.fit(features, y_idx, *layer, refit=refit)
+        # The prior precision: by the evidence, or (laplace-cv) by cross-validated NLL on the shots.
+        posterior = LaplaceHead.fit(features, y_idx, *layer, refit=refit,
+                                    prior="cv" if self.posterior == "laplace-cv" else "evidence",
+                                    folds=self.cv_folds, seed=self.seed)
         if refit:
             model.set_last_layer(posterior.weight, posterior.bias)  # the MAP head at the chosen prior
         return posterior
@@ -266,7 +269,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             config["evaluation"] = evaluation
         posterior = getattr(self, "posterior_", None)
         if posterior is not None:
-            config["posterior"] = {"kind": "laplace", "predictive": posterior.predictive, "tau": posterior.tau}
+            config["posterior"] = {"kind": "laplace", "option": self.posterior, "predictive": posterior.predictive,
+                                   "tau": posterior.tau}
         if getattr(self, "temperature_", 1.0) != 1.0:
             config["temperature"] = self.temperature_
 
@@ -307,7 +311,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
 
                 from .bayes import LaplaceHead
 
-                clf.posterior = "laplace"
+                clf.posterior = config["posterior"].get("option", "laplace")
                 clf.posterior_ = LaplaceHead.from_state(load_file(str(path / POSTERIOR_FILE)),
                                                         predictive=config["posterior"].get("predictive", "probit"),
                                                         evidence=clf.train_info_.get("posterior"))

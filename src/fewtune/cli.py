@@ -64,7 +64,7 @@ def train(
     select: Annotated[Optional[str], typer.Option(help="'cv': choose parameters by cross-validation on the training shots only, then train on all of them.")] = None,
     grid: Annotated[Optional[list[str]], typer.Option(help="With --select cv: KEY=A,B,... (repeatable) instead of the method's own grid.")] = None,
     cv_folds: Annotated[int, typer.Option(help="With --select cv or --calibrate temperature: number of folds.")] = 4,
-    posterior: Annotated[Optional[str], typer.Option(help="'laplace': a Laplace posterior over the head, prior precision from the evidence; calibrated probabilities.")] = None,
+    posterior: Annotated[Optional[str], typer.Option(help="'laplace': a Laplace posterior over the head, prior precision from the evidence; 'laplace-cv': precision by cross-validated NLL on the shots.")] = None,
     calibrate: Annotated[Optional[str], typer.Option(help="'temperature': temperature scaling fitted on out-of-fold predictions of the shots.")] = None,
     test: Annotated[Optional[Path], typer.Option(help="Held-out data file to evaluate on (same columns).")] = None,
     max_test: Annotated[Optional[int], typer.Option(help="Evaluate on at most this many held-out examples, a fixed subset (default 1000 to classify, 100 for perplexity; 0 = all).")] = None,

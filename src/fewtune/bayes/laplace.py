@@ -22,7 +22,8 @@ projected onto that span (an orthonormal basis from the SVD of the training feat
 posterior, its evidence and its predictions are computed there: the uncertainty left is the part
 the shots could have resolved.
 
-The prior precision τ maximises the Laplace evidence
+The prior precision τ maximises the Laplace evidence (or, with prior="cv", minimises the
+cross-validated NLL of the posterior's predictions on the shots)
 log p(y | τ) ≈ log p(y | A*) − τ/2‖A*‖² + P/2 log τ − ½ log det(H + τI): with `refit` the MAP is
 recomputed for every τ (the head's own prior is chosen, as in MacKay's evidence framework);
 without it the trained head is kept and τ only sets the posterior's width (post-hoc, as
@@ -142,11 +143,23 @@ class LaplaceHead:
 
     @classmethod
     def fit(cls, features: np.ndarray, y: np.ndarray, weight: np.ndarray, bias: np.ndarray, *, refit: bool,
-            tau: float | None = None, grid: tuple[float, ...] = TAU_GRID, predictive: str = "probit") -> LaplaceHead:
-        """τ from the evidence over `grid` (or the given τ); with `refit` the head is the MAP at that τ."""
+            tau: float | None = None, grid: tuple[float, ...] = TAU_GRID, predictive: str = "probit",
+            prior: str = "evidence", folds: int = 4, seed: int = 0) -> LaplaceHead:
+        """τ from the evidence over `grid` (or the given τ); with `refit` the head is the MAP at that τ.
+
+        prior="cv" chooses τ instead by the cross-validated NLL of the posterior's predictions on
+        the shots (the features stay fixed; each fold refits the head and its posterior).
+        """
         y = np.asarray(y, dtype=np.int64)
         if np.ndim(y) != 1:
             raise FewtuneError("the Laplace posterior covers single-label heads (softmax); this head is multi-label")
+        if prior not in ("evidence", "cv"):
+            raise FewtuneError(f"prior must be 'evidence' or 'cv', got {prior!r}")
+        if prior == "cv" and tau is None:
+            tau, table = cls._cv_tau(features, y, weight, bias, refit=refit, grid=grid, folds=folds, seed=seed)
+            post = cls.fit(features, y, weight, bias, refit=refit, tau=tau, predictive=predictive)
+            post.evidence = {"tau": tau, "refit": refit, "prior": "cv", "cv_nll": table, "grid": [float(t) for t in sorted(grid)]}
+            return post
         basis = span_basis(augment(features))
         x = augment(features) @ basis
         a0 = np.hstack([np.asarray(weight, dtype=np.float64), np.asarray(bias, dtype=np.float64)[:, None]]) @ basis
@@ -165,6 +178,21 @@ class LaplaceHead:
                     "log_evidence": [round(s, 4) for s in scores], "grid": [float(t) for t in order]}
         a = heads[best] @ basis.T  # back to weight and bias on the full features
         return cls(features, y, a[:, :-1], a[:, -1], order[best], predictive=predictive, evidence=evidence)
+
+    @classmethod
+    def _cv_tau(cls, features, y, weight, bias, *, refit, grid, folds, seed) -> tuple[float, list[float]]:
+        from ..selection import cv_folds
+
+        splits = cv_folds(y, folds, seed)
+        table = []
+        for t in sorted(grid):
+            losses = []
+            for train_idx, val_idx in splits:
+                fold = cls.fit(features[train_idx], y[train_idx], weight, bias, refit=refit, tau=t)
+                p = fold.predict_proba(features[val_idx])
+                losses.append(float(-np.log(np.clip(p[np.arange(len(val_idx)), y[val_idx]], 1e-12, None)).mean()))
+            table.append(round(float(np.mean(losses)), 5))
+        return float(sorted(grid)[int(np.argmin(table))]), table
 
     @property
     def weight(self) -> np.ndarray:

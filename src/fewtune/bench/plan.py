@@ -135,9 +135,10 @@ def check_variant(variant: Variant, registry: dict[str, list[str]]) -> str | Non
     unknown = sorted(set(variant.params) - set(registry[variant.method]) - set(CLASSIFIER_OPTIONS))
     if unknown:
         return f"{variant.method} has no parameter {', '.join(unknown)}"
-    for option, allowed in (("select", "cv"), ("posterior", "laplace"), ("calibrate", "temperature")):
-        if variant.params.get(option, allowed) != allowed:
-            return f"{variant.method}: {option} must be '{allowed}'"
+    for option, allowed in (("select", ("cv",)), ("posterior", ("laplace", "laplace-cv")),
+                            ("calibrate", ("temperature",))):
+        if variant.params.get(option, allowed[0]) not in allowed:
+            return f"{variant.method}: {option} must be {' or '.join(repr(a) for a in allowed)}"
     return None
 
 

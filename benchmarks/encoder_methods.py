@@ -21,10 +21,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from fewtune.bench.commands import split_list
-from fewtune.bench.plan import ANCHORS, Variant, data_source, json_value, plan_runs
+from fewtune.bench.commands import parse_overrides, split_list
+from fewtune.bench.plan import ANCHORS, Variant, data_source, plan_runs
 from fewtune.bench.records import done_keys
 from fewtune.bench.runner import probe, run_all
+from fewtune.errors import FewtuneError
 
 ROOT = Path(__file__).resolve().parents[1]
 ANCHORS_PYTHON = ROOT / ".venv-anchors" / "bin" / "python"
@@ -56,17 +57,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def parse_overrides(items: list[str]) -> dict[str, dict]:
-    out: dict[str, dict] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        method, dot, key = name.partition(".")
-        if not sep or not dot or not key:
-            sys.exit(f"--param {item!r}: expected METHOD.KEY=VALUE")
-        out.setdefault(method, {})[key] = json_value(value)
-    return out
-
-
 def variants(method: str, param_names: list[str], args, overrides: dict) -> list[Variant]:
     """The parameter sets to run a method with: L2-SP off and/or on, plus --param overrides."""
     base = dict(overrides.get(method, {}))
@@ -81,7 +71,10 @@ def main(argv=None) -> int:
     fewtune_python = args.fewtune_python or args.python
     registry, _, probe_error = probe(fewtune_python)
     _, anchors_here, _ = probe(args.python)
-    overrides = parse_overrides(args.param)
+    try:
+        overrides = parse_overrides(args.param)
+    except FewtuneError as e:
+        sys.exit(f"error: {e}")
     notes, ours = [], []
     for m in split_list(args.methods):
         if m in registry:

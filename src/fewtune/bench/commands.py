@@ -10,7 +10,6 @@ from ..errors import FewtuneError
 from .plan import Variant, check_variant, data_source, parse_variant, plan_runs
 from .runner import probe, run_all
 
-DEFAULT_BASELINES = "majority,setfit-lib"
 
 
 def split_list(text: str) -> list[str]:
@@ -51,18 +50,26 @@ def seed_list(text: str) -> list[int]:
     return int_list(text, "seeds")
 
 
-def resolve_variants(methods: str, baselines: str, extra: list[str], params: list[str],
-                     registry: dict[str, list[str]], anchors: set[str], probe_error: str | None) -> tuple[list[Variant], list[str]]:
-    """The variants to run and notes on what was skipped (a baseline whose library is missing)."""
-    from .plan import ANCHORS, json_value
+def parse_overrides(items: list[str]) -> dict[str, dict]:
+    """--param METHOD.KEY=VALUE items -> {method: {key: value}}; values are read as JSON when they parse."""
+    from .plan import json_value
 
     overrides: dict[str, dict] = {}
-    for item in params:
+    for item in items:
         name, sep, value = item.partition("=")
         method, dot, key = name.partition(".")
         if not sep or not dot or not key:
             raise FewtuneError(f"--param {item!r}: expected METHOD.KEY=VALUE, e.g. setfit.l2sp=1")
         overrides.setdefault(method, {})[key] = json_value(value)
+    return overrides
+
+
+def resolve_variants(methods: str, baselines: str, extra: list[str], params: list[str],
+                     registry: dict[str, list[str]], anchors: set[str], probe_error: str | None) -> tuple[list[Variant], list[str]]:
+    """The variants to run and notes on what was skipped (a baseline whose library is missing)."""
+    from .plan import ANCHORS
+
+    overrides = parse_overrides(params)
     if probe_error:
         raise FewtuneError(f"the worker interpreter cannot import fewtune's methods: {probe_error}")
     notes: list[str] = []

@@ -43,8 +43,9 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
     cv_folds: with select="cv", the number of folds (fewer if the rarest class has fewer examples).
     posterior: None (the MAP head), or "laplace": a Laplace posterior over the softmax head, its
         prior precision chosen by the evidence (`fewtune.bayes.laplace`); probabilities integrate
-        over it. "laplace-cv" chooses the precision by cross-validated NLL on the shots instead. For heads fitted on frozen features (setfit, linear-probe) the head is refitted at
-        that precision.
+        over it. "laplace-cv" chooses the precision by cross-validated NLL on the shots instead.
+        For heads fitted on frozen features (setfit, linear-probe) the head is refitted at that
+        precision.
     calibrate: None, or "temperature": temperature scaling fitted on out-of-fold predictions of the
         training examples (cv_folds folds; costs that many extra trainings).
 

@@ -64,6 +64,22 @@ def test_differentiable_head_trains_end_to_end_and_round_trips(st_folder, data, 
     np.testing.assert_array_equal(FewShotClassifier.load(tmp_path / "m").predict_proba(X), diff.predict_proba(X))
 
 
+def test_wise_interpolates_between_the_pretrained_and_the_trained_encoder(st_folder, data):
+    params = {**FAST, "steps": 4}
+    trained = FewShotClassifier(backbone=str(st_folder), params=params, seed=2).fit(*data)
+    half = FewShotClassifier(backbone=str(st_folder), params={**params, "wise": 0.5}, seed=2).fit(*data)
+    none = FewShotClassifier(backbone=str(st_folder), params={**params, "wise": 0.0}, seed=2).fit(*data)
+    probe = FewShotClassifier(backbone=str(st_folder), method="linear-probe", seed=2).fit(*data)
+    d = trained.train_info_["distance_from_pretrained"]
+    assert d > 0
+    assert half.train_info_["distance_from_pretrained"] == pytest.approx(d / 2, rel=1e-4)
+    # wise=0 is the pretrained encoder again: the same embeddings as a linear probe's.
+    X, _ = synthetic.held_out()
+    np.testing.assert_allclose(none.features(X), probe.features(X), atol=1e-5)
+    with pytest.raises(FewtuneError, match="wise"):
+        FewShotClassifier(backbone=str(st_folder), params={"wise": 1.5}).fit(*data)
+
+
 def test_encoder_dropout_is_set_while_training_and_restored_after():
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.1), torch.nn.Dropout(0.2))
     with encoder_dropout(model, 0.5):

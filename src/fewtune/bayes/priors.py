@@ -30,3 +30,10 @@ class L2SPPrior:
     def distance(self) -> float:
         """‖θ−θ₀‖ over the covered parameters: how far training moved from the pretrained model."""
         return float(torch.sqrt(sum(((p - a) ** 2).sum() for p, a in zip(self.params, self.anchor))))
+
+    @torch.no_grad()
+    def interpolate(self, share: float) -> None:
+        """Move the weights to θ₀ + share·(θ−θ₀): WiSE-FT's weight-space ensemble of the pretrained and
+        the trained model (Wortsman et al. 2022), one model at the cost of one."""
+        for p, a in zip(self.params, self.anchor):
+            p.copy_(a + share * (p - a))

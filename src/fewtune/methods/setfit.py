@@ -58,6 +58,11 @@ class SetFitParams(MethodParams):
     l2sp: float = field(
         default=0.0, metadata={"help": "L2-SP strength λ: penalty λ/2·‖θ−θ₀‖² toward the pretrained encoder (0 = off)"}
     )
+    wise: float = field(
+        default=1.0,
+        metadata={"help": "weight-space ensemble (WiSE-FT): the encoder kept is θ₀ + wise·(θ−θ₀), between the "
+                          "pretrained (0) and the contrastively trained (1) weights"},
+    )
     dropout: float = field(
         default=-1.0, metadata={"help": "dropout rate inside the encoder while it trains (-1 = the backbone's own)"}
     )
@@ -95,8 +100,9 @@ class SetFitParams(MethodParams):
             problems.append(f"steps must be -1 (use epochs), 0 (head only) or more, got {self.steps}")
         if not (self.dropout == -1 or 0 <= self.dropout < 1):
             problems.append(f"dropout must be in [0, 1) or -1 (the backbone's own), got {self.dropout}")
-        if not 0 <= self.warmup_ratio <= 1:
-            problems.append(f"warmup_ratio must be between 0 and 1, got {self.warmup_ratio}")
+        for name in ("warmup_ratio", "wise"):
+            if not 0 <= getattr(self, name) <= 1:
+                problems.append(f"{name} must be between 0 and 1, got {getattr(self, name)}")
         check_class_weight(self.class_weight, problems)
 
 
@@ -205,6 +211,8 @@ class SetFit(EncoderBodyMethod):
         with encoder_dropout(self.body, p.dropout):
             if steps > 0:
                 self._train_body(texts, y, steps, trainable, prior, rng, progress)
+                if p.wise < 1:
+                    prior.interpolate(p.wise)
                 info["distance_from_pretrained"] = round(prior.distance(), 6)
             info["body_seconds"] = round(time.perf_counter() - started, 3)
             emb = encode(self.body, texts, batch_size=p.encode_batch_size, progress=progress,

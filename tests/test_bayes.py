@@ -200,7 +200,7 @@ def test_unsupported_combinations_are_clear_errors(st_folder):
     X, y = synthetic.make(per_class=4)
     with pytest.raises(FewtuneError, match="method 'majority' has no softmax head"):
         FewShotClassifier(backbone=str(st_folder), method="majority", posterior="laplace").fit(X, y)
-    with pytest.raises(FewtuneError, match="posterior must be None, 'laplace' or 'laplace-cv'"):
+    with pytest.raises(FewtuneError, match="posterior must be None or one of 'laplace', 'laplace-cv', 'ensemble'"):
         FewShotClassifier(backbone=str(st_folder), posterior="swag").fit(X, y)
     with pytest.raises(FewtuneError, match="multi-label"):
         FewShotClassifier(backbone=str(st_folder), posterior="laplace").fit(X, [[label] for label in y])

@@ -218,3 +218,37 @@ def test_a_builtin_dataset_brings_its_own_template_unless_one_is_given(llama_fol
     assert default["template"] == "Review: {text}\nSentiment:"
     assert default["label_words"] == {"negative": "negative", "positive": "positive"}
     assert json.loads((tmp_path / "mine" / "prompt.json").read_text())["template"] == TEMPLATE
+
+
+@pytest.mark.parametrize("method,extra", [
+    ("zero-shot", {}),
+    ("prompt", {"lora": True, "lr": 5e-2, "epochs": 3, "batch_size": 4, "early_stopping": False}),
+    ("prompt", {"demonstrations": True, "epochs": 1, "batch_size": 4, "early_stopping": False}),
+    ("icl", {"max_demo_tokens": 8}),
+])
+def test_single_token_label_words_are_a_linear_softmax_head_on_the_last_hidden_state(llama_folder, method, extra):
+    X, y = reviews(3)
+    clf = FewShotClassifier(backbone=str(llama_folder), method=method,
+                            params={"template": TEMPLATE, "label_words": WORDS, **extra}).fit(X, y)
+    queries = ["this movie was great", "terrible", "it was ."]
+    weight, bias = clf.model_.last_layer()
+    logits = clf.features(queries) @ weight.T + bias
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(expected / expected.sum(1, keepdims=True), clf.predict_proba(queries), atol=1e-4)
+
+
+def test_laplace_posterior_over_the_label_words_saves_and_reloads(llama_folder, tmp_path):
+    X, y = reviews(4)
+    params = {"template": TEMPLATE, "label_words": WORDS}
+    clf = FewShotClassifier(backbone=str(llama_folder), method="zero-shot", params=params, posterior="laplace").fit(X, y)
+    plain = FewShotClassifier(backbone=str(llama_folder), method="zero-shot", params=params).fit(X, y)
+    assert clf.train_info_["posterior"]["kind"] == "laplace" and clf.train_info_["posterior"]["refit"] is False
+    # The posterior's mean is the LM's own head: the predictions agree, the probabilities are softer.
+    assert list(clf.predict(X)) == list(plain.predict(X))
+    assert np.abs(clf.predict_proba(X) - 0.5).max() <= np.abs(plain.predict_proba(X) - 0.5).max() + 1e-9
+    np.testing.assert_allclose(FewShotClassifier.load(clf.save(tmp_path / "m")).predict_proba(X),
+                               clf.predict_proba(X), atol=1e-9)
+    # Multi-token label words are not one linear layer: a clear error, not a wrong posterior.
+    with pytest.raises(FewtuneError, match="one token"):
+        FewShotClassifier(backbone=str(llama_folder), method="zero-shot", posterior="laplace",
+                          params={"template": TEMPLATE, "label_words": "neg=terrible movie,pos=great"}).fit(X, y)

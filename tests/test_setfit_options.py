@@ -66,13 +66,15 @@ def test_differentiable_head_trains_end_to_end_and_round_trips(st_folder, data, 
 
 def test_wise_interpolates_between_the_pretrained_and_the_trained_encoder(st_folder, data):
     params = {**FAST, "steps": 4}
-    trained = FewShotClassifier(backbone=str(st_folder), params=params, seed=2).fit(*data)
+    trained = FewShotClassifier(backbone=str(st_folder), params={**params, "wise": 1.0}, seed=2).fit(*data)
+    default = FewShotClassifier(backbone=str(st_folder), params=params, seed=2).fit(*data)
     half = FewShotClassifier(backbone=str(st_folder), params={**params, "wise": 0.5}, seed=2).fit(*data)
     none = FewShotClassifier(backbone=str(st_folder), params={**params, "wise": 0.0}, seed=2).fit(*data)
     probe = FewShotClassifier(backbone=str(st_folder), method="linear-probe", seed=2).fit(*data)
     d = trained.train_info_["distance_from_pretrained"]
     assert d > 0
     assert half.train_info_["distance_from_pretrained"] == pytest.approx(d / 2, rel=1e-4)
+    assert default.train_info_["distance_from_pretrained"] == pytest.approx(0.7 * d, rel=1e-4)
     # wise=0 is the pretrained encoder again: the same embeddings as a linear probe's.
     X, _ = synthetic.held_out()
     np.testing.assert_allclose(none.features(X), probe.features(X), atol=1e-5)

@@ -24,6 +24,9 @@ from .progress import Progress
 from .selection import select_by_cv
 
 POSTERIOR_FILE = "posterior.safetensors"
+MEMBERS_FOLDER = "members"  # an ensemble's extra members, one model folder each (the first is the main one)
+POSTERIORS = ("laplace", "laplace-cv", "ensemble", "mc-dropout")
+LAPLACE = ("laplace", "laplace-cv")
 
 
 class FewShotClassifier(ClassifierMixin, BaseEstimator):
@@ -45,7 +48,11 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         prior precision chosen by the evidence (`fewtune.bayes.laplace`); probabilities integrate
         over it. "laplace-cv" chooses the precision by cross-validated NLL on the shots instead.
         For heads fitted on frozen features (setfit, linear-probe) the head is refitted at that
-        precision.
+        precision. "ensemble": posterior_samples models trained from seeds seed, seed+1, ... on the
+        same examples, probabilities averaged (a deep ensemble); "mc-dropout": one model, the
+        average of posterior_samples predictions with the backbone's dropout on
+        (`fewtune.bayes.ensembles`).
+    posterior_samples: ensemble members or dropout samples (0 = 5 members, 20 samples).
     calibrate: None, or "temperature": temperature scaling fitted on out-of-fold predictions of the
         training examples (cv_folds folds; costs that many extra trainings).
 
@@ -70,6 +77,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         cv_folds: int = 4,
         posterior: str | None = None,
         calibrate: str | None = None,
+        posterior_samples: int = 0,
     ):
         self.backbone = backbone
         self.method = method
@@ -82,6 +90,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         self.cv_folds = cv_folds
         self.posterior = posterior
         self.calibrate = calibrate
+        self.posterior_samples = posterior_samples
 
     # -- training -------------------------------------------------------------------------
     def fit(self, X, y, *, data_description: str | None = None) -> FewShotClassifier:
@@ -122,11 +131,18 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             info = model.fit(self._texts(data, model), y_idx, len(self.classes_), seed=self.seed, progress=progress)
         self.model_ = model
         self.backbone_ = backbone
-        self.posterior_, self.temperature_ = None, 1.0
+        self.posterior_, self.temperature_, self.members_ = None, 1.0, []
         extra = {}
-        if self.posterior in ("laplace", "laplace-cv"):
+        if self.posterior in LAPLACE:
             self.posterior_ = self._fit_laplace(model, self._texts(data, model), y_idx)
             extra["posterior"] = {"kind": "laplace", **self.posterior_.evidence}
+        elif self.posterior == "ensemble":
+            self.members_ = self._fit_members(method_cls, params, backbone, device, self._texts(data, model), y_idx)
+            extra["posterior"] = {"kind": "ensemble", "members": 1 + len(self.members_),
+                                  "seeds": [self.seed + i for i in range(1 + len(self.members_))]}
+        elif self.posterior == "mc-dropout":
+            self._check_dropout(model)
+            extra["posterior"] = {"kind": "mc-dropout", "samples": self._samples()}
         if self.calibrate == "temperature":
             extra["calibration"] = self._fit_temperature(data, y_idx, params)
             self.temperature_ = extra["calibration"]["temperature"]
@@ -160,12 +176,43 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             return select_by_cv(make, X, y, grid, folds=self.cv_folds, seed=self.seed, progress=progress)
 
     def _check_calibration_options(self, multi_label: bool) -> None:
-        if self.posterior not in (None, "laplace", "laplace-cv"):
-            raise FewtuneError(f"posterior must be None, 'laplace' or 'laplace-cv', got {self.posterior!r}")
+        if self.posterior is not None and self.posterior not in POSTERIORS:
+            raise FewtuneError(f"posterior must be None or one of {', '.join(map(repr, POSTERIORS))}, "
+                               f"got {self.posterior!r}")
+        samples = self.posterior_samples
+        if not isinstance(samples, int) or samples < 0 or samples == 1:
+            raise FewtuneError(f"posterior_samples must be 0 (the default) or at least 2, got {samples!r}")
         if self.calibrate not in (None, "temperature"):
             raise FewtuneError(f"calibrate must be None or 'temperature', got {self.calibrate!r}")
         if multi_label and (self.posterior or self.calibrate):
             raise FewtuneError("posterior / calibrate cover single-label classification; this data is multi-label")
+
+    def _samples(self) -> int:
+        from .bayes.ensembles import DEFAULT_DROPOUT_SAMPLES, DEFAULT_MEMBERS
+
+        default = DEFAULT_MEMBERS if self.posterior == "ensemble" else DEFAULT_DROPOUT_SAMPLES
+        return self.posterior_samples or default
+
+    def _fit_members(self, method_cls, params, backbone, device, texts: list[str], y_idx: np.ndarray) -> list:
+        """The ensemble's other members: the same method and examples, seeds seed+1, seed+2, ..."""
+        members = []
+        with Progress(self.show_progress) as progress:
+            task = progress.add("Training ensemble members", total=self._samples() - 1)
+            for i in range(1, self._samples()):
+                _seed_everything(self.seed + i)
+                member = method_cls(params, backbone, device)
+                member.class_names = self.model_.class_names
+                member.fit(texts, y_idx, len(self.classes_), seed=self.seed + i, progress=None)
+                members.append(member)
+                progress.advance(task)
+        return members
+
+    def _check_dropout(self, model) -> None:
+        from .bayes.ensembles import dropout_layers
+
+        if not any(m.p > 0 for m in dropout_layers(model)):
+            raise FewtuneError(f"method '{self.method}' on this backbone has no dropout to sample; "
+                               "posterior='mc-dropout' needs a backbone built with dropout")
 
     def _fit_laplace(self, model, texts: list[str], y_idx: np.ndarray):
         from .bayes import LaplaceHead
@@ -173,7 +220,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         layer = model.last_layer()
         if layer is None:
             raise FewtuneError(f"method '{self.method}' has no softmax head on features to put a Laplace posterior on "
-                               "(it covers setfit, linear-probe and finetune)")
+                               "(it covers setfit, linear-probe, finetune, and the label-word methods when every "
+                               "label word is one token)")
         with Progress(self.show_progress and len(texts) > 256) as progress:
             features = model.features(texts, progress=progress)
         refit = bool(model.refittable_head)
@@ -196,7 +244,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         folds = cv_folds(y_idx, self.cv_folds, self.seed)
         for train_idx, val_idx in folds:
             member = FewShotClassifier(self.backbone, self.method, params=params.to_dict(), seed=self.seed,
-                                       device=self.device, posterior=self.posterior)
+                                       device=self.device, posterior=self.posterior,
+                                       posterior_samples=self.posterior_samples)
             member.fit([X[i] for i in train_idx], [self.classes_[y_idx[i]] for i in train_idx])
             oof[val_idx] = member.predict_proba([X[i] for i in val_idx])
         temperature = fit_temperature(oof, y_idx)
@@ -213,6 +262,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         with Progress(self.show_progress and len(data) > 256) as progress:
             if getattr(self, "posterior_", None) is not None:
                 proba = self.posterior_.predict_proba(self.model_.features(texts, progress=progress))
+            elif self.posterior in ("ensemble", "mc-dropout"):
+                proba = self._sampled_proba(texts, progress).mean(axis=0)
             else:
                 proba = self.model_.predict_proba(texts, progress=progress)
         if getattr(self, "temperature_", 1.0) != 1.0:
@@ -220,6 +271,24 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
 
             proba = apply_temperature(proba, self.temperature_)
         return proba
+
+    def sampled_proba(self, X) -> np.ndarray:
+        """An ensemble's members' or MC dropout's individual predictions, (samples, texts, classes),
+        before temperature scaling; `predict_proba` is their mean."""
+        self._check_fitted()
+        if self.posterior not in ("ensemble", "mc-dropout"):
+            raise FewtuneError("sampled_proba needs posterior='ensemble' or 'mc-dropout'")
+        data = as_labeled(X, source="input")
+        self._check_pairs(data)
+        with Progress(self.show_progress and len(data) > 256) as progress:
+            return self._sampled_proba(self._texts(data, self.model_), progress)
+
+    def _sampled_proba(self, texts: list[str], progress) -> np.ndarray:
+        from .bayes.ensembles import member_samples, mc_dropout_samples
+
+        if self.posterior == "ensemble":
+            return member_samples([self.model_, *self.members_], texts, progress=progress)
+        return mc_dropout_samples(self.model_, texts, samples=self._samples(), seed=self.seed, progress=progress)
 
     def features(self, X) -> np.ndarray:
         """What the classification head reads, one row per text (for posteriors and acquisition)."""
@@ -272,6 +341,9 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         if posterior is not None:
             config["posterior"] = {"kind": "laplace", "option": self.posterior, "predictive": posterior.predictive,
                                    "tau": posterior.tau}
+        elif self.posterior in ("ensemble", "mc-dropout"):
+            config["posterior"] = {"kind": self.posterior, "option": self.posterior, "samples": self._samples()}
+        members = getattr(self, "members_", [])
         if getattr(self, "temperature_", 1.0) != 1.0:
             config["temperature"] = self.temperature_
 
@@ -281,6 +353,9 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
                 from safetensors.torch import save_file
 
                 save_file(posterior.state(), str(folder / POSTERIOR_FILE))
+            for i, member in enumerate(members, start=1):
+                (folder / MEMBERS_FOLDER / str(i)).mkdir(parents=True)
+                member.save(folder / MEMBERS_FOLDER / str(i))
 
         return write_model_folder(path, config, write, render_card, overwrite=overwrite)
 
@@ -306,8 +381,16 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             clf.train_info_ = config.get("training", {})
             clf.model_ = method_cls.load(path, params, backbone, device or pick_device(), len(clf.classes_))
             clf.model_.class_names = [str(plain_label(c)) for c in clf.classes_]
-            clf.posterior_, clf.temperature_ = None, float(config.get("temperature", 1.0))
-            if "posterior" in config:
+            clf.posterior_, clf.temperature_, clf.members_ = None, float(config.get("temperature", 1.0)), []
+            kind = config.get("posterior", {}).get("kind")
+            if kind in ("ensemble", "mc-dropout"):
+                clf.posterior, clf.posterior_samples = kind, int(config["posterior"]["samples"])
+                if kind == "ensemble":
+                    clf.members_ = [method_cls.load(path / MEMBERS_FOLDER / str(i), params, backbone, clf.model_.device,
+                                                    len(clf.classes_)) for i in range(1, clf.posterior_samples)]
+                    for member in clf.members_:
+                        member.class_names = clf.model_.class_names
+            elif "posterior" in config:
                 from safetensors.torch import load_file
 
                 from .bayes import LaplaceHead

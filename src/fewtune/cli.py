@@ -64,7 +64,8 @@ def train(
     select: Annotated[Optional[str], typer.Option(help="'cv': choose parameters by cross-validation on the training shots only, then train on all of them.")] = None,
     grid: Annotated[Optional[list[str]], typer.Option(help="With --select cv: KEY=A,B,... (repeatable) instead of the method's own grid.")] = None,
     cv_folds: Annotated[int, typer.Option(help="With --select cv or --calibrate temperature: number of folds.")] = 4,
-    posterior: Annotated[Optional[str], typer.Option(help="'laplace': a Laplace posterior over the head, prior precision from the evidence; 'laplace-cv': precision by cross-validated NLL on the shots.")] = None,
+    posterior: Annotated[Optional[str], typer.Option(help="'laplace': a Laplace posterior over the head, prior precision from the evidence; 'laplace-cv': precision by cross-validated NLL on the shots; 'ensemble': models from several seeds, probabilities averaged; 'mc-dropout': predictions averaged over dropout masks.")] = None,
+    posterior_samples: Annotated[int, typer.Option(help="With --posterior ensemble / mc-dropout: members / dropout samples (0 = 5 / 20).")] = 0,
     calibrate: Annotated[Optional[str], typer.Option(help="'temperature': temperature scaling fitted on out-of-fold predictions of the shots.")] = None,
     test: Annotated[Optional[Path], typer.Option(help="Held-out data file to evaluate on (same columns).")] = None,
     max_test: Annotated[Optional[int], typer.Option(help="Evaluate on at most this many held-out examples, a fixed subset (default 1000 to classify, 100 for perplexity; 0 = all).")] = None,
@@ -156,7 +157,7 @@ def train(
     _note(quiet, f"training {method} on {backbone}: {len(train_set)} examples, {kinds}")
     clf = FewShotClassifier(backbone=backbone, method=method, params=params, seed=seed, device=device,
                             show_progress=not quiet, select=select, grid=grid_values, cv_folds=cv_folds,
-                            posterior=posterior, calibrate=calibrate)
+                            posterior=posterior, calibrate=calibrate, posterior_samples=posterior_samples)
     description = f"{dataset or data}" + (f", {shots} per class, seed {seed}" if shots else "")
     clf.fit(_inputs(train_set), _targets(train_set, multi_label, label_sep), data_description=description)
 
@@ -193,7 +194,11 @@ def train(
         return
     if selection:
         _print_selection(selection)
-    if "posterior" in result:
+    if result.get("posterior", {}).get("kind") == "ensemble":
+        typer.echo(f"Ensemble of {result['posterior']['members']} models (seeds {result['posterior']['seeds']})")
+    elif result.get("posterior", {}).get("kind") == "mc-dropout":
+        typer.echo(f"MC dropout: {result['posterior']['samples']} samples per prediction")
+    elif "posterior" in result:
         typer.echo(f"Laplace posterior over the head: prior precision τ = {result['posterior']['tau']:.3g} "
                    f"(maximum evidence{', head refitted' if result['posterior']['refit'] else ''})")
     if "calibration" in result:
@@ -353,10 +358,10 @@ def predict(
 # --- suggest -------------------------------------------------------------------------------------
 @app.command()
 def suggest(
-    model: Annotated[Path, typer.Argument(help="A model folder saved by `fewtune train` (with --posterior laplace for bald).")],
+    model: Annotated[Path, typer.Argument(help="A model folder saved by `fewtune train` (with --posterior laplace, ensemble or mc-dropout for bald).")],
     pool: Annotated[Path, typer.Option(help="Unlabeled texts: CSV, TSV, JSONL or Parquet with a text column.")],
     n: Annotated[int, typer.Option("-n", help="How many texts to suggest.")] = 10,
-    strategy: Annotated[str, typer.Option(help="bald (needs a Laplace posterior), entropy or margin.")] = "bald",
+    strategy: Annotated[str, typer.Option(help="bald (needs a posterior: laplace, ensemble or mc-dropout), entropy or margin.")] = "bald",
     text_col: TextCol = "text",
     encoding: Encoding = "utf-8",
     allow_pickle: Annotated[bool, typer.Option(help="Load pickle weights (runs code from the file: only if you trust it).")] = False,

@@ -1,9 +1,10 @@
 """Which unlabeled texts to label next: acquisition scores under the model's posterior.
 
-- bald (Houlsby et al. 2011): the mutual information between a text's label and the head's
-  weights, H[E_θ p(y|x,θ)] − E_θ H[p(y|x,θ)], estimated with posterior samples of the logits. It is
-  high where the posterior's samples disagree, i.e. where a label would teach the model the most,
-  and low where the model is unsure only because the text itself is ambiguous. Needs a posterior.
+- bald (Houlsby et al. 2011): the mutual information between a text's label and the model's
+  weights, H[E_θ p(y|x,θ)] − E_θ H[p(y|x,θ)], estimated with posterior samples: of the logits under
+  a Laplace posterior, or an ensemble's members, or MC-dropout masks. It is high where the samples
+  disagree, i.e. where a label would teach the model the most, and low where the model is unsure
+  only because the text itself is ambiguous. Needs a posterior.
 - entropy: the predictive entropy H[p(y|x)], for any model: high wherever the model is unsure.
 - margin: 1 − (p₁ − p₂), one minus the gap between the two most probable classes.
 """
@@ -27,7 +28,11 @@ def bald(mean: np.ndarray, cov: np.ndarray, n_samples: int = 200, seed: int = 0)
     rng = np.random.default_rng(seed)
     chol = np.linalg.cholesky(0.5 * (cov + cov.transpose(0, 2, 1)) + 1e-9 * np.eye(cov.shape[1]))
     draws = rng.standard_normal((n_samples, *mean.shape))
-    probs = softmax(mean[None] + np.einsum("mcd,smd->smc", chol, draws))  # (samples, m, C)
+    return mutual_information(softmax(mean[None] + np.einsum("mcd,smd->smc", chol, draws)))
+
+
+def mutual_information(probs: np.ndarray) -> np.ndarray:
+    """BALD from sampled predictions (samples, m, C): entropy of the mean minus mean entropy."""
     return entropy(probs.mean(0)) - entropy(probs).mean(0)
 
 
@@ -38,9 +43,11 @@ def acquisition_scores(clf, texts: list, strategy: str = "bald", *, seed: int = 
     if getattr(clf, "multi_label_", False):
         raise FewtuneError("acquisition scores cover single-label models")
     if strategy == "bald":
+        if getattr(clf, "posterior", None) in ("ensemble", "mc-dropout"):
+            return mutual_information(clf.sampled_proba(texts))
         if getattr(clf, "posterior_", None) is None:
-            raise FewtuneError("bald needs a posterior: train with posterior='laplace' (--posterior laplace), "
-                               "or use --strategy entropy")
+            raise FewtuneError("bald needs a posterior: train with posterior='laplace', 'ensemble' or 'mc-dropout' "
+                               "(--posterior ...), or use --strategy entropy")
         mean, cov = clf.posterior_.logit_moments(clf.features(texts))
         return bald(mean, cov, seed=seed)
     p = clf.predict_proba(texts)

@@ -222,6 +222,44 @@ class ZeroShot(FewShotMethod):
                 progress.advance(task, len(chunk))
         return np.concatenate(out)
 
+    # -- the label words as a softmax head, for posteriors (fewtune.bayes.laplace) ----------------
+    # With one token per label word, the class scores are the LM's output layer restricted to those
+    # tokens' rows (the log-normaliser over the vocabulary cancels in the softmax over classes): a
+    # linear softmax head on the hidden state the output layer reads at the prompt's last token.
+    def last_layer(self):
+        scorer = self._scorer()
+        if not scorer.single_token or getattr(self.model.config, "final_logit_softcapping", None):
+            return None  # multi-token words or soft-capped logits: the scores are not linear in one state
+        output = self.model.get_output_embeddings()
+        ids = [w[0] for w in scorer.word_ids]
+        weight = output.weight[ids].detach().double().cpu().numpy()
+        bias = output.bias[ids].detach().double().cpu().numpy() if output.bias is not None else np.zeros(len(ids))
+        return weight, bias
+
+    @torch.no_grad()
+    def features(self, texts, *, progress=None) -> np.ndarray:
+        """The output layer's input at each prompt's last token, caught by a hook: whatever wraps the
+        LM (LoRA, a final norm), this is exactly what the label-word rows multiply."""
+        self.model.eval()
+        scorer = self._scorer()
+        caught = []
+        handle = self.model.get_output_embeddings().register_forward_hook(
+            lambda module, args, out: caught.append(args[0]))
+        rows = []
+        try:
+            for start in range(0, len(texts), self.params.batch_size):
+                prompts = self._feature_prompts(scorer, texts[start:start + self.params.batch_size])
+                caught.clear()
+                scorer._forward(prompts)
+                last = torch.tensor([len(p) - 1 for p in prompts], device=caught[-1].device)
+                rows.append(caught[-1][torch.arange(len(prompts), device=last.device), last].float().cpu().numpy())
+        finally:
+            handle.remove()
+        return np.concatenate(rows) if rows else np.zeros((0, self.model.get_output_embeddings().in_features))
+
+    def _feature_prompts(self, scorer: LabelScorer, texts: list[str]) -> list[list[int]]:
+        return self._prompts(scorer, texts)
+
     def save(self, folder) -> None:
         # Nothing trained: fewtune.json names the backbone, which is reloaded as it is. prompt.json
         # spells out what the model asks the LM, class by class.
@@ -447,9 +485,7 @@ class ICL(ZeroShot):
     @torch.no_grad()
     def predict_proba(self, texts, *, progress=None) -> np.ndarray:
         self.model.eval()
-        if getattr(self, "_needs_prepare", False):  # after load: class names are known only now
-            self._prepare()
-            self._needs_prepare = False
+        self._ensure_prepared()
         size = self.params.batch_size
         task = progress.add("In-context predictions", total=len(texts)) if progress else None
         out = []
@@ -463,6 +499,23 @@ class ICL(ZeroShot):
             if progress:
                 progress.advance(task, len(chunk))
         return np.concatenate(out)
+
+    def _ensure_prepared(self) -> None:
+        if getattr(self, "_needs_prepare", False):  # after load: class names are known only now
+            self._prepare()
+            self._needs_prepare = False
+
+    def last_layer(self):
+        # Contextual calibration divides p_c by the content-free q_c: a bias of −log q_c on the logits.
+        self._ensure_prepared()
+        layer = super().last_layer()
+        if layer is None or self._content_free is None:
+            return layer
+        return layer[0], layer[1] - np.log(np.asarray(self._content_free, dtype=np.float64))
+
+    def _feature_prompts(self, scorer: LabelScorer, texts: list[str]) -> list[list[int]]:
+        self._ensure_prepared()
+        return [self._prefix_ids + q for q in self._query_ids(scorer, texts)]  # the whole context, uncached
 
     def save(self, folder) -> None:
         super().save(folder)

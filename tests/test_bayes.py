@@ -145,6 +145,19 @@ def test_temperature_recovers_a_known_temperature():
     assert np.array_equal(apply_temperature(p, t).argmax(1), p.argmax(1))
 
 
+def test_temperature_prior_holds_t_near_one_when_few_shots_disagree_and_lets_many_move_it():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(scale=3.0, size=(4000, 3))
+    y = np.array([rng.choice(3, p=p) for p in softmax(logits / 2.5)])
+    p = softmax(logits)
+    few = slice(0, 12)
+    t_ml, t_map = fit_temperature(p[few], y[few], prior_sd=None), fit_temperature(p[few], y[few])
+    assert abs(np.log(t_map)) < abs(np.log(t_ml))  # pulled toward T = 1 ...
+    assert np.sign(np.log(t_map)) == np.sign(np.log(t_ml))  # ... but not past it
+    # With thousands of examples the prior barely matters.
+    assert fit_temperature(p, y) == pytest.approx(fit_temperature(p, y, prior_sd=None), rel=0.01)
+
+
 def test_risk_coverage_by_hand():
     proba = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.45, 0.55]])
     truth = ["a", "b", "b", "a"]  # right, wrong, right, wrong; confidence order 0, 2, 1, 3

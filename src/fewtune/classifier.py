@@ -234,9 +234,10 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         return posterior
 
     def _fit_temperature(self, data, y_idx: np.ndarray, params) -> dict:
-        """T from out-of-fold predictions: each fold's model never saw the shots it predicts."""
+        """T from out-of-fold predictions (each fold's model never saw the shots it predicts), MAP under a
+        log-normal prior centred on T = 1 (fewtune.bayes.temperature)."""
         from .bayes import fit_temperature
-        from .bayes.temperature import apply_temperature, nll
+        from .bayes.temperature import PRIOR_SD, apply_temperature, nll
         from .selection import cv_folds
 
         X = data.texts if data.text_pairs is None else list(zip(data.texts, data.text_pairs))
@@ -249,7 +250,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             member.fit([X[i] for i in train_idx], [self.classes_[y_idx[i]] for i in train_idx])
             oof[val_idx] = member.predict_proba([X[i] for i in val_idx])
         temperature = fit_temperature(oof, y_idx)
-        return {"kind": "temperature", "temperature": round(temperature, 6), "folds": len(folds),
+        return {"kind": "temperature", "temperature": round(temperature, 6), "folds": len(folds), "prior_sd": PRIOR_SD,
                 "oof_nll_before": round(nll(oof, y_idx), 6),
                 "oof_nll_after": round(nll(apply_temperature(oof, temperature), y_idx), 6)}
 

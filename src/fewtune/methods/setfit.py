@@ -59,7 +59,7 @@ class SetFitParams(MethodParams):
         default=0.0, metadata={"help": "L2-SP strength λ: penalty λ/2·‖θ−θ₀‖² toward the pretrained encoder (0 = off)"}
     )
     # 0.7, not 1: on BBC topics the trained encoder alone lost to the SetFit library by 0.6-0.8 points
-    # and 0.7 gains 0.9-1.2, at a cost of 0.4-0.6 on tweets K=16 and mr K=16 (benchmarks/README.md).
+    # and 0.7 gains 0.9-1.0 there, at a cost of 0.4-0.6 on tweets K=16 and mr K=16 (benchmarks/README.md).
     wise: float = field(
         default=0.7,
         metadata={"help": "weight-space ensemble (WiSE-FT): the encoder kept is θ₀ + wise·(θ−θ₀), between the "

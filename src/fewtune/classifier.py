@@ -14,6 +14,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from . import methods as _methods  # noqa: F401  (importing registers every method)
 from .backbones import ResolvedBackbone, pick_device, resolve_backbone
+from .bayes.ensembles import SAMPLED_POSTERIORS
 from .data import as_labeled, check_trainable
 from .data.multilabel import binarize, looks_multi_label, to_indicator
 from .errors import FewtuneError
@@ -25,8 +26,8 @@ from .selection import select_by_cv
 
 POSTERIOR_FILE = "posterior.safetensors"
 MEMBERS_FOLDER = "members"  # an ensemble's extra members, one model folder each (the first is the main one)
-POSTERIORS = ("laplace", "laplace-cv", "ensemble", "mc-dropout")
 LAPLACE = ("laplace", "laplace-cv")
+POSTERIORS = (*LAPLACE, *SAMPLED_POSTERIORS)
 
 
 class FewShotClassifier(ClassifierMixin, BaseEstimator):
@@ -263,7 +264,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         with Progress(self.show_progress and len(data) > 256) as progress:
             if getattr(self, "posterior_", None) is not None:
                 proba = self.posterior_.predict_proba(self.model_.features(texts, progress=progress))
-            elif self.posterior in ("ensemble", "mc-dropout"):
+            elif self.posterior in SAMPLED_POSTERIORS:
                 proba = self._sampled_proba(texts, progress).mean(axis=0)
             else:
                 proba = self.model_.predict_proba(texts, progress=progress)
@@ -277,7 +278,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         """An ensemble's members' or MC dropout's individual predictions, (samples, texts, classes),
         before temperature scaling; `predict_proba` is their mean."""
         self._check_fitted()
-        if self.posterior not in ("ensemble", "mc-dropout"):
+        if self.posterior not in SAMPLED_POSTERIORS:
             raise FewtuneError("sampled_proba needs posterior='ensemble' or 'mc-dropout'")
         data = as_labeled(X, source="input")
         self._check_pairs(data)
@@ -342,7 +343,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         if posterior is not None:
             config["posterior"] = {"kind": "laplace", "option": self.posterior, "predictive": posterior.predictive,
                                    "tau": posterior.tau}
-        elif self.posterior in ("ensemble", "mc-dropout"):
+        elif self.posterior in SAMPLED_POSTERIORS:
             config["posterior"] = {"kind": self.posterior, "option": self.posterior, "samples": self._samples()}
         members = getattr(self, "members_", [])
         if getattr(self, "temperature_", 1.0) != 1.0:
@@ -384,7 +385,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             clf.model_.class_names = [str(plain_label(c)) for c in clf.classes_]
             clf.posterior_, clf.temperature_, clf.members_ = None, float(config.get("temperature", 1.0)), []
             kind = config.get("posterior", {}).get("kind")
-            if kind in ("ensemble", "mc-dropout"):
+            if kind in SAMPLED_POSTERIORS:
                 clf.posterior, clf.posterior_samples = kind, int(config["posterior"]["samples"])
                 if kind == "ensemble":
                     clf.members_ = [method_cls.load(path / MEMBERS_FOLDER / str(i), params, backbone, clf.model_.device,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import FewtuneError
+from .ensembles import SAMPLED_POSTERIORS
 from .laplace import softmax
 
 STRATEGIES = ("bald", "entropy", "margin")
@@ -43,7 +44,7 @@ def acquisition_scores(clf, texts: list, strategy: str = "bald", *, seed: int = 
     if getattr(clf, "multi_label_", False):
         raise FewtuneError("acquisition scores cover single-label models")
     if strategy == "bald":
-        if getattr(clf, "posterior", None) in ("ensemble", "mc-dropout"):
+        if getattr(clf, "posterior", None) in SAMPLED_POSTERIORS:
             return mutual_information(clf.sampled_proba(texts))
         if getattr(clf, "posterior_", None) is None:
             raise FewtuneError("bald needs a posterior: train with posterior='laplace', 'ensemble' or 'mc-dropout' "

@@ -16,6 +16,7 @@ import contextlib
 import numpy as np
 import torch
 
+SAMPLED_POSTERIORS = ("ensemble", "mc-dropout")  # posteriors whose predictive is a mean over samples
 DEFAULT_MEMBERS = 5
 DEFAULT_DROPOUT_SAMPLES = 20
 

@@ -142,7 +142,9 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             extra["posterior"] = {"kind": "ensemble", "members": 1 + len(self.members_),
                                   "seeds": [self.seed + i for i in range(1 + len(self.members_))]}
         elif self.posterior == "mc-dropout":
-            self._check_dropout(model)
+            from .bayes.ensembles import sampled_dropout_layers
+
+            sampled_dropout_layers(model)  # fails now, at training, rather than at the first prediction
             extra["posterior"] = {"kind": "mc-dropout", "samples": self._samples()}
         if self.calibrate == "temperature":
             extra["calibration"] = self._fit_temperature(data, y_idx, params)
@@ -207,13 +209,6 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
                 members.append(member)
                 progress.advance(task)
         return members
-
-    def _check_dropout(self, model) -> None:
-        from .bayes.ensembles import dropout_layers
-
-        if not any(m.p > 0 for m in dropout_layers(model)):
-            raise FewtuneError(f"method '{self.method}' on this backbone has no dropout to sample; "
-                               "posterior='mc-dropout' needs a backbone built with dropout")
 
     def _fit_laplace(self, model, texts: list[str], y_idx: np.ndarray):
         from .bayes import LaplaceHead

@@ -51,15 +51,21 @@ def dropout_on(layers: list[torch.nn.Dropout]):
             h.remove()
 
 
-def mc_dropout_samples(method, texts: list[str], *, samples: int, seed: int, progress=None) -> np.ndarray:
-    """`samples` predictions with dropout on, stacked (samples, texts, classes); the masks come from
-    `seed`, so the same texts in the same order give the same probabilities every time."""
+def sampled_dropout_layers(method) -> list[torch.nn.Dropout]:
+    """The dropout layers MC dropout samples (rate above 0); a clear error when there are none."""
     layers = [m for m in dropout_layers(method) if m.p > 0]
     if not layers:
         from ..errors import FewtuneError
 
-        raise FewtuneError(f"method '{method.name}' has no dropout layer with a rate above 0 to sample: "
-                           "mc-dropout samples the dropout the backbone was built with")
+        raise FewtuneError(f"method '{method.name}' on this backbone has no dropout to sample; "
+                           "posterior='mc-dropout' needs a backbone built with dropout")
+    return layers
+
+
+def mc_dropout_samples(method, texts: list[str], *, samples: int, seed: int, progress=None) -> np.ndarray:
+    """`samples` predictions with dropout on, stacked (samples, texts, classes); the masks come from
+    `seed`, so the same texts in the same order give the same probabilities every time."""
+    layers = sampled_dropout_layers(method)
     with torch.random.fork_rng(), dropout_on(layers):
         torch.manual_seed(seed)
         return np.stack([method.predict_proba(texts, progress=progress) for _ in range(samples)])

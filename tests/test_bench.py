@@ -232,7 +232,7 @@ def test_variants_parse_json_values():
         "setfit", {"l2sp": 1, "select": "cv", "head": "logistic"})
     with pytest.raises(FewtuneError, match="is not KEY=VALUE"):
         parse_variant("setfit:l2sp")
-    assert check_variant(Variant("setfit", {"select": "grid"}), {"setfit": ["l2sp"]}) == "setfit: select must be 'cv'"
+    assert check_variant(Variant("setfit", {"select": "grid"}), {"setfit": ["l2sp"]}) == "setfit: select must be 'cv' or 'evidence'"
     assert check_variant(Variant("setfit", {"posterior": "laplace", "calibrate": "temperature"}), {"setfit": []}) is None
 
 

@@ -882,9 +882,25 @@ def test_train_select_cv_prints_the_grid_and_saves_the_choice(data_dir, tmp_path
     assert json.loads(r.out)["selection"]["chosen"] == {"head_c": 10.0}
 
 
+def test_train_select_evidence_prints_the_evidence_and_saves_the_choice(data_dir, tmp_path, st_folder, capfd):
+    r = run_cli(capfd, "train", "--data", data_dir / "my.csv", "--text-col", "review", "--label-col", "sentiment",
+                "--shots", "8", "--backbone", st_folder, "--method", "finetune", "-o", tmp_path / "m",
+                "-p", "epochs=2", "-p", "lr=1e-3", "--select", "evidence", "--grid", "l2sp=1,1000", "-q")
+    assert r.code == 0, r.err
+    assert "prior strength by the Laplace evidence" in r.out
+    rows = [line.split() for line in r.out.splitlines() if line.split()[:1] in (["1.0"], ["1000.0"])]
+    assert len(rows) == 2 and sum(row[-1] == "chosen" for row in rows) == 1
+    best = max(rows, key=lambda row: float(row[1]))
+    assert best[-1] == "chosen"
+    config = json.loads((tmp_path / "m" / "fewtune.json").read_text())
+    assert config["params"]["l2sp"] == float(best[0])
+    assert config["training"]["selection"]["method"] == "evidence"
+
+
 @pytest.mark.parametrize("extra, match", [
-    (["--select", "grid"], "--select must be 'cv'"),
-    (["--grid", "head_c=1,2"], "--grid only applies with --select cv"),
+    (["--select", "grid"], "--select must be one of cv, evidence"),
+    (["--grid", "head_c=1,2"], "--grid only applies with --select"),
+    (["--select", "evidence"], "select='evidence' needs a method trained as a MAP estimate"),
     (["--select", "cv", "--grid", "bogus=1"], "unknown parameter"),
     (["--select", "cv", "--cv-folds", "1"], "--cv-folds must be at least 2"),
 ])

@@ -22,7 +22,7 @@ from .methods.base import get_method
 from .model_card import render_card
 from .model_folder import read_model_folder, write_model_folder
 from .progress import Progress
-from .selection import select_by_cv
+from .selection import SELECTIONS, select_by_cv
 
 POSTERIOR_FILE = "posterior.safetensors"
 MEMBERS_FOLDER = "members"  # an ensemble's extra members, one model folder each (the first is the main one)
@@ -41,9 +41,12 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
     seed: seeds every random choice in training, for reproducible runs.
     device: "cpu", "cuda", "mps" or None for the best available.
     show_progress: progress bars on stderr for steps that take more than a moment.
-    select: None, or "cv" to choose hyper-parameters by cross-validation on the training examples
-        alone (`fewtune.selection`), then train on all of them with the chosen values.
-    grid: with select="cv", {parameter: [values]}; None for the method's own small grid.
+    select: None; "cv" to choose hyper-parameters by cross-validation on the training examples
+        alone (`fewtune.selection`), then train on all of them with the chosen values; or "evidence"
+        to choose the strength of the prior toward the pretrained weights by the Laplace marginal
+        likelihood (`fewtune.bayes.evidence`): one training on all the examples per grid point, the
+        one with the highest evidence kept (finetune).
+    grid: with select, {parameter: [values]}; None for the method's own small grid.
     cv_folds: with select="cv", the number of folds (fewer if the rarest class has fewer examples).
     posterior: None (the MAP head), or "laplace": a Laplace posterior over the softmax head, its
         prior precision chosen by the evidence (`fewtune.bayes.laplace`); probabilities integrate
@@ -105,7 +108,11 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         method_cls = get_method(self.method)
         params = method_cls.params_class.from_dict(self.params, method=self.method)
         self._check_calibration_options(multi_label)
-        selection = self._select(data, y_idx if multi_label else data.labels, method_cls)
+        if self.select == "evidence":
+            self._check_evidence(method_cls, params, multi_label)
+            selection = None  # chosen below, by training on all the shots
+        else:
+            selection = self._select(data, y_idx if multi_label else data.labels, method_cls)
         if selection:
             params = method_cls.params_class.from_dict({**(self.params or {}), **selection["chosen"]},
                                                        method=self.method)
@@ -125,11 +132,16 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         self.text_pairs_ = data.text_pairs is not None
         _seed_everything(self.seed)
         device = self.device or pick_device()
-        model = method_cls(params, backbone, device)
-        model.class_names = [str(plain_label(c)) for c in self.classes_]
         started = time.perf_counter()
-        with Progress(self.show_progress) as progress:
-            info = model.fit(self._texts(data, model), y_idx, len(self.classes_), seed=self.seed, progress=progress)
+        if self.select == "evidence":
+            model, info, selection = self._select_by_evidence(method_cls, params, backbone, device, data, y_idx)
+            params = model.params
+        else:
+            model = method_cls(params, backbone, device)
+            model.class_names = [str(plain_label(c)) for c in self.classes_]
+            with Progress(self.show_progress) as progress:
+                info = model.fit(self._texts(data, model), y_idx, len(self.classes_), seed=self.seed,
+                                 progress=progress)
         self.model_ = model
         self.backbone_ = backbone
         self.posterior_, self.temperature_, self.members_ = None, 1.0, []
@@ -166,8 +178,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
     def _select(self, data, y, method_cls) -> dict | None:
         if self.select is None:
             return None
-        if self.select != "cv":
-            raise FewtuneError(f"select must be None or 'cv', got {self.select!r}")
+        if self.select not in SELECTIONS:
+            raise FewtuneError(f"select must be None or one of {', '.join(map(repr, SELECTIONS))}, got {self.select!r}")
         grid = self.grid if self.grid is not None else method_cls.selection_grid
         X = data.texts if data.text_pairs is None else list(zip(data.texts, data.text_pairs))
 
@@ -177,6 +189,55 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
 
         with Progress(self.show_progress) as progress:
             return select_by_cv(make, X, y, grid, folds=self.cv_folds, seed=self.seed, progress=progress)
+
+    def _check_evidence(self, method_cls, params, multi_label: bool) -> None:
+        if not method_cls.evidence_grid:
+            raise FewtuneError(
+                f"select='evidence' needs a method trained as a MAP estimate under a prior toward the pretrained "
+                f"weights (finetune); '{self.method}' is not. Use select='cv', or posterior='laplace' for the "
+                "head's prior")
+        if multi_label:
+            raise FewtuneError("select='evidence' covers single-label classification; this data is multi-label")
+        problem = method_cls.evidence_problem(params)
+        if problem:
+            raise FewtuneError(problem)
+        grid = self._evidence_grid(method_cls)
+        for key, values in grid.items():
+            if key not in method_cls.evidence_grid:
+                raise FewtuneError(f"with select='evidence' the grid may only hold "
+                                   f"{', '.join(method_cls.evidence_grid)}; got {key!r}")
+            if not values or any(not isinstance(v, (int, float)) or not v > 0 for v in values):
+                raise FewtuneError(f"the evidence needs a proper prior: every {key} in the grid must be positive, "
+                                   f"got {values}")
+
+    def _evidence_grid(self, method_cls) -> dict[str, list[Any]]:
+        return self.grid if self.grid is not None else method_cls.evidence_grid
+
+    def _select_by_evidence(self, method_cls, params, backbone, device, data, y_idx: np.ndarray):
+        """Train once per grid point on all the shots, keep the model whose prior has the highest evidence."""
+        from .selection import grid_points
+
+        points = grid_points(self._evidence_grid(method_cls))
+        results, best = [], None
+        with Progress(self.show_progress) as progress:
+            task = progress.add("Prior strength by the evidence", total=len(points))
+            for point in points:
+                point_params = method_cls.params_class.from_dict({**params.to_dict(), **point}, method=self.method)
+                _seed_everything(self.seed)
+                model = method_cls(point_params, backbone, device)
+                model.class_names = [str(plain_label(c)) for c in self.classes_]
+                texts = self._texts(data, model)
+                info = model.fit(texts, y_idx, len(self.classes_), seed=self.seed, progress=None)
+                evidence = model.log_evidence(texts, y_idx)
+                results.append({"params": point, **evidence})
+                if best is None or evidence["log_evidence"] > best[2]:
+                    best = (model, info, evidence["log_evidence"], point)
+                else:
+                    del model  # keep one encoder in memory besides the best
+                progress.advance(task)
+        model, info, _, chosen = best
+        return model, info, {"method": "evidence", "grid": self._evidence_grid(method_cls),
+                             "results": results, "chosen": chosen}
 
     def _check_calibration_options(self, multi_label: bool) -> None:
         if self.posterior is not None and self.posterior not in POSTERIORS:

@@ -18,7 +18,7 @@ import typer
 
 from .atomic import atomic_write_text
 from .errors import DataError, FewtuneError
-from .selection import parse_grid
+from .selection import SELECTIONS, parse_grid
 
 app = typer.Typer(
     help="Fine-tune pretrained language models on a handful of labeled examples.",
@@ -61,8 +61,8 @@ def train(
     param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Method parameter KEY=VALUE (repeatable); see `fewtune methods`.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Folder to save the trained model in.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing model folder.")] = False,
-    select: Annotated[Optional[str], typer.Option(help="'cv': choose parameters by cross-validation on the training shots only, then train on all of them.")] = None,
-    grid: Annotated[Optional[list[str]], typer.Option(help="With --select cv: KEY=A,B,... (repeatable) instead of the method's own grid.")] = None,
+    select: Annotated[Optional[str], typer.Option(help="'cv': choose parameters by cross-validation on the training shots only, then train on all of them; 'evidence': choose the L2-SP strength (the pull toward the pretrained weights) by the Laplace marginal likelihood, one training per value (finetune).")] = None,
+    grid: Annotated[Optional[list[str]], typer.Option(help="With --select: KEY=A,B,... (repeatable) instead of the method's own grid.")] = None,
     cv_folds: Annotated[int, typer.Option(help="With --select cv or --calibrate temperature: number of folds.")] = 4,
     posterior: Annotated[Optional[str], typer.Option(help="'laplace': a Laplace posterior over the head, prior precision from the evidence; 'laplace-cv': precision by cross-validated NLL on the shots; 'ensemble': models from several seeds, probabilities averaged; 'mc-dropout': predictions averaged over dropout masks.")] = None,
     posterior_samples: Annotated[int, typer.Option(help="With --posterior ensemble / mc-dropout: members / dropout samples (0 = 5 / 20).")] = 0,
@@ -118,10 +118,10 @@ def train(
         for key, value in get_dataset(dataset).prompt_params().items():
             params.setdefault(key, value)
     params_class.from_dict(params, method=method)
-    if select not in (None, "cv"):
-        raise FewtuneError(f"--select must be 'cv', got {select!r}")
+    if select not in (None, *SELECTIONS):
+        raise FewtuneError(f"--select must be one of {', '.join(SELECTIONS)}, got {select!r}")
     if grid and select is None:
-        raise FewtuneError("--grid only applies with --select cv")
+        raise FewtuneError("--grid only applies with --select")
     if cv_folds < 2:
         raise FewtuneError(f"--cv-folds must be at least 2, got {cv_folds}")
     grid_values = parse_grid(grid, params_class, method) if grid else None
@@ -727,6 +727,13 @@ def _write_rows(rows: list[dict], format: str, output: Optional[Path]) -> None:
 
 def _print_selection(selection: dict) -> None:
     keys = list(selection["grid"])
+    if selection["method"] == "evidence":
+        typer.echo("prior strength by the Laplace evidence (log marginal likelihood of the training labels):")
+        rows = [[*(str(r["params"][k]) for k in keys), f"{r['log_evidence']:.2f}", f"{r['log_likelihood']:.2f}",
+                 f"{r['prior_penalty']:.2f}", f"{r['occam']:.2f}", f"{r['distance_from_pretrained']:.4f}",
+                 "chosen" if r["params"] == selection["chosen"] else ""] for r in selection["results"]]
+        _table([*keys, "log evidence", "log lik", "prior", "Occam", "‖θ−θ₀‖", ""], rows)
+        return
     typer.echo(f"cross-validation on the training shots ({selection['folds']} folds):")
     rows = [[*(str(r["params"][k]) for k in keys), f"{r['accuracy']:.3f} ± {r['accuracy_std']:.3f}",
              f"{r['macro_f1']:.3f}", f"{r['log_loss']:.3f}", "chosen" if r["params"] == selection["chosen"] else ""]

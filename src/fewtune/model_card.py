@@ -31,7 +31,12 @@ def render_card(config: dict[str, Any]) -> str:
     if training.get("data"):
         lines.append(f"- data: {training['data']}")
     selection = training.get("selection")
-    if selection:
+    if selection and selection["method"] == "evidence":
+        lines += ["", "### Prior strength chosen by the Laplace evidence of the training labels", ""]
+        lines += [f"- `{r['params']}`: log evidence {r['log_evidence']} (log-likelihood {r['log_likelihood']}, "
+                  f"prior {r['prior_penalty']}, Occam {r['occam']}), ‖θ−θ₀‖ = {r['distance_from_pretrained']}"
+                  + (" — **chosen**" if r["params"] == selection["chosen"] else "") for r in selection["results"]]
+    elif selection:
         lines += ["", f"### Parameters chosen by {selection['folds']}-fold cross-validation on the training examples", ""]
         lines += [f"- `{r['params']}`: accuracy {r['accuracy']} ± {r['accuracy_std']}, macro-F1 {r['macro_f1']}"
                   + (" — **chosen**" if r["params"] == selection["chosen"] else "") for r in selection["results"]]

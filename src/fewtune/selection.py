@@ -9,7 +9,8 @@ log-loss, then to the earlier point, so put the default first) and reports the w
 is saved with the model.
 
 Each method names its own grid (`selection_grid` on the method class), small on purpose: every
-point costs `folds` trainings.
+point costs `folds` trainings. The other way, select="evidence", needs no held-out shots at all: the
+prior's strength by the marginal likelihood (`fewtune.bayes.evidence`, run by the classifier).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from .errors import FewtuneError
+
+SELECTIONS = ("cv", "evidence")
 
 
 def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:

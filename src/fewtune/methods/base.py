@@ -119,6 +119,20 @@ class FewShotMethod(ABC):
     def set_last_layer(self, weight: np.ndarray, bias: np.ndarray) -> None:
         raise NotImplementedError(f"{self.name} cannot replace its head")
 
+    # -- the evidence for a prior's strength, for select="evidence" (fewtune.bayes.evidence) ----------
+    # What `--select evidence` searches: the strengths of a prior the method trains under, which must
+    # be MAP training of a likelihood, so that the Laplace evidence applies. Empty: not supported.
+    evidence_grid: ClassVar[dict[str, list[Any]]] = {}
+
+    @classmethod
+    def evidence_problem(cls, params: MethodParams) -> str | None:
+        """Why these parameters rule out the evidence (checked before any training), or None."""
+        return None
+
+    def log_evidence(self, texts: list[str], y: np.ndarray, *, progress=None) -> dict:
+        """The Laplace evidence of the training labels under the prior the method was just trained with."""
+        raise NotImplementedError(f"{self.name} has no marginal likelihood")
+
     @abstractmethod
     def save(self, folder: Path) -> None:
         """Write weights (safetensors only) and any extra JSON into `folder`."""

@@ -30,6 +30,7 @@ import torch
 from ..backbones import ResolvedBackbone
 from ..backbones.quiet import quiet_libraries
 from ..bayes import L2SPPrior
+from ..bayes.evidence import L2SP_EVIDENCE_GRID, diag_ggn, log_evidence
 from ..errors import FewtuneError
 from .base import MethodParams, register_method
 from .encoder_body import EncoderBodyMethod
@@ -220,10 +221,12 @@ class Finetune(EncoderBodyMethod):
     description = "fine-tune the encoder and a linear head end to end with cross-entropy (LoRA, L2-SP, re-init options)"
     params_class = FinetuneParams
     selection_grid = {"lr": [2e-5, 1e-4], "l2sp": [0.0, 1.0]}
+    evidence_grid = {"l2sp": list(L2SP_EVIDENCE_GRID)}
 
     def __init__(self, params: FinetuneParams, backbone: ResolvedBackbone, device: str, body=None, head=None):
         super().__init__(params, backbone, device, body=body, head=head)
         self.trained_parameter_names: list[str] = []
+        self.prior = None  # the L2-SP prior of the last fit (with θ₀), for log_evidence
 
     # -- training -------------------------------------------------------------------------
     def fit(self, texts, y, n_classes, *, seed, progress) -> dict:
@@ -306,6 +309,7 @@ class Finetune(EncoderBodyMethod):
         info["steps"] = steps
         info["trainable_parameters"] = sum(t.numel() for t in everything)
         info["distance_from_pretrained"] = round(prior.distance(), 6)
+        self.prior = prior
         if p.early_stopping:
             info.update(best_epoch=best.epoch, validation_loss=round(best.loss, 6),
                         n_validation=len(val_idx), n_fit=len(train_idx))
@@ -331,6 +335,39 @@ class Finetune(EncoderBodyMethod):
             total += len(chunk) * classification_loss(logits, labels[start:start + len(chunk)],
                                                       self._class_weights).item()
         return total / max(1, len(texts))
+
+    @classmethod
+    def evidence_problem(cls, params) -> str | None:
+        if params.lora:
+            return ("select='evidence' covers full fine-tuning; with lora=true the prior is on the adapters' "
+                    "product, whose curvature this does not compute (use select='cv')")
+        if params.early_stopping:
+            return "select='evidence' needs the MAP on all the shots; turn early_stopping off"
+        return None
+
+    def log_evidence(self, texts, y, *, progress=None) -> dict:
+        p, prior = self.params, self.prior
+        problem = self.evidence_problem(p)
+        if problem:
+            raise FewtuneError(problem)
+        if prior is None:
+            raise FewtuneError("the evidence is computed right after training, on the examples trained on")
+        if self.head.activation != SOFTMAX:
+            raise FewtuneError("select='evidence' covers single-label classification (a softmax head)")
+        if not prior.strength > 0:
+            raise FewtuneError("the evidence needs a proper prior: l2sp must be positive")
+        self.body.eval()
+        self.head.eval()
+        labels = torch.as_tensor(np.asarray(y), device=self.body.device)
+        with torch.no_grad():
+            log_probs = torch.cat([
+                torch.log_softmax(self.head(self._embed(texts[s:s + p.encode_batch_size])).float(), dim=-1)
+                for s in range(0, len(texts), p.encode_batch_size)])
+        log_likelihood = float(log_probs[torch.arange(len(texts)), labels].sum())
+        h = diag_ggn(lambda i: self.head(self._embed([texts[i]]))[0], len(texts), prior.params, progress)
+        # Training minimises mean cross-entropy + λ/2‖θ−θ₀‖²: the summed likelihood's prior precision is n·λ.
+        return {"l2sp": prior.strength,
+                **log_evidence(log_likelihood, prior.distance() ** 2, h, prior.strength * len(texts))}
 
     # -- prediction -----------------------------------------------------------------------
     def predict_proba(self, texts, *, progress=None) -> np.ndarray:

@@ -7,19 +7,21 @@ import pytest
 import torch
 
 from fewtune import FewShotClassifier, FewtuneError
-from fewtune.bayes.evidence import diag_ggn, log_evidence
+from fewtune.bayes.evidence import _groups, ggn_eigenvalues, log_evidence
 
 from . import synthetic
 
 
-def test_diag_ggn_is_the_diagonal_of_the_summed_jacobian_products():
+@pytest.mark.parametrize("memory_bytes", [1e9, 1])  # one group of parameters, or one tensor per group
+def test_ggn_eigenvalues_are_those_of_the_full_gauss_newton_matrix(memory_bytes):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
     x = torch.randn(6, 4)
     params = list(model.parameters())
-    h = diag_ggn(lambda i: model(x[i:i + 1])[0], len(x), params)
+    eigenvalues = ggn_eigenvalues(lambda i: model(x[i:i + 1])[0], len(x), params, memory_bytes=memory_bytes)
+    assert len(eigenvalues) == len(x) * 2  # n·(C−1): softmax logits are shift-invariant
 
-    flat = torch.cat([t.reshape(-1) for t in params]).detach()
+    flat = torch.cat([t.reshape(-1) for t in params]).detach().double()
     names = [(n, t.shape) for n, t in model.named_parameters()]
 
     def logits(theta, xi):
@@ -28,15 +30,23 @@ def test_diag_ggn_is_the_diagonal_of_the_summed_jacobian_products():
             size = math.prod(shape)
             values[name] = theta[start:start + size].reshape(shape)
             start += size
-        return torch.func.functional_call(model, values, (xi,))[0]
+        return torch.func.functional_call(model.double(), values, (xi.double(),))[0]
 
-    expected = torch.zeros(len(flat))
+    ggn = torch.zeros(len(flat), len(flat), dtype=torch.float64)
     for i in range(len(x)):
         jac = torch.autograd.functional.jacobian(lambda th: logits(th, x[i:i + 1]), flat)  # C × P
         p = torch.softmax(logits(flat, x[i:i + 1]), 0)
-        lam = torch.diag(p) - torch.outer(p, p)
-        expected += torch.diagonal(jac.T @ lam @ jac)
-    torch.testing.assert_close(torch.cat([t.reshape(-1) for t in h]), expected, rtol=1e-4, atol=1e-6)
+        ggn += jac.T @ (torch.diag(p) - torch.outer(p, p)) @ jac
+    model.float()
+    expected = np.sort(np.clip(np.linalg.eigvalsh(ggn.numpy()), 0, None))[-len(eigenvalues):]
+    np.testing.assert_allclose(np.sort(eigenvalues), expected, rtol=1e-4, atol=1e-6)
+    # The rest of the spectrum is empty: H has rank at most n·(C−1).
+    assert np.abs(np.linalg.eigvalsh(ggn.numpy())[:-len(eigenvalues)]).max() < 1e-8
+
+
+def test_parameter_groups_keep_order_and_respect_the_budget():
+    assert _groups([3, 3, 3, 10, 1], 6) == [[0, 1], [2], [3], [4]]
+    assert _groups([3, 3], 100) == [[0, 1]]
 
 
 def test_laplace_evidence_matches_the_integral_for_a_one_weight_logistic_model():
@@ -57,16 +67,16 @@ def test_laplace_evidence_matches_the_integral_for_a_one_weight_logistic_model()
 
     w_map = float(grid[np.argmax(log_joint)])
     p = 1 / (1 + np.exp(-w_map * x))
-    h = [torch.tensor([float((p * (1 - p) * x ** 2).sum())])]
-    laplace = log_evidence(float(log_lik(np.array([w_map]))[0]), (w_map - w0) ** 2, h, tau)
+    h = float((p * (1 - p) * x ** 2).sum())  # the one eigenvalue of the Gauss-Newton matrix
+    laplace = log_evidence(float(log_lik(np.array([w_map]))[0]), (w_map - w0) ** 2, [h], tau)
     assert laplace["log_evidence"] == pytest.approx(exact, abs=0.02)
     # MacKay's effective number of parameters: the share of the one weight the data determines.
-    assert laplace["effective_parameters"] == pytest.approx(float(h[0]) / (float(h[0]) + tau), abs=0.01)
+    assert laplace["effective_parameters"] == pytest.approx(h / (h + tau), abs=0.01)
 
 
 def test_evidence_needs_a_proper_prior():
     with pytest.raises(ValueError, match="precision must be positive"):
-        log_evidence(-1.0, 0.0, [torch.ones(2)], 0.0)
+        log_evidence(-1.0, 0.0, [1.0, 2.0], 0.0)
 
 
 TINY = {"epochs": 3, "lr": 1e-3, "head_lr": 1e-2}

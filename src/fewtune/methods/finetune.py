@@ -30,7 +30,7 @@ import torch
 from ..backbones import ResolvedBackbone
 from ..backbones.quiet import quiet_libraries
 from ..bayes import L2SPPrior
-from ..bayes.evidence import L2SP_EVIDENCE_GRID, diag_ggn, log_evidence
+from ..bayes.evidence import L2SP_EVIDENCE_GRID, ggn_eigenvalues, log_evidence
 from ..errors import FewtuneError
 from .base import MethodParams, register_method
 from .encoder_body import EncoderBodyMethod
@@ -364,10 +364,11 @@ class Finetune(EncoderBodyMethod):
                 torch.log_softmax(self.head(self._embed(texts[s:s + p.encode_batch_size])).float(), dim=-1)
                 for s in range(0, len(texts), p.encode_batch_size)])
         log_likelihood = float(log_probs[torch.arange(len(texts)), labels].sum())
-        h = diag_ggn(lambda i: self.head(self._embed([texts[i]]))[0], len(texts), prior.params, progress)
+        eigenvalues = ggn_eigenvalues(lambda i: self.head(self._embed([texts[i]]))[0], len(texts), prior.params,
+                                      progress=progress)
         # Training minimises mean cross-entropy + λ/2‖θ−θ₀‖²: the summed likelihood's prior precision is n·λ.
         return {"l2sp": prior.strength,
-                **log_evidence(log_likelihood, prior.distance() ** 2, h, prior.strength * len(texts))}
+                **log_evidence(log_likelihood, prior.distance() ** 2, eigenvalues, prior.strength * len(texts))}
 
     # -- prediction -----------------------------------------------------------------------
     def predict_proba(self, texts, *, progress=None) -> np.ndarray:

@@ -18,6 +18,7 @@ import typer
 
 from .atomic import atomic_write_text
 from .errors import DataError, FewtuneError
+from .recommend.cli import app as recommend_app
 from .selection import SELECTIONS, parse_grid
 
 app = typer.Typer(
@@ -30,6 +31,7 @@ app = typer.Typer(
 models_app = typer.Typer(help="List and install pretrained backbones.", invoke_without_command=True,
                          rich_markup_mode=None)
 app.add_typer(models_app, name="models")
+app.add_typer(recommend_app, name="recommend")
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or notes on stderr.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, for scripts.")]

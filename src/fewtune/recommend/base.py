@@ -1,0 +1,173 @@
+"""What every recommendation method provides, and the one registry of them.
+
+A method learns from the training users' likes and dislikes (`fit`), then, for a new user, turns
+the handful of items they rated into a per-user state (`personalise`) from which it scores any
+items (`like_proba`, `rank_scores`). Its learned state is arrays only (`state`/`from_state`),
+saved as safetensors beside a JSON config, never pickled. Methods register themselves with
+`@register_recommender`, so adding one means adding one module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import FewtuneError
+
+RECOMMENDERS: dict[str, type[Recommender]] = {}
+
+
+@dataclasses.dataclass
+class RecommenderParams:
+    """Hyper-parameters of a recommendation method: subclasses add fields with metadata={"help": ...} and
+    extend `check`, naming every invalid value, so one error lists them all before any work starts.
+
+    The same contract as fewtune.methods.MethodParams, kept separate because importing that package
+    loads torch and the encoder methods (5 s), which `fewtune recommend MODEL` never needs.
+    """
+
+    def __post_init__(self):
+        problems: list[str] = []
+        self.check(problems)
+        if problems:
+            raise FewtuneError(f"{self.method_name()}: " + "; ".join(problems))
+
+    def check(self, problems: list[str]) -> None:
+        """Append one sentence per invalid value."""
+
+    @classmethod
+    def method_name(cls) -> str:
+        return next((name for name, m in RECOMMENDERS.items() if m.params_class is cls), cls.__name__)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None, *, method: str = "") -> RecommenderParams:
+        values = dict(values or {})
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise FewtuneError(f"unknown parameter(s) {', '.join(unknown)} for method '{method}'; "
+                               f"known: {', '.join(sorted(known)) or '(none)'}")
+        return cls(**{k: _coerce(known[k], v, method) for k, v in values.items()})
+
+    @classmethod
+    def help(cls) -> dict[str, str]:
+        return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
+
+
+def _coerce(field: dataclasses.Field, value: Any, method: str) -> Any:
+    """CLI strings ("0.5", "true") to the field's type; a typed value must already have it."""
+    kind = type(field.default)
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            word = str(value).strip().lower()
+            if word in {"1", "true", "yes", "on"}:
+                return True
+            if word in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(value)
+        if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
+            raise ValueError(value)
+        return kind(value)
+    except (TypeError, ValueError):
+        raise FewtuneError(f"parameter '{field.name}' of method '{method}' must be {kind.__name__}, got {value!r}") from None
+
+
+@dataclass
+class TrainSet:
+    """What a method learns from: the training users' labels (a users × items CSR of ±1) and every item's text."""
+
+    labels: Any  # scipy.sparse.csr_matrix, explicit entries only for liked (+1) and disliked (−1)
+    item_texts: list[str]
+
+    @property
+    def n_items(self) -> int:
+        return self.labels.shape[1]
+
+    def like_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """(likes, likes + dislikes) per item."""
+        coo = self.labels.tocoo()
+        likes = np.bincount(coo.col[coo.data > 0], minlength=self.n_items).astype(np.float64)
+        total = np.bincount(coo.col, minlength=self.n_items).astype(np.float64)
+        return likes, total
+
+
+def smoothed_like_rate(likes: np.ndarray, total: np.ndarray, smoothing: float) -> tuple[np.ndarray, float]:
+    """(per-item like rate pulled toward the overall rate by `smoothing` pseudo-ratings, overall rate)."""
+    overall = float((likes.sum() + 1.0) / (total.sum() + 2.0))
+    return (likes + smoothing * overall) / (total + smoothing), overall
+
+
+class Recommender(ABC):
+    name: ClassVar[str]
+    description: ClassVar[str]
+    params_class: ClassVar[type[RecommenderParams]]
+    needs_encoder: ClassVar[bool] = False
+
+    def __init__(self, params: RecommenderParams, *, backbone: str | None = None, device: str | None = None):
+        self.params = params
+        self.backbone = backbone
+        self.device = device
+
+    @abstractmethod
+    def fit(self, train: TrainSet, *, seed: int, progress=None) -> dict:
+        """Learn from the training users; return facts about training worth saving."""
+
+    @abstractmethod
+    def personalise(self, items: np.ndarray, labels: np.ndarray) -> Any:
+        """A new user's state from their known items and labels (±1); K = 0 is allowed."""
+
+    @abstractmethod
+    def like_proba(self, user: Any, items: np.ndarray) -> np.ndarray:
+        """P(the user likes the item | they rate it), for each item index."""
+
+    def rank_scores(self, user: Any, items: np.ndarray) -> np.ndarray:
+        """Higher = recommend first; by default the like probability."""
+        return self.like_proba(user, items)
+
+    @abstractmethod
+    def state(self) -> dict[str, np.ndarray]:
+        """Every learned array, by name."""
+
+    @abstractmethod
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore what `state` returned."""
+
+
+def register_recommender(cls: type[Recommender]) -> type[Recommender]:
+    RECOMMENDERS[cls.name] = cls
+    return cls
+
+
+def get_recommender(name: str) -> type[Recommender]:
+    from . import methods  # noqa: F401  (importing the module registers every method)
+
+    if name not in RECOMMENDERS:
+        raise FewtuneError(f"unknown recommendation method {name!r}; known: {', '.join(RECOMMENDERS)}")
+    return RECOMMENDERS[name]
+
+
+def build_recommender(name: str, params: dict | None = None, *, backbone: str | None = None,
+                      device: str | None = None) -> Recommender:
+    cls = get_recommender(name)
+    return cls(cls.params_class.from_dict(params, method=name), backbone=backbone, device=device)
+
+
+def check_history(items: np.ndarray, labels: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    items = np.asarray(items, dtype=np.int64).reshape(-1)
+    labels = np.asarray(labels).reshape(-1)
+    if len(items) != len(labels):
+        raise FewtuneError(f"a history of {len(items)} items has {len(labels)} labels")
+    if len(items) and (items.min() < 0 or items.max() >= n_items):
+        raise FewtuneError(f"history item index out of range 0..{n_items - 1}")
+    if not np.isin(labels, (-1, 1)).all():
+        raise FewtuneError("history labels must be +1 (liked) or -1 (disliked)")
+    return items, labels.astype(np.int8)

@@ -209,4 +209,4 @@ def test_bad_histories_and_params_name_the_problem(ratings, split):
 
 def test_registry_holds_every_method():
     get_recommender("popularity")
-    assert set(RECOMMENDERS) == {"popularity", "item-knn", "mf", "bayes"}
+    assert set(RECOMMENDERS) == {"popularity", "item-knn", "mf", "bayes", "tallrec"}

@@ -4,9 +4,9 @@
     rec = FewShotRecommender(method="bayes").fit("ml-100k")
     rec.recommend({"Star Wars (1977)": 5, "Fargo (1996)": 4, "Home Alone (1990)": 1})
 
-Methods (fewtune.recommend.RECOMMENDERS): popularity, item-knn, mf (logistic matrix factorisation)
-and bayes (a per-user Bayesian logistic model on item text embeddings whose prior is learned from
-the training users). Data: MovieLens-100k / -1M from installed packages (data.py), or your own
+Methods (fewtune.recommend.RECOMMENDERS): popularity, item-knn, mf (logistic matrix factorisation),
+bayes (a per-user Bayesian logistic model on item text embeddings whose prior is learned from
+the training users) and tallrec (a LoRA-tuned causal LM asked whether the user will like an item). Data: MovieLens-100k / -1M from installed packages (data.py), or your own
 ratings. The cold-start protocol and its metrics: data.py, evaluate.py, metrics.py, bench.py.
 """
 

@@ -158,6 +158,7 @@ class FewShotRecommender:
         def payload(folder: Path) -> None:
             arrays = {k: np.ascontiguousarray(v) for k, v in self.method_.state().items()}
             save_file(arrays, str(folder / WEIGHTS))
+            self.method_.save_files(folder)
             items = {"ids": self.item_ids_, "texts": self.item_texts_}
             (folder / ITEMS).write_text(json.dumps(items, ensure_ascii=False) + "\n", encoding="utf-8")
 
@@ -184,6 +185,7 @@ class FewShotRecommender:
                   like_threshold=scale["like"], dislike_threshold=scale["dislike"], seed=config.get("seed", 0))
         method: Recommender = build_recommender(config["method"], config["params"], backbone=config.get("backbone"))
         method.load_state(load_file(str(path / WEIGHTS)))
+        method.load_files(path, [str(t) for t in texts])
         rec.method_, rec.scale_ = method, LikeScale(scale["like"], scale["dislike"])
         rec.item_ids_, rec.item_texts_ = [str(i) for i in ids], [str(t) for t in texts]
         rec.train_info_, rec.data_description_ = config.get("train_info", {}), config.get("data", "")

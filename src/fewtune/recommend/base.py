@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -140,6 +141,14 @@ class Recommender(ABC):
     @abstractmethod
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
         """Restore what `state` returned."""
+
+    def save_files(self, folder: Path) -> None:
+        """Write what is not an array (a fine-tuned LM's own model folder) into the model folder; most
+        methods have nothing here. Keep to safetensors and JSON: the folder is refused if it holds pickles."""
+
+    def load_files(self, folder: Path, item_texts: list[str]) -> None:
+        """Restore what `save_files` wrote, after `load_state`; `item_texts` is the saved catalogue, for
+        methods that read item texts when scoring."""
 
 
 def register_recommender(cls: type[Recommender]) -> type[Recommender]:

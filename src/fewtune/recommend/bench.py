@@ -2,8 +2,9 @@
 
 For each seed the users are split once (training / test users, `split_users`), each method is fitted
 once on the training users, and then scored for every K on the same test users' same K known
-ratings (`cold_start_users`). One JSON line per (method, K, seed) goes to the output file as soon
-as it is done; runs already there (same key) are skipped, so an interrupted benchmark resumes.
+ratings (`cold_start_users`), their held-out items cut to the same `max_items` when set
+(`cap_heldout`). One JSON line per (method, K, seed) goes to the output file as soon as it is
+done; runs already there (same key) are skipped, so an interrupted benchmark resumes.
 A method's fit is shared by its K values: each line's train_seconds is that fit's, and
 peak_rss_mb is the process's peak from the start of the fit through that evaluation.
 """
@@ -39,9 +40,11 @@ class Protocol:
     n_unrated: int = 0
     max_users: int = 0  # score at most this many test users (0 = all), the same ones for every method
     backbone: str = "minilm"
+    max_items: int = 0  # score at most this many held-out items per test user (0 = all), the same for every method
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        # max_items came later: left out at its default so the keys of runs recorded before it stay valid.
+        return {k: v for k, v in self.__dict__.items() if not (k == "max_items" and v == 0)}
 
 
 def parse_methods(text: str) -> list[tuple[str, dict]]:
@@ -74,11 +77,13 @@ def run_bench(protocol: Protocol, methods: list[tuple[str, dict]], shots: list[i
     """Run what is not yet in `out`; returns counts and the mean ± std table over seeds."""
     from .api import train_set
     from .base import build_recommender
-    from .data import LikeScale, cold_start_users, load_movielens, split_users
+    from .data import LikeScale, cap_heldout, cold_start_users, load_movielens, split_users
     from .evaluate import evaluate
 
     if any(k < 0 for k in shots) or not shots:
         raise FewtuneError("--shots: give K values ≥ 0, e.g. 4,8,16")
+    if protocol.max_items < 0:
+        raise FewtuneError(f"--max-items must be 0 (all) or more, got {protocol.max_items}")
     done = done_keys(out) if out.exists() else set()
     todo = [(m, p, s) for s in seeds for m, p in methods
             if any(run_key(protocol, m, p, k, s) not in done for k in shots)]
@@ -104,6 +109,7 @@ def run_bench(protocol: Protocol, methods: list[tuple[str, dict]], shots: list[i
                                               min_heldout=protocol.min_heldout)
             if protocol.max_users:
                 users = users[:protocol.max_users]
+            users = cap_heldout(users, protocol.max_items, seed)
             scores = evaluate(model, users, scale, data.n_items, n_unrated=protocol.n_unrated, seed=seed)
             record = {"key": key, "dataset": protocol.dataset, "method": method, "params": params, "K": k,
                       "seed": seed, **scores, "users_skipped": skipped, "train_seconds": round(train_seconds, 3),

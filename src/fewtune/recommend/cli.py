@@ -191,6 +191,7 @@ def bench(
     balanced: Annotated[bool, typer.Option(help="Known ratings half likes, half dislikes where the user has them (default: random, as a new user's would be).")] = False,
     unrated: Annotated[int, typer.Option(help="Add this many random unrated items to each test user's ranking candidates (0 = rank only their held-out rated items).")] = 0,
     max_users: Annotated[int, typer.Option(help="Score at most this many test users (0 = all); the same ones for every method.")] = 0,
+    max_items: Annotated[int, typer.Option(help="Score at most this many held-out items per test user (0 = all), a seeded subset, the same for every method (tallrec costs one LM call per item).")] = 0,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, mps (for the encoder).")] = None,
     quiet: Quiet = False,
     json_out: Json = False,
@@ -205,7 +206,8 @@ def bench(
     except ValueError:
         raise FewtuneError(f"--shots must be whole numbers separated by commas, got {shots!r}") from None
     protocol = Protocol(dataset=dataset, like=like, dislike=dislike, test_fraction=test_fraction, balanced=balanced,
-                        n_unrated=unrated, max_users=max_users, backbone=backbone or "minilm")
+                        n_unrated=unrated, max_users=max_users, backbone=backbone or "minilm",
+                        max_items=max_items)
     method_list = parse_methods(methods)
     with progress_bar(not quiet) as progress:
         def on_record(r):

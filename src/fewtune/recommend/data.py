@@ -297,6 +297,27 @@ def cold_start_users(data: RatingsData, users: np.ndarray, k: int, seed: int, sc
     return chosen, skipped
 
 
+def cap_heldout(tasks: list[ColdStartUser], max_items: int, seed: int) -> list[ColdStartUser]:
+    """Each user's held-out ratings cut to a random `max_items` of them (0 = keep all), drawn by (seed, user).
+
+    For methods that cost one model call per scored item (tallrec): every method is then scored on
+    the same items, so their AUC and NDCG stay comparable. Fewer items make each user's numbers noisier
+    and drop more users from the AUC (a user needs a like and a dislike among the kept items).
+    """
+    if max_items < 0:
+        raise FewtuneError(f"the number of held-out items per user must be 0 (all) or more, got {max_items}")
+    if not max_items:
+        return tasks
+    out = []
+    for t in tasks:
+        if len(t.heldout_items) <= max_items:
+            out.append(t)
+            continue
+        keep = np.sort(np.random.default_rng([seed, t.user, 2]).choice(len(t.heldout_items), max_items, replace=False))
+        out.append(ColdStartUser(t.user, t.known_items, t.known_labels, t.heldout_items[keep], t.heldout_ratings[keep]))
+    return out
+
+
 def user_history(data: RatingsData, user_id: str, k: int, seed: int = 0, scale: LikeScale = LikeScale(), *,
                  balanced: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """K liked/disliked (items, labels ±1) of one named user, drawn by seed: a ready-made history."""

@@ -312,29 +312,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
                 "oof_nll_after": round(nll(apply_temperature(oof, temperature), y_idx), 6)}
 
     # -- prediction -----------------------------------------------------------------------
-    def predict_proba(self, X, *, adapt_prior: bool = False) -> np.ndarray:
-        """Class probabilities, columns in `classes_` order. adapt_prior: re-estimate the class prior from
-        X itself (a batch; EM, `fewtune.bayes.label_shift`) when it may differ from the training shots'."""
-        proba = self._proba(X)
-        if adapt_prior:
-            from .bayes.label_shift import adapt_to_class_prior
-
-            proba, prior, iterations = adapt_to_class_prior(proba, self._train_prior())
-            self.adapted_prior_ = {"prior": {str(c): round(float(p), 6) for c, p in zip(self.classes_, prior)},
-                                   "iterations": iterations}
-        return proba
-
-    def _train_prior(self) -> np.ndarray:
-        if self.multi_label_:
-            raise FewtuneError("adapt_prior covers single-label classification; this model is multi-label")
-        counts = self.train_info_.get("class_counts") or {}
-        try:
-            values = np.array([counts[str(c)] for c in self.classes_], dtype=np.float64)
-        except KeyError as e:
-            raise FewtuneError(f"the model's training record has no count for class {e}; cannot adapt the prior") from None
-        return values / values.sum()
-
-    def _proba(self, X) -> np.ndarray:
+    def predict_proba(self, X) -> np.ndarray:
         self._check_fitted()
         data = as_labeled(X, source="input")
         self._check_pairs(data)
@@ -378,10 +356,10 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         with Progress(self.show_progress and len(data) > 256) as progress:
             return self.model_.features(self._texts(data, self.model_), progress=progress)
 
-    def predict(self, X, *, adapt_prior: bool = False) -> np.ndarray:
+    def predict(self, X) -> np.ndarray:
         """Labels; for a multi-label model the 0/1 indicator matrix (columns in `classes_` order)."""
         self._check_fitted()
-        proba = self.predict_proba(X, adapt_prior=adapt_prior)
+        proba = self.predict_proba(X)
         if self.multi_label_:
             return (proba >= 0.5).astype(np.int64)
         return self.classes_[np.argmax(proba, axis=1)]

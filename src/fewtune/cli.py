@@ -326,7 +326,6 @@ def predict(
     allow_pickle: Annotated[bool, typer.Option(help="Load pickle weights (runs code from the file: only if you trust it).")] = False,
     abstain_below: Annotated[Optional[float], typer.Option(help="Answer --abstain-label instead of a class when the top probability is below this.")] = None,
     abstain_label: Annotated[str, typer.Option(help="The label written when the model abstains.")] = "unknown",
-    adapt_prior: Annotated[bool, typer.Option(help="Re-estimate the class prior from these texts (EM; Saerens et al. 2002) when their class mix may differ from the training shots' (balanced K per class).")] = False,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, mps.")] = None,
     quiet: Quiet = False,
 ):
@@ -347,9 +346,7 @@ def predict(
     else:
         data = load_labeled(input, text_col=text_col, label_col=None, text_pair_col=text_pair_col, encoding=encoding)
         inputs = _inputs(data)
-    proba = clf.predict_proba(inputs, adapt_prior=adapt_prior)
-    if adapt_prior:
-        _note(quiet, f"class prior re-estimated from the {len(inputs)} texts: {clf.adapted_prior_['prior']}")
+    proba = clf.predict_proba(inputs)
     rows = _prediction_rows(inputs, proba, clf.classes_, label_sep if clf.multi_label_ else None)
     if abstain_below is not None:
         for row in rows:
@@ -409,7 +406,6 @@ def evaluate(
     max_test: MaxTest = 0,
     encoding: Encoding = "utf-8",
     allow_pickle: Annotated[bool, typer.Option(help="Load pickle weights (only if you trust the file).")] = False,
-    adapt_prior: Annotated[bool, typer.Option(help="Re-estimate the class prior from these texts (EM; Saerens et al. 2002) when their class mix may differ from the training shots' (balanced K per class).")] = False,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, mps.")] = None,
     quiet: Quiet = False,
     json_out: Json = False,
@@ -426,10 +422,7 @@ def evaluate(
         heldout = load_labeled(data, text_col=text_col, label_col=label_col, text_pair_col=text_pair_col,
                                encoding=encoding)
     heldout = _fixed_subset(heldout, max_test)
-    report = _report(clf, heldout, label_sep, adapt_prior=adapt_prior)
-    if adapt_prior:
-        report["adapted_prior"] = clf.adapted_prior_
-        _note(quiet or json_out, f"class prior re-estimated from the {report['n']} texts: {clf.adapted_prior_['prior']}")
+    report = _report(clf, heldout, label_sep)
     if json_out:
         _print_json(report)
     else:
@@ -648,13 +641,11 @@ def _targets(data, multi_label: bool, sep: str):
     return [[part.strip() for part in str(cell).split(sep) if part.strip()] for cell in data.labels]
 
 
-def _report(clf, heldout, sep: str, adapt_prior: bool = False) -> dict:
+def _report(clf, heldout, sep: str) -> dict:
     from .evaluation import calibration_report, classification_report, multilabel_report
 
-    if adapt_prior and clf.multi_label_:
-        raise FewtuneError("--adapt-prior covers single-label models")
     if not clf.multi_label_:
-        proba = clf.predict_proba(_inputs(heldout), adapt_prior=adapt_prior)
+        proba = clf.predict_proba(_inputs(heldout))
         # predict is argmax of predict_proba for every single-label method: one pass serves both.
         report = classification_report(heldout.labels, clf.classes_[proba.argmax(1)], clf.classes_)
         return {**report, "calibration": calibration_report(heldout.labels, proba, clf.classes_)}

@@ -22,7 +22,7 @@ from ..errors import DataError, FewtuneError
 # Libraries run as themselves (not through fewtune), when the worker's interpreter has them.
 ANCHORS = {"setfit-lib": "setfit"}
 # Not method parameters: options of FewShotClassifier that a variant may set.
-CLASSIFIER_OPTIONS = ("select", "posterior", "calibrate", "posterior_samples", "adapt_prior")
+CLASSIFIER_OPTIONS = ("select", "posterior", "calibrate", "posterior_samples")
 # A user's file with no --test file: this share of every class is held out as the test set.
 HELD_OUT_SHARE = 0.3
 
@@ -137,8 +137,7 @@ def check_variant(variant: Variant, registry: dict[str, list[str]]) -> str | Non
         return f"{variant.method} has no parameter {', '.join(unknown)}"
     from ..classifier import POSTERIORS, SELECTIONS
 
-    for option, allowed in (("select", SELECTIONS), ("posterior", POSTERIORS), ("calibrate", ("temperature",)),
-                            ("adapt_prior", (False, True))):
+    for option, allowed in (("select", SELECTIONS), ("posterior", POSTERIORS), ("calibrate", ("temperature",))):
         if variant.params.get(option, allowed[0]) not in allowed:
             return f"{variant.method}: {option} must be {' or '.join(repr(a) for a in allowed)}"
     return None

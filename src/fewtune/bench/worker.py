@@ -71,8 +71,6 @@ def train_fewtune(task: dict, train, test) -> tuple[np.ndarray, tuple[float, flo
     method = get_method(task["method"])
     params = {k: v for k, v in task["params"].items() if k not in CLASSIFIER_OPTIONS}
     options = {k: v for k, v in task["params"].items() if k in CLASSIFIER_OPTIONS}
-    # Prior adaptation is done at prediction, on the whole test set as one unlabeled batch.
-    adapt_prior = bool(options.pop("adapt_prior", False))  # true/false, checked by plan.check_variant
     help_ = method.params_class.help()
     if "template" in help_ and task["dataset"] in BUILTIN_DATASETS and "path" not in task["source"]:
         # Label-word methods take the data set's own template and words, as `fewtune train --dataset` does.
@@ -87,14 +85,12 @@ def train_fewtune(task: dict, train, test) -> tuple[np.ndarray, tuple[float, flo
     clf.fit(train.texts, train.labels)
     train_seconds, train_cpu = time.perf_counter() - started, time.process_time() - cpu_started
     started = time.perf_counter()
-    proba = clf.predict_proba(test.texts, adapt_prior=adapt_prior)
+    proba = clf.predict_proba(test.texts)
     predict_seconds = time.perf_counter() - started
     # Columns in sorted class order, the order run_one scores in.
     names = list(map(str, clf.classes_))
     proba = np.asarray(proba)[:, [names.index(c) for c in sorted(names)]]
     info = {k: v for k, v in clf.train_info_.items() if k != "class_counts"}
-    if adapt_prior:
-        info["adapted_prior"] = clf.adapted_prior_
     info["params_resolved"] = clf.model_.params.to_dict()
     info["backbone_folder"] = clf.backbone_.path
     return proba, (train_seconds, train_cpu), predict_seconds, info

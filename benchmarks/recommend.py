@@ -10,6 +10,13 @@ skipped, so an interrupted run resumes. The work is `fewtune recommend bench`'s
     .venv/bin/python benchmarks/recommend.py --seeds 1 --shots 4 --max-users 30 --out /tmp/smoke.jsonl   # smoke
 
 The item embeddings are computed once per backbone and catalogue and cached (fewtune_home()).
+
+tallrec (TALLRec: a LoRA-tuned causal LM asked "will the user like X? Yes/No") is available but not
+in the default methods: it costs one LM forward per scored item, hours for every held-out item of
+every test user on a CPU. Run it with fewer users and items, which every listed method then shares:
+
+    .venv/bin/python benchmarks/recommend.py --methods popularity,item-knn,mf,bayes,tallrec:samples=64 \
+        --shots 8 --seeds 1 --max-users 50 --max-items 20 --out benchmarks/results/recommend_tallrec.jsonl
 """
 
 from __future__ import annotations
@@ -36,16 +43,20 @@ def main(argv=None) -> None:
     p.add_argument("--unrated", type=int, default=0, help="random unrated items added to each user's ranking candidates")
     p.add_argument("--balanced", action="store_true", help="known ratings half likes, half dislikes")
     p.add_argument("--max-users", type=int, default=0, help="score at most this many test users (0 = all)")
+    p.add_argument("--max-items", type=int, default=0,
+                   help="score at most this many held-out items per test user (0 = all), the same for every method")
     p.add_argument("--backbone", default="minilm")
     p.add_argument("--out", default=None, help="default: benchmarks/results/recommend_<dataset>.jsonl")
     args = p.parse_args(argv)
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"recommend_{args.dataset}.jsonl"
     protocol = Protocol(dataset=args.dataset, balanced=args.balanced, n_unrated=args.unrated,
-                        max_users=args.max_users, backbone=args.backbone)
+                        max_users=args.max_users, backbone=args.backbone,
+                        max_items=args.max_items)
     shots = [int(k) for k in args.shots.split(",")]
     with progress_bar(True) as progress:
         result = run_bench(protocol, parse_methods(args.methods), shots, seed_list(args.seeds), out, progress=progress,
-                           on_record=lambda r: progress.log(f"{r['method']} K={r['K']} seed={r['seed']}: AUC {r['auc']:.3f}"))
+                           on_record=lambda r: progress.log(f"{r['method']} K={r['K']} seed={r['seed']}: AUC "
+                                                            + ("—" if r["auc"] is None else f"{r['auc']:.3f}")))
     rows = format_summary(result["summary"])
     widths = [max(len(x) for x in col) for col in zip(SUMMARY_HEADER, *rows)]
     for row in [SUMMARY_HEADER, *rows]:

@@ -49,13 +49,14 @@ def train(
     user_col: Annotated[Optional[str], typer.Option(help="With --ratings: the user column (default: user or user_id).")] = None,
     item_col: Annotated[Optional[str], typer.Option(help="With --ratings: the item column (default: item, item_id, title or movie).")] = None,
     rating_col: Annotated[Optional[str], typer.Option(help="With --ratings: the rating column (default: rating, score, stars or like).")] = None,
-    method: Annotated[str, typer.Option(help="popularity, item-knn, mf or bayes (see `fewtune recommend methods`).")] = "bayes",
+    method: Annotated[str, typer.Option(help="popularity, item-knn, mf, bayes or tallrec (see `fewtune recommend methods`).")] = "bayes",
     param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Method parameter KEY=VALUE (repeatable).")] = None,
     backbone: Backbone = None,
     like: Like = 4.0,
     dislike: Dislike = 2.0,
     test_fraction: Annotated[float, typer.Option(help="Share of users held out to evaluate on (0 = train on every user, no evaluation).")] = 0.2,
     shots: Annotated[int, typer.Option(help="Evaluation: ratings each held-out user reveals (K).")] = 8,
+    max_items: Annotated[int, typer.Option(help="Evaluation: score at most this many held-out items per user (0 = all); tallrec costs one LM call per item.")] = 0,
     seed: Annotated[int, typer.Option(help="Seed of the user split, the K-rating draws and training.")] = 0,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Folder to save the model in.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing model folder.")] = False,
@@ -66,7 +67,7 @@ def train(
     """Learn from many users' ratings; evaluate on held-out users who reveal K ratings each; save."""
     from .api import FewShotRecommender
     from .base import get_recommender
-    from .data import LikeScale, cold_start_users, split_users
+    from .data import LikeScale, cap_heldout, cold_start_users, split_users
     from .evaluate import evaluate
 
     if (dataset is None) == (ratings is None):
@@ -77,6 +78,8 @@ def train(
         raise FewtuneError(f"{output} already exists; choose another --output or pass --overwrite")
     if not 0.0 <= test_fraction < 1.0:
         raise FewtuneError(f"--test-fraction must be in [0, 1), got {test_fraction}")
+    if max_items < 0:
+        raise FewtuneError(f"--max-items must be 0 (all) or more, got {max_items}")
     params = _parse_params(param or [])
     get_recommender(method).params_class.from_dict(params, method=method)  # typos fail before any work
     scale = LikeScale(like, dislike)
@@ -94,8 +97,8 @@ def train(
     evaluation = None
     if test_users is not None:
         tasks, skipped = cold_start_users(data, test_users, shots, seed, scale)
-        scores = evaluate(rec.method_, tasks, scale, data.n_items, seed=seed)
-        evaluation = {"K": shots, **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in scores.items()},
+        scores = evaluate(rec.method_, cap_heldout(tasks, max_items, seed), scale, data.n_items, seed=seed)
+        evaluation = {"K": shots, **({"max_items": max_items} if max_items else {}), **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in scores.items()},
                       "users_skipped": skipped}
         result["evaluation"] = evaluation
     if output is not None:

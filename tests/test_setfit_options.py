@@ -158,5 +158,5 @@ def test_every_encoder_method_has_a_small_default_grid():
 
 
 def test_select_must_be_cv(st_folder, data):
-    with pytest.raises(FewtuneError, match="select must be None or 'cv'"):
+    with pytest.raises(FewtuneError, match="select must be None or one of 'cv', 'evidence'"):
         FewShotClassifier(backbone=str(st_folder), select="grid").fit(*data)

@@ -18,68 +18,42 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import FewtuneError
+from ..params import Params
 
 RECOMMENDERS: dict[str, type[Recommender]] = {}
 
 
 @dataclasses.dataclass
-class RecommenderParams:
-    """Hyper-parameters of a recommendation method: subclasses add fields with metadata={"help": ...} and
-    extend `check`, naming every invalid value, so one error lists them all before any work starts.
+class RecommenderParams(Params):
+    """Hyper-parameters of a recommendation method (fewtune.params.Params' contract).
 
-    The same contract as fewtune.methods.MethodParams, kept separate because importing that package
-    loads torch and the encoder methods (5 s), which `fewtune recommend MODEL` never needs.
+    Stricter than the classifiers' about typed values (JSON from a bench line or the API): a value
+    must already have the field's type, or convert without loss.
     """
 
-    def __post_init__(self):
-        problems: list[str] = []
-        self.check(problems)
-        if problems:
-            raise FewtuneError(f"{self.method_name()}: " + "; ".join(problems))
-
-    def check(self, problems: list[str]) -> None:
-        """Append one sentence per invalid value."""
-
     @classmethod
-    def method_name(cls) -> str:
-        return next((name for name, m in RECOMMENDERS.items() if m.params_class is cls), cls.__name__)
+    def _registry(cls) -> dict[str, Any]:
+        return RECOMMENDERS
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any] | None, *, method: str = "") -> RecommenderParams:
-        values = dict(values or {})
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise FewtuneError(f"unknown parameter(s) {', '.join(unknown)} for method '{method}'; "
-                               f"known: {', '.join(sorted(known)) or '(none)'}")
-        return cls(**{k: _coerce(known[k], v, method) for k, v in values.items()})
-
-    @classmethod
-    def help(cls) -> dict[str, str]:
-        return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
-
-
-def _coerce(field: dataclasses.Field, value: Any, method: str) -> Any:
-    """CLI strings ("0.5", "true") to the field's type; a typed value must already have it."""
-    kind = type(field.default)
-    try:
-        if kind is bool:
-            if isinstance(value, bool):
-                return value
-            word = str(value).strip().lower()
-            if word in {"1", "true", "yes", "on"}:
-                return True
-            if word in {"0", "false", "no", "off"}:
-                return False
-            raise ValueError(value)
-        if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
-            raise ValueError(value)
-        return kind(value)
-    except (TypeError, ValueError):
-        raise FewtuneError(f"parameter '{field.name}' of method '{method}' must be {kind.__name__}, got {value!r}") from None
+    @staticmethod
+    def _coerce(field: dataclasses.Field, value: Any, method: str) -> Any:
+        """CLI strings ("0.5", "true") to the field's type; a typed value must already have it."""
+        kind = type(field.default)
+        try:
+            if kind is bool:
+                if isinstance(value, bool):
+                    return value
+                word = str(value).strip().lower()
+                if word in {"1", "true", "yes", "on"}:
+                    return True
+                if word in {"0", "false", "no", "off"}:
+                    return False
+                raise ValueError(value)
+            if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return kind(value)
+        except (TypeError, ValueError):
+            raise FewtuneError(f"parameter '{field.name}' of method '{method}' must be {kind.__name__}, got {value!r}") from None
 
 
 @dataclass

@@ -8,7 +8,7 @@ import torch
 
 from fewtune import FewShotClassifier, FewtuneError
 from fewtune.backbones import ResolvedBackbone, load_causal_lm
-from fewtune.methods.prompting import LabelScorer, parse_label_words
+from fewtune.methods.prompting import MIN_SHARED_PREFIX, LabelScorer, parse_label_words, shared_prefix_length
 
 # The tiny Llama's vocabulary: "<unk>", "</s>", "this", "movie", "was", "great", "terrible", "overall", "it", "."
 TEMPLATE = "{text} overall it was"
@@ -146,6 +146,28 @@ def test_prompt_methods_need_a_causal_lm_and_single_labels(llama_folder, st_fold
         FewShotClassifier(backbone=str(st_folder), method="zero-shot").fit(X, y)
     with pytest.raises(FewtuneError, match="multi-label"):
         FewShotClassifier(backbone=str(llama_folder), method="zero-shot").fit(X, [["pos"], ["neg"], ["pos"], []])
+
+
+def test_a_long_prefix_shared_by_a_batch_is_encoded_once_with_the_same_scores(llama_folder):
+    model, tok = lm(llama_folder)
+    scorer = LabelScorer(model, tok, TEMPLATE, ["terrible", "great"], max_text_tokens=256, length_normalize=False)
+    context = "this movie was great . it was terrible . " * 6  # about 60 tokens that every prompt repeats
+    prompts = scorer.prompts([context + t for t in ("this movie was great", "terrible", "it was .")])
+    assert shared_prefix_length(prompts) >= MIN_SHARED_PREFIX
+    calls = []
+    hook = model.register_forward_pre_hook(lambda m, a, kw: calls.append(kw["input_ids"].shape), with_kwargs=True)
+    try:
+        with torch.no_grad():
+            shared = scorer.scores(prompts)
+            scorer.reuse_prefix = False
+            plain = scorer.scores(prompts)
+    finally:
+        hook.remove()
+    assert calls[0][0] == 1 and calls[1][1] < 10  # the prefix once, then only each prompt's own tokens
+    assert calls[2] == (3, max(len(p) for p in prompts))
+    torch.testing.assert_close(shared, plain, atol=1e-5, rtol=1e-5)
+    scorer.reuse_prefix = True
+    assert scorer.scores(prompts).requires_grad  # training takes the plain, differentiable path
 
 
 # --- in-context learning ---------------------------------------------------------------------------------

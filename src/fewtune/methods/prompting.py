@@ -116,6 +116,7 @@ class LabelScorer:
             if not ids:
                 raise FewtuneError(f"label word {w!r} has no tokens in this backbone's vocabulary")
         self.single_token = all(len(ids) == 1 for ids in self.word_ids)
+        self.reuse_prefix = True  # encode a long prefix shared by a batch's prompts once (no_grad only)
 
     def fill(self, text: str, max_tokens: int | None = None) -> str:
         """The template around `text`, cut to at most max_tokens (default max_text_tokens) tokens."""
@@ -153,6 +154,13 @@ class LabelScorer:
         return torch.stack(out).view(len(prompt_ids), len(self.word_ids))
 
     def _next_token_logprobs(self, prompt_ids: list[list[int]]) -> torch.Tensor:
+        shared = shared_prefix_length(prompt_ids)
+        if self.reuse_prefix and shared >= MIN_SHARED_PREFIX and not torch.is_grad_enabled():
+            # Prompts that repeat a long context (a user's history in tallrec, a long instruction)
+            # encode it once: each prompt then costs its own tokens only.
+            cache = prefix_cache(self.model, prompt_ids[0][:shared])
+            return logprobs_after_prefix(self.model, cache, shared, [p[shared:] for p in prompt_ids],
+                                         self.tokenizer.pad_token_id)
         logits = self._forward(prompt_ids)
         last = torch.tensor([len(p) - 1 for p in prompt_ids], device=logits.device)
         return torch.log_softmax(logits[torch.arange(len(prompt_ids), device=logits.device), last].float(), dim=-1)
@@ -458,28 +466,15 @@ class ICL(ZeroShot):
         queries = self._query_ids(scorer, texts)
         if not (self.params.cache_prefix and scorer.single_token):
             # Multi-token label words score every class's continuation: done on the full sequence.
+            scorer.reuse_prefix = self.params.cache_prefix
             return probabilities(scorer.scores([self._prefix_ids + q for q in queries]), "softmax")
         return probabilities(self._cached_scores(scorer, queries), "softmax")
 
     def _cached_scores(self, scorer: LabelScorer, queries: list[list[int]]) -> torch.Tensor:
-        import copy
-
-        device = next(self.model.parameters()).device
         if self._cache is None:
-            out = self.model(input_ids=torch.tensor([self._prefix_ids], device=device), use_cache=True)
-            self._cache = out["cache"] if "cache" in out else out["past_key_values"]
-        cache = copy.deepcopy(self._cache)
-        if len(queries) > 1:
-            cache.batch_repeat_interleave(len(queries))
-        pad = self.tokenizer.pad_token_id
-        width = max(len(q) for q in queries)
-        input_ids = torch.tensor([q + [pad] * (width - len(q)) for q in queries], device=device)
-        prefix_mask = [1] * len(self._prefix_ids)
-        mask = torch.tensor([prefix_mask + [1] * len(q) + [0] * (width - len(q)) for q in queries], device=device)
-        logits = self.model(input_ids=input_ids, attention_mask=mask, use_cache=True,
-                            **{_cache_argument(self.model): cache}).logits
-        last = torch.tensor([len(q) - 1 for q in queries], device=device)
-        logp = torch.log_softmax(logits[torch.arange(len(queries), device=device), last].float(), dim=-1)
+            self._cache = prefix_cache(self.model, self._prefix_ids)
+        logp = logprobs_after_prefix(self.model, self._cache, len(self._prefix_ids), queries,
+                                     self.tokenizer.pad_token_id)
         return logp[:, [ids[0] for ids in scorer.word_ids]]
 
     @torch.no_grad()
@@ -527,6 +522,46 @@ class ICL(ZeroShot):
         method.demonstrations = _load_demonstrations(folder)
         method._needs_prepare = True
         return method
+
+
+# Below this many shared tokens the cache's copy per batch costs about what it saves.
+MIN_SHARED_PREFIX = 32
+
+
+def shared_prefix_length(seqs: list[list[int]]) -> int:
+    """Tokens that every sequence starts with, leaving each at least one token of its own (the
+    position whose next-token distribution is read); 0 for a single sequence."""
+    if len(seqs) < 2:
+        return 0
+    first, limit = seqs[0], min(len(s) for s in seqs) - 1
+    n = 0
+    while n < limit and all(s[n] == first[n] for s in seqs):
+        n += 1
+    return n
+
+
+def prefix_cache(model, prefix_ids: list[int]):
+    """The key/value cache of one token prefix, to be reused by logprobs_after_prefix."""
+    device = next(model.parameters()).device
+    out = model(input_ids=torch.tensor([prefix_ids], device=device), use_cache=True)
+    return out["cache"] if "cache" in out else out["past_key_values"]
+
+
+def logprobs_after_prefix(model, cache, prefix_len: int, queries: list[list[int]], pad: int) -> torch.Tensor:
+    """(n, V) next-token log-probabilities after prefix + each query, the prefix read from `cache`
+    (left untouched: it is copied, then repeated once per query)."""
+    import copy
+
+    device = next(model.parameters()).device
+    cache = copy.deepcopy(cache)
+    if len(queries) > 1:
+        cache.batch_repeat_interleave(len(queries))
+    width = max(len(q) for q in queries)
+    input_ids = torch.tensor([q + [pad] * (width - len(q)) for q in queries], device=device)
+    mask = torch.tensor([[1] * (prefix_len + len(q)) + [0] * (width - len(q)) for q in queries], device=device)
+    logits = model(input_ids=input_ids, attention_mask=mask, use_cache=True, **{_cache_argument(model): cache}).logits
+    last = torch.tensor([len(q) - 1 for q in queries], device=device)
+    return torch.log_softmax(logits[torch.arange(len(queries), device=device), last].float(), dim=-1)
 
 
 def _cache_argument(model) -> str:

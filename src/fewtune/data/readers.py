@@ -84,10 +84,18 @@ def decode_bytes(data: bytes, source: str, encoding: str) -> str:
         text = data.decode(name)
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
+        guess = "utf-16" if b"\x00" in data[:4096] else "latin-1"  # NUL bytes: two bytes per character
         raise DataError(
             f"{source}, line {line}: byte 0x{data[e.start]:02x} at byte offset {e.start} is not valid "
-            f"{codec.name}; pass the file's encoding, e.g. --encoding latin-1"
+            f"{codec.name}; pass the file's encoding, e.g. --encoding {guess}"
         ) from None
+    if "\x00" in text:
+        # No text file holds NUL; UTF-16 read as UTF-8 puts one after every ASCII letter.
+        at = text.index("\x00")
+        raise DataError(
+            f"{source}, line {text.count(chr(10), 0, at) + 1}: NUL character at offset {at}; this is a binary "
+            "file or another encoding (UTF-16?): pass the file's encoding, e.g. --encoding utf-16"
+        )
     return text.removeprefix("\ufeff")
 
 

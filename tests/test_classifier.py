@@ -112,7 +112,16 @@ def test_pickle_files_in_a_model_folder_are_refused(fitted, tmp_path):
     torch.save({"x": 1}, folder / "extra.pt")
     with pytest.raises(ModelFolderError, match="pickle"):
         FewShotClassifier.load(folder)
-    assert FewShotClassifier.load(folder, allow_pickle=True).classes_ is not None
+    assert FewShotClassifier.load(folder, trust=True).classes_ is not None
+
+
+def test_a_pickle_backbone_trains_only_with_trust_and_the_saved_model_needs_no_trust(pickle_bert_folder, data,
+                                                                                       tmp_path):
+    with pytest.raises(ModelFolderError, match="--trust"):
+        FewShotClassifier(backbone=str(pickle_bert_folder), method="linear-probe").fit(*data)
+    clf = FewShotClassifier(backbone=str(pickle_bert_folder), method="linear-probe", trust=True).fit(*data)
+    folder = clf.save(tmp_path / "m")  # the saved body is safetensors: loading it is safe
+    np.testing.assert_array_equal(FewShotClassifier.load(folder).predict_proba(data[0]), clf.predict_proba(data[0]))
 
 
 @pytest.mark.parametrize(

@@ -630,7 +630,7 @@ def case_predict_pickle_file(env):
     m = env.model_copy()
     (m / "extra.pkl").write_bytes(pickle.dumps({"harmless": True}))
     return Case(env.predict(m, env.data / "texts.csv", "--text-col", "review"),
-                [str(m), "pickle", "extra.pkl", "--allow-pickle"])
+                [str(m), "pickle", "extra.pkl", "--trust"])
 
 
 def case_predict_missing_text_column(env):
@@ -759,10 +759,10 @@ def test_undecodable_file_trains_with_its_encoding(env, capfd):
     assert (env.tmp / "out" / "fewtune.json").is_file()
 
 
-def test_pickle_file_loads_with_allow_pickle(env, capfd, monkeypatch):
+def test_pickle_file_loads_with_trust(env, capfd, monkeypatch):
     case = case_predict_pickle_file(env)
     args = [a for a in case.args if a not in ("--output", env.tmp / "pred.csv")]
-    r = run_cli(capfd, *args, "--allow-pickle", "-q")
+    r = run_cli(capfd, *args, "--trust", "-q")
     assert r.code == 0, r.err
     assert len(read_csv_rows(r.out)) == len(PREDICT_TEXTS) + 1
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from pathlib import Path
@@ -59,6 +60,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
     posterior_samples: ensemble members or dropout samples (0 = 5 members, 20 samples).
     calibrate: None, or "temperature": temperature scaling fitted on out-of-fold predictions of the
         training examples (cv_folds folds; costs that many extra trainings).
+    trust: load a backbone folder's pickle weights and custom code (refused by default: both can run
+        arbitrary code). Only for a source you trust.
 
     After `fit`: `classes_` (sorted labels), `backbone_` (what was loaded), `train_info_`
     (with `selection`: the grid, every point's cross-validated score and the chosen values;
@@ -82,6 +85,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         posterior: str | None = None,
         calibrate: str | None = None,
         posterior_samples: int = 0,
+        trust: bool = False,
     ):
         self.backbone = backbone
         self.method = method
@@ -95,6 +99,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         self.posterior = posterior
         self.calibrate = calibrate
         self.posterior_samples = posterior_samples
+        self.trust = trust
 
     # -- training -------------------------------------------------------------------------
     def fit(self, X, y, *, data_description: str | None = None) -> FewShotClassifier:
@@ -116,7 +121,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         if selection:
             params = method_cls.params_class.from_dict({**(self.params or {}), **selection["chosen"]},
                                                        method=self.method)
-        backbone = resolve_backbone(self.backbone)
+        backbone = dataclasses.replace(resolve_backbone(self.backbone), trusted=self.trust)
         if backbone.kind not in method_cls.backbone_kinds:
             raise FewtuneError(
                 f"method '{self.method}' needs a backbone of kind {' or '.join(method_cls.backbone_kinds)}; "
@@ -185,7 +190,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
 
         def make(point):
             return FewShotClassifier(self.backbone, self.method, params={**(self.params or {}), **point},
-                                     seed=self.seed, device=self.device)
+                                     seed=self.seed, device=self.device, trust=self.trust)
 
         with Progress(self.show_progress) as progress:
             return select_by_cv(make, X, y, grid, folds=self.cv_folds, seed=self.seed, progress=progress)
@@ -303,7 +308,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         for train_idx, val_idx in folds:
             member = FewShotClassifier(self.backbone, self.method, params=params.to_dict(), seed=self.seed,
                                        device=self.device, posterior=self.posterior,
-                                       posterior_samples=self.posterior_samples)
+                                       posterior_samples=self.posterior_samples, trust=self.trust)
             member.fit([X[i] for i in train_idx], [self.classes_[y_idx[i]] for i in train_idx])
             oof[val_idx] = member.predict_proba([X[i] for i in val_idx])
         temperature = fit_temperature(oof, y_idx)
@@ -418,10 +423,11 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         return write_model_folder(path, config, write, render_card, overwrite=overwrite)
 
     @classmethod
-    def load(cls, path: str | Path, *, device: str | None = None, allow_pickle: bool = False,
+    def load(cls, path: str | Path, *, device: str | None = None, trust: bool = False,
              show_progress: bool = False) -> FewShotClassifier:
+        """A saved classifier; trust=True also loads pickle files and custom code (only from a source you trust)."""
         path = Path(path)
-        config = read_model_folder(path, allow_pickle=allow_pickle)
+        config = read_model_folder(path, allow_pickle=trust)
         if "task" in config:
             raise FewtuneError(f"{path} holds a '{config['task']}' model (a fine-tuned causal LM), not a classifier; "
                                "load it with FewShotGenerator.load / `fewtune generate`")
@@ -429,9 +435,10 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             method_cls = get_method(config["method"])
             params = method_cls.params_class.from_dict(config["params"], method=config["method"])
             b = config["backbone"]
-            backbone = ResolvedBackbone(name=b["name"], kind=b["kind"], path=str(path), source=b["source"])
+            backbone = ResolvedBackbone(name=b["name"], kind=b["kind"], path=str(path), source=b["source"],
+                                        trusted=trust)
             clf = cls(backbone=b["name"], method=config["method"], params=config["params"],
-                      seed=config.get("seed", 0), device=device, show_progress=show_progress)
+                      seed=config.get("seed", 0), device=device, show_progress=show_progress, trust=trust)
             clf.classes_ = np.array(config["classes"], dtype=object)
             clf.text_pairs_ = bool(config.get("text_pairs", False))
             clf.multi_label_ = bool(config.get("multi_label", False))

@@ -39,6 +39,7 @@ TextCol = Annotated[str, typer.Option(help="Column holding the text.")]
 Encoding = Annotated[str, typer.Option(help="Text encoding of the data file, e.g. latin-1.")]
 MultiLabel = Annotated[bool, typer.Option(help="Each row has several labels in the label column, split at --label-sep (one-vs-rest).")]
 LabelSep = Annotated[str, typer.Option(help="With --multi-label: what separates the labels in a cell.")]
+Trust = Annotated[bool, typer.Option("--trust", help="Load pickle weights and a model folder's own code (both can run anything: only from a source you trust).")]
 MaxTest = Annotated[int, typer.Option(help="Evaluate on at most this many held-out examples (a fixed subset; 0 = all).")]
 
 
@@ -73,6 +74,7 @@ def train(
     max_test: Annotated[Optional[int], typer.Option(help="Evaluate on at most this many held-out examples, a fixed subset (default 1000 to classify, 100 for perplexity; 0 = all).")] = None,
     encoding: Encoding = "utf-8",
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, mps (default: best available).")] = None,
+    trust: Trust = False,
     quiet: Quiet = False,
     json_out: Json = False,
 ):
@@ -91,7 +93,7 @@ def train(
                          classify_only={"--method": method != "setfit", "--multi-label": multi_label,
                                         "--select": select is not None, "--grid": bool(grid),
                                         "--posterior": posterior is not None, "--calibrate": calibrate is not None,
-                                        "--text-pair-col": text_pair_col is not None})
+                                        "--text-pair-col": text_pair_col is not None, "--trust": trust})
         return
     if merge:
         raise FewtuneError("--merge applies to --task generate/lm (LoRA on a causal LM)")
@@ -159,7 +161,7 @@ def train(
     _note(quiet, f"training {method} on {backbone}: {len(train_set)} examples, {kinds}")
     clf = FewShotClassifier(backbone=backbone, method=method, params=params, seed=seed, device=device,
                             show_progress=not quiet, select=select, grid=grid_values, cv_folds=cv_folds,
-                            posterior=posterior, calibrate=calibrate, posterior_samples=posterior_samples)
+                            posterior=posterior, calibrate=calibrate, posterior_samples=posterior_samples, trust=trust)
     description = f"{dataset or data}" + (f", {shots} per class, seed {seed}" if shots else "")
     clf.fit(_inputs(train_set), _targets(train_set, multi_label, label_sep), data_description=description)
 
@@ -323,7 +325,7 @@ def predict(
     format: Annotated[str, typer.Option("--format", "-f", help="csv or jsonl.")] = "csv",
     label_sep: LabelSep = ",",
     encoding: Encoding = "utf-8",
-    allow_pickle: Annotated[bool, typer.Option(help="Load pickle weights (runs code from the file: only if you trust it).")] = False,
+    trust: Trust = False,
     abstain_below: Annotated[Optional[float], typer.Option(help="Answer --abstain-label instead of a class when the top probability is below this.")] = None,
     abstain_label: Annotated[str, typer.Option(help="The label written when the model abstains.")] = "unknown",
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, mps.")] = None,
@@ -337,7 +339,7 @@ def predict(
         raise FewtuneError(f"--format must be csv or jsonl, got {format!r}")
     if abstain_below is not None and not 0.0 <= abstain_below <= 1.0:
         raise FewtuneError(f"--abstain-below is a probability between 0 and 1, got {abstain_below}")
-    clf = FewShotClassifier.load(model, device=device, allow_pickle=allow_pickle, show_progress=not quiet)
+    clf = FewShotClassifier.load(model, device=device, trust=trust, show_progress=not quiet)
     if abstain_below is not None and clf.multi_label_:
         raise FewtuneError("--abstain-below applies to single-label models (a multi-label model says no label below 0.5)")
     if input is None or input == "-":
@@ -366,7 +368,7 @@ def suggest(
     strategy: Annotated[str, typer.Option(help="bald (needs a posterior: laplace, ensemble or mc-dropout), entropy or margin.")] = "bald",
     text_col: TextCol = "text",
     encoding: Encoding = "utf-8",
-    allow_pickle: Annotated[bool, typer.Option(help="Load pickle weights (runs code from the file: only if you trust it).")] = False,
+    trust: Trust = False,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, mps.")] = None,
     quiet: Quiet = False,
     json_out: Json = False,
@@ -378,7 +380,7 @@ def suggest(
 
     if strategy not in STRATEGIES:
         raise FewtuneError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
-    clf = FewShotClassifier.load(model, device=device, allow_pickle=allow_pickle, show_progress=not quiet)
+    clf = FewShotClassifier.load(model, device=device, trust=trust, show_progress=not quiet)
     data = load_labeled(pool, text_col=text_col, label_col=None, encoding=encoding)
     picks = rank(clf, data.texts, n, strategy)
     proba = clf.predict_proba([data.texts[i] for i, _ in picks])
@@ -405,7 +407,7 @@ def evaluate(
     label_sep: LabelSep = ",",
     max_test: MaxTest = 0,
     encoding: Encoding = "utf-8",
-    allow_pickle: Annotated[bool, typer.Option(help="Load pickle weights (only if you trust the file).")] = False,
+    trust: Trust = False,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, mps.")] = None,
     quiet: Quiet = False,
     json_out: Json = False,
@@ -415,7 +417,7 @@ def evaluate(
     from .data import load_builtin, load_labeled
     if (data is None) == (dataset is None):
         raise FewtuneError("give exactly one of --data FILE or --dataset NAME")
-    clf = FewShotClassifier.load(model, device=device, allow_pickle=allow_pickle, show_progress=not quiet)
+    clf = FewShotClassifier.load(model, device=device, trust=trust, show_progress=not quiet)
     if dataset is not None:
         heldout = load_builtin(dataset)[1]
     else:

@@ -101,7 +101,7 @@ def read_model_folder(path: str | Path, *, allow_pickle: bool = False, verify: b
         if pickles:
             raise ModelFolderError(
                 f"{path} holds pickle files ({', '.join(pickles)}), which can run code when loaded; "
-                "refusing (pass allow_pickle=True / --allow-pickle only if you trust its author)"
+                "refusing (pass trust=True / --trust only if you trust its author)"
             )
     files = config.get("files")
     if not isinstance(files, dict) or not files:

@@ -118,15 +118,14 @@ def check_loadable(info: FolderInfo, *, allow_pickle: bool, trust_remote_code: b
             where = ", ".join(str(p) for p in risky)
             raise ModelFolderError(
                 f"refusing to load pickle weights from {where}: pickle files can run arbitrary code; "
-                "convert them to safetensors, or pass allow_pickle=True (--allow-pickle) if you trust "
-                "their source"
+                "convert them to safetensors, or pass trust=True (--trust) if you trust their source"
             )
     if not trust_remote_code:
         sources = custom_code_sources(info)
         if sources:
             raise ModelFolderError(
                 f"refusing to run custom code shipped in {info.folder} ({'; '.join(sources)}); "
-                "pass trust_remote_code=True (--trust-remote-code) only if you trust its author"
+                "pass trust=True (--trust) only if you trust its author"
             )
     if not info.sentence_transformers and not has_weights(info.folder):
         raise ModelFolderError(

@@ -53,6 +53,7 @@ def load_encoder(
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
+    allow_pickle, trust_remote_code = allow_pickle or resolved.trusted, trust_remote_code or resolved.trusted
     info = _checked_folder(resolved, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
     device = pick_device(device)
     hf_kwargs = {"local_files_only": _local_files_only(resolved), "trust_remote_code": trust_remote_code}
@@ -99,6 +100,8 @@ def load_causal_lm(
         )
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    allow_pickle, trust_remote_code = allow_pickle or resolved.trusted, trust_remote_code or resolved.trusted
 
     info = _checked_folder(resolved, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
     hf_kwargs = {"local_files_only": _local_files_only(resolved), "trust_remote_code": trust_remote_code}

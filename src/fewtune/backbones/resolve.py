@@ -1,6 +1,7 @@
 """Turn what a user typed (a backbone name, a folder, a hub id) into a folder to load from."""
 
 import json
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ class ResolvedBackbone:
     kind: str  # "encoder" or "causal-lm"
     path: str
     source: str  # "package:DIST", "cache:FOLDER", "local" or "hub"
+    # The user said --trust / trust=True: pickle weights and the folder's own code may be loaded.
+    # It travels with the backbone so every loader down the line honours the same consent.
+    trusted: bool = False
 
 
 def hub_offline() -> bool:
@@ -155,6 +159,6 @@ def list_backbones() -> list[dict]:
 def resolve_base(saved: ResolvedBackbone) -> ResolvedBackbone:
     """The pretrained backbone a saved adapter or prompt sits on, found again by its name."""
     try:
-        return resolve_backbone(saved.name)
+        return dataclasses.replace(resolve_backbone(saved.name), trusted=saved.trusted)
     except FewtuneError as e:
         raise FewtuneError(f"this model runs on the backbone '{saved.name}', which cannot be loaded here: {e}") from None

@@ -18,6 +18,7 @@ import typer
 
 from .atomic import atomic_write_text
 from .errors import DataError, FewtuneError
+from .pretrain import cli as pretrain_cli
 from .recommend.cli import app as recommend_app
 from .selection import SELECTIONS, parse_grid
 
@@ -32,6 +33,7 @@ models_app = typer.Typer(help="List and install pretrained backbones.", invoke_w
                          rich_markup_mode=None)
 app.add_typer(models_app, name="models")
 app.add_typer(recommend_app, name="recommend")
+app.command()(pretrain_cli.pretrain), app.command()(pretrain_cli.adapt)
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or notes on stderr.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, for scripts.")]

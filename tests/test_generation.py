@@ -227,3 +227,55 @@ def test_builtin_chitchat_is_real_two_person_dialogue_with_a_fixed_split():
     assert not {as_key(c) for c in train} & {as_key(c) for c in test}
     with pytest.raises(DataError, match="unknown dialogue data set 'mr'"):
         load_dialogues("mr")
+
+
+def test_an_interrupted_fine_tuning_resumes_to_the_uninterrupted_weights(chat_llama_folder, tmp_path, monkeypatch):
+    import fewtune.generation.tuner as tuner
+
+    params = {"lr": 1e-2, "epochs": 3, "batch_size": 2}
+    whole = FewShotGenerator(str(chat_llama_folder), params=params, seed=4, show_progress=False).fit(PAIRS)
+    expected = {n: t.detach().clone() for n, t in whole.model.named_parameters() if t.requires_grad}
+
+    checkpoint = tmp_path / "ckpt"
+    real_update, calls = tuner.update, []
+    steps_per_epoch = -(-len(PAIRS) // 2)
+
+    def crash_in_epoch_two(*args):
+        calls.append(1)
+        if len(calls) == steps_per_epoch + 1:
+            raise KeyboardInterrupt  # as Ctrl-C (or a kill) would, after one finished epoch
+        return real_update(*args)
+
+    monkeypatch.setattr(tuner, "update", crash_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        FewShotGenerator(str(chat_llama_folder), params=params, seed=4, show_progress=False).fit(
+            PAIRS, checkpoint=checkpoint)
+    assert json.loads((checkpoint / "state.json").read_text())["epoch"] == 1
+    assert not list(checkpoint.glob("*.bin")) and (checkpoint / "model.safetensors").is_file()
+    calls.clear()
+    monkeypatch.setattr(tuner, "update", lambda *args: calls.append(1) or real_update(*args))
+    resumed = FewShotGenerator(str(chat_llama_folder), params=params, seed=4, show_progress=False).fit(
+        PAIRS, checkpoint=checkpoint, resume=True)
+    assert len(calls) == 2 * steps_per_epoch  # only the two unfinished epochs were trained
+    got = {n: t for n, t in resumed.model.named_parameters() if t.requires_grad}
+    assert got.keys() == expected.keys()
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=0, atol=0)
+    with pytest.raises(FewtuneError, match="different run"):
+        FewShotGenerator(str(chat_llama_folder), params={**params, "epochs": 4}, seed=4, show_progress=False).fit(
+            PAIRS, checkpoint=checkpoint, resume=True)
+
+
+def test_cli_resume_is_for_lm_training_and_a_finished_run_leaves_no_checkpoint(chat_llama_folder, tmp_path, capfd):
+    from fewtune.cli import main
+
+    data = tmp_path / "chats.csv"
+    data.write_text("prompt,response\n" + "".join(f"{p},{r}\n" for p, r in PAIRS), encoding="utf-8")
+    out = tmp_path / "gen"
+    args = ["train", "--task", "generate", "--data", str(data), "--backbone", str(chat_llama_folder), "-o", str(out),
+            "-p", "epochs=1", "-q"]
+    assert main([*args, "--resume"]) == 0
+    assert out.is_dir() and not (tmp_path / ".gen.checkpoint").exists()
+    assert main(["train", "--data", str(data), "--label-col", "response", "--text-col", "prompt", "--resume",
+                 "-q"]) == 2
+    assert "--resume applies to --task generate/lm" in capfd.readouterr().err

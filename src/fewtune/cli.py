@@ -77,6 +77,7 @@ def train(
     encoding: Encoding = "utf-8",
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, mps (default: best available).")] = None,
     trust: Trust = False,
+    resume: Annotated[bool, typer.Option(help="--task generate/lm: continue an interrupted run from its last epoch's checkpoint (kept beside --output).")] = False,
     quiet: Quiet = False,
     json_out: Json = False,
 ):
@@ -91,7 +92,7 @@ def train(
         _train_generator(task=task, data=data, dataset=dataset, text_col=text_col, prompt_col=prompt_col,
                          response_col=response_col, shots=shots, seed=seed, backbone=backbone, param=param,
                          output=output, overwrite=overwrite, merge=merge, test=test, max_test=max_test,
-                         encoding=encoding, device=device, quiet=quiet, json_out=json_out,
+                         encoding=encoding, device=device, quiet=quiet, json_out=json_out, resume=resume,
                          classify_only={"--method": method != "setfit", "--multi-label": multi_label,
                                         "--select": select is not None, "--grid": bool(grid),
                                         "--posterior": posterior is not None, "--calibrate": calibrate is not None,
@@ -99,6 +100,9 @@ def train(
         return
     if merge:
         raise FewtuneError("--merge applies to --task generate/lm (LoRA on a causal LM)")
+    if resume:
+        raise FewtuneError("--resume applies to --task generate/lm, the trainings long enough to checkpoint; a "
+                           "few-shot classifier trains in seconds to minutes: run the command again")
     backbone = backbone or "minilm"
     max_test = 1000 if max_test is None else max_test
     from .classifier import FewShotClassifier

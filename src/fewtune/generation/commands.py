@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -21,7 +22,7 @@ def train_generator(*, task: str, data: Optional[Path], dataset: Optional[str], 
                     response_col: str, shots: Optional[int], seed: int, backbone: str, params: dict[str, str],
                     output: Optional[Path], overwrite: bool, merge: bool, test: Optional[Path],
                     max_test: Optional[int], encoding: str, device: Optional[str], quiet: bool,
-                    note: Callable[[str], None]) -> dict[str, Any]:
+                    note: Callable[[str], None], resume: bool = False) -> dict[str, Any]:
     from ..backbones import resolve_backbone
 
     GenerationParams.from_dict(params, method="generation")  # settings checked before any data or model
@@ -68,7 +69,16 @@ def train_generator(*, task: str, data: Optional[Path], dataset: Optional[str], 
     kind = "conversations" if task == "generate" else "texts"
     note(f"fine-tuning {backbone} ({task}) on {len(train)} {kind}")
     gen = FewShotGenerator(backbone, task=task, params=params, seed=seed, device=device, show_progress=not quiet)
-    gen.fit(train, eval_examples=heldout)
+    # Beside the output, hidden: an interrupted run leaves it there for --resume, a finished one removes it.
+    checkpoint = output.parent / f".{output.name}.checkpoint" if output is not None else None
+    if resume:
+        if checkpoint is None:
+            raise FewtuneError("--resume needs --output: the checkpoint lives beside the model folder")
+        if not checkpoint.is_dir():
+            note(f"no checkpoint at {checkpoint}; starting from the beginning")
+    elif checkpoint is not None and checkpoint.is_dir():
+        note(f"an earlier run's checkpoint is at {checkpoint}; starting over (--resume continues it instead)")
+    gen.fit(train, eval_examples=heldout, checkpoint=checkpoint, resume=resume)
     gen.train_info_["data"] = f"{dataset or data}" + (f", {shots} drawn with seed {seed}" if shots else "")
     result: dict[str, Any] = {"task": task, "backbone": gen.backbone_.name, "n_train": len(train), "seed": seed,
                               "train_seconds": gen.train_info_["train_seconds"],
@@ -77,6 +87,7 @@ def train_generator(*, task: str, data: Optional[Path], dataset: Optional[str], 
         result["evaluation"] = {"held_out": what, **gen.evaluation_}
     if output is not None:
         gen.save(output, merge=merge, overwrite=overwrite)
+        shutil.rmtree(checkpoint, ignore_errors=True)
         result["output"] = str(output)
     return result
 

@@ -90,9 +90,17 @@ class FewShotGenerator:
                                chat_template=self.params.chat_template and bool(self.tokenizer.chat_template))
 
     # -- training -------------------------------------------------------------------------
-    def fit(self, examples, *, eval_examples=None) -> FewShotGenerator:
-        """Fine-tune on `examples`; with `eval_examples`, record held-out perplexity before and after."""
+    def fit(self, examples, *, eval_examples=None, checkpoint: str | Path | None = None,
+            resume: bool = False) -> FewShotGenerator:
+        """Fine-tune on `examples`; with `eval_examples`, record held-out perplexity before and after.
+
+        With `checkpoint` (a folder), the trainable weights, the optimizer and the random state are
+        saved there after every epoch; `resume=True` continues from it, ending with the weights an
+        uninterrupted run would have (the same batches, the same dropout masks).
+        """
         from transformers import get_linear_schedule_with_warmup
+
+        from ..checkpoint import load_checkpoint, save_checkpoint
 
         examples = self._examples(examples, "training data")
         held_out = self._examples(eval_examples, "evaluation data") if eval_examples is not None else None
@@ -116,15 +124,32 @@ class FewShotGenerator:
             scheduler = get_linear_schedule_with_warmup(optimizer, int(p.warmup_ratio * total), total)
             task = progress.add("Fine-tuning the LM", total=p.epochs * steps_per_epoch)
             pad = self.tokenizer.pad_token_id
-            losses = []
+            losses, first_epoch = [], 0
+            if resume and checkpoint is not None and Path(checkpoint).is_dir():
+                state = load_checkpoint(Path(checkpoint), self.model, optimizer, trainable_only=True)
+                if state.get("epochs") != p.epochs or state.get("n_examples") != len(encoded):
+                    raise FewtuneError(f"{checkpoint}: the checkpoint is of a different run ({state.get('epochs')} "
+                                       f"epochs on {state.get('n_examples')} examples); delete it or drop --resume")
+                scheduler.load_state_dict(state["scheduler"])
+                losses, first_epoch = state["losses"], state["epoch"]
+                torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+                for _ in range(first_epoch):
+                    rng.permutation(len(encoded))  # replay the finished epochs' draws: same order from here on
+                progress.advance(task, first_epoch * steps_per_epoch)
             self.model.train()
-            for _ in range(p.epochs):
+            for epoch in range(first_epoch, p.epochs):
                 order = rng.permutation(len(encoded))
                 for start in range(0, len(order), p.batch_size):
                     batch = collate([encoded[i] for i in order[start:start + p.batch_size]], pad, self.model.device)
                     nll, count = token_nll(self.model, batch)
                     losses.append(update(nll / max(count, 1) + prior.penalty(), params, optimizer, scheduler))
                     progress.advance(task)
+                if checkpoint is not None:
+                    save_checkpoint(Path(checkpoint), self.model, optimizer,
+                                    {"epoch": epoch + 1, "epochs": p.epochs, "n_examples": len(encoded),
+                                     "losses": losses, "scheduler": scheduler.state_dict(),
+                                     "torch_rng": torch.get_rng_state().tolist()},
+                                    is_main=True, trainable_only=True)
             self.model.eval()
             train_seconds = time.perf_counter() - started - eval_seconds  # loading and training, not evaluating
             after = self._perplexity(held_encoded, progress) if held_out is not None else None

@@ -188,7 +188,7 @@ def _streams(sources, tok, work: Path, p, note: Note, quiet: bool):
 
 def _train_causal(model, tok, streams, p, block: int, work: Path, accelerator, progress, resume: bool, on_step):
     """Train; return (what writes the model into a folder, on the main process; facts about the run)."""
-    from .checkpoint import full_state
+    from ..checkpoint import full_state
     from .loop import train_causal_lm
 
     train, heldout, built = streams

@@ -1,6 +1,8 @@
 """Checkpoints of a training run in safetensors and JSON, never pickle, written atomically.
+Used by `fewtune pretrain` / `adapt` (every `save_every` steps) and by LM fine-tuning (`train --task
+generate/lm`, every epoch, the trainable parameters only).
 
-    checkpoint/model.safetensors      the full model state (gathered from every process)
+    checkpoint/model.safetensors      the model state (gathered from every process)
     checkpoint/optimizer.safetensors  AdamW's moments and step counts, one tensor per (parameter, field)
     checkpoint/state.json             the step, the optimizer's param groups, what the run has measured
 
@@ -17,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import atomic_folder
-from ..errors import FewtuneError
+from .atomic import atomic_folder
+from .errors import FewtuneError
 
 _SEP = "::"  # between a parameter's name and an optimizer field in optimizer.safetensors
 
@@ -29,20 +31,22 @@ def _options(**kwargs):
     return StateDictOptions(full_state_dict=True, **kwargs)
 
 
-def full_state(model, optimizer=None) -> tuple[dict, dict | None]:
+def full_state(model, optimizer=None, *, trainable_only: bool = False) -> tuple[dict, dict | None]:
     """Full (model, optimizer) state dicts on the main process; every process must call this (under
-    FSDP gathering the shards is collective), and the others get empty dicts."""
+    FSDP gathering the shards is collective), and the others get empty dicts. trainable_only leaves
+    out frozen parameters (a LoRA run's checkpoint is its adapters, not the whole LM again)."""
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
 
-    model_state = get_model_state_dict(model, options=_options(cpu_offload=True))
+    model_state = get_model_state_dict(model, options=_options(cpu_offload=True, ignore_frozen_params=trainable_only))
     optim_state = get_optimizer_state_dict(model, optimizer, options=_options(cpu_offload=True)) if optimizer else None
     return model_state, optim_state
 
 
-def save_checkpoint(folder: Path, model, optimizer, state: dict, *, is_main: bool) -> None:
+def save_checkpoint(folder: Path, model, optimizer, state: dict, *, is_main: bool,
+                    trainable_only: bool = False) -> None:
     from safetensors.torch import save_file
 
-    model_state, optim_state = full_state(model, optimizer)
+    model_state, optim_state = full_state(model, optimizer, trainable_only=trainable_only)
     if not is_main:
         return
     tensors, groups = _flatten_optimizer(optim_state)
@@ -53,7 +57,7 @@ def save_checkpoint(folder: Path, model, optimizer, state: dict, *, is_main: boo
                                         encoding="utf-8")
 
 
-def load_checkpoint(folder: Path, model, optimizer) -> dict:
+def load_checkpoint(folder: Path, model, optimizer, *, trainable_only: bool = False) -> dict:
     """Load a checkpoint into an already prepared model and optimizer (every process reads the files
     itself) and return its state.json."""
     from safetensors import SafetensorError
@@ -66,7 +70,8 @@ def load_checkpoint(folder: Path, model, optimizer) -> dict:
         optim_tensors = load_file(str(folder / "optimizer.safetensors"))
     except (OSError, ValueError, SafetensorError) as e:
         raise FewtuneError(f"{folder}: cannot read the checkpoint ({e}); delete it to start over") from None
-    set_model_state_dict(model, model_state, options=_options())
+    # A trainable-only checkpoint holds no frozen weights: those stay as loaded, so not strict then.
+    set_model_state_dict(model, model_state, options=_options(strict=not trainable_only))
     set_optimizer_state_dict(model, optimizer, _unflatten_optimizer(optim_tensors, state.pop("param_groups")),
                              options=_options())
     return state

@@ -118,6 +118,20 @@ def test_the_output_is_a_plain_causal_lm_folder_that_resolves_as_a_backbone(pret
     assert tok.eos_token == "<|endoftext|>" and model.config.eos_token_id == tok.eos_token_id
 
 
+def test_a_tampered_or_truncated_pretrained_folder_is_refused_with_the_file_named(pretrained, tmp_path):
+    import shutil
+
+    from fewtune.backbones import load_causal_lm, resolve_backbone
+    from fewtune.errors import ModelFolderError
+
+    copy = tmp_path / "copy"
+    shutil.copytree(pretrained[0], copy)
+    weights = copy / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(ModelFolderError, match="model.safetensors: checksum mismatch"):
+        load_causal_lm(resolve_backbone(str(copy)), device="cpu")
+
+
 def test_the_output_trains_with_the_prompt_method_through_the_cli(pretrained, tmp_path, capfd):
     from fewtune import FewShotClassifier
 

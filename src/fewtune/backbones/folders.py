@@ -127,6 +127,7 @@ def check_loadable(info: FolderInfo, *, allow_pickle: bool, trust_remote_code: b
                 f"refusing to run custom code shipped in {info.folder} ({'; '.join(sources)}); "
                 "pass trust=True (--trust) only if you trust its author"
             )
+    _verify_recorded_checksums(info.folder)
     if not info.sentence_transformers and not has_weights(info.folder):
         raise ModelFolderError(
             f"{info.folder} has config.json but no weights (model.safetensors); copy the complete folder"
@@ -138,3 +139,19 @@ def has_weights(folder: Path) -> bool:
     if has_safetensors(folder) or any(folder.glob("*.index.json")):
         return True
     return any(any(folder.glob(pattern)) for pattern in _PICKLE_PATTERNS)
+
+
+# A folder fewtune wrote as a backbone (`fewtune pretrain` / `adapt`) lists its files' sha256 here.
+PRETRAIN_FACTS = "fewtune_pretrain.json"
+
+
+def _verify_recorded_checksums(folder: Path) -> None:
+    """Refuse a folder fewtune wrote whose files no longer match the checksums taken at save time."""
+    from ..model_folder import verify_files
+
+    facts_file = folder / PRETRAIN_FACTS
+    if facts_file.is_file():
+        facts = _read_json(facts_file)
+        files = facts.get("files") if isinstance(facts, dict) else None
+        if isinstance(files, dict):
+            verify_files(folder, files)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..atomic import atomic_folder
+from ..backbones.folders import PRETRAIN_FACTS
 from ..errors import FewtuneError
 from ..model_folder import library_versions, sha256
 from ..progress import progress_bar
@@ -34,7 +35,7 @@ from .corpus import open_corpora
 from .params import ADAPT_LR, AdaptParams, PretrainParams
 from .presets import SHAPE_FIELDS, check_shape, get_preset
 
-FACTS_FILE = "fewtune_pretrain.json"
+FACTS_FILE = PRETRAIN_FACTS  # the backbone loader verifies the checksums listed in it
 Note = Callable[[str], None]
 
 

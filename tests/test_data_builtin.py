@@ -19,8 +19,9 @@ TEST_SPLIT_FINGERPRINTS = {
     "bbc": "57cb1180012b924c",
     "tweets": "47b45ba38ae9de6d",
     "rt-subj": "6733806a6d99ce88",
+    "thucnews": "90da43ad90b0ef2b",
 }
-EXPECTED_CLASSES = {"mr": 2, "imdb": 2, "bbc": 5, "tweets": 3, "rt-subj": 3}
+EXPECTED_CLASSES = {"mr": 2, "imdb": 2, "bbc": 5, "tweets": 3, "rt-subj": 3, "thucnews": 10}
 
 
 def installed(name):

@@ -17,6 +17,7 @@ from . import methods as _methods  # noqa: F401  (importing registers every meth
 from .backbones import ResolvedBackbone, pick_device, resolve_backbone
 from .bayes.ensembles import SAMPLED_POSTERIORS
 from .data import as_labeled, check_trainable
+from .data.language import warn_if_unreadable
 from .data.multilabel import binarize, looks_multi_label, to_indicator
 from .errors import FewtuneError
 from .methods.base import get_method
@@ -127,6 +128,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
                 f"method '{self.method}' needs a backbone of kind {' or '.join(method_cls.backbone_kinds)}; "
                 f"'{self.backbone}' is a {backbone.kind}"
             )
+        if method_cls.reads_text:
+            warn_if_unreadable(data.texts, backbone.name)
         if multi_label:
             self.classes_ = np.array(classes, dtype=object)
         else:

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from . import check_data as check_data_cli
 from .atomic import atomic_write_text
 from .errors import DataError, FewtuneError
 from .pretrain import cli as pretrain_cli
@@ -36,6 +37,7 @@ app.add_typer(recommend_app, name="recommend")
 app.command()(pretrain_cli.pretrain), app.command()(pretrain_cli.adapt)
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or notes on stderr.")]
+app.command("check-data")(check_data_cli.check_data)
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, for scripts.")]
 TextCol = Annotated[str, typer.Option(help="Column holding the text.")]
 Encoding = Annotated[str, typer.Option(help="Text encoding of the data file, e.g. latin-1.")]
@@ -81,6 +83,7 @@ def train(
     quiet: Quiet = False,
     json_out: Json = False,
 ):
+    check_data: Annotated[bool, typer.Option("--check-data", help="Audit the training examples first (`fewtune check-data`); stop on errors.")] = False,
     """Few-shot train a classifier (or fine-tune a causal LM: --task generate/lm), evaluate it on held-out data, and save it."""
     if (data is None) == (dataset is None):
         raise FewtuneError("give exactly one of --data FILE or --dataset NAME")
@@ -96,7 +99,8 @@ def train(
                          classify_only={"--method": method != "setfit", "--multi-label": multi_label,
                                         "--select": select is not None, "--grid": bool(grid),
                                         "--posterior": posterior is not None, "--calibrate": calibrate is not None,
-                                        "--text-pair-col": text_pair_col is not None, "--trust": trust})
+                                        "--text-pair-col": text_pair_col is not None, "--trust": trust,
+                                        "--check-data": check_data})
         return
     if merge:
         raise FewtuneError("--merge applies to --task generate/lm (LoRA on a causal LM)")
@@ -166,6 +170,13 @@ def train(
     kinds = "multi-label" if multi_label else f"{len(train_set.classes)} classes"
     _note(quiet, f"training {method} on {backbone}: {len(train_set)} examples, {kinds}")
     clf = FewShotClassifier(backbone=backbone, method=method, params=params, seed=seed, device=device,
+    check_report = None
+    if check_data:
+        if multi_label:
+            raise FewtuneError("--check-data covers single-label data")
+        check_report = check_data_cli.check_before_training(
+            train_set, backbone=backbone, max_tokens=check_data_cli.token_limit(params_class.from_dict(params, method=method)),
+            quiet=quiet, trust=trust, device=device, seed=seed)
                             show_progress=not quiet, select=select, grid=grid_values, cv_folds=cv_folds,
                             posterior=posterior, calibrate=calibrate, posterior_samples=posterior_samples, trust=trust)
     description = f"{dataset or data}" + (f", {shots} per class, seed {seed}" if shots else "")
@@ -182,6 +193,8 @@ def train(
     if "distance_from_pretrained" in clf.train_info_:
         result["distance_from_pretrained"] = clf.train_info_["distance_from_pretrained"]
     selection = clf.train_info_.get("selection")
+    if check_report is not None:
+        result["check_data"] = check_report
     if selection:
         result["selection"] = selection
     for key in ("posterior", "calibration"):
@@ -450,9 +463,9 @@ def models(ctx: typer.Context, json_out: Json = False):
         _print_json(rows)
         return
     _table(
-        ["name", "kind", "params", "size", "installed", "model"],
+        ["name", "kind", "languages", "params", "size", "installed", "model"],
         [
-            [r["name"], r["kind"], f"{r['params_millions']:.1f}M",
+            [r["name"], r["kind"], "multilingual" if r["multilingual"] else "English", f"{r['params_millions']:.1f}M",
              f"{r['size_mb']:.0f} MB" if r.get("size_mb") else "-",
              "yes" if r["installed"] else f"no: fewtune models install {r['name']}", r["hf_id"]]
             for r in rows

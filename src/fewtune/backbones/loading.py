@@ -47,11 +47,12 @@ def load_encoder(
     """A SentenceTransformer for `resolved`.
 
     A sentence-transformers folder loads as its own pipeline (pooling, normalisation included). Any
-    other Hugging Face folder, a causal LM's included, becomes transformer + mean pooling, the usual
-    way to get sentence embeddings from a model that was not trained for them.
+    other Hugging Face folder, a causal LM's included, becomes transformer + mean pooling (then unit
+    length, for a causal LM), the usual way to get sentence embeddings from a model that was not
+    trained for them.
     """
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
 
     allow_pickle, trust_remote_code = allow_pickle or resolved.trusted, trust_remote_code or resolved.trusted
     info = _checked_folder(resolved, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
@@ -74,8 +75,16 @@ def load_encoder(
             )
             if transformer.tokenizer is not None:
                 _ensure_pad_token(transformer.tokenizer)  # batches of sentences need padding
-            pooling = Pooling(transformer.get_embedding_dimension(), "mean")
-            return SentenceTransformer(modules=[transformer, pooling], device=device)
+                # Causal LM tokenizers often pad on the left (for generation); a decoder gives its
+                # tokens positions 0..n-1 whatever the mask says, so left padding would make a
+                # text's embedding depend on the longest text in its batch. Right padding does not.
+                transformer.tokenizer.padding_side = "right"
+            modules = [transformer, Pooling(transformer.get_embedding_dimension(), "mean")]
+            if resolved.kind == CAUSAL_LM:
+                # A decoder's hidden states are large (norms ~200 for Gemma 3, MiniLM's are 1): unit
+                # length puts them on the scale the heads' learning rates were chosen for.
+                modules.append(Normalize())
+            return SentenceTransformer(modules=modules, device=device)
     except (OSError, ValueError, SafetensorError) as err:
         raise _load_error(resolved, err) from err
 

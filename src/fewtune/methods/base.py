@@ -36,6 +36,7 @@ class FewShotMethod(ABC):
     description: ClassVar[str]
     params_class: ClassVar[type[MethodParams]]
     backbone_kinds: ClassVar[tuple[str, ...]] = ("encoder",)
+    reads_text: ClassVar[bool] = True  # False for a baseline that ignores the texts (no language check)
     # What `--select cv` searches when the user gives no grid: few points, the default first.
     selection_grid: ClassVar[dict[str, list[Any]]] = {}
 

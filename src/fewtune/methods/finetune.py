@@ -27,7 +27,7 @@ import math
 import numpy as np
 import torch
 
-from ..backbones import ResolvedBackbone
+from ..backbones import CAUSAL_LM, ENCODER, ResolvedBackbone
 from ..backbones.quiet import quiet_libraries
 from ..bayes import L2SPPrior
 from ..bayes.evidence import L2SP_EVIDENCE_GRID, ggn_eigenvalues, log_evidence
@@ -220,6 +220,9 @@ class Finetune(EncoderBodyMethod):
     name = "finetune"
     description = "fine-tune the encoder and a linear head end to end with cross-entropy (LoRA, L2-SP, re-init options)"
     params_class = FinetuneParams
+    # A causal LM is loaded as transformer + mean pooling (backbones.load_encoder): e.g. Gemma 3 for
+    # languages the English encoders cannot read.
+    backbone_kinds = (ENCODER, CAUSAL_LM)
     selection_grid = {"lr": [2e-5, 1e-4], "l2sp": [0.0, 1.0]}
     evidence_grid = {"l2sp": list(L2SP_EVIDENCE_GRID)}
 

@@ -28,6 +28,7 @@ class Majority(FewShotMethod):
     description = "predicts the training class frequencies for every text (the baseline to beat; no model)"
     params_class = MajorityParams
     backbone_kinds = (ENCODER, CAUSAL_LM)  # accepted and ignored: nothing is loaded
+    reads_text = False
 
     def fit(self, texts, y, n_classes, *, seed, progress) -> dict:
         y = np.asarray(y)

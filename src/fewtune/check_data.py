@@ -1,0 +1,160 @@
+"""`fewtune check-data` and `train --check-data`: the few shots audited before any training.
+
+The checks themselves are `fewtune.data.audit` (pure logic); this module supplies what they need
+from a backbone: embeddings (a causal LM is mean-pooled, see backbones.load_encoder) and lengths in
+the backbone's own tokens. Heavy libraries are imported inside the functions, so the CLI stays quick.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .data.audit import ERROR, IMBALANCE, NEAR_DUPLICATE, AuditReport
+from .errors import FewtuneError
+
+
+def run_audit(data, *, backbone: str = "minilm", max_tokens: int | None = None,
+              near_duplicate: float = NEAR_DUPLICATE, imbalance: float = IMBALANCE, seed: int = 0,
+              trust: bool = False, device: str | None = None, show_progress: bool = False) -> AuditReport:
+    """Audit LabeledTexts with `backbone`'s embeddings and tokenizer; max_tokens None: the backbone's own limit."""
+    from .backbones import CAUSAL_LM, load_encoder, resolve_backbone
+    from .backbones.quiet import quiet_libraries
+    from .data.audit import audit
+    from .data.language import warn_if_unreadable
+    from .methods.encoding import encode
+    from .progress import Progress
+
+    if data.labels is None:
+        raise FewtuneError(f"{data.source}: no labels to check")
+    resolved = dataclasses.replace(resolve_backbone(backbone), trusted=trust)
+    encoder = load_encoder(resolved, device=device)
+    texts = joined_texts(data, encoder.tokenizer)
+    # An English-only encoder's embeddings say little about Chinese text: the suspects would be noise.
+    warn_if_unreadable(texts, resolved.name)
+    with Progress(show_progress and len(texts) > 64) as progress:
+        embeddings = encode(encoder, texts, progress=progress, description="Embedding the examples")
+    # Counted with the special tokens and without truncation: what the backbone would be given
+    # (quiet: transformers warns about every text over the limit, which is what is being counted).
+    with quiet_libraries():
+        token_counts = [len(ids) for ids in encoder.tokenizer(texts, truncation=False)["input_ids"]]
+    return audit(data.texts, data.labels, data.rows, embeddings=embeddings, token_counts=token_counts,
+                 max_tokens=max_tokens or encoder.max_seq_length, source=data.source, text_pairs=data.text_pairs,
+                 near_duplicate=near_duplicate, imbalance=imbalance, seed=seed,
+                 centre=resolved.kind == CAUSAL_LM)
+
+
+def joined_texts(data, tokenizer) -> list[str]:
+    """Sentence pairs as the encoder methods see them: one input, the two joined by the separator."""
+    if data.text_pairs is None:
+        return list(data.texts)
+    sep = getattr(tokenizer, "sep_token", None) or "\n"
+    return [f"{a} {sep} {b}" for a, b in zip(data.texts, data.text_pairs)]
+
+
+def render(report: AuditReport, texts_by_row: dict[str, str] | None = None) -> str:
+    """The report for a terminal: errors, then warnings, each naming rows; a summary line last."""
+    texts_by_row = texts_by_row or {}
+    counts = ", ".join(f"{label} {n}" for label, n in report.class_counts.items())
+    lines = [f"checked {report.n} examples of {report.source} ({counts})"]
+    for finding in report.findings:
+        lines.append(f"{finding.severity}: [{finding.kind}] {finding.message}")
+        if finding.kind == "suspect-label" and finding.rows[0] in texts_by_row:
+            lines.append(f"    {_snippet(texts_by_row[finding.rows[0]])}")
+    lines += [f"note: {note}" for note in report.notes]
+    n_errors, n_warnings = len(report.errors), len(report.warnings)
+    lines.append(f"{n_errors} error{'s' * (n_errors != 1)}, {n_warnings} warning{'s' * (n_warnings != 1)}")
+    return "\n".join(lines)
+
+
+def _snippet(text: str, width: int = 100) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def error_message(report: AuditReport) -> str:
+    first = report.errors[0]
+    more = f" ({len(report.errors) - 1} more errors)" if len(report.errors) > 1 else ""
+    return f"check-data found errors in {report.source}: {first.message}{more}"
+
+
+def token_limit(method_params) -> int | None:
+    """The tokens of each text a method reads, when its parameters cap it (None: the backbone's own limit)."""
+    for name in ("max_seq_length", "max_text_tokens"):
+        if getattr(method_params, name, 0):
+            return int(getattr(method_params, name))
+    return None
+
+
+def check_before_training(train_set, *, backbone: str, max_tokens: int | None, quiet: bool, trust: bool,
+                          device: str | None, seed: int = 0) -> dict:
+    """`train --check-data`: report on stderr; a FewtuneError (exit 2) naming the rows when there are errors."""
+    report = run_audit(train_set, backbone=backbone, max_tokens=max_tokens, seed=seed, trust=trust, device=device,
+                       show_progress=not quiet)
+    if report.errors or not quiet:
+        typer.echo(render(report, dict(zip(train_set.rows, train_set.texts))), err=True)
+    if report.errors:
+        raise FewtuneError(error_message(report) + "; fix the data, or train without --check-data")
+    return report.to_dict()
+
+
+def load_examples(*, data: Path | None, dataset: str | None, text_col: str, label_col: str,
+                  text_pair_col: str | None, shots: int | None, seed: int, encoding: str):
+    """The examples `fewtune train` with the same options would train on (the K-shot draw with --shots)."""
+    from .data import check_trainable, load_builtin, load_labeled, sample_k_shot
+
+    if (data is None) == (dataset is None):
+        raise FewtuneError("give exactly one of --data FILE or --dataset NAME")
+    if dataset is not None:
+        pool = load_builtin(dataset)[0]
+    else:
+        with warnings.catch_warnings():  # duplicates and conflicts: the report lists them, row by row
+            warnings.simplefilter("ignore")
+            pool = load_labeled(data, text_col=text_col, label_col=label_col, text_pair_col=text_pair_col,
+                                encoding=encoding)
+    if shots is None:
+        return pool
+    check_trainable(pool, shots=shots)
+    return pool.subset(sample_k_shot(pool.labels, shots, seed))
+
+
+def check_data(
+    data: Annotated[Optional[Path], typer.Option(help="Labeled data: CSV, TSV, JSONL or Parquet.")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="A built-in dataset instead (see `fewtune datasets`).")] = None,
+    text_col: Annotated[str, typer.Option(help="Column holding the text.")] = "text",
+    text_pair_col: Annotated[Optional[str], typer.Option(help="Second text column, for sentence-pair tasks.")] = None,
+    label_col: Annotated[str, typer.Option(help="Column holding the label.")] = "label",
+    shots: Annotated[Optional[int], typer.Option(help="Check the K examples per class `train --shots K --seed S` would draw. Default: all rows.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the k-shot draw and of the cross-validation folds.")] = 0,
+    backbone: Annotated[str, typer.Option(help="Backbone whose embeddings and tokenizer are used (the one you will train).")] = "minilm",
+    max_tokens: Annotated[int, typer.Option(help="Flag texts longer than this many tokens (0 = the backbone's own limit).")] = 0,
+    near_duplicate: Annotated[float, typer.Option(help="Cosine similarity at or above which two texts are near-duplicates.")] = NEAR_DUPLICATE,
+    imbalance: Annotated[float, typer.Option(help="Warn when the largest class has more than this many times the examples of the smallest.")] = IMBALANCE,
+    encoding: Annotated[str, typer.Option(help="Text encoding of the data file, e.g. latin-1.")] = "utf-8",
+    trust: Annotated[bool, typer.Option("--trust", help="Load pickle weights and a model folder's own code (only from a source you trust).")] = False,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, mps (default: best available).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars; only errors on stderr.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object on stdout.")] = False,
+):
+    """Audit labeled examples before training: likely mislabeled ones (with the suggested label), near-duplicates, the same text under two labels, class imbalance, over-long texts. Exit 2 when there are errors."""
+    if shots is not None and shots < 1:
+        raise FewtuneError(f"--shots must be at least 1, got {shots}")
+    if not 0 < near_duplicate <= 1:
+        raise FewtuneError(f"--near-duplicate is a cosine similarity in (0, 1], got {near_duplicate}")
+    if imbalance < 1:
+        raise FewtuneError(f"--imbalance is a ratio of at least 1, got {imbalance}")
+    examples = load_examples(data=data, dataset=dataset, text_col=text_col, label_col=label_col,
+                             text_pair_col=text_pair_col, shots=shots, seed=seed, encoding=encoding)
+    report = run_audit(examples, backbone=backbone, max_tokens=max_tokens or None, near_duplicate=near_duplicate,
+                       imbalance=imbalance, seed=seed, trust=trust, device=device, show_progress=not quiet)
+    if json_out:
+        typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        typer.echo(render(report, dict(zip(examples.rows, examples.texts))))
+    if any(f.severity == ERROR for f in report.findings):
+        raise typer.Exit(2)

@@ -1,0 +1,85 @@
+"""Which script the texts are in, and a warning when the backbone cannot read it.
+
+An English-only backbone scores near chance on Chinese (SetFit on MiniLM: 0.56 on a binary Chinese
+review task), and nothing else in the pipeline fails loudly, so fit() checks the training texts.
+Only the script is looked at, not the language: it is cheap, needs no model, and CJK text is the
+case that goes wrong silently (Latin-script languages at least share MiniLM's word pieces).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Iterable
+
+from .labeled import DataWarning
+
+# Han (CJK unified ideographs and extension A, compatibility ideographs), kana and Hangul.
+_CJK_RANGES = (
+    (0x3040, 0x30FF),  # Hiragana, Katakana
+    (0x3400, 0x4DBF),  # CJK Unified Ideographs Extension A
+    (0x4E00, 0x9FFF),  # CJK Unified Ideographs
+    (0xAC00, 0xD7AF),  # Hangul syllables
+    (0xF900, 0xFAFF),  # CJK Compatibility Ideographs
+    (0x20000, 0x2FA1F),  # Extensions B-F and the supplement
+)
+# Above this share of CJK letters the texts are "mostly CJK": mixed headlines like
+# "恒生AH溢指收平 A股对H股折价1.95%" count as Chinese, English with a quoted name does not.
+MOSTLY_CJK = 0.5
+_SAMPLE = 2000  # texts looked at: enough for a stable fraction, cheap on any data set
+
+
+def is_cjk(char: str) -> bool:
+    code = ord(char)
+    return any(low <= code <= high for low, high in _CJK_RANGES)
+
+
+def _unspaced(char: str) -> bool:
+    """A character next to which no space is written: CJK, or full-width/CJK punctuation ("：", "。")."""
+    code = ord(char)
+    return is_cjk(char) or 0x3000 <= code <= 0x303F or 0xFF00 <= code <= 0xFFEF
+
+
+def space_between(before: str, after: str) -> str:
+    """What goes between two pieces of text: " " where the script separates words by spaces, else "".
+
+    "Sentiment:" + "great" -> "Sentiment: great"; "情感：" + "正面" -> "情感：正面" (a space there
+    would also cost a token: " 正面" is two tokens for Gemma, "正面" one).
+    """
+    if not before or not after or before[-1].isspace() or after[0].isspace():
+        return ""
+    return "" if _unspaced(before[-1]) or _unspaced(after[0]) else " "
+
+
+def cjk_fraction(texts: Iterable[str]) -> float:
+    """The share of letters (str.isalpha: ideographs count, digits and punctuation do not) that are CJK."""
+    letters = cjk = 0
+    for i, text in enumerate(texts):
+        if i >= _SAMPLE:
+            break
+        for char in text:
+            if char.isalpha():
+                letters += 1
+                cjk += is_cjk(char)
+    return cjk / letters if letters else 0.0
+
+
+def warn_if_unreadable(texts: list[str], backbone_name: str) -> float | None:
+    """Warn (DataWarning) when a named English-only backbone gets mostly-CJK texts; the fraction, or None.
+
+    Local folders and hub ids are not judged: fewtune does not know what they were trained on.
+    """
+    from ..backbones.registry import BACKBONES, DEFAULT_MULTILINGUAL
+
+    spec = BACKBONES.get(str(backbone_name).lower())
+    if spec is None or spec.multilingual:
+        return None
+    fraction = cjk_fraction(texts)
+    if fraction > MOSTLY_CJK:
+        warnings.warn(
+            f"{fraction:.0%} of the letters in the training texts are Chinese/Japanese/Korean, but backbone "
+            f"'{spec.name}' is English-only and will be near chance on them; use a multilingual backbone: "
+            f"--backbone {DEFAULT_MULTILINGUAL} (methods zero-shot, prompt, icl, finetune)",
+            DataWarning,
+            stacklevel=3,
+        )
+    return fraction

@@ -31,3 +31,12 @@ if not torch.__version__.startswith("2.13.0"):
 PY
   echo "$want" > "$stamp"
 fi
+
+# Debian's Chromium, for the page's browser test (tests/test_serve_browser.py, Playwright driving
+# /usr/bin/chromium): Playwright's own browser download cannot reach its host here. It needs root and
+# apt; without them the test is skipped and says why.
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "installing Debian's chromium for the browser test" >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+    >/dev/null 2>&1 || echo "could not install chromium; the browser test will be skipped" >&2
+fi

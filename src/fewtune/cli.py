@@ -19,8 +19,10 @@ import typer
 from . import check_data as check_data_cli
 from .atomic import atomic_write_text
 from .errors import DataError, FewtuneError
+from .export import cli as export_cli
 from .pretrain import cli as pretrain_cli
 from .recommend.cli import app as recommend_app
+from .serve import cli as serve_cli
 from .selection import SELECTIONS, parse_grid
 
 app = typer.Typer(
@@ -35,9 +37,10 @@ models_app = typer.Typer(help="List and install pretrained backbones.", invoke_w
 app.add_typer(models_app, name="models")
 app.add_typer(recommend_app, name="recommend")
 app.command()(pretrain_cli.pretrain), app.command()(pretrain_cli.adapt)
+app.command()(serve_cli.serve), app.command()(export_cli.export)
+app.command("check-data")(check_data_cli.check_data)
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or notes on stderr.")]
-app.command("check-data")(check_data_cli.check_data)
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, for scripts.")]
 TextCol = Annotated[str, typer.Option(help="Column holding the text.")]
 Encoding = Annotated[str, typer.Option(help="Text encoding of the data file, e.g. latin-1.")]
@@ -80,10 +83,10 @@ def train(
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, mps (default: best available).")] = None,
     trust: Trust = False,
     resume: Annotated[bool, typer.Option(help="--task generate/lm: continue an interrupted run from its last epoch's checkpoint (kept beside --output).")] = False,
+    check_data: Annotated[bool, typer.Option("--check-data", help="Audit the training examples first (`fewtune check-data`); stop on errors.")] = False,
     quiet: Quiet = False,
     json_out: Json = False,
 ):
-    check_data: Annotated[bool, typer.Option("--check-data", help="Audit the training examples first (`fewtune check-data`); stop on errors.")] = False,
     """Few-shot train a classifier (or fine-tune a causal LM: --task generate/lm), evaluate it on held-out data, and save it."""
     if (data is None) == (dataset is None):
         raise FewtuneError("give exactly one of --data FILE or --dataset NAME")
@@ -167,9 +170,6 @@ def train(
         heldout = _fixed_subset(heldout, max_test)
         check_overlap(train_set, heldout)
 
-    kinds = "multi-label" if multi_label else f"{len(train_set.classes)} classes"
-    _note(quiet, f"training {method} on {backbone}: {len(train_set)} examples, {kinds}")
-    clf = FewShotClassifier(backbone=backbone, method=method, params=params, seed=seed, device=device,
     check_report = None
     if check_data:
         if multi_label:
@@ -177,6 +177,9 @@ def train(
         check_report = check_data_cli.check_before_training(
             train_set, backbone=backbone, max_tokens=check_data_cli.token_limit(params_class.from_dict(params, method=method)),
             quiet=quiet, trust=trust, device=device, seed=seed)
+    kinds = "multi-label" if multi_label else f"{len(train_set.classes)} classes"
+    _note(quiet, f"training {method} on {backbone}: {len(train_set)} examples, {kinds}")
+    clf = FewShotClassifier(backbone=backbone, method=method, params=params, seed=seed, device=device,
                             show_progress=not quiet, select=select, grid=grid_values, cv_folds=cv_folds,
                             posterior=posterior, calibrate=calibrate, posterior_samples=posterior_samples, trust=trust)
     description = f"{dataset or data}" + (f", {shots} per class, seed {seed}" if shots else "")
@@ -190,11 +193,11 @@ def train(
         "seed": seed,
         "train_seconds": clf.train_info_["train_seconds"],
     }
+    if check_report is not None:
+        result["check_data"] = check_report
     if "distance_from_pretrained" in clf.train_info_:
         result["distance_from_pretrained"] = clf.train_info_["distance_from_pretrained"]
     selection = clf.train_info_.get("selection")
-    if check_report is not None:
-        result["check_data"] = check_report
     if selection:
         result["selection"] = selection
     for key in ("posterior", "calibration"):
@@ -336,8 +339,8 @@ def _write_now(text: str) -> None:
 # --- predict -------------------------------------------------------------------------------------
 @app.command()
 def predict(
-    model: Annotated[Path, typer.Argument(help="A model folder saved by `fewtune train`.")],
-    input: Annotated[Optional[str], typer.Argument(help="Data file with a text column, or - (default) for one text per line on stdin.")] = None,
+    model: Annotated[Path, typer.Argument(help="A model folder saved by `fewtune train`, or exported by `fewtune export` (run by ONNX Runtime).")],
+    input: Annotated[Optional[str], typer.Argument(help="Data file with a text column (read in chunks: any size), or - (default) for one text per line on stdin.")] = None,
     text_col: TextCol = "text",
     text_pair_col: Annotated[Optional[str], typer.Option(help="Second text column, for sentence-pair models.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
@@ -351,31 +354,41 @@ def predict(
     quiet: Quiet = False,
 ):
     """Label texts with a saved model: label, its probability and every class's probability."""
-    from .classifier import FewShotClassifier
-    from .data import as_labeled, load_labeled
+    from .batch import predict_file
+    from .data import as_labeled
+    from .export import OnnxClassifier, is_exported
 
     if format not in {"csv", "jsonl"}:
         raise FewtuneError(f"--format must be csv or jsonl, got {format!r}")
     if abstain_below is not None and not 0.0 <= abstain_below <= 1.0:
         raise FewtuneError(f"--abstain-below is a probability between 0 and 1, got {abstain_below}")
-    clf = FewShotClassifier.load(model, device=device, trust=trust, show_progress=not quiet)
+    if is_exported(model):  # a `fewtune export` folder: ONNX Runtime, torch is never imported
+        clf = OnnxClassifier.load(model, show_progress=not quiet)
+    else:
+        from .classifier import FewShotClassifier
+
+        clf = FewShotClassifier.load(model, device=device, trust=trust, show_progress=not quiet)
     if abstain_below is not None and clf.multi_label_:
         raise FewtuneError("--abstain-below applies to single-label models (a multi-label model says no label below 0.5)")
-    if input is None or input == "-":
-        texts = _stdin_texts(encoding)
-        inputs = as_labeled(texts, source="stdin").texts
-    else:
-        data = load_labeled(input, text_col=text_col, label_col=None, text_pair_col=text_pair_col, encoding=encoding)
-        inputs = _inputs(data)
-    proba = clf.predict_proba(inputs)
-    rows = _prediction_rows(inputs, proba, clf.classes_, label_sep if clf.multi_label_ else None)
-    if abstain_below is not None:
-        for row in rows:
+    abstained = 0
+
+    def rows_for(inputs: list) -> list[dict]:
+        nonlocal abstained
+        rows = _prediction_rows(inputs, clf.predict_proba(inputs), clf.classes_, label_sep if clf.multi_label_ else None)
+        for row in rows if abstain_below is not None else []:
             if row["probability"] < abstain_below:
-                row["label"] = abstain_label
-        abstained = sum(row["label"] == abstain_label for row in rows)
-        _note(quiet, f"abstained on {abstained} of {len(rows)} texts (top probability below {abstain_below})")
-    _write_rows(rows, format, output)
+                row["label"], abstained = abstain_label, abstained + 1
+        return rows
+
+    if input is None or input == "-":
+        rows = rows_for(as_labeled(_stdin_texts(encoding), source="stdin").texts)
+        _write_rows(rows, format, output)
+        n = len(rows)
+    else:  # a file streams through in chunks, with a progress bar
+        n = predict_file(input, rows_for, text_col=text_col, text_pair_col=text_pair_col, encoding=encoding,
+                         format=format, output=output, show_progress=not quiet)
+    if abstain_below is not None:
+        _note(quiet, f"abstained on {abstained} of {n} texts (top probability below {abstain_below})")
 
 
 # --- suggest -------------------------------------------------------------------------------------
@@ -709,7 +722,8 @@ def _stdin_texts(encoding: str) -> list[str]:
 
 def _prediction_rows(inputs, proba, classes, label_sep: Optional[str] = None) -> list[dict]:
     """One row per text; label_sep set means a multi-label model: every label at probability ≥ 0.5."""
-    from .classifier import plain_label
+    def plain_label(value):  # classifier.plain_label, without importing torch for an ONNX model
+        return value.item() if hasattr(value, "item") else value
 
     rows = []
     for x, p in zip(inputs, proba):

@@ -3,11 +3,31 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import contextvars
+import itertools
+from collections.abc import Callable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.progress import Progress as _RichProgress
+
+
+# Someone watching progress without a terminal (the training page of `fewtune serve`): called with
+# ("add", task, description, total) and ("advance", task, amount, None) by every Progress in this
+# context, shown or not, so code that trains needs no callback parameter threaded through it.
+Observer = Callable[[str, int, object, object], None]
+_OBSERVER: contextvars.ContextVar[Observer | None] = contextvars.ContextVar("fewtune_progress_observer", default=None)
+_TASK_IDS = itertools.count()
+
+
+@contextlib.contextmanager
+def observe_progress(observer: Observer) -> Iterator[None]:
+    """Report every progress task started in this context (this thread) to `observer`."""
+    token = _OBSERVER.set(observer)
+    try:
+        yield
+    finally:
+        _OBSERVER.reset(token)
 
 
 class Progress:
@@ -15,6 +35,8 @@ class Progress:
 
     def __init__(self, enabled: bool = True):
         self.enabled = enabled
+        self._observer = _OBSERVER.get()
+        self._rich_ids: dict[int, int] = {}
         self._rich = (
             _RichProgress(
                 TextColumn("{task.description}"),
@@ -39,7 +61,13 @@ class Progress:
             self._rich.stop()
 
     def add(self, description: str, total: int | None) -> int | None:
-        return self._rich.add_task(description, total=total) if self._rich is not None else None
+        if self._observer is None:
+            return self._rich.add_task(description, total=total) if self._rich is not None else None
+        task = next(_TASK_IDS)
+        if self._rich is not None:
+            self._rich_ids[task] = self._rich.add_task(description, total=total)
+        self._observer("add", task, description, total)
+        return task
 
     def log(self, message: str) -> None:
         """A line above the bars (kept when they redraw); nothing when disabled."""
@@ -47,6 +75,9 @@ class Progress:
             self._rich.console.print(message, markup=False, highlight=False)
 
     def advance(self, task: int | None, amount: float = 1) -> None:
+        if self._observer is not None and task is not None:
+            self._observer("advance", task, amount, None)
+            task = self._rich_ids.get(task)
         if self._rich is not None and task is not None:
             self._rich.advance(task, amount)
 

@@ -1,0 +1,36 @@
+"""`fewtune export`: a trained model as an ONNX folder for ONNX Runtime (optionally int8)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import FewtuneError
+
+
+def export(
+    model: Annotated[Path, typer.Argument(help="A model folder saved by `fewtune train` (setfit, linear-probe or finetune).")],
+    format: Annotated[str, typer.Option("--format", help="Export format; onnx is the one there is.")] = "onnx",
+    int8: Annotated[bool, typer.Option("--int8", help="Quantise the transformer's weight matrices to int8 (dynamic quantisation): faster on CPUs.")] = False,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Folder to write (default: MODEL-onnx or MODEL-onnx-int8 beside MODEL).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing exported folder.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON, for scripts.")] = False,
+):
+    """Export a classifier to ONNX (encoder, pooling and head in one graph); `predict` and `serve` take the folder."""
+    from . import export_onnx
+
+    if format != "onnx":
+        raise FewtuneError(f"--format must be onnx, got {format!r}")
+    manifest = export_onnx(model, output, int8=int8, overwrite=overwrite)
+    if json_out:
+        typer.echo(json.dumps(manifest, indent=2, ensure_ascii=False))
+        return
+    size = sum(p.stat().st_size for p in Path(manifest["output"]).rglob("*") if p.is_file()) / 1e6
+    fused = ", ".join(f"{n} {k}" for k, n in manifest["fused"].items()) or "none"
+    typer.echo(f"exported {model} to {manifest['output']} ({size:.0f} MB, {manifest['model']}) in "
+               f"{manifest['seconds']:.1f} s; fused operators: {fused}")
+    typer.echo(f"agreement with the PyTorch model: max |Δp| = {manifest['check']['max_abs_probability_diff']:.2g} "
+               f"on {manifest['check']['texts']} probe texts")

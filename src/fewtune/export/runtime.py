@@ -1,0 +1,161 @@
+"""Run an exported folder with ONNX Runtime: the same tokenizer, the same probabilities, no torch.
+
+    model.onnx (or model.int8.onnx)   input_ids, attention_mask[, token_type_ids] -> logits
+    tokenizer/tokenizer.json          the encoder's own fast tokenizer
+    fewtune-onnx.json                 manifest: classes, activation, temperature, tokenizer settings,
+                                      the source model's training facts, sha256 of every file
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data import as_labeled
+from ..errors import FewtuneError, ModelFolderError
+from ..model_folder import sha256
+from ..progress import Progress
+
+MANIFEST_NAME = "fewtune-onnx.json"
+FORMAT = "fewtune-onnx"
+FORMAT_VERSION = 1
+
+
+def is_exported(path: str | Path) -> bool:
+    """Whether `path` is a folder written by `fewtune export` (as opposed to a fewtune model folder)."""
+    return (Path(path) / MANIFEST_NAME).is_file()
+
+
+def read_manifest(path: str | Path, *, verify: bool = True) -> dict[str, Any]:
+    path = Path(path)
+    file = path / MANIFEST_NAME
+    if not file.is_file():
+        raise ModelFolderError(f"{path}: not an exported model folder (no {MANIFEST_NAME})")
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelFolderError(f"{file}: corrupt ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ModelFolderError(f"{file}: not a fewtune ONNX manifest")
+    if manifest.get("format_version", 0) > FORMAT_VERSION:
+        raise ModelFolderError(f"{path} was exported by a newer fewtune; upgrade fewtune to load it")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or manifest.get("model") not in files:
+        raise ModelFolderError(f"{file}: no file list naming the model; the folder is incomplete")
+    for name in files:
+        if not (path / name).is_file():
+            raise ModelFolderError(f"{path}: missing {name}; the folder is incomplete")
+    for name, digest in files.items():
+        if verify and sha256(path / name) != digest:
+            raise ModelFolderError(f"{path / name}: checksum mismatch; the file is truncated or was modified")
+    return manifest
+
+
+class OnnxClassifier:
+    """An exported classifier: `predict_proba`, `predict`, `classes_` as FewShotClassifier has them."""
+
+    def __init__(self, folder: Path, manifest: dict[str, Any], session, tokenizer, *, show_progress: bool = False):
+        self.folder = folder
+        self.manifest_ = manifest
+        self.session_ = session
+        self.tokenizer_ = tokenizer
+        self.show_progress = show_progress
+        self.classes_ = np.array(manifest["classes"], dtype=object)
+        self.multi_label_ = bool(manifest.get("multi_label", False))
+        self.text_pairs_ = bool(manifest.get("text_pairs", False))
+        self.train_info_ = manifest.get("source", {}).get("training", {})
+        self.temperature_ = float(manifest.get("temperature", 1.0))
+        self.input_names_ = list(manifest["inputs"])
+
+    @property
+    def runtime(self) -> str:
+        return "onnx-int8" if self.manifest_.get("quantization") else "onnx"
+
+    @classmethod
+    def load(cls, path: str | Path, *, threads: int | None = None, show_progress: bool = False) -> OnnxClassifier:
+        """Check the folder's checksums, open the graph in ONNX Runtime on the CPU.
+
+        threads: intra-op threads (None = ONNX Runtime's default, one per core).
+        """
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        path = Path(path)
+        manifest = read_manifest(path)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        t = manifest["tokenizer"]
+        try:
+            session = ort.InferenceSession(str(path / manifest["model"]), options, providers=["CPUExecutionProvider"])
+            tokenizer = Tokenizer.from_file(str(path / t["file"]))
+        except Exception as e:  # onnxruntime raises its own types for a bad graph: all mean the same to a user
+            raise ModelFolderError(f"{path}: cannot load the exported model ({type(e).__name__}: {e})") from None
+        # tokenizer.json stores whatever padding/truncation the tokenizer last used (e.g. pad to 128):
+        # set them as sentence-transformers calls the tokenizer (pad to the longest, truncate longest_first).
+        tokenizer.enable_truncation(t["max_length"], strategy="longest_first",
+                                    direction=t.get("truncation_side", "right"))
+        tokenizer.enable_padding(direction=t.get("padding_side", "right"), pad_id=t["pad_id"], pad_token=t["pad_token"],
+                                 pad_type_id=t.get("pad_type_id", 0))
+        return cls(path, manifest, session, tokenizer, show_progress=show_progress)
+
+    # -- prediction -----------------------------------------------------------------------
+    def logits(self, X, *, batch_size: int = 64) -> np.ndarray:
+        data = as_labeled(X, source="input")
+        if (data.text_pairs is not None) != self.text_pairs_:
+            want = "(text, text_pair) pairs" if self.text_pairs_ else "single texts"
+            raise FewtuneError(f"this model was trained on {want}; give it the same kind of input")
+        texts = data.texts
+        if data.text_pairs is not None:
+            sep = self.manifest_["tokenizer"].get("sep_token") or "\n"  # joined as FewShotClassifier joins them
+            texts = [f"{a} {sep} {b}" for a, b in zip(data.texts, data.text_pairs)]
+        out = np.empty((len(texts), len(self.classes_)), dtype=np.float32)
+        # Sorted by length, as fewtune's encode does, so a batch pads short texts to short lengths.
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        with Progress(self.show_progress and len(texts) > 256) as progress:
+            task = progress.add("Predicting (ONNX Runtime)", total=len(texts))
+            for start in range(0, len(texts), batch_size):
+                idx = order[start:start + batch_size]
+                out[idx] = self._run([texts[i] for i in idx])
+                progress.advance(task, len(idx))
+        return out
+
+    def _run(self, texts: list[str]) -> np.ndarray:
+        encodings = self.tokenizer_.encode_batch(texts)
+        columns = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
+        feed = {name: np.array([getattr(e, columns[name]) for e in encodings], dtype=np.int64)
+                for name in self.input_names_}
+        return self.session_.run(["logits"], feed)[0]
+
+    def predict_proba(self, X, *, batch_size: int = 64) -> np.ndarray:
+        # float64, as the PyTorch heads return, so rows sum to 1 to within 1e-12.
+        z = self.logits(X, batch_size=batch_size).astype(np.float64)
+        if self.manifest_["activation"] == "sigmoid":
+            return 1.0 / (1.0 + np.exp(-z))
+        # Temperature scaling as FewShotClassifier applies it, softmax(log p / T), is softmax(z / T):
+        # log p differs from z by a constant per row.
+        z = z / self.temperature_
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, X) -> np.ndarray:
+        proba = self.predict_proba(X)
+        if self.multi_label_:
+            return (proba >= 0.5).astype(np.int64)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    def predict_label_sets(self, X) -> list[list]:
+        indicator = self.predict(X)
+        if not self.multi_label_:
+            return [[label] for label in indicator]
+        return [[c for c, on in zip(self.classes_, row) if on] for row in indicator]
+
+    def score(self, X, y) -> float:
+        """Accuracy (single-label models)."""
+        return float(np.mean(self.predict(X) == np.asarray(y, dtype=object)))

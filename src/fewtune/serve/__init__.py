@@ -1,0 +1,21 @@
+"""Serving: a REST API over saved and exported models, and a page to try them and teach new ones.
+
+    from fewtune.serve import create_app
+    app = create_app({"reviews": "my-model"})   # FastAPI; `fewtune serve my-model` runs it with uvicorn
+
+Names are imported on first use, so the command line's `--help` does not import FastAPI.
+"""
+
+__all__ = ["Limits", "TeachConfig", "create_app"]
+
+
+def __getattr__(name: str):
+    if name in ("Limits", "create_app"):
+        from . import app
+
+        return getattr(app, name)
+    if name == "TeachConfig":
+        from .teach import TeachConfig
+
+        return TeachConfig
+    raise AttributeError(f"module 'fewtune.serve' has no attribute {name!r}")

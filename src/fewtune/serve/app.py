@@ -1,0 +1,321 @@
+"""The HTTP API over the Python API: /predict, /generate, /health, /info, /train, and the page at /.
+
+    app = create_app({"reviews": "my-model", "fast": "my-model-onnx"})   # then uvicorn.run(app)
+
+Every handler is a thin call into FewShotClassifier / OnnxClassifier / FewShotGenerator. Requests
+over the limits get 413 with a one-line message, malformed ones 422, unknown models 404, input the
+library refuses 400: {"error": "..."} in every case, never a 500 for a client's mistake.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+
+from ..errors import FewtuneError
+from .registry import CLASSIFIER, GENERATOR, Served, check_name, load_served, served_from_classifier
+from .teach import Busy, TeachConfig, Teacher
+
+PAGE = Path(__file__).parent / "page"
+PAGE_FILES = {"app.js": "text/javascript", "style.css": "text/css"}  # the only files served besides index.html
+
+
+@dataclass
+class Limits:
+    max_texts: int = 64  # texts per /predict request
+    max_text_chars: int = 10_000  # characters per text (prompt, example)
+    # A body larger than this is refused before it is parsed: room for max_texts texts at the length
+    # limit even as JSON \u escapes (6 bytes a character), not for more.
+    max_body_bytes: int = 4_000_000
+    max_new_tokens: int = 256
+    max_train_examples: int = 256
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+# -- request bodies -----------------------------------------------------------------------------
+class PredictRequest(BaseModel):
+    model: str | None = Field(None, description="A model name from /info; optional when one classifier is served.")
+    texts: list[str] = Field(..., min_length=1, description="The texts to classify.")
+    text_pairs: list[str] | None = Field(None, description="Second texts, for sentence-pair models.")
+    abstain_below: float | None = Field(None, ge=0, le=1,
+                                        description="Answer abstain_label when the top probability is below this.")
+    abstain_label: str = Field("unknown", max_length=100)
+
+
+class Message(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class GenerateRequest(BaseModel):
+    model: str | None = None
+    prompt: str | None = Field(None, description="A user message (dialogue) or a text to continue (lm).")
+    messages: list[Message] | None = Field(None, description="A conversation instead of prompt (dialogue models).")
+    max_new_tokens: int | None = Field(None, ge=1, description="Default: 64, or the server's limit if lower.")
+    temperature: float = Field(0.0, ge=0, le=5)
+    top_p: float = Field(0.9, gt=0, le=1)
+    repetition_penalty: float = Field(1.1, gt=0, le=10)
+
+
+class TrainRequest(BaseModel):
+    texts: list[str] = Field(..., min_length=2)
+    labels: list[str] = Field(..., min_length=2)
+    method: str | None = Field(None, description="One of the methods /info lists under teach; default: the first.")
+
+
+# -- the app --------------------------------------------------------------------------------------
+def create_app(models: Mapping[str, str | Path | Served], limits: Limits | None = None, *,
+               teach: TeachConfig | bool | None = None, threads: int | None = None) -> FastAPI:
+    """An app serving `models` ({name: model folder, exported folder, or a loaded Served}).
+
+    teach: what the page may train (None: TeachConfig(), MiniLM; pass teach=False to turn it off).
+    threads: ONNX Runtime intra-op threads for exported models (None: one per core).
+    """
+    from .. import __version__
+
+    limits = limits or Limits()
+    registry: dict[str, Served] = {}
+    for name, value in models.items():
+        check_name(name)
+        registry[name] = value if isinstance(value, Served) else load_served(name, value, threads=threads)
+    registry_lock = threading.Lock()
+
+    def add(name: str, clf) -> None:
+        with registry_lock:
+            registry[name] = served_from_classifier(name, clf, origin="trained on the page")
+
+    def evict(name: str) -> None:
+        with registry_lock:
+            registry.pop(name, None)
+
+    teacher = None
+    if teach is not False:
+        config = teach if isinstance(teach, TeachConfig) else TeachConfig()
+        config = dataclasses.replace(config, max_examples=min(config.max_examples, limits.max_train_examples))
+        teacher = Teacher(config, add, evict)
+
+    app = FastAPI(title="fewtune", version=__version__,
+                  description="Few-shot classifiers and generators, served; the page at / tries and teaches them.")
+    app.state.registry, app.state.limits, app.state.teacher = registry, limits, teacher
+    _errors(app)
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+
+    def lookup(name: str | None, kind: str) -> Served:
+        with registry_lock:
+            if name is None:
+                of_kind = [s for s in registry.values() if s.kind == kind]
+                if len(of_kind) == 1:
+                    return of_kind[0]
+                raise ApiError(400, f"name a model: {', '.join(s.name for s in of_kind) or f'no {kind} is served'}")
+            served = registry.get(name)
+            if served is None:
+                raise ApiError(404, f"no model named {name!r}; served: {', '.join(registry) or 'none'}")
+        if served.kind != kind:
+            route = "/predict" if served.kind == CLASSIFIER else "/generate"
+            raise ApiError(400, f"{name!r} is a {served.kind}; use {route}")
+        return served
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "models": len(registry), "training": bool(teacher and teacher.busy)}
+
+    @app.get("/info")
+    def info() -> dict[str, Any]:
+        with registry_lock:
+            described = {name: {"name": name, **s.info} for name, s in registry.items()}
+        teach_info = None if teacher is None else {"backbone": teacher.config.backbone,
+                                                   "methods": list(teacher.config.methods),
+                                                   "max_examples": teacher.config.max_examples}
+        return {"fewtune": __version__, "limits": asdict(limits), "teach": teach_info, "models": described}
+
+    @app.get("/info/{name}")
+    def info_one(name: str) -> dict[str, Any]:
+        with registry_lock:
+            served = registry.get(name)
+        if served is None:
+            raise ApiError(404, f"no model named {name!r}")
+        return {"name": name, **served.info}
+
+    @app.post("/predict")
+    def predict(req: PredictRequest) -> dict[str, Any]:
+        served = lookup(req.model, CLASSIFIER)
+        _check_texts("texts", req.texts, limits, batch=True)
+        inputs: list = req.texts
+        if req.text_pairs is not None:
+            if len(req.text_pairs) != len(req.texts):
+                raise ApiError(422, f"{len(req.texts)} texts but {len(req.text_pairs)} text_pairs")
+            _check_texts("text_pairs", req.text_pairs, limits, batch=True)
+            inputs = list(zip(req.texts, req.text_pairs))
+        model = served.model
+        if req.abstain_below is not None and model.multi_label_:
+            raise ApiError(400, "abstain_below applies to single-label models (a multi-label model says no label "
+                                "below 0.5)")
+        with served.lock:
+            proba = model.predict_proba(inputs)
+        classes = served.classes
+        rows = []
+        for p in proba:
+            probabilities = {str(c): round(float(v), 6) for c, v in zip(classes, p)}
+            if model.multi_label_:
+                rows.append({"labels": [c for c, v in zip(classes, p) if v >= 0.5], "probabilities": probabilities})
+                continue
+            best = int(p.argmax())
+            abstained = req.abstain_below is not None and float(p[best]) < req.abstain_below
+            rows.append({"label": req.abstain_label if abstained else classes[best],
+                         "probability": round(float(p[best]), 6), "abstained": abstained,
+                         "probabilities": probabilities})
+        return {"model": served.name, "runtime": served.runtime, "classes": classes, "predictions": rows}
+
+    @app.post("/generate")
+    def generate(req: GenerateRequest) -> dict[str, Any]:
+        served = lookup(req.model, GENERATOR)
+        if (req.prompt is None) == (req.messages is None):
+            raise ApiError(422, "give exactly one of prompt or messages")
+        max_new_tokens = req.max_new_tokens or min(64, limits.max_new_tokens)
+        if max_new_tokens > limits.max_new_tokens:
+            raise ApiError(413, f"max_new_tokens is {max_new_tokens}; the limit is {limits.max_new_tokens}")
+        if req.prompt is not None:
+            if len(req.prompt) > limits.max_text_chars:
+                raise ApiError(413, f"prompt: {len(req.prompt)} characters; the limit is {limits.max_text_chars}")
+            prompt: Any = req.prompt
+        else:
+            _check_texts("messages", [m.content for m in req.messages], limits)
+            prompt = [m.model_dump() for m in req.messages]
+        with served.lock:
+            reply = served.model.generate(prompt, max_new_tokens=max_new_tokens, temperature=req.temperature,
+                                          top_p=req.top_p, repetition_penalty=req.repetition_penalty)
+        return {"model": served.name, "response": reply}
+
+    @app.post("/train", status_code=202)
+    def train(req: TrainRequest) -> dict[str, Any]:
+        if teacher is None:
+            raise ApiError(403, "training from the page is turned off on this server")
+        if len(req.texts) != len(req.labels):
+            raise ApiError(422, f"{len(req.texts)} texts but {len(req.labels)} labels")
+        if len(req.texts) > teacher.config.max_examples:
+            raise ApiError(413, f"{len(req.texts)} examples; the limit is {teacher.config.max_examples}")
+        _check_texts("texts", req.texts, limits)
+        _check_texts("labels", req.labels, limits)
+        return teacher.start(req.texts, req.labels, req.method).view()
+
+    @app.get("/train/{job}")
+    def train_status(job: str) -> dict[str, Any]:
+        found = teacher.jobs.get(job) if teacher is not None else None
+        if found is None:
+            raise ApiError(404, f"no training job {job!r}")
+        return found.view()
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(PAGE / "index.html", media_type="text/html")
+
+    @app.get("/page/{file}", include_in_schema=False)
+    def page_file(file: str) -> FileResponse:
+        if file not in PAGE_FILES:  # a fixed list: a request never names a path on disk
+            raise ApiError(404, "not found")
+        return FileResponse(PAGE / file, media_type=PAGE_FILES[file])
+
+    return app
+
+
+def _check_texts(field: str, texts: list[str], limits: Limits, *, batch: bool = False) -> None:
+    if batch and len(texts) > limits.max_texts:
+        raise ApiError(413, f"{field}: {len(texts)} in one request; the limit is {limits.max_texts} (send smaller "
+                            "batches)")
+    for i, text in enumerate(texts):
+        if len(text) > limits.max_text_chars:
+            raise ApiError(413, f"{field}[{i}]: {len(text)} characters; the limit is {limits.max_text_chars}")
+
+
+def _errors(app: FastAPI) -> None:
+    """One JSON shape for every refusal: {"error": "one line"} (plus pydantic's detail for 422s)."""
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(Busy)
+    async def busy(request: Request, exc: Busy) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=409)
+
+    @app.exception_handler(FewtuneError)
+    async def fewtune_error(request: Request, exc: FewtuneError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        message = f"{where}: {first.get('msg', 'invalid request')}" if where else first.get("msg", "invalid request")
+        detail = [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in errors]
+        return JSONResponse({"error": message, "detail": detail}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+
+class BodyLimit:
+    """Refuse a request body over `max_bytes` with 413 before anything parses it.
+
+    The body is read here (at most max_bytes of it) and handed on whole, so a client cannot make the
+    server hold a gigabyte of JSON, with or without a Content-Length header.
+    """
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            return await self._refuse(send, length)
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                return await self._refuse(send, str(size).encode() + b"+")
+            more = message.get("more_body", False)
+        body, sent = b"".join(chunks), False
+
+        async def replay():
+            nonlocal sent
+            if sent:
+                return await receive()  # after the body, only a disconnect can come
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, send, length: bytes) -> None:
+        import json
+
+        message = (f"request body of {length.decode(errors='replace')} bytes; the limit is {self.max_bytes}"
+                   if length.rstrip(b"+").isdigit() else "invalid Content-Length")
+        body = json.dumps({"error": message}).encode()
+        status = 413 if length.rstrip(b"+").isdigit() else 400
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})

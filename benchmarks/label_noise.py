@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fewtune.bench.worker import versions
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -91,7 +93,7 @@ def run(args) -> None:
 
     def write(record: dict) -> None:
         with out.open("a") as f:  # one whole line per record: a killed run leaves no half line
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps({**record, "versions": versions()}) + "\n")
         done.add(record["key"])
         print(json.dumps({k: v for k, v in record.items() if k not in ("flipped", "flagged")}), flush=True)
 

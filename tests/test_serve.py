@@ -253,3 +253,16 @@ def test_serve_command_refuses_nothing_to_serve_and_clashing_names(folders, capf
     assert "nothing to serve" in capfd.readouterr().err
     assert main(["serve", str(folders / "reviews"), f"reviews={folders / 'reviews-onnx'}"]) == 2
     assert "two models named 'reviews'" in capfd.readouterr().err
+
+
+def test_serve_bounds_connections_and_idle_time(folders, monkeypatch):
+    import uvicorn
+
+    from fewtune.cli import main
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.update(kwargs))
+    assert main(["serve", str(folders / "reviews"), "--no-teach"]) == 0
+    assert seen["host"] == "127.0.0.1"  # this machine only unless told otherwise
+    assert seen["limit_concurrency"] <= 64 and seen["timeout_keep_alive"] <= 5
+    assert seen["h11_max_incomplete_event_size"] <= 64 * 1024  # a request line or headers cannot grow forever

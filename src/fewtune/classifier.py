@@ -20,6 +20,7 @@ from .data import as_labeled, check_trainable
 from .data.language import warn_if_unreadable
 from .data.multilabel import binarize, looks_multi_label, to_indicator
 from .errors import FewtuneError
+from .labels import ProbabilityLabels, plain_label
 from .methods.base import get_method
 from .model_card import render_card
 from .model_folder import read_model_folder, write_model_folder
@@ -32,7 +33,7 @@ LAPLACE = ("laplace", "laplace-cv")
 POSTERIORS = (*LAPLACE, *SAMPLED_POSTERIORS)
 
 
-class FewShotClassifier(ClassifierMixin, BaseEstimator):
+class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
     """A text classifier trained from a few labeled examples.
 
     Parameters
@@ -364,21 +365,6 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         with Progress(self.show_progress and len(data) > 256) as progress:
             return self.model_.features(self._texts(data, self.model_), progress=progress)
 
-    def predict(self, X) -> np.ndarray:
-        """Labels; for a multi-label model the 0/1 indicator matrix (columns in `classes_` order)."""
-        self._check_fitted()
-        proba = self.predict_proba(X)
-        if self.multi_label_:
-            return (proba >= 0.5).astype(np.int64)
-        return self.classes_[np.argmax(proba, axis=1)]
-
-    def predict_label_sets(self, X) -> list[list]:
-        """Multi-label predictions as lists of label names (empty when no label reaches 0.5)."""
-        indicator = self.predict(X)
-        if not self.multi_label_:
-            return [[label] for label in indicator]
-        return [[plain_label(c) for c, on in zip(self.classes_, row) if on] for row in indicator]
-
     def score(self, X, y, sample_weight=None) -> float:
         """Accuracy; for multi-label models subset accuracy (every label of a text right), as scikit-learn."""
         if getattr(self, "multi_label_", False):
@@ -495,8 +481,3 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def plain_label(value):
-    """numpy scalars -> Python scalars, so labels are JSON-serialisable."""
-    return value.item() if isinstance(value, np.generic) else value

@@ -722,8 +722,7 @@ def _stdin_texts(encoding: str) -> list[str]:
 
 def _prediction_rows(inputs, proba, classes, label_sep: Optional[str] = None) -> list[dict]:
     """One row per text; label_sep set means a multi-label model: every label at probability ≥ 0.5."""
-    def plain_label(value):  # classifier.plain_label, without importing torch for an ONNX model
-        return value.item() if hasattr(value, "item") else value
+    from .labels import plain_label  # torch-free: an ONNX model predicts without torch
 
     rows = []
     for x, p in zip(inputs, proba):

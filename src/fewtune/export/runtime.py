@@ -16,6 +16,7 @@ import numpy as np
 
 from ..data import as_labeled
 from ..errors import FewtuneError, ModelFolderError
+from ..labels import ProbabilityLabels
 from ..model_folder import sha256
 from ..progress import Progress
 
@@ -54,7 +55,7 @@ def read_manifest(path: str | Path, *, verify: bool = True) -> dict[str, Any]:
     return manifest
 
 
-class OnnxClassifier:
+class OnnxClassifier(ProbabilityLabels):
     """An exported classifier: `predict_proba`, `predict`, `classes_` as FewShotClassifier has them."""
 
     def __init__(self, folder: Path, manifest: dict[str, Any], session, tokenizer, *, show_progress: bool = False):
@@ -143,18 +144,6 @@ class OnnxClassifier:
         z -= z.max(axis=1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
-
-    def predict(self, X) -> np.ndarray:
-        proba = self.predict_proba(X)
-        if self.multi_label_:
-            return (proba >= 0.5).astype(np.int64)
-        return self.classes_[np.argmax(proba, axis=1)]
-
-    def predict_label_sets(self, X) -> list[list]:
-        indicator = self.predict(X)
-        if not self.multi_label_:
-            return [[label] for label in indicator]
-        return [[c for c, on in zip(self.classes_, row) if on] for row in indicator]
 
     def score(self, X, y) -> float:
         """Accuracy (single-label models)."""

@@ -6,10 +6,12 @@ fine-tuned for dialogue; the page's training runs on the tiny encoder too.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
 import numpy as np
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -73,6 +75,19 @@ def test_openapi_documents_the_endpoints(client):
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/predict", "/generate", "/health", "/info", "/train"} <= set(paths)
     assert client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_docs_pages_load_nothing_from_the_internet(client, page):
+    # FastAPI's own pages pull Swagger UI / ReDoc from a CDN and show a blank page offline.
+    html = client.get(page).text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert assets and not [a for a in assets if a.startswith(("http:", "https:", "//"))], assets
+    scripts = [a for a in re.findall(r'src="([^"]+)"', html) if a.endswith(".js")]
+    assert scripts
+    for url in scripts:
+        response = client.get(url)
+        assert response.status_code == 200 and len(response.content) > 100_000, url  # the real bundle
 
 
 # --- predict ----------------------------------------------------------------------------------------

@@ -105,3 +105,17 @@ def test_try_then_teach_then_use_the_new_model(server, browser, tmp_path):
     expect(page.locator("#result .label")).to_have_text(re.compile(r"^(pos|neg) \(\d+\.\d%\)$"))
     page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
     assert problems == [] and elsewhere == []
+
+
+def test_the_api_docs_render_offline(server, browser):
+    # Swagger UI draws one block per operation from /openapi.json; a blank page (its script from a
+    # CDN that cannot be reached) has none.
+    page = browser.new_page()
+    failed = []
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    page.goto(server + "/docs")
+    page.wait_for_selector(".opblock-summary-path", timeout=20_000)
+    paths = set(page.locator(".opblock-summary-path").all_inner_texts())
+    assert {"/predict", "/generate", "/health", "/train"} <= {p.strip() for p in paths}
+    assert not failed, failed
+    page.close()

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
@@ -109,7 +110,7 @@ def create_app(models: Mapping[str, str | Path | Served], limits: Limits | None 
         config = dataclasses.replace(config, max_examples=min(config.max_examples, limits.max_train_examples))
         teacher = Teacher(config, add, evict)
 
-    app = FastAPI(title="fewtune", version=__version__,
+    app = FastAPIOffline(title="fewtune", version=__version__,
                   description="Few-shot classifiers and generators, served; the page at / tries and teaches them.")
     app.state.registry, app.state.limits, app.state.teacher = registry, limits, teacher
     _errors(app)

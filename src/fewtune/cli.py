@@ -18,6 +18,10 @@ import typer
 
 from . import check_data as check_data_cli
 from .atomic import atomic_write_text
+from .cli_output import Json, Quiet
+from .cli_output import note as _note
+from .cli_output import print_json as _print_json
+from .cli_output import table as _table
 from .errors import DataError, FewtuneError
 from .export import cli as export_cli
 from .pretrain import cli as pretrain_cli
@@ -40,8 +44,6 @@ app.command()(pretrain_cli.pretrain), app.command()(pretrain_cli.adapt)
 app.command()(serve_cli.serve), app.command()(export_cli.export)
 app.command("check-data")(check_data_cli.check_data)
 
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or notes on stderr.")]
-Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, for scripts.")]
 TextCol = Annotated[str, typer.Option(help="Column holding the text.")]
 Encoding = Annotated[str, typer.Option(help="Text encoding of the data file, e.g. latin-1.")]
 MultiLabel = Annotated[bool, typer.Option(help="Each row has several labels in the label column, split at --label-sep (one-vs-rest).")]
@@ -805,19 +807,6 @@ def _print_report(report: dict) -> None:
     _table(["", *labels], [[t, *map(str, row)] for t, row in zip(labels, report["confusion_matrix"])])
 
 
-def _table(header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    for row in [header, *rows]:
-        typer.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
-
-
-def _print_json(obj: Any) -> None:
-    typer.echo(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
-
-
-def _note(quiet: bool, message: str) -> None:
-    if not quiet:
-        typer.echo(message, err=True)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

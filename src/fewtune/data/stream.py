@@ -104,16 +104,21 @@ def _delimited(text: io.TextIOWrapper, source: str, delimiter: str) -> Iterator[
         raise DataError(f"{source}: the file is empty")
 
 
+def json_line(line: str, source: str, number: int):
+    """One JSONL line parsed, or a DataError naming the file and line (shared with pretraining corpora)."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{source}, line {number}: not valid JSON ({e.msg} at column {e.colno}); "
+                        "JSONL needs one complete object per line") from None
+
+
 def _jsonl(text: io.TextIOWrapper, source: str) -> Iterator:
     yield None  # JSONL has no header: columns are checked record by record
     for number, line in enumerate(text, start=1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{source}, line {number}: not valid JSON ({e.msg} at column {e.colno}); "
-                            "JSONL needs one complete object per line") from None
+        record = json_line(line, source, number)
         if not isinstance(record, dict):
             raise DataError(f"{source}, line {number}: expected a JSON object, got {_json_type(record)}")
         yield f"line {number}", record

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..cli_output import Json, Quiet
 from ..errors import FewtuneError
 from .params import AdaptParams, PretrainParams
 from .presets import PRESETS
@@ -23,8 +24,6 @@ Encoding = Annotated[str, typer.Option(help="Text encoding of the corpus files, 
 Resume = Annotated[bool, typer.Option(help="Continue an interrupted run from its last checkpoint (in OUT.work/).")]
 Overwrite = Annotated[bool, typer.Option(help="Replace an existing output folder written by pretrain or adapt.")]
 Device = Annotated[Optional[str], typer.Option(help="cpu, cuda, mps (default: best available; accelerate launch picks per process).")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or notes on stderr.")]
-Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, for scripts.")]
 
 
 def pretrain(

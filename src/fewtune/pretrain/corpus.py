@@ -19,13 +19,13 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 from ..data.builtin import BUILTIN_DATASETS, is_test, split_key
+from ..data.stream import json_line
 from ..errors import DataError
 
 TRAIN, HELDOUT = "train", "heldout"
@@ -168,11 +168,7 @@ def _jsonl(path: Path, source: str, encoding: str, text_col: str) -> Iterator[st
     for number, line in _lines(path, source, encoding):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{source}, line {number}: not valid JSON ({e.msg} at column {e.colno}); "
-                            "JSONL needs one complete object per line") from None
+        record = json_line(line, source, number)
         if isinstance(record, dict):
             if text_col not in record:
                 raise DataError(f"{source}, line {number}: no field {text_col!r} (fields: "

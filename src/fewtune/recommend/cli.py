@@ -10,13 +10,16 @@ answer at once.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 from typer.core import TyperGroup
 
+from ..cli_output import Json, Quiet
+from ..cli_output import note as _note
+from ..cli_output import print_json as _print_json
+from ..cli_output import table as _table
 from ..errors import FewtuneError
 
 
@@ -33,8 +36,6 @@ app = typer.Typer(cls=_DefaultToRank, no_args_is_help=True, rich_markup_mode=Non
                   help="Few-shot recommendation: learn a new user's taste from a handful of ratings.\n\n"
                        "fewtune recommend MODEL --history FILE ranks items for the user whose ratings are in FILE.")
 
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or notes on stderr.")]
-Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, for scripts.")]
 Like = Annotated[float, typer.Option("--like", help="Ratings at or above this are likes.")]
 Dislike = Annotated[float, typer.Option("--dislike", help="Ratings at or below this are dislikes.")]
 Backbone = Annotated[Optional[str], typer.Option(help="Sentence encoder for the item texts (bayes): name, folder or hub id. Default: minilm.")]
@@ -259,16 +260,3 @@ def _parse_params(items: list[str]) -> dict[str, str]:
     return params
 
 
-def _table(header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    for row in [header, *rows]:
-        typer.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
-
-
-def _print_json(obj: Any) -> None:
-    typer.echo(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
-
-
-def _note(quiet: bool, message: str) -> None:
-    if not quiet:
-        typer.echo(message, err=True)

@@ -29,9 +29,12 @@ CARD_NAME = "README.md"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
 
 
-def library_versions() -> dict[str, str]:
+def library_versions(*extra: str) -> dict[str, str]:
+    """Versions of Python and the libraries a saved model depends on, plus the `extra` distributions
+    (those installed)."""
     versions = {"python": platform.python_version()}
-    for dist in ("fewtune", "torch", "transformers", "sentence-transformers", "scikit-learn", "safetensors", "peft"):
+    for dist in ("fewtune", "torch", "transformers", "sentence-transformers", "scikit-learn", "safetensors", "peft",
+                 *extra):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -112,9 +115,10 @@ def read_model_folder(path: str | Path, *, allow_pickle: bool = False, verify: b
 
 def verify_files(path: Path, files: dict[str, str], *, checksums: bool = True) -> None:
     """Every file recorded at save time is there and (checksums) has the recorded sha256."""
-    for name, digest in files.items():
-        file = path / name
-        if not file.is_file():
+    # Every file's presence first: a missing file is the clearer message when both are wrong.
+    for name in files:
+        if not (path / name).is_file():
             raise ModelFolderError(f"{path}: missing {name}; the folder is incomplete")
-        if checksums and sha256(file) != digest:
-            raise ModelFolderError(f"{file}: checksum mismatch; the file is truncated or was modified")
+    for name, digest in files.items():
+        if checksums and sha256(path / name) != digest:
+            raise ModelFolderError(f"{path / name}: checksum mismatch; the file is truncated or was modified")

@@ -107,7 +107,7 @@ def export_onnx(model_dir: str | Path, output: str | Path | None = None, *, int8
             "temperature": float(source.get("temperature", 1.0)),
             "tokenizer": _tokenizer_settings(tokenizer, body),
             "source": {k: v for k, v in source.items() if k not in ("files", "format", "format_version")},
-            "versions": {**library_versions(), **_onnx_versions()},
+            "versions": library_versions("onnx", "onnxruntime"),
         }
         _write_manifest(tmp, manifest)
         # Check the graph before it is moved into place: it must agree with the model it came from.
@@ -270,18 +270,6 @@ def _write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in (MANIFEST_NAME, "README.md"))
     manifest["files"] = {p.relative_to(folder).as_posix(): sha256(p) for p in files}
     (folder / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def _onnx_versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {}
-    for dist in ("onnx", "onnxruntime"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
 
 
 def _card(manifest: dict[str, Any], model_dir: Path) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 from ..data import as_labeled
 from ..errors import FewtuneError, ModelFolderError
 from ..labels import ProbabilityLabels
-from ..model_folder import sha256
+from ..model_folder import verify_files
 from ..progress import Progress
 
 MANIFEST_NAME = "fewtune-onnx.json"
@@ -46,12 +46,7 @@ def read_manifest(path: str | Path, *, verify: bool = True) -> dict[str, Any]:
     files = manifest.get("files")
     if not isinstance(files, dict) or manifest.get("model") not in files:
         raise ModelFolderError(f"{file}: no file list naming the model; the folder is incomplete")
-    for name in files:
-        if not (path / name).is_file():
-            raise ModelFolderError(f"{path}: missing {name}; the folder is incomplete")
-    for name, digest in files.items():
-        if verify and sha256(path / name) != digest:
-            raise ModelFolderError(f"{path / name}: checksum mismatch; the file is truncated or was modified")
+    verify_files(path, files, checksums=verify)
     return manifest
 
 

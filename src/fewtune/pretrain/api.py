@@ -255,7 +255,7 @@ def _save(out: Path, payload, facts: dict, sources, accelerator, work: Path | No
         "device": str(accelerator.device),
         "mixed_precision": accelerator.mixed_precision,
         "threads_per_process": torch.get_num_threads(),
-        "versions": _versions(),
+        "versions": library_versions("accelerate", "tokenizers"),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if accelerator.is_main_process:
@@ -270,18 +270,6 @@ def _save(out: Path, payload, facts: dict, sources, accelerator, work: Path | No
             shutil.rmtree(work, ignore_errors=True)
     accelerator.wait_for_everyone()
     return facts
-
-
-def _versions() -> dict:
-    from importlib import metadata
-
-    versions = library_versions()
-    for dist in ("accelerate", "tokenizers"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return versions
 
 
 # --- checks and small helpers ---------------------------------------------------------------------

@@ -87,18 +87,8 @@ def read_model_folder(path: str | Path, *, allow_pickle: bool = False, verify: b
     if not path.is_dir():
         raise ModelFolderError(f"{path}: no such model folder")
     config_path = path / CONFIG_NAME
-    if not config_path.is_file():
-        raise ModelFolderError(f"{path}: not a fewtune model folder (no {CONFIG_NAME})")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelFolderError(f"{config_path}: corrupt ({e})") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise ModelFolderError(f"{config_path}: not a fewtune model config")
-    if config.get("format_version", 0) > FORMAT_VERSION:
-        raise ModelFolderError(
-            f"{path} was written by a newer fewtune (format {config['format_version']}); upgrade fewtune to load it"
-        )
+    config = read_format_file(path, CONFIG_NAME, FORMAT, FORMAT_VERSION, kind="fewtune model folder",
+                              content="fewtune model config", written="written")
     if not allow_pickle:
         pickles = sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.suffix in PICKLE_SUFFIXES)
         if pickles:
@@ -111,6 +101,25 @@ def read_model_folder(path: str | Path, *, allow_pickle: bool = False, verify: b
         raise ModelFolderError(f"{config_path}: no file list; the folder is incomplete")
     verify_files(path, files, checksums=verify)
     return config
+
+
+def read_format_file(path: Path, name: str, fmt: str, version: int, *, kind: str, content: str,
+                     written: str) -> dict[str, Any]:
+    """The JSON file `name` that marks `path` as a folder of format `fmt`, checked: present, valid JSON,
+    the right format, and a format version this fewtune can read (model folders and ONNX exports)."""
+    file = path / name
+    if not file.is_file():
+        raise ModelFolderError(f"{path}: not a {kind} (no {name})")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelFolderError(f"{file}: corrupt ({e})") from None
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        raise ModelFolderError(f"{file}: not a {content}")
+    if data.get("format_version", 0) > version:
+        raise ModelFolderError(f"{path} was {written} by a newer fewtune (format {data['format_version']}); "
+                               "upgrade fewtune to load it")
+    return data
 
 
 def verify_files(path: Path, files: dict[str, str], *, checksums: bool = True) -> None:

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import numpy as np
 from ..data import as_labeled
 from ..errors import FewtuneError, ModelFolderError
 from ..labels import ProbabilityLabels
-from ..model_folder import verify_files
+from ..model_folder import read_format_file, verify_files
 from ..progress import Progress
 
 MANIFEST_NAME = "fewtune-onnx.json"
@@ -33,16 +32,8 @@ def is_exported(path: str | Path) -> bool:
 def read_manifest(path: str | Path, *, verify: bool = True) -> dict[str, Any]:
     path = Path(path)
     file = path / MANIFEST_NAME
-    if not file.is_file():
-        raise ModelFolderError(f"{path}: not an exported model folder (no {MANIFEST_NAME})")
-    try:
-        manifest = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelFolderError(f"{file}: corrupt ({e})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ModelFolderError(f"{file}: not a fewtune ONNX manifest")
-    if manifest.get("format_version", 0) > FORMAT_VERSION:
-        raise ModelFolderError(f"{path} was exported by a newer fewtune; upgrade fewtune to load it")
+    manifest = read_format_file(path, MANIFEST_NAME, FORMAT, FORMAT_VERSION, kind="exported model folder",
+                                content="fewtune ONNX manifest", written="exported")
     files = manifest.get("files")
     if not isinstance(files, dict) or manifest.get("model") not in files:
         raise ModelFolderError(f"{file}: no file list naming the model; the folder is incomplete")

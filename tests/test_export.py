@@ -81,7 +81,8 @@ def test_the_folder_carries_tokenizer_labels_and_a_checked_manifest(exported, se
     ("finetune", {"epochs": 1, "batch_size": 8}, {}),
     ("linear-probe", {}, {}),
     ("setfit", FAST, {"calibrate": "temperature", "cv_folds": 2}),
-], ids=["finetune", "linear-probe", "setfit-temperature"])
+    ("setfit", {**FAST, "class_weight": "balanced"}, {"class_prior": {"pos": 0.9, "neg": 0.1}}),
+], ids=["finetune", "linear-probe", "setfit-temperature", "setfit-class-prior"])
 def test_every_encoder_method_exports_to_the_same_probabilities(st_folder, tmp_path, method, params, kwargs):
     folder = tmp_path / method
     clf = FewShotClassifier(str(st_folder), method, params=params, seed=0, **kwargs).fit(TEXTS, LABELS)
@@ -91,6 +92,11 @@ def test_every_encoder_method_exports_to_the_same_probabilities(st_folder, tmp_p
     if "calibrate" in kwargs:
         assert runtime.temperature_ == pytest.approx(clf.temperature_) and clf.temperature_ != 1.0
     assert np.abs(runtime.predict_proba(PROBES) - clf.predict_proba(PROBES)).max() <= 1e-4
+    if "class_prior" in kwargs:  # saved with the model, applied by the runtime, and replaceable in both
+        assert runtime.log_prior_ratio_ is not None
+        runtime.set_class_prior("neg=0.8,pos=0.2")
+        clf.set_class_prior("neg=0.8,pos=0.2")
+        assert np.abs(runtime.predict_proba(PROBES) - clf.predict_proba(PROBES)).max() <= 1e-4
 
 
 def test_multi_label_and_sentence_pair_models_export(st_folder, tmp_path):

@@ -16,6 +16,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from . import methods as _methods  # noqa: F401  (importing registers every method)
 from .backbones import ResolvedBackbone, pick_device, resolve_backbone
 from .bayes.ensembles import SAMPLED_POSTERIORS
+from .label_shift import parse_class_prior, prior_ratio, prior_vector, shift_proba
 from .data import as_labeled, check_trainable
 from .data.language import warn_if_unreadable
 from .data.multilabel import binarize, looks_multi_label, to_indicator
@@ -62,6 +63,10 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
     posterior_samples: ensemble members or dropout samples (0 = 5 members, 20 samples).
     calibrate: None, or "temperature": temperature scaling fitted on out-of-fold predictions of the
         training examples (cv_folds folds; costs that many extra trainings).
+    class_prior: None, or the class mix of the texts the model will meet, {label: weight} (or the text
+        'neg=0.7,pos=0.3'), when it differs from the shots' (balanced) mix and is known: probabilities are
+        re-weighted by Bayes' rule for label shift (`fewtune.label_shift`), after any posterior and
+        temperature. Read at prediction time, so `set_params(class_prior=...)` after fitting works too.
     trust: load a backbone folder's pickle weights and custom code (refused by default: both can run
         arbitrary code). Only for a source you trust.
 
@@ -87,6 +92,7 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
         posterior: str | None = None,
         calibrate: str | None = None,
         posterior_samples: int = 0,
+        class_prior: dict | str | None = None,
         trust: bool = False,
     ):
         self.backbone = backbone
@@ -101,6 +107,7 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
         self.posterior = posterior
         self.calibrate = calibrate
         self.posterior_samples = posterior_samples
+        self.class_prior = class_prior
         self.trust = trust
 
     # -- training -------------------------------------------------------------------------
@@ -137,6 +144,8 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
             self.classes_ = np.array(sorted(set(data.labels)), dtype=object)
             index = {c: i for i, c in enumerate(self.classes_)}
             y_idx = np.array([index[label] for label in data.labels])
+            if self.class_prior is not None:
+                prior_vector(parse_class_prior(self.class_prior), self.classes_)  # a bad prior fails before training
         self.multi_label_ = multi_label
         self.text_pairs_ = data.text_pairs is not None
         _seed_everything(self.seed)
@@ -257,8 +266,9 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
             raise FewtuneError(f"posterior_samples must be 0 (the default) or at least 2, got {samples!r}")
         if self.calibrate not in (None, "temperature"):
             raise FewtuneError(f"calibrate must be None or 'temperature', got {self.calibrate!r}")
-        if multi_label and (self.posterior or self.calibrate):
-            raise FewtuneError("posterior / calibrate cover single-label classification; this data is multi-label")
+        if multi_label and (self.posterior or self.calibrate or self.class_prior is not None):
+            raise FewtuneError("posterior / calibrate / class_prior cover single-label classification; "
+                               "this data is multi-label")
 
     def _samples(self) -> int:
         from .bayes.ensembles import DEFAULT_DROPOUT_SAMPLES, DEFAULT_MEMBERS
@@ -337,11 +347,27 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
             from .bayes import apply_temperature
 
             proba = apply_temperature(proba, self.temperature_)
-        return proba
+        return shift_proba(proba, self._prior_ratio())
+
+    def set_class_prior(self, class_prior: dict | str | None) -> FewShotClassifier:
+        """The class mix of the texts to come (None: the shots' own), checked against the classes now."""
+        self._check_fitted()
+        if class_prior is not None:
+            if self.multi_label_:
+                raise FewtuneError("class_prior covers single-label classification; this model is multi-label")
+            prior_vector(parse_class_prior(class_prior), self.classes_)
+        self.class_prior = class_prior
+        return self
+
+    def _prior_ratio(self) -> np.ndarray | None:
+        if getattr(self, "multi_label_", False):
+            return None
+        return prior_ratio(parse_class_prior(self.class_prior), self.classes_, self.train_info_.get("class_counts", {}),
+                           getattr(self.model_.params, "class_weight", "none"))
 
     def sampled_proba(self, X) -> np.ndarray:
         """An ensemble's members' or MC dropout's individual predictions, (samples, texts, classes),
-        before temperature scaling; `predict_proba` is their mean."""
+        before temperature scaling and any class prior; `predict_proba` is their mean."""
         self._check_fitted()
         if self.posterior not in SAMPLED_POSTERIORS:
             raise FewtuneError("sampled_proba needs posterior='ensemble' or 'mc-dropout'")
@@ -398,6 +424,10 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
         members = getattr(self, "members_", [])
         if getattr(self, "temperature_", 1.0) != 1.0:
             config["temperature"] = self.temperature_
+        class_prior = parse_class_prior(self.class_prior)
+        if class_prior is not None:
+            weights = prior_vector(class_prior, self.classes_)
+            config["class_prior"] = {str(plain_label(c)): float(w) for c, w in zip(self.classes_, weights)}
 
         def write(folder: Path) -> None:
             self.model_.save(folder)
@@ -455,6 +485,7 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
                                                         evidence=clf.train_info_.get("posterior"))
             if "temperature" in config:
                 clf.calibrate = "temperature"
+            clf.class_prior = config.get("class_prior")
         except (KeyError, TypeError, OSError, ValueError, SafetensorError) as e:
             raise FewtuneError(f"{path}: cannot load model ({type(e).__name__}: {e})") from None
         return clf

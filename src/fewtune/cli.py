@@ -49,6 +49,7 @@ Encoding = Annotated[str, typer.Option(help="Text encoding of the data file, e.g
 MultiLabel = Annotated[bool, typer.Option(help="Each row has several labels in the label column, split at --label-sep (one-vs-rest).")]
 LabelSep = Annotated[str, typer.Option(help="With --multi-label: what separates the labels in a cell.")]
 Trust = Annotated[bool, typer.Option("--trust", help="Load pickle weights and a model folder's own code (both can run anything: only from a source you trust).")]
+ClassPrior = Annotated[Optional[str], typer.Option(help="The class mix of the texts to label, LABEL=WEIGHT,... (or a JSON object), when known and unlike the shots' mix: probabilities are re-weighted by Bayes' rule for label shift. train: saved with the model; predict: replaces the saved one.")]
 MaxTest = Annotated[int, typer.Option(help="Evaluate on at most this many held-out examples (a fixed subset; 0 = all).")]
 
 
@@ -79,6 +80,7 @@ def train(
     posterior: Annotated[Optional[str], typer.Option(help="'laplace': a Laplace posterior over the head, prior precision from the evidence; 'laplace-cv': precision by cross-validated NLL on the shots; 'ensemble': models from several seeds, probabilities averaged; 'mc-dropout': predictions averaged over dropout masks.")] = None,
     posterior_samples: Annotated[int, typer.Option(help="With --posterior ensemble / mc-dropout: members / dropout samples (0 = 5 / 20).")] = 0,
     calibrate: Annotated[Optional[str], typer.Option(help="'temperature': temperature scaling fitted on out-of-fold predictions of the shots.")] = None,
+    class_prior: ClassPrior = None,
     test: Annotated[Optional[Path], typer.Option(help="Held-out data file to evaluate on (same columns).")] = None,
     max_test: Annotated[Optional[int], typer.Option(help="Evaluate on at most this many held-out examples, a fixed subset (default 1000 to classify, 100 for perplexity; 0 = all).")] = None,
     encoding: Encoding = "utf-8",
@@ -104,6 +106,7 @@ def train(
                          classify_only={"--method": method != "setfit", "--multi-label": multi_label,
                                         "--select": select is not None, "--grid": bool(grid),
                                         "--posterior": posterior is not None, "--calibrate": calibrate is not None,
+                                        "--class-prior": class_prior is not None,
                                         "--text-pair-col": text_pair_col is not None, "--trust": trust,
                                         "--check-data": check_data})
         return
@@ -183,7 +186,8 @@ def train(
     _note(quiet, f"training {method} on {backbone}: {len(train_set)} examples, {kinds}")
     clf = FewShotClassifier(backbone=backbone, method=method, params=params, seed=seed, device=device,
                             show_progress=not quiet, select=select, grid=grid_values, cv_folds=cv_folds,
-                            posterior=posterior, calibrate=calibrate, posterior_samples=posterior_samples, trust=trust)
+                            posterior=posterior, calibrate=calibrate, posterior_samples=posterior_samples,
+                            class_prior=class_prior, trust=trust)
     description = f"{dataset or data}" + (f", {shots} per class, seed {seed}" if shots else "")
     clf.fit(_inputs(train_set), _targets(train_set, multi_label, label_sep), data_description=description)
 
@@ -352,6 +356,7 @@ def predict(
     trust: Trust = False,
     abstain_below: Annotated[Optional[float], typer.Option(help="Answer --abstain-label instead of a class when the top probability is below this.")] = None,
     abstain_label: Annotated[str, typer.Option(help="The label written when the model abstains.")] = "unknown",
+    class_prior: ClassPrior = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, mps.")] = None,
     quiet: Quiet = False,
 ):
@@ -370,6 +375,8 @@ def predict(
         from .classifier import FewShotClassifier
 
         clf = FewShotClassifier.load(model, device=device, trust=trust, show_progress=not quiet)
+    if class_prior is not None:
+        clf.set_class_prior(class_prior)
     if abstain_below is not None and clf.multi_label_:
         raise FewtuneError("--abstain-below applies to single-label models (a multi-label model says no label below 0.5)")
     abstained = 0

@@ -30,6 +30,9 @@ def render_card(config: dict[str, Any]) -> str:
         lines.append(f"- encoder moved ‖θ−θ₀‖ = {training['distance_from_pretrained']} from the pretrained weights")
     if training.get("data"):
         lines.append(f"- data: {training['data']}")
+    if config.get("class_prior"):
+        mix = ", ".join(f"`{c}` {w:.3g}" for c, w in config["class_prior"].items())
+        lines.append(f"- class prior at prediction (probabilities re-weighted from the training mix to it): {mix}")
     selection = training.get("selection")
     if selection and selection["method"] == "evidence":
         lines += ["", "### Prior strength chosen by the Laplace evidence of the training labels", ""]
@@ -89,6 +92,9 @@ def render_generator_card(config: dict[str, Any]) -> str:
     ]
     if training.get("data"):
         lines.append(f"- data: {training['data']}")
+    if config.get("class_prior"):
+        mix = ", ".join(f"`{c}` {w:.3g}" for c, w in config["class_prior"].items())
+        lines.append(f"- class prior at prediction (probabilities re-weighted from the training mix to it): {mix}")
     evaluation = config.get("evaluation")
     if evaluation:
         lines += ["", "## Held-out perplexity", "",

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..data import as_labeled
 from ..errors import FewtuneError, ModelFolderError
+from ..label_shift import parse_class_prior, prior_ratio
 from ..labels import ProbabilityLabels
 from ..model_folder import read_format_file, verify_files
 from ..progress import Progress
@@ -56,6 +57,18 @@ class OnnxClassifier(ProbabilityLabels):
         self.train_info_ = manifest.get("source", {}).get("training", {})
         self.temperature_ = float(manifest.get("temperature", 1.0))
         self.input_names_ = list(manifest["inputs"])
+        self.set_class_prior(manifest.get("source", {}).get("class_prior"))
+
+    def set_class_prior(self, class_prior: dict | str | None) -> OnnxClassifier:
+        """The class mix of the texts to come (None: the shots' own), as FewShotClassifier.set_class_prior."""
+        if class_prior is not None and self.multi_label_:
+            raise FewtuneError("class_prior covers single-label classification; this model is multi-label")
+        source = self.manifest_.get("source", {})
+        ratio = prior_ratio(parse_class_prior(class_prior), self.classes_, self.train_info_.get("class_counts", {}),
+                            source.get("params", {}).get("class_weight", "none"))
+        # The class prior as FewShotClassifier applies it, p·π_new/π_train renormalised: a shift of the logits.
+        self.log_prior_ratio_ = None if ratio is None else np.log(ratio)
+        return self
 
     @property
     def runtime(self) -> str:
@@ -127,6 +140,8 @@ class OnnxClassifier(ProbabilityLabels):
         # Temperature scaling as FewShotClassifier applies it, softmax(log p / T), is softmax(z / T):
         # log p differs from z by a constant per row.
         z = z / self.temperature_
+        if self.log_prior_ratio_ is not None:
+            z = z + self.log_prior_ratio_
         z -= z.max(axis=1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)

@@ -72,7 +72,7 @@ def summarize(out: Path, table: Path) -> None:
     import fewtune
 
     rows = [json.loads(line) for line in out.open()]
-    lines = [f"# class_prior: Bayes' rule for a known class mix (benchmarks/class_prior.py)", "",
+    lines = ["# class_prior: Bayes' rule for a known class mix (benchmarks/class_prior.py)", "",
              f"Written {datetime.now(timezone.utc).isoformat(timespec='seconds')}; fewtune {fewtune.__version__}, "
              f"{platform.processor() or platform.machine()}. setfit on minilm, K={rows[0]['shots']}, "
              "500 test texts; mean ± std over seeds, in %.", "",

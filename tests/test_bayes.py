@@ -271,3 +271,43 @@ def test_suggest_ranks_the_pool_and_the_cli_lists_it(laplace_clf, tmp_path, capf
     plain = FewShotClassifier(backbone=laplace_clf.backbone, params=FAST).fit(*synthetic.make(per_class=4))
     with pytest.raises(FewtuneError, match="bald needs a posterior"):
         suggest(plain, pool, 3, "bald")
+
+
+def test_auto_calibration_scores_every_candidate_out_of_fold_and_applies_the_best(st_folder, tmp_path):
+    X, y = synthetic.make(per_class=8)
+    clf = FewShotClassifier(backbone=str(st_folder), params=FAST, seed=0, calibrate="auto", cv_folds=2).fit(X, y)
+    cal = clf.train_info_["calibration"]
+    assert set(cal["oof_nll"]) == {"none", "temperature", "laplace-cv"} and cal["folds"] == 2
+    assert cal["chosen"] == min(cal["oof_nll"], key=cal["oof_nll"].get)
+    assert (clf.posterior_ is not None) == (cal["chosen"] == "laplace-cv")
+    assert (clf.temperature_ != 1.0) == (cal["chosen"] == "temperature")
+    X_new, _ = synthetic.held_out()
+    clf.save(tmp_path / "m")
+    np.testing.assert_allclose(FewShotClassifier.load(tmp_path / "m").predict_proba(X_new), clf.predict_proba(X_new),
+                               atol=1e-10)
+
+
+@pytest.mark.parametrize("case", ["overconfident", "laplace-best", "already-right"])
+def test_auto_calibration_picks_what_the_held_out_shots_favour(st_folder, monkeypatch, case):
+    """The choice itself, on out-of-fold predictions made to favour each candidate."""
+    X, y = synthetic.make(per_class=8)
+    truth = np.array([0 if label == "negative" else 1 for label in y])  # classes_ sorted: negative, positive
+    right = np.where(np.arange(len(y)) % 8 < 2, 1 - truth, truth)  # 75 % right, in both folds
+    confident = np.eye(2)[right] * 0.98 + 0.01  # 98 % sure, 75 % right: a temperature above 1 helps
+    honest = np.where(np.eye(2)[right] == 1, 0.75, 0.25)  # says what it knows
+    oof = {"overconfident": confident, "laplace-best": confident, "already-right": honest}[case]
+    knows = np.where(np.eye(2)[truth] == 1, 0.9, 0.1)  # right on every shot
+    laplace = knows if case == "laplace-best" else confident
+    folds = [(np.arange(len(y))[i::2], np.arange(len(y))[1 - i::2]) for i in (0, 1)]
+    monkeypatch.setattr(FewShotClassifier, "_out_of_fold", lambda self, *a, **k: (oof, laplace, folds))
+    clf = FewShotClassifier(backbone=str(st_folder), params=FAST, seed=0, calibrate="auto").fit(X, y)
+    expected = {"overconfident": "temperature", "laplace-best": "laplace-cv", "already-right": "none"}[case]
+    assert clf.train_info_["calibration"]["chosen"] == expected
+
+
+def test_auto_calibration_leaves_the_posterior_to_itself(st_folder):
+    X, y = synthetic.make(per_class=4)
+    with pytest.raises(FewtuneError, match="leave posterior unset"):
+        FewShotClassifier(backbone=str(st_folder), posterior="laplace", calibrate="auto").fit(X, y)
+    with pytest.raises(FewtuneError, match="calibrate must be None or one of 'temperature', 'auto'"):
+        FewShotClassifier(backbone=str(st_folder), calibrate="platt").fit(X, y)

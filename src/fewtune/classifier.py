@@ -31,6 +31,7 @@ from .selection import SELECTIONS, select_by_cv
 POSTERIOR_FILE = "posterior.safetensors"
 MEMBERS_FOLDER = "members"  # an ensemble's extra members, one model folder each (the first is the main one)
 LAPLACE = ("laplace", "laplace-cv")
+CALIBRATIONS = ("temperature", "auto")
 POSTERIORS = (*LAPLACE, *SAMPLED_POSTERIORS)
 
 
@@ -62,7 +63,11 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
         (`fewtune.bayes.ensembles`).
     posterior_samples: ensemble members or dropout samples (0 = 5 members, 20 samples).
     calibrate: None, or "temperature": temperature scaling fitted on out-of-fold predictions of the
-        training examples (cv_folds folds; costs that many extra trainings).
+        training examples (cv_folds folds; costs that many extra trainings). "auto": the same fold
+        models score three ways to turn the head into probabilities by their out-of-fold NLL on the
+        shots: as trained, temperature-scaled (T fitted on the other folds), and the laplace-cv
+        posterior (where the method has a softmax head on features); the best is used (needs
+        posterior=None; `train_info_["calibration"]` holds every candidate's NLL and the choice).
     class_prior: None, or the class mix of the texts the model will meet, {label: weight} (or the text
         'neg=0.7,pos=0.3'), when it differs from the shots' (balanced) mix and is known: probabilities are
         re-weighted by Bayes' rule for label shift (`fewtune.label_shift`), after any posterior and
@@ -179,6 +184,14 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
         if self.calibrate == "temperature":
             extra["calibration"] = self._fit_temperature(data, y_idx, params)
             self.temperature_ = extra["calibration"]["temperature"]
+        elif self.calibrate == "auto":
+            extra["calibration"] = self._choose_calibration(data, y_idx, params)
+            choice = extra["calibration"]["chosen"]
+            if choice == "temperature":
+                self.temperature_ = extra["calibration"]["temperature"]
+            elif choice == "laplace-cv":
+                self.posterior_ = self._fit_laplace(model, self._texts(data, model), y_idx, prior="cv")
+                extra["posterior"] = {"kind": "laplace", **self.posterior_.evidence}
         self.train_info_ = {
             "n_examples": len(data),
             "class_counts": {str(c): int(y_idx[:, i].sum() if multi_label else (y_idx == i).sum())
@@ -264,8 +277,12 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
         samples = self.posterior_samples
         if not isinstance(samples, int) or samples < 0 or samples == 1:
             raise FewtuneError(f"posterior_samples must be 0 (the default) or at least 2, got {samples!r}")
-        if self.calibrate not in (None, "temperature"):
-            raise FewtuneError(f"calibrate must be None or 'temperature', got {self.calibrate!r}")
+        if self.calibrate not in (None, *CALIBRATIONS):
+            raise FewtuneError(f"calibrate must be None or one of {', '.join(map(repr, CALIBRATIONS))}, "
+                               f"got {self.calibrate!r}")
+        if self.calibrate == "auto" and self.posterior is not None:
+            raise FewtuneError(f"calibrate='auto' chooses between no calibration, temperature scaling and the "
+                               f"laplace-cv posterior itself; leave posterior unset (got {self.posterior!r})")
         if multi_label and (self.posterior or self.calibrate or self.class_prior is not None):
             raise FewtuneError("posterior / calibrate / class_prior cover single-label classification; "
                                "this data is multi-label")
@@ -290,9 +307,11 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
                 progress.advance(task)
         return members
 
-    def _fit_laplace(self, model, texts: list[str], y_idx: np.ndarray):
+    def _fit_laplace(self, model, texts: list[str], y_idx: np.ndarray, prior: str | None = None):
+        """prior: "cv" or "evidence" for τ; None for what `posterior` says."""
         from .bayes import LaplaceHead
 
+        prior = prior or ("cv" if self.posterior == "laplace-cv" else "evidence")
         layer = model.last_layer()
         if layer is None:
             raise FewtuneError(f"method '{self.method}' has no softmax head on features to put a Laplace posterior on "
@@ -302,9 +321,8 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
             features = model.features(texts, progress=progress)
         refit = bool(model.refittable_head)
         # The prior precision: by the evidence, or (laplace-cv) by cross-validated NLL on the shots.
-        posterior = LaplaceHead.fit(features, y_idx, *layer, refit=refit,
-                                    prior="cv" if self.posterior == "laplace-cv" else "evidence",
-                                    folds=self.cv_folds, seed=self.seed)
+        posterior = LaplaceHead.fit(features, y_idx, *layer, refit=refit, prior=prior, folds=self.cv_folds,
+                                    seed=self.seed)
         if refit:
             model.set_last_layer(posterior.weight, posterior.bias)  # the MAP head at the chosen prior
         return posterior
@@ -314,21 +332,58 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
         log-normal prior centred on T = 1 (fewtune.bayes.temperature)."""
         from .bayes import fit_temperature
         from .bayes.temperature import PRIOR_SD, apply_temperature, nll
-        from .selection import cv_folds
 
-        X = data.texts if data.text_pairs is None else list(zip(data.texts, data.text_pairs))
-        oof = np.zeros((len(y_idx), len(self.classes_)))
-        folds = cv_folds(y_idx, self.cv_folds, self.seed)
-        for train_idx, val_idx in folds:
-            member = FewShotClassifier(self.backbone, self.method, params=params.to_dict(), seed=self.seed,
-                                       device=self.device, posterior=self.posterior,
-                                       posterior_samples=self.posterior_samples, trust=self.trust)
-            member.fit([X[i] for i in train_idx], [self.classes_[y_idx[i]] for i in train_idx])
-            oof[val_idx] = member.predict_proba([X[i] for i in val_idx])
+        oof, _, folds = self._out_of_fold(data, y_idx, params, posterior=self.posterior, laplace=False)
         temperature = fit_temperature(oof, y_idx)
         return {"kind": "temperature", "temperature": round(temperature, 6), "folds": len(folds), "prior_sd": PRIOR_SD,
                 "oof_nll_before": round(nll(oof, y_idx), 6),
                 "oof_nll_after": round(nll(apply_temperature(oof, temperature), y_idx), 6)}
+
+    def _choose_calibration(self, data, y_idx: np.ndarray, params) -> dict:
+        """calibrate="auto": the candidate with the lowest out-of-fold NLL on the shots.
+
+        Every candidate is scored on predictions its own choices never saw: the fold models' as
+        trained; temperature-scaled with T fitted on the other folds' predictions; laplace-cv with τ
+        chosen inside each fold's training part. Ties go to the simpler candidate (listed first)."""
+        from .bayes import fit_temperature
+        from .bayes.temperature import apply_temperature, nll
+
+        layer_ok = self.model_.last_layer() is not None
+        oof, oof_laplace, folds = self._out_of_fold(data, y_idx, params, posterior=None, laplace=layer_ok)
+        held_t = np.zeros_like(oof)
+        for i, (_, val_idx) in enumerate(folds):
+            others = np.concatenate([v for j, (_, v) in enumerate(folds) if j != i])
+            held_t[val_idx] = apply_temperature(oof[val_idx], fit_temperature(oof[others], y_idx[others]))
+        scores = {"none": nll(oof, y_idx), "temperature": nll(held_t, y_idx)}
+        if oof_laplace is not None:
+            scores["laplace-cv"] = nll(oof_laplace, y_idx)
+        # A gain under a micro-nat is no gain: the simpler candidate keeps it.
+        chosen = min(scores, key=lambda k: (round(scores[k], 6), list(scores).index(k)))
+        return {"kind": "auto", "chosen": chosen, "oof_nll": {k: round(v, 6) for k, v in scores.items()},
+                "folds": len(folds), "temperature": round(fit_temperature(oof, y_idx), 6)}
+
+    def _out_of_fold(self, data, y_idx: np.ndarray, params, *, posterior, laplace: bool):
+        """Probabilities for every shot from a model trained on the other folds: (as the fold models
+        give them, from a laplace-cv posterior fitted on each fold's training part or None, folds)."""
+        from .selection import cv_folds
+
+        X = data.texts if data.text_pairs is None else list(zip(data.texts, data.text_pairs))
+        oof = np.zeros((len(y_idx), len(self.classes_)))
+        oof_laplace = np.zeros_like(oof) if laplace else None
+        folds = cv_folds(y_idx, self.cv_folds, self.seed)
+        for train_idx, val_idx in folds:
+            member = FewShotClassifier(self.backbone, self.method, params=params.to_dict(), seed=self.seed,
+                                       device=self.device, posterior=posterior,
+                                       posterior_samples=self.posterior_samples, trust=self.trust)
+            member.fit([X[i] for i in train_idx], [self.classes_[y_idx[i]] for i in train_idx])
+            held = [X[i] for i in val_idx]
+            oof[val_idx] = member.predict_proba(held)
+            if laplace:  # after the MAP predictions: a refittable head is replaced by the posterior's MAP
+                fold_texts = member._texts(as_labeled([X[i] for i in train_idx], source="fold"), member.model_)
+                head = member._fit_laplace(member.model_, fold_texts, y_idx[train_idx], prior="cv")
+                held_texts = member._texts(as_labeled(held, source="fold"), member.model_)
+                oof_laplace[val_idx] = head.predict_proba(member.model_.features(held_texts))
+        return oof, oof_laplace, folds
 
     # -- prediction -----------------------------------------------------------------------
     def predict_proba(self, X) -> np.ndarray:
@@ -417,7 +472,9 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
             config["evaluation"] = evaluation
         posterior = getattr(self, "posterior_", None)
         if posterior is not None:
-            config["posterior"] = {"kind": "laplace", "option": self.posterior, "predictive": posterior.predictive,
+            # posterior None with a Laplace head: calibrate="auto" chose laplace-cv.
+            config["posterior"] = {"kind": "laplace", "option": self.posterior or "laplace-cv",
+                                   "predictive": posterior.predictive,
                                    "tau": posterior.tau}
         elif self.posterior in SAMPLED_POSTERIORS:
             config["posterior"] = {"kind": self.posterior, "option": self.posterior, "samples": self._samples()}

@@ -76,10 +76,10 @@ def train(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing model folder.")] = False,
     select: Annotated[Optional[str], typer.Option(help="'cv': choose parameters by cross-validation on the training shots only, then train on all of them; 'evidence': choose the L2-SP strength (the pull toward the pretrained weights) by the Laplace marginal likelihood, one training per value (finetune).")] = None,
     grid: Annotated[Optional[list[str]], typer.Option(help="With --select: KEY=A,B,... (repeatable) instead of the method's own grid.")] = None,
-    cv_folds: Annotated[int, typer.Option(help="With --select cv or --calibrate temperature: number of folds.")] = 4,
+    cv_folds: Annotated[int, typer.Option(help="With --select cv or --calibrate: number of folds.")] = 4,
     posterior: Annotated[Optional[str], typer.Option(help="'laplace': a Laplace posterior over the head, prior precision from the evidence; 'laplace-cv': precision by cross-validated NLL on the shots; 'ensemble': models from several seeds, probabilities averaged; 'mc-dropout': predictions averaged over dropout masks.")] = None,
     posterior_samples: Annotated[int, typer.Option(help="With --posterior ensemble / mc-dropout: members / dropout samples (0 = 5 / 20).")] = 0,
-    calibrate: Annotated[Optional[str], typer.Option(help="'temperature': temperature scaling fitted on out-of-fold predictions of the shots.")] = None,
+    calibrate: Annotated[Optional[str], typer.Option(help="'temperature': temperature scaling fitted on out-of-fold predictions of the shots; 'auto': none, temperature or the laplace-cv posterior, whichever has the lowest out-of-fold NLL on the shots.")] = None,
     class_prior: ClassPrior = None,
     test: Annotated[Optional[Path], typer.Option(help="Held-out data file to evaluate on (same columns).")] = None,
     max_test: Annotated[Optional[int], typer.Option(help="Evaluate on at most this many held-out examples, a fixed subset (default 1000 to classify, 100 for perplexity; 0 = all).")] = None,
@@ -231,10 +231,14 @@ def train(
     elif result.get("posterior", {}).get("kind") == "mc-dropout":
         typer.echo(f"MC dropout: {result['posterior']['samples']} samples per prediction")
     elif "posterior" in result:
+        by = "cross-validated NLL" if result["posterior"].get("prior") == "cv" else "maximum evidence"
         typer.echo(f"Laplace posterior over the head: prior precision τ = {result['posterior']['tau']:.3g} "
-                   f"(maximum evidence{', head refitted' if result['posterior']['refit'] else ''})")
-    if "calibration" in result:
-        c = result["calibration"]
+                   f"({by}{', head refitted' if result['posterior']['refit'] else ''})")
+    c = result.get("calibration")
+    if c and c["kind"] == "auto":
+        scores = ", ".join(f"{k} {v:.3f}" for k, v in c["oof_nll"].items())
+        typer.echo(f"calibration chosen by out-of-fold NLL on the shots ({c['folds']} folds): {c['chosen']} ({scores})")
+    elif c:
         typer.echo(f"temperature T = {c['temperature']:.3g} from {c['folds']} folds "
                    f"(out-of-fold NLL {c['oof_nll_before']:.3f} → {c['oof_nll_after']:.3f})")
     if "distance_from_pretrained" in result:

@@ -135,9 +135,9 @@ def check_variant(variant: Variant, registry: dict[str, list[str]]) -> str | Non
     unknown = sorted(set(variant.params) - set(registry[variant.method]) - set(CLASSIFIER_OPTIONS))
     if unknown:
         return f"{variant.method} has no parameter {', '.join(unknown)}"
-    from ..classifier import POSTERIORS, SELECTIONS
+    from ..classifier import CALIBRATIONS, POSTERIORS, SELECTIONS
 
-    for option, allowed in (("select", SELECTIONS), ("posterior", POSTERIORS), ("calibrate", ("temperature",))):
+    for option, allowed in (("select", SELECTIONS), ("posterior", POSTERIORS), ("calibrate", CALIBRATIONS)):
         if variant.params.get(option, allowed[0]) not in allowed:
             return f"{variant.method}: {option} must be {' or '.join(repr(a) for a in allowed)}"
     return None

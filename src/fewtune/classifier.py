@@ -16,11 +16,11 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from . import methods as _methods  # noqa: F401  (importing registers every method)
 from .backbones import ResolvedBackbone, pick_device, resolve_backbone
 from .bayes.ensembles import SAMPLED_POSTERIORS
-from .label_shift import parse_class_prior, prior_ratio, prior_vector, shift_proba
 from .data import as_labeled, check_trainable
 from .data.language import warn_if_unreadable
 from .data.multilabel import binarize, looks_multi_label, to_indicator
 from .errors import FewtuneError
+from .label_shift import parse_class_prior, prior_ratio, prior_vector, shift_proba
 from .labels import ProbabilityLabels, plain_label
 from .methods.base import get_method
 from .model_card import render_card

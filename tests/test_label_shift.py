@@ -107,3 +107,11 @@ def test_predict_takes_a_class_prior_in_place_of_the_saved_one(plain, tmp_path, 
     np.testing.assert_allclose(got, expected, atol=1e-6)
     assert main([*args, "--class-prior", "negative=0.2"]) == 2
     assert "no weight for 'positive'" in capfd.readouterr().err
+
+
+def test_a_multi_label_model_refuses_a_class_prior_after_training(st_folder):
+    X, y = synthetic.make(per_class=8)
+    multi = FewShotClassifier(backbone=str(st_folder), params=FAST, seed=0).fit(X, [[label] for label in y])
+    with pytest.raises(FewtuneError, match="this model is multi-label"):
+        multi.set_class_prior("negative=1,positive=1")
+    assert multi.predict_proba(X[:2]).shape == (2, 2)  # no prior: predictions as before

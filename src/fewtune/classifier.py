@@ -402,23 +402,18 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
             from .bayes import apply_temperature
 
             proba = apply_temperature(proba, self.temperature_)
-        return shift_proba(proba, self._prior_ratio())
+        return shift_proba(proba, self._prior_ratio(self.class_prior))
 
     def set_class_prior(self, class_prior: dict | str | None) -> FewShotClassifier:
         """The class mix of the texts to come (None: the shots' own), checked against the classes now."""
         self._check_fitted()
-        if class_prior is not None:
-            if self.multi_label_:
-                raise FewtuneError("class_prior covers single-label classification; this model is multi-label")
-            prior_vector(parse_class_prior(class_prior), self.classes_)
+        self._prior_ratio(class_prior)  # checked against the classes now, not at the first prediction
         self.class_prior = class_prior
         return self
 
-    def _prior_ratio(self) -> np.ndarray | None:
-        if getattr(self, "multi_label_", False):
-            return None
-        return prior_ratio(parse_class_prior(self.class_prior), self.classes_, self.train_info_.get("class_counts", {}),
-                           getattr(self.model_.params, "class_weight", "none"))
+    def _prior_ratio(self, class_prior) -> np.ndarray | None:
+        return prior_ratio(parse_class_prior(class_prior), self.classes_, self.train_info_.get("class_counts", {}),
+                           getattr(self.model_.params, "class_weight", "none"), multi_label=self.multi_label_)
 
     def sampled_proba(self, X) -> np.ndarray:
         """An ensemble's members' or MC dropout's individual predictions, (samples, texts, classes),

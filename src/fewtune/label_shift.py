@@ -67,7 +67,7 @@ def prior_vector(prior: Mapping, classes: Sequence) -> np.ndarray:
 
 
 def prior_ratio(class_prior: Mapping | None, classes: Sequence, class_counts: Mapping[str, int],
-                class_weight: str = "none") -> np.ndarray | None:
+                class_weight: str = "none", *, multi_label: bool = False) -> np.ndarray | None:
     """π_new / π_train over `classes`, or None without a class prior.
 
     class_counts: the shots per class as training recorded them (train_info_["class_counts"]);
@@ -75,6 +75,8 @@ def prior_ratio(class_prior: Mapping | None, classes: Sequence, class_counts: Ma
     """
     if class_prior is None:
         return None
+    if multi_label:  # one-vs-rest labels are not a mix: they need not sum to one
+        raise FewtuneError("class_prior covers single-label classification; this model is multi-label")
     new = prior_vector(class_prior, classes)
     if class_weight == "balanced":
         trained = np.full(len(classes), 1.0 / len(classes))

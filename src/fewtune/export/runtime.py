@@ -61,11 +61,9 @@ class OnnxClassifier(ProbabilityLabels):
 
     def set_class_prior(self, class_prior: dict | str | None) -> OnnxClassifier:
         """The class mix of the texts to come (None: the shots' own), as FewShotClassifier.set_class_prior."""
-        if class_prior is not None and self.multi_label_:
-            raise FewtuneError("class_prior covers single-label classification; this model is multi-label")
         source = self.manifest_.get("source", {})
         ratio = prior_ratio(parse_class_prior(class_prior), self.classes_, self.train_info_.get("class_counts", {}),
-                            source.get("params", {}).get("class_weight", "none"))
+                            source.get("params", {}).get("class_weight", "none"), multi_label=self.multi_label_)
         # The class prior as FewShotClassifier applies it, p·π_new/π_train renormalised: a shift of the logits.
         self.log_prior_ratio_ = None if ratio is None else np.log(ratio)
         return self

@@ -116,16 +116,28 @@ def test_prompt_with_demonstrations_puts_one_solved_example_per_class_before_eac
     np.testing.assert_allclose(FewShotClassifier.load(tmp_path / "m").predict_proba(X), clf.predict_proba(X), atol=1e-6)
 
 
-def test_prompt_early_stopping_counts_the_untrained_model_as_epoch_zero(llama_folder):
-    """Training that only hurts (an absurd learning rate) must hand back the zero-shot classifier."""
+def test_prompt_early_stopping_counts_the_untrained_model_as_epoch_zero(llama_folder, monkeypatch):
+    """When the folds' validation loss only rises with training, the calibrated zero-shot model comes back."""
+    from fewtune.methods import prompting
+
     X, y = reviews(4)
     words = {"template": TEMPLATE, "label_words": WORDS}
     zero = FewShotClassifier(backbone=str(llama_folder), method="zero-shot", params=words).fit(X, y)
+    seen = []
+
+    def rising(run, val_idx):  # every later evaluation worse than the one before
+        seen.append(sorted(int(i) for i in val_idx))
+        return float(len(seen))
+
+    monkeypatch.setattr(prompting._PromptRun, "_validation_loss", rising)
     clf = FewShotClassifier(backbone=str(llama_folder), method="prompt", params={
-        **words, "lr": 50.0, "epochs": 3, "batch_size": 4, "early_stopping": True, "patience": 1}).fit(X, y)
+        **words, "epochs": 3, "batch_size": 4, "early_stopping": True, "patience": 1}).fit(X, y)
     info = clf.train_info_
-    assert info["best_epoch"] == 0 and info["epochs"] == 1 and info["n_validation"] == 2
-    np.testing.assert_allclose(clf.predict_proba(X), zero.predict_proba(X), atol=1e-5)
+    # 2 folds, each stopped after 1 epoch without improvement; together they validate every shot once.
+    assert info["chosen_epochs"] == 0 and info["epochs"] == 0 and info["cv_folds"] == 2
+    assert len(info["cv_loss_by_epoch"]) == 2 and len(seen) == 4
+    assert sorted(seen[0] + seen[2]) == list(range(len(X)))
+    np.testing.assert_allclose(clf.predict_proba(X), zero.predict_proba(X), atol=1e-6)
 
 
 def test_label_words_are_checked(llama_folder):
@@ -231,14 +243,15 @@ def test_prompt_methods_through_the_cli(llama_folder, tmp_path, capfd):
 def test_a_builtin_dataset_brings_its_own_template_unless_one_is_given(llama_folder, tmp_path, capfd):
     from fewtune.cli import main
 
+    # The tiny LM's vocabulary has neither class name: the words are given, the template is the data set's.
     common = ["train", "--dataset", "mr", "--shots", "2", "--max-test", "4", "--method", "zero-shot",
-              "--backbone", str(llama_folder), "-q", "--json"]
+              "--backbone", str(llama_folder), "-q", "--json", "-p", "label_words=negative=terrible,positive=great"]
     assert main([*common, "-o", str(tmp_path / "default")]) == 0
     assert main([*common, "-p", f"template={TEMPLATE}", "-o", str(tmp_path / "mine")]) == 0
     capfd.readouterr()
     default = json.loads((tmp_path / "default" / "prompt.json").read_text())
     assert default["template"] == "Review: {text}\nSentiment:"
-    assert default["label_words"] == {"negative": "negative", "positive": "positive"}
+    assert default["label_words"] == {"negative": "terrible", "positive": "great"}
     assert json.loads((tmp_path / "mine" / "prompt.json").read_text())["template"] == TEMPLATE
 
 
@@ -271,6 +284,6 @@ def test_laplace_posterior_over_the_label_words_saves_and_reloads(llama_folder, 
     np.testing.assert_allclose(FewShotClassifier.load(clf.save(tmp_path / "m")).predict_proba(X),
                                clf.predict_proba(X), atol=1e-9)
     # Multi-token label words are not one linear layer: a clear error, not a wrong posterior.
-    with pytest.raises(FewtuneError, match="one token"):
+    with pytest.raises(FewtuneError, match="single-token label words"):
         FewShotClassifier(backbone=str(llama_folder), method="zero-shot", posterior="laplace",
                           params={"template": TEMPLATE, "label_words": "neg=terrible movie,pos=great"}).fit(X, y)

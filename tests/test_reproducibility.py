@@ -23,6 +23,8 @@ FAST = {
     "zero-shot": PROMPT,
     "prompt": {**PROMPT, "epochs": 2},
     "icl": PROMPT,
+    "hybrid": PROMPT,  # + the tiny causal LM as its lm, below
+    "auto": {"candidates": "linear-probe,setfit", "folds": 2},
 }
 
 
@@ -36,8 +38,10 @@ def test_same_seed_same_predictions_and_a_reload_keeps_them(method, st_folder, l
     X, y = synthetic.make()
     test, _ = synthetic.held_out()
 
+    params = {**FAST[method], "lm": str(llama_folder)} if method == "hybrid" else FAST[method]
+
     def fit(seed):
-        return FewShotClassifier(backbone=str(folder), method=method, params=FAST[method], seed=seed).fit(X, y)
+        return FewShotClassifier(backbone=str(folder), method=method, params=params, seed=seed).fit(X, y)
 
     first = fit(0)
     a, b = first.predict_proba(test), fit(0).predict_proba(test)

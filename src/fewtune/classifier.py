@@ -315,8 +315,8 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
         layer = model.last_layer()
         if layer is None:
             raise FewtuneError(f"method '{self.method}' has no softmax head on features to put a Laplace posterior on "
-                               "(it covers setfit, linear-probe, finetune, and the label-word methods when every "
-                               "label word is one token)")
+                               "(it covers setfit, linear-probe, finetune, hybrid, and the label-word methods with one "
+                               "template, given or template_search='best', and single-token label words)")
         with Progress(self.show_progress and len(texts) > 256) as progress:
             features = model.features(texts, progress=progress)
         refit = bool(model.refittable_head)

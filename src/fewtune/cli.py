@@ -66,7 +66,9 @@ def train(
     shots: Annotated[Optional[int], typer.Option(help="Examples per class to train on, drawn with --seed; the rest are held out. Default: all rows.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the k-shot draw and training.")] = 0,
     task: Annotated[str, typer.Option(help="classify (labels); generate (dialogue: chat messages or prompt/response pairs); lm (adapt an LM to raw texts).")] = "classify",
-    method: Annotated[str, typer.Option(help="Few-shot method (--task classify).")] = "setfit",
+    method: Annotated[str, typer.Option(help="Few-shot method (--task classify); 'auto' cross-validates a small portfolio on the shots and keeps the best.")] = "setfit",
+    time_budget: Annotated[Optional[float], typer.Option(help="--method auto: seconds for the search and the final training; candidates that would run past it are dropped.")] = None,
+    as_user_file: Annotated[bool, typer.Option("--as-user-file", help="With --dataset: withhold the data set's own template and label words, as for a user's file (texts and labels only).")] = False,
     backbone: Annotated[Optional[str], typer.Option(help="Backbone name (`fewtune models`), model folder or hub id. Default: minilm to classify, smollm2-135m to generate.")] = None,
     prompt_col: Annotated[str, typer.Option(help="--task generate: column of the user's message (when there is no 'messages' column).")] = "prompt",
     response_col: Annotated[str, typer.Option(help="--task generate: column of the reply to learn.")] = "response",
@@ -108,6 +110,7 @@ def train(
                                         "--posterior": posterior is not None, "--calibrate": calibrate is not None,
                                         "--class-prior": class_prior is not None,
                                         "--text-pair-col": text_pair_col is not None, "--trust": trust,
+                                        "--time-budget": time_budget is not None, "--as-user-file": as_user_file,
                                         "--check-data": check_data})
         return
     if merge:
@@ -133,7 +136,13 @@ def train(
     from .methods import get_method
 
     params_class = get_method(method).params_class
-    if dataset is not None and "template" in params_class.help():
+    if time_budget is not None:
+        if "time_budget" not in params_class.help():
+            raise FewtuneError(f"--time-budget applies to --method auto, not {method}")
+        params["time_budget"] = time_budget
+    if as_user_file and dataset is None:
+        raise FewtuneError("--as-user-file applies to --dataset (a data file has no template of its own)")
+    if dataset is not None and not as_user_file and "template" in params_class.help():
         # Label-word methods on a built-in dataset: its own template and words unless given.
         from .data.builtin import get_dataset
 
@@ -199,6 +208,9 @@ def train(
         "seed": seed,
         "train_seconds": clf.train_info_["train_seconds"],
     }
+    for key in ("auto", "prompt"):
+        if key in clf.train_info_:
+            result[key] = clf.train_info_[key]
     if check_report is not None:
         result["check_data"] = check_report
     if "distance_from_pretrained" in clf.train_info_:
@@ -226,6 +238,8 @@ def train(
         return
     if selection:
         _print_selection(selection)
+    if "auto" in clf.train_info_:
+        _print_auto(clf.train_info_["auto"])
     if result.get("posterior", {}).get("kind") == "ensemble":
         typer.echo(f"Ensemble of {result['posterior']['members']} models (seeds {result['posterior']['seeds']})")
     elif result.get("posterior", {}).get("kind") == "mc-dropout":
@@ -251,6 +265,22 @@ def train(
                    "(use --shots or --test)")
     if output is not None:
         typer.echo(f"model saved to {output}")
+
+
+def _print_auto(info: dict) -> None:
+    """What method="auto" tried, each candidate's out-of-fold score and time, and what it kept."""
+    rows = [[name, f"{r['cv_nll']:.3f}", f"{r['cv_accuracy']:.3f}", f"{r['seconds']:.1f}", r["backbone"]]
+            for name, r in info["candidates"].items()]
+    if "stack" in info:
+        s = info["stack"]
+        rows.append(["stack", f"{s['cv_nll']:.3f}", f"{s['cv_accuracy']:.3f}", "", "log-linear pool"])
+    _table(["candidate", "out-of-fold NLL", "accuracy", "seconds", "backbone"], rows)
+    for name, why in info["skipped"].items():
+        typer.echo(f"skipped {name}: {why}")
+    kept = info["chosen"] if info["chosen"] != "stack" else "stack of " + ", ".join(
+        f"{m} (w={w:.2f})" for m, w in zip(info["members"], info["weights"]))
+    typer.echo(f"auto chose {kept} by out-of-fold NLL on the shots ({info['folds']} folds, "
+               f"{info['search_seconds']:.0f} s)")
 
 
 def _train_generator(*, param, json_out: bool, classify_only: dict[str, bool], backbone, **options) -> None:
@@ -585,6 +615,7 @@ def bench(
     encoding: Encoding = "utf-8",
     report: Annotated[bool, typer.Option(help="Write the markdown/HTML report with plots when the runs are done.")] = True,
     dry_run: Annotated[bool, typer.Option(help="List the runs still to do; run nothing.")] = False,
+    as_user_file: Annotated[bool, typer.Option("--as-user-file", help="Run built-in data sets as a user's file: their templates and label words withheld (reported as NAME-as-file).")] = False,
     quiet: Quiet = False,
     json_out: Json = False,
 ):
@@ -615,7 +646,7 @@ def bench(
                            params=param or [], shots=shots, seeds=seeds, max_test=max_test, max_seq_length=max_seq_length,
                            backbone=backbone, out=out, jobs=jobs, python=python, timeout=run_timeout, text_col=text_col,
                            label_col=label_col, test=test, encoding=encoding, dry_run=dry_run, on_plan=on_plan,
-                           on_event=on_event)
+                           on_event=on_event, as_user_file=as_user_file)
         if state.get("task") is not None and result["skipped"]:
             progress.advance(state["task"], result["skipped"])
     if dry_run:

@@ -43,6 +43,22 @@ def render_card(config: dict[str, Any]) -> str:
         lines += ["", f"### Parameters chosen by {selection['folds']}-fold cross-validation on the training examples", ""]
         lines += [f"- `{r['params']}`: accuracy {r['accuracy']} ± {r['accuracy_std']}, macro-F1 {r['macro_f1']}"
                   + (" — **chosen**" if r["params"] == selection["chosen"] else "") for r in selection["results"]]
+    auto = training.get("auto")
+    if auto:
+        lines += ["", f"### Method chosen by {auto['folds']}-fold cross-validation on the training examples (auto)", ""]
+        lines += [f"- {name} on {r['backbone']}: out-of-fold NLL {r['cv_nll']}, accuracy {r['cv_accuracy']}, "
+                  f"{r['seconds']} s" + (" — **chosen**" if name in auto["members"] else "")
+                  for name, r in auto["candidates"].items()]
+        if "stack" in auto:
+            lines.append(f"- stack (log-linear pool): out-of-fold NLL {auto['stack']['cv_nll']}"
+                         + (" — **chosen**, weights " + str(auto["stack"]["weights"]) if auto["stack"]["chosen"] else ""))
+        lines += [f"- {name}: skipped ({why})" for name, why in auto["skipped"].items()]
+    prompt = training.get("prompt")
+    if prompt:
+        lines += ["", "### What the language model is asked", "",
+                  f"- template: {prompt['template']}" + (" (chosen on the shots)" if "template_candidates" in prompt else ""),
+                  f"- label words: {prompt['label_words']}",
+                  f"- calibration (scale, bias per class, fitted on the shots): {prompt['calibration']}"]
     evaluation = config.get("evaluation")
     if evaluation:
         lines += ["", "## Held-out evaluation", ""]

@@ -98,12 +98,12 @@ def resolve_variants(methods: str, baselines: str, extra: list[str], params: lis
 def bench(*, datasets: str, methods: str, baselines: str, variants: list[str], params: list[str], shots: str,
           seeds: str, max_test: int, max_seq_length: int, backbone: str | None, out: Path, jobs: int, python: str | None,
           timeout: float, text_col: str, label_col: str, test: str | None, encoding: str, dry_run: bool,
-          on_event: Callable | None = None, on_plan: Callable | None = None) -> dict:
+          on_event: Callable | None = None, on_plan: Callable | None = None, as_user_file: bool = False) -> dict:
     if jobs < 1:
         raise FewtuneError(f"--jobs must be at least 1, got {jobs}")
     python = python or sys.executable
-    sources = [data_source(d, text_col=text_col, label_col=label_col, test_path=test, encoding=encoding)
-               for d in split_list(datasets)]
+    sources = [data_source(d, text_col=text_col, label_col=label_col, test_path=test, encoding=encoding,
+                           user_file=as_user_file) for d in split_list(datasets)]
     if not sources:
         raise FewtuneError("--dataset: give at least one built-in name or data file")
     shot_list, seed_values = int_list(shots, "shots"), seed_list(seeds)

@@ -37,9 +37,19 @@ class DataSource:
     label_col: str = "label"
     test_path: str | None = None
     encoding: str = "utf-8"
+    # A built-in data set run as a user's file: its template and label words withheld (texts and labels only).
+    user_file: bool = False
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        return {k: v for k, v in self.__dict__.items() if v is not None and v is not False}
+
+    @property
+    def builtin_name(self) -> str:
+        return self.name.removesuffix(USER_FILE_SUFFIX) if self.user_file else self.name
+
+    @property
+    def withholds_prompt(self) -> bool:
+        return self.path is not None or self.user_file
 
     @classmethod
     def from_dict(cls, d: dict) -> DataSource:
@@ -50,7 +60,7 @@ class DataSource:
         from ..data import check_trainable, load_builtin, load_labeled
 
         if self.path is None:
-            return load_builtin(self.name)
+            return load_builtin(self.builtin_name)
         pool = load_labeled(self.path, text_col=self.text_col, label_col=self.label_col, encoding=self.encoding)
         check_trainable(pool)
         if self.test_path is not None:
@@ -61,14 +71,19 @@ class DataSource:
         return pool.subset(train_idx), pool.subset(test_idx)
 
 
+USER_FILE_SUFFIX = "-as-file"  # a built-in run as a user's file is reported under its own name
+
+
 def data_source(spec: str, *, text_col: str = "text", label_col: str = "label", test_path: str | None = None,
-                encoding: str = "utf-8") -> DataSource:
+                encoding: str = "utf-8", user_file: bool = False) -> DataSource:
     """A --dataset entry: a built-in name, or a path to a data file (anything that exists on disk)."""
     from ..data import BUILTIN_DATASETS
 
     if spec in BUILTIN_DATASETS:
         if test_path is not None:
             raise FewtuneError(f"--test applies to a data file, not to the built-in {spec!r} (it has its own test split)")
+        if user_file:
+            return DataSource(name=spec + USER_FILE_SUFFIX, user_file=True)
         return DataSource(name=spec)
     path = Path(spec)
     if path.exists():

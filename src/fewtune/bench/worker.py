@@ -67,17 +67,19 @@ def train_fewtune(task: dict, train, test) -> tuple[np.ndarray, tuple[float, flo
     from ..backbones import CAUSAL_LM, DEFAULT_CAUSAL_LM, DEFAULT_ENCODER
     from ..data.builtin import BUILTIN_DATASETS, get_dataset
     from ..methods import get_method
+    from .plan import DataSource
 
     method = get_method(task["method"])
     params = {k: v for k, v in task["params"].items() if k not in CLASSIFIER_OPTIONS}
     options = {k: v for k, v in task["params"].items() if k in CLASSIFIER_OPTIONS}
     help_ = method.params_class.help()
-    if "template" in help_ and task["dataset"] in BUILTIN_DATASETS and "path" not in task["source"]:
+    source = DataSource.from_dict(task["source"])
+    if "template" in help_ and not source.withholds_prompt and source.name in BUILTIN_DATASETS:
         # Label-word methods take the data set's own template and words, as `fewtune train --dataset` does.
-        params = {**get_dataset(task["dataset"]).prompt_params(), **params}
-    length_param = next((k for k in ("max_text_tokens", "max_seq_length") if k in help_), None)
-    if task.get("max_seq_length") and length_param:  # methods that read no text (majority) have none
-        params[length_param] = task["max_seq_length"]
+        params = {**get_dataset(source.name).prompt_params(), **params}
+    for length_param in ("max_text_tokens", "max_seq_length"):
+        if task.get("max_seq_length") and length_param in help_:  # methods that read no text (majority) have none
+            params[length_param] = task["max_seq_length"]
     backbone = task.get("backbone") or (DEFAULT_CAUSAL_LM if method.backbone_kinds[0] == CAUSAL_LM else DEFAULT_ENCODER)
     clf = FewShotClassifier(backbone=backbone, method=task["method"], params=params, seed=task["seed"], device="cpu",
                             show_progress=False, **options)

@@ -250,3 +250,18 @@ def test_paired_tests_against_known_values():
     same = paired_tests([0.5, 0.6], [0.5, 0.6])
     assert same["t_p"] == same["wilcoxon_p"] == same["sign_flip_p"] == 1.0
     assert math.isnan(paired_tests([0.5], [0.4])["t_p"])
+
+
+def test_a_relative_interpreter_path_reaches_the_workers(data_files, st_folder, tmp_path, monkeypatch, capfd):
+    # The workers start in a folder of their own: a relative --python must still name the same interpreter.
+    import os
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    relative = os.path.relpath(os.path.abspath(sys.executable))
+    train, test = data_files
+    capfd.readouterr()
+    assert main(["bench", "--dataset", str(train), "--test", str(test), "--backbone", str(st_folder),
+                 "--methods", "linear-probe", "--baselines", "", "--shots", "2", "--seeds", "1", "--python", relative,
+                 "--out", str(tmp_path / "runs.jsonl"), "--quiet", "--json", "--no-report"]) == 0
+    assert summary(capfd)["done"] == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -101,7 +102,9 @@ def bench(*, datasets: str, methods: str, baselines: str, variants: list[str], p
           on_event: Callable | None = None, on_plan: Callable | None = None, as_user_file: bool = False) -> dict:
     if jobs < 1:
         raise FewtuneError(f"--jobs must be at least 1, got {jobs}")
-    python = python or sys.executable
+    # A relative interpreter path would be read from the workers' own folder: anchor it here (abspath,
+    # not resolve: a venv's python is a symlink whose target has no venv).
+    python = os.path.abspath(python) if python and os.sep in python else (python or sys.executable)
     sources = [data_source(d, text_col=text_col, label_col=label_col, test_path=test, encoding=encoding,
                            user_file=as_user_file) for d in split_list(datasets)]
     if not sources:

@@ -282,15 +282,8 @@ class Auto(FewShotMethod):
     def set_last_layer(self, weight, bias) -> None:
         self.members[0].set_last_layer(weight, bias)
 
-    @property
-    def class_names(self) -> list[str]:
-        return self._class_names
-
-    @class_names.setter
-    def class_names(self, names: list[str]) -> None:
-        self._class_names = names
-        for m in getattr(self, "members", []):
-            m.class_names = names
+    def parts(self) -> list[FewShotMethod]:
+        return list(getattr(self, "members", []))
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, folder) -> None:

@@ -48,6 +48,20 @@ class FewShotMethod(ABC):
         # methods that read the label names themselves (label words of prompt methods).
         self.class_names: list[str] = []
 
+    def parts(self) -> list[FewShotMethod]:
+        """The methods this one is made of (auto's members, hybrid's LM); they read the class names too."""
+        return []
+
+    @property
+    def class_names(self) -> list[str]:
+        return self._class_names
+
+    @class_names.setter
+    def class_names(self, names: list[str]) -> None:
+        self._class_names = list(names)
+        for part in self.parts():
+            part.class_names = names
+
     @abstractmethod
     def fit(self, texts: list[str], y: np.ndarray, n_classes: int, *, seed: int, progress) -> dict:
         """Train on the examples; return facts about training worth saving (steps, seconds, ...)."""

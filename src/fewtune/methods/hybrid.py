@@ -132,13 +132,6 @@ class Hybrid(FewShotMethod):
         method._load_body()
         return method
 
-    @property
-    def class_names(self) -> list[str]:
-        return self._class_names
-
-    @class_names.setter
-    def class_names(self, names: list[str]) -> None:
-        # The classifier sets the names after load too; the LM part reads them for its label words.
-        self._class_names = names
-        if getattr(self, "lm", None) is not None:
-            self.lm.class_names = names
+    def parts(self) -> list[FewShotMethod]:
+        lm = getattr(self, "lm", None)
+        return [lm] if lm is not None else []

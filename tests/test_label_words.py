@@ -131,3 +131,10 @@ def test_a_builtin_run_as_a_user_file_gets_no_template_and_the_class_names_as_wo
     saved = json.loads((tmp_path / "m" / "prompt.json").read_text())
     assert saved["label_words"] == {"negative": "negative", "positive": "positive"}
     assert "Review:" not in saved["template"] and result["prompt"]["template"] in result["prompt"]["template_candidates"]
+    # In the terminal: every candidate's score and the one kept.
+    assert main(["evaluate", str(tmp_path / "m"), "--dataset", "mr", "--max-test", "4", "-q"]) == 0
+    capfd.readouterr()
+    assert main(["train", "--dataset", "mr", "--shots", "2", "--max-test", "4", "--method", "zero-shot",
+                 "--backbone", str(chat_llama_folder), "--as-user-file", "-q"]) == 0
+    out = capfd.readouterr().out
+    assert "templates by cross-validated NLL" in out and "kept the ensemble of all 5" in out

@@ -240,6 +240,12 @@ def train(
         _print_selection(selection)
     if "auto" in clf.train_info_:
         _print_auto(clf.train_info_["auto"])
+    prompt = clf.train_info_.get("prompt")
+    if prompt and "template_candidates" in prompt:
+        scores = ", ".join(f"{k} {v['cv_nll']:.3f}" for k, v in prompt["template_candidates"].items())
+        kept = (f"the ensemble of all {len(prompt['template_candidates'])}" if prompt["template"] == "ensemble"
+                else prompt["template"])
+        typer.echo(f"templates by cross-validated NLL of their calibrated scores on the shots: {scores}; kept {kept}")
     if result.get("posterior", {}).get("kind") == "ensemble":
         typer.echo(f"Ensemble of {result['posterior']['members']} models (seeds {result['posterior']['seeds']})")
     elif result.get("posterior", {}).get("kind") == "mc-dropout":

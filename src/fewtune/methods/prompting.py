@@ -47,8 +47,8 @@ PROMPT_FILE = "prompt.json"
 
 @dataclasses.dataclass
 class ZeroShotParams(MethodParams):
-    template: str = _param(AUTO, "prompt with a {text} slot; the label word follows it (empty: the generic "
-                                 "candidate whose calibrated scores fit the shots best, cross-validated)")
+    template: str = _param(AUTO, "prompt with a {text} slot; the label word follows it (empty: generic candidates "
+                                 "scored on the shots, see template_search)")
     label_words: str = _param(
         "", "label word per class, e.g. 'neg=terrible,pos=great' (default: the class names themselves)"
     )

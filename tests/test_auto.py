@@ -148,6 +148,9 @@ def test_the_cli_takes_auto_with_a_time_budget_and_refuses_it_elsewhere(st_folde
     assert main([*common, "--method", "auto", "-p", "candidates=linear-probe", "-p", "folds=2", "--json"]) == 0
     result = json.loads(capfd.readouterr().out)
     assert result["auto"]["chosen"] == "linear-probe" and "linear-probe" in result["auto"]["candidates"]
+    assert main([*common, "--method", "auto", "-p", "candidates=linear-probe,majority", "-p", "folds=2"]) == 0
+    out = capfd.readouterr().out
+    assert "out-of-fold NLL" in out and "majority" in out and "auto chose" in out
 
 
 def test_bench_runs_a_builtin_as_a_user_file_without_its_template():

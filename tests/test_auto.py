@@ -122,6 +122,11 @@ def test_bad_auto_settings_are_refused_before_any_training(st_folder, params, ma
         FewShotClassifier(backbone=str(st_folder), method="auto", params=params).fit(X, y)
 
 
+def test_auto_needs_two_shots_of_every_class(st_folder):
+    with pytest.raises(FewtuneError, match="auto chooses by cross-validation on the shots.*at least 2 examples"):
+        FewShotClassifier(backbone=str(st_folder), method="auto").fit(["good film", "bad film"], ["pos", "neg"])
+
+
 def test_a_budget_no_candidate_fits_in_says_what_to_do(st_folder, monkeypatch):
     import fewtune.methods.auto as auto
 

@@ -140,6 +140,13 @@ def test_prompt_early_stopping_counts_the_untrained_model_as_epoch_zero(llama_fo
     np.testing.assert_allclose(clf.predict_proba(X), zero.predict_proba(X), atol=1e-6)
 
 
+def test_prompt_with_one_shot_per_class_trains_the_full_schedule(llama_folder):
+    X, y = ["this movie was great", "this movie was terrible"], ["pos", "neg"]
+    clf = FewShotClassifier(backbone=str(llama_folder), method="prompt",
+                            params={"template": TEMPLATE, "label_words": WORDS, "epochs": 2}).fit(X, y)
+    assert clf.train_info_["epochs"] == 2 and "single shot" in clf.train_info_["early_stopping"]
+
+
 def test_label_words_are_checked(llama_folder):
     X, y = reviews(2)
     assert parse_label_words(" a = x , b=y ") == {"a": "x", "b": "y"}

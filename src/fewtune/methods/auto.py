@@ -176,6 +176,9 @@ class Auto(FewShotMethod):
                 skipped[name] = reason
             else:
                 runnable.append(name)
+        if np.bincount(y, minlength=n_classes).min() < 2:
+            raise FewtuneError("auto chooses by cross-validation on the shots, which needs at least 2 examples of "
+                               "every class; give more shots or choose a method yourself (setfit is the fast one)")
         folds = cv_folds(y, p.folds, seed)
         results: dict[str, dict] = {}
         oof: dict[str, np.ndarray] = {}

@@ -324,6 +324,7 @@ class ZeroShot(FewShotMethod):
                     results[name] = {"cv_nll": round(float(-oof[name][rows, y].mean()), 6),
                                      "cv_accuracy": round(float((oof[name].argmax(1) == y).mean()), 6)}
                 chosen = min(results, key=lambda k: (results[k]["cv_nll"], list(results).index(k)))
+
         def calibrate(name: str) -> ScoreCalibration:
             return ScoreCalibration.fit(scores[name], y) if self.params.calibration == "shots" else ScoreCalibration()
 
@@ -466,7 +467,12 @@ class Prompt(ZeroShot):
         started = time.perf_counter()
         info: dict = {"prompt": prompt_info}
         epochs = p.epochs
-        folds = cv_folds(y, p.early_stopping_folds, seed) if p.early_stopping and p.epochs > 0 else []
+        folds = []
+        if p.early_stopping and p.epochs > 0:
+            try:
+                folds = cv_folds(y, p.early_stopping_folds, seed)
+            except FewtuneError:  # a class with one shot: no fold can validate it; train the full schedule
+                info["early_stopping"] = "skipped: a class has a single shot, which no fold can hold out"
         fold_steps = sum(p.epochs * math.ceil(len(tr) / p.batch_size) for tr, _ in folds)
         task = progress.add("Prompt fine-tuning", total=fold_steps + p.epochs * math.ceil(len(y) / p.batch_size)) \
             if progress else None

@@ -96,7 +96,10 @@ class Hybrid(FewShotMethod):
         self.lm.class_names = self.class_names
         lm_info = self.lm.fit(texts, y, n_classes, seed=seed, progress=progress)
         self._load_body()
-        x = self.features(texts, progress=progress)
+        # The LM's columns for the shots are out of fold (each from a calibration fitted without it), the
+        # way they will look on new texts; in-sample ones would win the head's trust they do not deserve.
+        emb = encode(self.body, texts, batch_size=p.encode_batch_size, progress=progress)
+        x = np.hstack([emb, self.lm.shot_logp * p.lm_feature_scale]).astype(np.float64)
         self.head = LinearHead.fit_logistic(x, np.asarray(y), n_classes, c=p.head_c, class_weight=p.class_weight,
                                             seed=seed)
         return {"lm": lm_backbone.name, "prompt": lm_info["prompt"],

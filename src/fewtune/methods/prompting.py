@@ -312,18 +312,17 @@ class ZeroShot(FewShotMethod):
             scores[name] = self._raw_scores(self._scorer(template), texts, progress,
                                             f"Scoring the shots ({name} template)" if len(candidates) > 1 else "")
         chosen, oof = next(iter(candidates)), {}
-        if len(candidates) > 1:
-            try:
-                folds = cv_folds(y, 4, seed)
-            except FewtuneError:
-                folds = None  # one shot of some class: no held-out shot to compare on; keep the first
-            if folds is not None:
-                rows = np.arange(len(y))
-                for name in candidates:
-                    oof[name] = out_of_fold_logp(scores[name], y, folds)
-                    results[name] = {"cv_nll": round(float(-oof[name][rows, y].mean()), 6),
-                                     "cv_accuracy": round(float((oof[name].argmax(1) == y).mean()), 6)}
-                chosen = min(results, key=lambda k: (results[k]["cv_nll"], list(results).index(k)))
+        try:
+            folds = cv_folds(y, 4, seed)
+        except FewtuneError:
+            folds = None  # one shot of some class: no held-out shot to compare on; keep the first
+        if folds is not None:
+            rows = np.arange(len(y))
+            for name in candidates:
+                oof[name] = out_of_fold_logp(scores[name], y, folds)
+                results[name] = {"cv_nll": round(float(-oof[name][rows, y].mean()), 6),
+                                 "cv_accuracy": round(float((oof[name].argmax(1) == y).mean()), 6)}
+            chosen = min(results, key=lambda k: (results[k]["cv_nll"], list(results).index(k)))
 
         def calibrate(name: str) -> ScoreCalibration:
             return ScoreCalibration.fit(scores[name], y) if self.params.calibration == "shots" else ScoreCalibration()
@@ -336,6 +335,14 @@ class ZeroShot(FewShotMethod):
                 # Averaging log-probabilities dilutes the sharp templates with the vague ones: the mean's own
                 # scale and bias are fitted on the out-of-fold means, which no member's calibration saw.
                 self.ensemble_calibration = ScoreCalibration.fit(np.mean([oof[n] for n in candidates], axis=0), y)
+        # What this model says of each shot when the shot took no part in its calibration (hybrid's head
+        # is fitted on these: in-sample calibrated scores would look more reliable than they are).
+        if self.params.calibration != "shots" or folds is None:
+            self.shot_logp = self._combine(scores, list(candidates) if self.ensemble else [chosen])
+        elif self.ensemble:
+            self.shot_logp = log_softmax(self.ensemble_calibration.apply(np.mean([oof[n] for n in candidates], axis=0)))
+        else:
+            self.shot_logp = oof[chosen]
         info = {"template": "ensemble" if self.ensemble else chosen,
                 "label_words": dict(zip(self.class_names, self.words)),
                 "calibration": _rounded(self.calibration)}
@@ -343,9 +350,16 @@ class ZeroShot(FewShotMethod):
             info["best_template"] = chosen
             info["calibration"] = {name: _rounded(cal) for name, (_, cal) in zip(candidates, self.ensemble)}
             info["calibration"]["ensemble"] = _rounded(self.ensemble_calibration)
-        if results:
+        if len(results) > 1:
             info["template_candidates"] = results
         return info, scores[chosen]
+
+    def _combine(self, scores: dict[str, np.ndarray], names: list[str]) -> np.ndarray:
+        """Log-probabilities from raw scores: one template calibrated, or the ensemble's calibrated mean."""
+        if not self.ensemble:
+            return log_softmax(self.calibration.apply(scores[names[0]]))
+        mean = np.mean([log_softmax(cal.apply(scores[n])) for n, (_, cal) in zip(names, self.ensemble)], axis=0)
+        return log_softmax(self.ensemble_calibration.apply(mean))
 
     # -- FewShotMethod --------------------------------------------------------------------
     def fit(self, texts, y, n_classes, *, seed, progress) -> dict:
@@ -360,13 +374,11 @@ class ZeroShot(FewShotMethod):
         if not self.ensemble:
             scores = self._raw_scores(self._scorer(), texts, progress, "Scoring label words")
             return probabilities(torch.from_numpy(self.calibration.apply(scores)), "softmax")
-        # A product of experts: the mean of the templates' calibrated log-probabilities, renormalised.
-        total = 0.0
-        for i, (template, cal) in enumerate(self.ensemble):
-            scores = self._raw_scores(self._scorer(template), texts, progress,
-                                      f"Scoring label words (template {i + 1} of {len(self.ensemble)})")
-            total = total + log_softmax(cal.apply(scores))
-        return probabilities(torch.from_numpy(self.ensemble_calibration.apply(total / len(self.ensemble))), "softmax")
+        # A product of experts: the mean of the templates' calibrated log-probabilities, itself calibrated.
+        scores = {str(i): self._raw_scores(self._scorer(template), texts, progress,
+                                           f"Scoring label words (template {i + 1} of {len(self.ensemble)})")
+                  for i, (template, _) in enumerate(self.ensemble)}
+        return probabilities(torch.from_numpy(self._combine(scores, list(scores))), "softmax")
 
     # -- the label words as a softmax head, for posteriors (fewtune.bayes.laplace) ----------------
     # With one token per label word, the class scores are the LM's output layer restricted to those

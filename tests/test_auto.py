@@ -63,6 +63,11 @@ def test_auto_cross_validates_the_portfolio_and_keeps_the_best_out_of_fold(st_fo
         assert info["chosen"] == min(nll, key=nll.get) and info["members"] == [info["chosen"]]
     proba = clf.predict_proba(Xt)
     assert np.array_equal(clf.predict(Xt), clf.classes_[proba.argmax(1)])
+    # The folds' shared score cache gives what scoring afresh gives, and is gone once the search ends.
+    assert all(getattr(m, "score_cache", None) is None for m in clf.model_.members)
+    alone = FewShotClassifier(backbone=str(chat_llama_folder), method="zero-shot").fit(X, y)
+    if info["members"] == ["zero-shot"]:
+        np.testing.assert_allclose(proba, alone.predict_proba(Xt), atol=1e-9)
     clf.save(tmp_path / "m")
     saved = json.loads((tmp_path / "m" / "auto.json").read_text())
     assert [m["method"] for m in saved["members"]] == info["members"]

@@ -138,3 +138,28 @@ def test_a_builtin_run_as_a_user_file_gets_no_template_and_the_class_names_as_wo
                  "--backbone", str(chat_llama_folder), "--as-user-file", "-q"]) == 0
     out = capfd.readouterr().out
     assert "templates by cross-validated NLL" in out and "kept the ensemble of all 5" in out
+
+
+def test_a_shared_score_cache_gives_the_scores_computed_afresh_and_never_after_training(chat_llama_folder):
+    from fewtune.backbones import ResolvedBackbone
+    from fewtune.methods.prompting import Prompt, PromptParams, ZeroShot, ZeroShotParams
+
+    X, y = synthetic.make()
+    idx = np.array([0 if label == "negative" else 1 for label in y])
+    backbone = ResolvedBackbone("tiny", "causal-lm", str(chat_llama_folder), "local")
+
+    def fitted(cache, cls=ZeroShot, params=ZeroShotParams()):
+        m = cls(params, backbone, "cpu")
+        m.class_names, m.score_cache = ["negative", "positive"], cache
+        m.fit(X, idx, 2, seed=0, progress=None)
+        return m
+
+    cache = {}
+    first = fitted(cache)
+    assert len(cache) == 5 * len(set(X))  # every template × every distinct shot, once
+    np.testing.assert_allclose(fitted(cache).predict_proba(X), fitted(None).predict_proba(X), atol=1e-12)
+    trained = fitted(cache, Prompt, PromptParams(epochs=1, early_stopping=False, lr=0.5))
+    size = len(cache)
+    trained.predict_proba(["a new text the cache has not seen"])
+    assert len(cache) == size and not trained._pretrained
+    assert first.predict_proba(X).shape == (len(X), 2)

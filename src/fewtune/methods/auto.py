@@ -32,6 +32,11 @@ LM_METHODS = ("zero-shot", "hybrid", "prompt")  # need the causal LM (hybrid: bo
 # Inside auto the folds already guard against training that hurts: prompt trains a fixed, short
 # schedule instead of its own nested early-stopping folds (which would multiply its cost by k).
 PORTFOLIO_PARAMS = {"prompt": {"early_stopping": False, "epochs": 4}}
+# Before a costly candidate starts, its folds are estimated from candidates already run on the same
+# backbone (hybrid's LM scores come from the shared cache, so it costs about a linear probe more; prompt
+# trains, several times zero-shot's scoring); one that would end past the budget is not started.
+ESTIMATED_FROM = {"hybrid": {"linear-probe": 1.5, "zero-shot": 0.2}, "finetune": {"setfit": 2.0},
+                  "prompt": {"zero-shot": 3.0}}
 MIN_BUDGET = 30.0  # seconds: below this not even the linear probe's folds finish on a CPU
 MEMBERS = "candidates"
 AUTO_FILE = "auto.json"
@@ -127,6 +132,7 @@ class Auto(FewShotMethod):
         super().__init__(params, backbone, device)
         self.members = members or []  # trained methods, in candidate order
         self.weights = np.asarray(weights if weights is not None else [1.0] * len(self.members))
+        self.score_cache: dict | None = None
 
     # -- the search --------------------------------------------------------------------------
     @staticmethod
@@ -183,10 +189,20 @@ class Auto(FewShotMethod):
         results: dict[str, dict] = {}
         oof: dict[str, np.ndarray] = {}
         task = progress.add("Cross-validating candidates", total=len(runnable) * len(folds)) if progress else None
+        self.score_cache = {}  # the LM candidates' raw label-word scores, computed once per template and text
         for name in runnable:
             backbone = encoder if ENCODER in get_method(name).backbone_kinds else resolve_backbone(lm)
             params = _candidate_params(name, p, lm)
             probs = np.zeros((len(y), n_classes))
+            estimate = sum(results[k]["seconds"] * f for k, f in ESTIMATED_FROM.get(name, {}).items() if k in results)
+            if time.perf_counter() - started + estimate * (1 + 1.5 / len(folds)) > budget:
+                basis = [k for k in ESTIMATED_FROM.get(name, {}) if k in results]
+                skipped[name] = (f"estimated at {estimate:.0f}s for its folds (from {', '.join(basis)}): past the "
+                                 f"time budget ({p.time_budget:g}s)" if basis else
+                                 f"the time budget ({p.time_budget:g}s) was spent before it could start")
+                if progress:
+                    progress.advance(task, len(folds))
+                continue
             t0 = time.perf_counter()
             abandoned = None
             for i, (train_idx, val_idx) in enumerate(folds):
@@ -233,6 +249,11 @@ class Auto(FewShotMethod):
             self.member_specs.append({"method": name, "params": params, "backbone": backbone.name,
                                       "kind": backbone.kind})
         self.weights = np.asarray(weights, dtype=np.float64)
+        for member in self.members:  # the cache served the search; predictions must not grow it
+            for part in (member, *member.parts()):
+                if hasattr(part, "score_cache"):
+                    part.score_cache = None
+        self.score_cache = None
         info = {"chosen": "stack" if len(chosen) > 1 else best, "members": chosen,
                 "weights": [round(float(w), 6) for w in self.weights],
                 "candidates": results, "skipped": skipped, "folds": len(folds),
@@ -245,6 +266,8 @@ class Auto(FewShotMethod):
         method_cls = get_method(name)
         model = method_cls(method_cls.params_class.from_dict(params, method=name), backbone, self.device)
         model.class_names = self.class_names
+        if hasattr(model, "score_cache"):
+            model.score_cache = self.score_cache
         model.fit(texts, y, n_classes, seed=seed, progress=None)
         return model
 

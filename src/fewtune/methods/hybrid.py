@@ -68,6 +68,7 @@ class Hybrid(FewShotMethod):
                  head: LinearHead | None = None):
         super().__init__(params, backbone, device)
         self.body, self.lm, self.head = body, lm, head
+        self.score_cache: dict | None = None  # handed to the zero-shot part (see ZeroShot._raw_scores)
 
     def _load_body(self) -> None:
         self.body = load_encoder(self.backbone, device=self.device)
@@ -94,6 +95,7 @@ class Hybrid(FewShotMethod):
         started = time.perf_counter()
         self.lm = ZeroShot(_zero_shot_params(p), lm_backbone, self.device)
         self.lm.class_names = self.class_names
+        self.lm.score_cache = self.score_cache
         lm_info = self.lm.fit(texts, y, n_classes, seed=seed, progress=progress)
         self._load_body()
         # The LM's columns for the shots are out of fold (each from a calibration fitted without it), the

@@ -251,6 +251,9 @@ class ZeroShot(FewShotMethod):
         # template_search="ensemble": every candidate with its own calibration, log-probabilities averaged.
         self.ensemble: list[tuple[str, ScoreCalibration]] = []
         self.ensemble_calibration = ScoreCalibration()
+        # Raw scores shared by models on the same pretrained LM (method="auto" hands one to its candidates).
+        self.score_cache: dict | None = None
+        self._pretrained = True  # False once training changes the LM: cached scores no longer apply
 
     # -- shared ---------------------------------------------------------------------------
     def _load_lm(self) -> None:
@@ -283,16 +286,25 @@ class ZeroShot(FewShotMethod):
 
     @torch.no_grad()
     def _raw_scores(self, scorer: LabelScorer, texts: list[str], progress=None, description: str = "") -> np.ndarray:
-        """(n, C) uncalibrated label-word scores, in batches."""
+        """(n, C) uncalibrated label-word scores, in batches; from score_cache where the LM is still the
+        pretrained one (auto's folds score the same shots under the same templates again and again)."""
+        cache = self.score_cache if self._pretrained and not getattr(self.params, "demonstrations", False) else None
+        key = (self.backbone.name, scorer.template, tuple(map(tuple, scorer.word_ids)), scorer.max_text_tokens,
+               scorer.length_normalize)
+        todo = list(dict.fromkeys(t for t in texts if (key, t) not in cache)) if cache is not None else texts
         size = self.params.batch_size
-        task = progress.add(description, total=len(texts)) if progress and description else None
+        task = progress.add(description, total=len(todo)) if progress and description and todo else None
         out = []
-        for start in range(0, len(texts), size):
-            chunk = texts[start:start + size]
+        for start in range(0, len(todo), size):
+            chunk = todo[start:start + size]
             out.append(scorer.scores(self._prompts(scorer, chunk)).double().cpu().numpy())
             if task is not None:
                 progress.advance(task, len(chunk))
-        return np.concatenate(out) if out else np.zeros((0, len(self.class_names)))
+        scores = np.concatenate(out) if out else np.zeros((0, len(self.class_names)))
+        if cache is None:
+            return scores
+        cache.update({(key, t): row for t, row in zip(todo, scores)})
+        return np.stack([cache[(key, t)] for t in texts]) if texts else scores
 
     def _settle_prompt(self, texts, y, *, seed: int, progress) -> tuple[dict, np.ndarray]:
         """Choose the template (the user's, or the generic candidate whose calibrated scores have the
@@ -473,6 +485,7 @@ class Prompt(ZeroShot):
         prompt_info, shot_scores = self._settle_prompt(texts, y, seed=seed, progress=progress)
         scorer = self._scorer()
         self.model, params, prior = prepare_for_training(self.model, p)
+        self._pretrained = False
         scorer.model = self.model
         start_state = [t.detach().clone() for t in params]
         run = _PromptRun(self, scorer, texts, y, params, prior, shot_scores, rng)

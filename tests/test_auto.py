@@ -17,6 +17,9 @@ def test_hybrid_reads_the_embedding_and_the_calibrated_label_words_in_one_head(s
     clf = FewShotClassifier(backbone=str(st_folder), method="hybrid", params={"lm": str(chat_llama_folder)}).fit(X, y)
     info = clf.train_info_
     assert info["lm"] == str(chat_llama_folder) and info["prompt"]["template"] == "ensemble"
+    # The LM's weight and the head's strength are chosen on the shots, from the grid, by out-of-fold NLL.
+    cv = info["cv"]["cv_nll"]
+    assert len(cv) == 20 and cv[f"scale={info['lm_feature_scale']:g},C={info['head_c']:g}"] == min(cv.values())
     features = clf.features(Xt)
     assert features.shape == (len(Xt), info["embedding_dim"] + 2)
     weight, bias = clf.model_.last_layer()
@@ -29,6 +32,22 @@ def test_hybrid_reads_the_embedding_and_the_calibrated_label_words_in_one_head(s
     lap = FewShotClassifier(backbone=str(st_folder), method="hybrid", params={"lm": str(chat_llama_folder)},
                             posterior="laplace").fit(X, y)
     assert lap.train_info_["posterior"]["tau"] > 0 and np.allclose(lap.predict_proba(Xt).sum(1), 1)
+
+
+def test_hybrid_with_no_weight_on_the_lm_does_not_run_it_at_predict(st_folder, chat_llama_folder, monkeypatch):
+    from fewtune.methods.prompting import ZeroShot
+
+    X, y = synthetic.make(per_class=8)
+    Xt, _ = synthetic.held_out()
+    clf = FewShotClassifier(backbone=str(st_folder), method="hybrid", params={
+        "lm": str(chat_llama_folder), "choose_by_cv": False, "lm_feature_scale": 0.0, "head_c": 10.0}).fit(X, y)
+    probe = FewShotClassifier(backbone=str(st_folder), method="linear-probe", params={"head_c": 10.0}).fit(X, y)
+
+    def never(*args, **kwargs):
+        raise AssertionError("the LM ran though the head gives it no weight")
+
+    monkeypatch.setattr(ZeroShot, "predict_proba", never)
+    np.testing.assert_allclose(clf.predict_proba(Xt), probe.predict_proba(Xt), atol=1e-4)  # it is the probe
 
 
 def test_hybrid_needs_a_causal_lm(st_folder):
@@ -140,6 +159,42 @@ def test_a_budget_no_candidate_fits_in_says_what_to_do(st_folder, monkeypatch):
     with pytest.raises(FewtuneError, match="no candidate finished within the time budget.*--time-budget"):
         FewShotClassifier(backbone=str(st_folder), method="auto",
                           params={"candidates": "linear-probe", "time_budget": 1e-6, "folds": 2}).fit(X, y)
+
+
+def test_the_budget_reads_a_cache_filling_first_fold_and_estimates_prompt_before_starting_it(
+        st_folder, chat_llama_folder, monkeypatch):
+    import fewtune.methods.auto as auto
+
+    clock = {"now": 0.0}
+    # zero-shot's first fold scores every shot (100 s); its later folds and final training read the cache.
+    costs = {"zero-shot": [100.0, 1.0, 1.0, 1.0], "linear-probe": [1.0] * 4, "prompt": [500.0] * 4}
+    trained = []
+
+    class Fitted:
+        def __init__(self, n_classes):
+            self.n_classes = n_classes
+
+        def predict_proba(self, texts):
+            return np.full((len(texts), self.n_classes), 1.0 / self.n_classes)
+
+        def parts(self):
+            return []
+
+    def fake_train(self, name, params, backbone, texts, y, n_classes, seed):
+        runs = sum(1 for t in trained if t == name)
+        trained.append(name)
+        clock["now"] += costs[name][min(runs, 3)]
+        return Fitted(n_classes)
+
+    monkeypatch.setattr(auto.Auto, "_train", fake_train)
+    monkeypatch.setattr(auto.time, "perf_counter", lambda: clock["now"])
+    X, y = synthetic.make(per_class=8)
+    params = {"candidates": "linear-probe,zero-shot,prompt", "lm": str(chat_llama_folder), "folds": 4,
+              "time_budget": 200, "stack": False}
+    info = FewShotClassifier(backbone=str(st_folder), method="auto", params=params,
+                             show_progress=False).fit(X, y).train_info_["auto"]
+    assert set(info["candidates"]) == {"linear-probe", "zero-shot"}  # not abandoned after its costly first fold
+    assert "prompt" not in trained and "(from zero-shot)" in info["skipped"]["prompt"]
 
 
 def test_the_cli_takes_auto_with_a_time_budget_and_refuses_it_elsewhere(st_folder, tmp_path, capfd):

@@ -39,6 +39,16 @@ def test_zero_shot_smollm2_reads_movie_review_sentiment_well_above_chance(smollm
     assert clf.fit(X, y).score(X_test, y_test) >= 0.65
 
 
+def test_zero_shot_on_a_user_file_finds_its_prompt_on_the_shots_and_does_not_collapse(smollm2, mr):
+    # No template, no label words: only the texts and the class names, as a user's CSV would give.
+    X, y, X_test, y_test = mr
+    clf = FewShotClassifier(smollm2, "zero-shot", show_progress=False).fit(X, y)
+    predicted = clf.predict(X_test)
+    assert set(predicted) == {"negative", "positive"}  # uncalibrated, one class took every text
+    assert clf.score(X_test, y_test) >= 0.6
+    assert len(clf.train_info_["prompt"]["template_candidates"]) >= 4  # each scored on the shots
+
+
 def test_prompt_fine_tuning_on_8_shots_keeps_smollm2_at_least_near_zero_shot(smollm2, mr, tmp_path):
     X, y, X_test, y_test = mr
     words = get_dataset("mr").prompt_params()

@@ -37,6 +37,10 @@ PORTFOLIO_PARAMS = {"prompt": {"early_stopping": False, "epochs": 4}}
 # trains, several times zero-shot's scoring); one that would end past the budget is not started.
 ESTIMATED_FROM = {"hybrid": {"linear-probe": 1.5, "zero-shot": 0.2}, "finetune": {"setfit": 2.0},
                   "prompt": {"zero-shot": 3.0}}
+# Their first fold scores every shot under every template (the folds' held-out shots included) and
+# fills the cache; the later folds and the final training read it. The first fold says nothing of the
+# rest, so the budget is checked from the second on.
+CACHE_FILLERS = ("zero-shot", "hybrid")
 MIN_BUDGET = 30.0  # seconds: below this not even the linear probe's folds finish on a CPU
 MEMBERS = "candidates"
 AUTO_FILE = "auto.json"
@@ -187,6 +191,7 @@ class Auto(FewShotMethod):
                                "every class; give more shots or choose a method yourself (setfit is the fast one)")
         folds = cv_folds(y, p.folds, seed)
         results: dict[str, dict] = {}
+        seconds: dict[str, float] = {}  # each candidate's time for all its folds, projected where abandoned
         oof: dict[str, np.ndarray] = {}
         task = progress.add("Cross-validating candidates", total=len(runnable) * len(folds)) if progress else None
         self.score_cache = {}  # the LM candidates' raw label-word scores, computed once per template and text
@@ -194,9 +199,9 @@ class Auto(FewShotMethod):
             backbone = encoder if ENCODER in get_method(name).backbone_kinds else resolve_backbone(lm)
             params = _candidate_params(name, p, lm)
             probs = np.zeros((len(y), n_classes))
-            estimate = sum(results[k]["seconds"] * f for k, f in ESTIMATED_FROM.get(name, {}).items() if k in results)
+            estimate = sum(seconds[k] * f for k, f in ESTIMATED_FROM.get(name, {}).items() if k in seconds)
             if time.perf_counter() - started + estimate * (1 + 1.5 / len(folds)) > budget:
-                basis = [k for k in ESTIMATED_FROM.get(name, {}) if k in results]
+                basis = [k for k in ESTIMATED_FROM.get(name, {}) if k in seconds]
                 skipped[name] = (f"estimated at {estimate:.0f}s for its folds (from {', '.join(basis)}): past the "
                                  f"time budget ({p.time_budget:g}s)" if basis else
                                  f"the time budget ({p.time_budget:g}s) was spent before it could start")
@@ -213,11 +218,18 @@ class Auto(FewShotMethod):
                 if progress:
                     progress.advance(task)
                 spent = time.perf_counter() - t0
+                if name in CACHE_FILLERS and i == 0 and len(folds) > 1:
+                    last_fold = time.perf_counter()
+                    continue
                 # What is left of this candidate's folds, and its final training on all the shots (about
-                # one fold's time, scaled to the larger set), must fit in the budget.
-                projected = spent / (i + 1) * (len(folds) - i - 1 + 1.5)
+                # one fold's time, scaled to the larger set), must fit in the budget. A cache filler's folds
+                # after the first cost what the latest did.
+                per_fold = time.perf_counter() - last_fold if name in CACHE_FILLERS else spent / (i + 1)
+                last_fold = time.perf_counter()
+                projected = per_fold * (len(folds) - i - 1 + 1.5)
                 if time.perf_counter() - started + projected > budget:
                     abandoned = f"would end past the time budget ({p.time_budget:g}s): {spent:.0f}s for {i + 1} fold(s)"
+                    seconds[name] = spent / (i + 1) * len(folds)
                     break
             if abandoned:
                 skipped[name] = abandoned
@@ -225,6 +237,7 @@ class Auto(FewShotMethod):
                     progress.advance(task, len(folds) - i - 1)
                 continue
             oof[name] = probs
+            seconds[name] = time.perf_counter() - t0
             results[name] = {"cv_nll": round(nll(probs, y), 6),
                              "cv_accuracy": round(float((probs.argmax(1) == y).mean()), 6),
                              "seconds": round(time.perf_counter() - t0, 2), "backbone": backbone.name}

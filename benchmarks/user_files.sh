@@ -26,3 +26,14 @@ for seed in $SEEDS; do
     --max-test "$MAX_TEST" --max-seq-length 128 --methods "$METHODS" --baselines majority,setfit-lib --python "$PYTHON" --no-report -o "$OUT"
 done
 "$fewtune" report "$OUT" --title "Built-in data sets as a user's file (no template, no label words)"
+
+# Chinese, the same mode: THUCNews headlines with the English class names as the only hint, the LM
+# methods on gemma3-270m (multilingual), setfit and hybrid's encoder on MiniLM. Seed 0 only here.
+if [ -n "${THUCNEWS-1}" ];  then
+  "$fewtune" models install gemma3-270m --quiet
+  T=(--as-user-file --dataset thucnews --shots "$SHOTS" --seeds 0-0 --max-test "$MAX_TEST" --max-seq-length 64
+     --no-report -o "${OUT%.jsonl}_thucnews.jsonl")
+  "$fewtune" bench "${T[@]}" --backbone gemma3-270m --methods "zero-shot,zero-shot:template_search=best,auto:time_budget=600" --baselines majority
+  "$fewtune" bench "${T[@]}" --backbone minilm --methods "setfit,hybrid:lm=gemma3-270m" --baselines ""
+  "$fewtune" report "${OUT%.jsonl}_thucnews.jsonl" --title "THUCNews as a user's file (English class names only)"
+fi

@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 from ..backbones import CAUSAL_LM, DEFAULT_CAUSAL_LM, DEFAULT_ENCODER, ENCODER, ResolvedBackbone, resolve_backbone
+from ..bayes.temperature import nll
 from ..errors import FewtuneError
 from .base import FewShotMethod, MethodParams, get_method, register_method
 from .label_words import is_id_name
@@ -118,10 +119,6 @@ def fit_pool(logps: np.ndarray, y: np.ndarray, prior_sd: float = 2.0) -> np.ndar
     start = np.full(k, 1.0 / k)
     result = minimize(objective, start, jac=True, method="L-BFGS-B", bounds=[(0, None)] * k)
     return result.x if np.all(np.isfinite(result.x)) else start
-
-
-def nll(proba: np.ndarray, y: np.ndarray) -> float:
-    return float(-np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, None)).mean())
 
 
 @register_method

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..backbones import ENCODER, load_encoder, resolve_backbone, resolve_base
+from ..bayes.temperature import nll
 from ..errors import FewtuneError
 from .base import FewShotMethod, register_method
 from .encoding import encode
@@ -145,7 +146,7 @@ class Hybrid(FewShotMethod):
                     head = LinearHead.fit_logistic(x[train_idx], y[train_idx], n_classes, c=c,
                                                    class_weight=self.params.class_weight, seed=seed)
                     oof[val_idx] = head.predict_proba(x[val_idx])
-                scores[(scale, c)] = float(-np.log(np.clip(oof[np.arange(len(y)), y], 1e-12, 1.0)).mean())
+                scores[(scale, c)] = nll(oof, y)
         scale, c = min(scores, key=scores.get)
         return ({"lm_feature_scale": scale, "head_c": c},
                 {"chosen": {"lm_feature_scale": scale, "head_c": c},

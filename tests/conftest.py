@@ -27,10 +27,13 @@ def minilm_folder() -> Path:
     return folder
 
 
-@pytest.fixture(autouse=True)
-def _private_fewtune_home(tmp_path_factory, monkeypatch):
-    """Never read or write the user's real cache; tests share one home per session."""
-    monkeypatch.setenv("FEWTUNE_HOME", str(tmp_path_factory.getbasetemp() / "fewtune_home"))
+@pytest.fixture(autouse=True, scope="session")
+def _private_fewtune_home(tmp_path_factory):
+    """Never read or write the user's real cache; tests share one home per session. Session-scoped, so
+    it is set before any module-scoped fixture trains or converts anything."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FEWTUNE_HOME", str(tmp_path_factory.getbasetemp() / "fewtune_home"))
+        yield
 
 
 def _tiny_bert():

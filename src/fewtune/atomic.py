@@ -47,11 +47,16 @@ def _fsync_tree(folder: Path) -> None:
 
 def atomic_write_text(target: str | os.PathLike, text: str) -> None:
     """Write a file via a temporary sibling and one rename: readers never see half of it."""
+    atomic_write_bytes(target, text.encode("utf-8"))
+
+
+def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> None:
+    """Write a file via a temporary sibling and one rename: readers never see half of it."""
     target = Path(target)
     tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(tmp, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)

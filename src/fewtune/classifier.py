@@ -116,8 +116,14 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
         self.trust = trust
 
     # -- training -------------------------------------------------------------------------
-    def fit(self, X, y, *, data_description: str | None = None) -> FewShotClassifier:
+    def fit(self, X, y, *, data_description: str | None = None, soft_targets=None,
+            classes=None) -> FewShotClassifier:
+        """soft_targets: for distillation (`fewtune.distill`), one row of class probabilities per text
+        (columns in the order of `classes`, which is then required) that the method trains on instead
+        of y's one-hot labels; y still names each row's class (its argmax) for counts and splits."""
         multi_label = looks_multi_label(y)
+        if soft_targets is not None:
+            self._check_soft_targets(soft_targets, classes, multi_label, len(y))
         if multi_label:
             data = as_labeled(X, source="training data")
             classes, y_idx = binarize(y, len(data), source="training data")
@@ -146,8 +152,11 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
         if multi_label:
             self.classes_ = np.array(classes, dtype=object)
         else:
-            self.classes_ = np.array(sorted(set(data.labels)), dtype=object)
+            self.classes_ = np.array(sorted(set(data.labels)) if soft_targets is None else list(classes), dtype=object)
             index = {c: i for i, c in enumerate(self.classes_)}
+            unknown = sorted({str(label) for label in data.labels} - {str(c) for c in self.classes_})
+            if unknown:
+                raise FewtuneError(f"labels {unknown} are not among the classes {list(self.classes_)}")
             y_idx = np.array([index[label] for label in data.labels])
             if self.class_prior is not None:
                 prior_vector(parse_class_prior(self.class_prior), self.classes_)  # a bad prior fails before training
@@ -162,9 +171,10 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
         else:
             model = method_cls(params, backbone, device)
             model.class_names = [str(plain_label(c)) for c in self.classes_]
+            soft = {} if soft_targets is None else {"soft_targets": np.asarray(soft_targets, dtype=np.float32)}
             with Progress(self.show_progress) as progress:
                 info = model.fit(self._texts(data, model), y_idx, len(self.classes_), seed=self.seed,
-                                 progress=progress)
+                                 progress=progress, **soft)
         self.model_ = model
         self.backbone_ = backbone
         self.posterior_, self.temperature_, self.members_ = None, 1.0, []
@@ -205,6 +215,24 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
         if data_description:
             self.train_info_["data"] = data_description
         return self
+
+    def _check_soft_targets(self, soft_targets, classes, multi_label: bool, n: int) -> None:
+        method_cls = get_method(self.method)
+        if not method_cls.soft_targets:
+            learners = sorted(name for name, m in _methods.METHODS.items() if m.soft_targets)
+            raise FewtuneError(f"method '{self.method}' trains on hard labels only; soft targets need one of "
+                               f"{', '.join(learners)}")
+        if multi_label or classes is None:
+            raise FewtuneError("soft targets cover single-label classification and need the list of classes")
+        if self.select or self.posterior or self.calibrate:
+            raise FewtuneError("soft targets come with their own probabilities: leave select, posterior and "
+                               "calibrate unset")
+        soft = np.asarray(soft_targets, dtype=np.float64)
+        if soft.shape != (n, len(classes)):
+            raise FewtuneError(f"soft targets of shape {soft.shape}; expected one row per text and one column per "
+                               f"class, ({n}, {len(classes)})")
+        if not np.isfinite(soft).all() or (soft < 0).any() or not np.allclose(soft.sum(1), 1.0, atol=1e-4):
+            raise FewtuneError("soft targets must be probabilities: non-negative rows that sum to 1")
 
     def _select(self, data, y, method_cls) -> dict | None:
         if self.select is None:

@@ -23,6 +23,7 @@ from .cli_output import note as _note
 from .cli_output import print_json as _print_json
 from .cli_output import table as _table
 from .errors import DataError, FewtuneError
+from .distill import cli as distill_cli
 from .export import cli as export_cli
 from .pretrain import cli as pretrain_cli
 from .recommend.cli import app as recommend_app
@@ -43,6 +44,7 @@ app.add_typer(recommend_app, name="recommend")
 app.command()(pretrain_cli.pretrain), app.command()(pretrain_cli.adapt)
 app.command()(serve_cli.serve), app.command()(export_cli.export)
 app.command("check-data")(check_data_cli.check_data)
+app.command()(distill_cli.distill)
 
 TextCol = Annotated[str, typer.Option(help="Column holding the text.")]
 Encoding = Annotated[str, typer.Option(help="Text encoding of the data file, e.g. latin-1.")]
@@ -385,7 +387,7 @@ def _write_now(text: str) -> None:
 # --- predict -------------------------------------------------------------------------------------
 @app.command()
 def predict(
-    model: Annotated[Path, typer.Argument(help="A model folder saved by `fewtune train`, or exported by `fewtune export` (run by ONNX Runtime).")],
+    model: Annotated[Path, typer.Argument(help="A model folder saved by `fewtune train`, exported by `fewtune export` (run by ONNX Runtime), or a static student from `fewtune distill --student static`.")],
     input: Annotated[Optional[str], typer.Argument(help="Data file with a text column (read in chunks: any size), or - (default) for one text per line on stdin.")] = None,
     text_col: TextCol = "text",
     text_pair_col: Annotated[Optional[str], typer.Option(help="Second text column, for sentence-pair models.")] = None,
@@ -403,18 +405,14 @@ def predict(
     """Label texts with a saved model: label, its probability and every class's probability."""
     from .batch import predict_file
     from .data import as_labeled
-    from .export import OnnxClassifier, is_exported
+    from .loading import load_classifier
 
     if format not in {"csv", "jsonl"}:
         raise FewtuneError(f"--format must be csv or jsonl, got {format!r}")
     if abstain_below is not None and not 0.0 <= abstain_below <= 1.0:
         raise FewtuneError(f"--abstain-below is a probability between 0 and 1, got {abstain_below}")
-    if is_exported(model):  # a `fewtune export` folder: ONNX Runtime, torch is never imported
-        clf = OnnxClassifier.load(model, show_progress=not quiet)
-    else:
-        from .classifier import FewShotClassifier
-
-        clf = FewShotClassifier.load(model, device=device, trust=trust, show_progress=not quiet)
+    # An ONNX export or a static student runs without torch; a fewtune model folder on PyTorch.
+    clf = load_classifier(model, device=device, trust=trust, show_progress=not quiet)
     if class_prior is not None:
         clf.set_class_prior(class_prior)
     if abstain_below is not None and clf.multi_label_:
@@ -479,7 +477,7 @@ def suggest(
 # --- evaluate ------------------------------------------------------------------------------------
 @app.command()
 def evaluate(
-    model: Annotated[Path, typer.Argument(help="A model folder saved by `fewtune train`.")],
+    model: Annotated[Path, typer.Argument(help="A model folder saved by `fewtune train`, an ONNX export or a static student.")],
     data: Annotated[Optional[Path], typer.Option(help="Labeled data file.")] = None,
     dataset: Annotated[Optional[str], typer.Option(help="A built-in dataset's test split instead.")] = None,
     text_col: TextCol = "text",
@@ -494,11 +492,12 @@ def evaluate(
     json_out: Json = False,
 ):
     """Accuracy, macro-F1, a per-class report and the confusion matrix on labeled data."""
-    from .classifier import FewShotClassifier
     from .data import load_builtin, load_labeled
+    from .loading import load_classifier
+
     if (data is None) == (dataset is None):
         raise FewtuneError("give exactly one of --data FILE or --dataset NAME")
-    clf = FewShotClassifier.load(model, device=device, trust=trust, show_progress=not quiet)
+    clf = load_classifier(model, device=device, trust=trust, show_progress=not quiet)
     if dataset is not None:
         heldout = load_builtin(dataset)[1]
     else:

@@ -53,6 +53,8 @@ def render_card(config: dict[str, Any]) -> str:
             lines.append(f"- stack (log-linear pool): out-of-fold NLL {auto['stack']['cv_nll']}"
                          + (" — **chosen**, weights " + str(auto["stack"]["weights"]) if auto["stack"]["chosen"] else ""))
         lines += [f"- {name}: skipped ({why})" for name, why in auto["skipped"].items()]
+    if training.get("distillation"):
+        lines += distillation_lines(training["distillation"])
     prompt = training.get("prompt")
     if prompt:
         lines += ["", "### What the language model is asked", "",
@@ -85,6 +87,36 @@ def render_card(config: dict[str, Any]) -> str:
         *(f"- {k} {v}" for k, v in config.get("versions", {}).items()),
         "",
     ]
+    return "\n".join(lines)
+
+
+def render_static_card(manifest: dict[str, Any]) -> str:
+    """The card of a static-embedding student (`fewtune distill --student static`)."""
+    backbone, training = manifest["backbone"], manifest.get("training", {})
+    lines = [
+        f"# fewtune model: static embeddings of {backbone['name']} + a softmax head",
+        "",
+        f"A text classifier that embeds a text by averaging rows of a {backbone.get('dims')}-dimensional static "
+        f"token table (distilled from `{backbone['name']}` by model2vec) and applies a linear softmax head. "
+        "It loads and predicts without torch.",
+        "",
+        "## Classes",
+        "",
+        ", ".join(f"`{c}`" for c in manifest["classes"]),
+        "",
+        "## Training",
+        "",
+        f"- examples: {training.get('n_examples', '?')} (by the teacher's top class: "
+        f"{_counts(training.get('class_counts', {}))})",
+        f"- head: L2 strength C = {training.get('head', {}).get('C')}, chosen by cross-entropy to the teacher on "
+        "held-out training texts",
+    ]
+    if training.get("distillation"):
+        lines += distillation_lines(training["distillation"])
+    lines += ["", "## Use", "", "`fewtune predict PATH texts.csv`, `fewtune serve PATH`, or", "", "```python",
+              "from fewtune.export.static import StaticClassifier",
+              'StaticClassifier.load("PATH").predict_proba(["some text"])', "```", "", "## Versions", "",
+              *(f"- {k} {v}" for k, v in manifest.get("versions", {}).items()), ""]
     return "\n".join(lines)
 
 
@@ -122,6 +154,26 @@ def render_generator_card(config: dict[str, Any]) -> str:
               "or `fewtune generate PATH --prompt ...`" + (" / `fewtune chat PATH`." if config["task"] == "generate" else "."),
               "", "## Versions", "", *(f"- {k} {v}" for k, v in config.get("versions", {}).items()), ""]
     return "\n".join(lines)
+
+
+def distillation_lines(d: dict[str, Any]) -> list[str]:
+    """The card's account of a distilled student: its teacher, the pool it learned from, how far it agrees."""
+    teacher, pool, held = d["teacher"], d["pool"], d.get("heldout") or {}
+    lines = ["", "## Distilled from a teacher", "",
+             f"- teacher: `{teacher['folder']}` ({teacher['method']} on {teacher['backbone']}, runtime "
+             f"{teacher['runtime']}; fewtune.json sha256 {str(teacher.get('config_sha256'))[:16]})",
+             f"- unlabeled pool: `{pool['file']}`, {pool['n_texts']} texts (sha256 of the texts "
+             f"{pool['sha256'][:16]}), {pool['n_train']} labeled by the teacher for training"
+             + (f", {pool['n_heldout']} held out" if pool.get("n_heldout") else ""),
+             f"- shots: {d['n_shots']}" + (f" (repeated ×{d['shot_repeats']})" if d.get("shot_repeats", 1) > 1 else ""),
+             f"- rounds: {d['rounds']}" + (" (self-training: each later round's teacher is the student before it)"
+                                           if d["rounds"] > 1 else "")]
+    if held:
+        lines.append(f"- agreement with the teacher on {held['n']} held-out pool texts: "
+                     f"{held['agreement']:.1%} of top classes, mean total variation {held['total_variation']:.3f}")
+    else:
+        lines.append("- agreement with the teacher: not measured (the pool was too small to hold texts out)")
+    return lines
 
 
 def _counts(counts: dict) -> str:

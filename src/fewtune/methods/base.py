@@ -37,6 +37,9 @@ class FewShotMethod(ABC):
     params_class: ClassVar[type[MethodParams]]
     backbone_kinds: ClassVar[tuple[str, ...]] = ("encoder",)
     reads_text: ClassVar[bool] = True  # False for a baseline that ignores the texts (no language check)
+    # Whether fit takes soft_targets= (rows of class probabilities to learn instead of one-hot labels):
+    # what a student needs to learn from a teacher's probabilities (fewtune.distill).
+    soft_targets: ClassVar[bool] = False
     # What `--select cv` searches when the user gives no grid: few points, the default first.
     selection_grid: ClassVar[dict[str, list[Any]]] = {}
 

@@ -232,7 +232,10 @@ class Finetune(EncoderBodyMethod):
         self.prior = None  # the L2-SP prior of the last fit (with θ₀), for log_evidence
 
     # -- training -------------------------------------------------------------------------
-    def fit(self, texts, y, n_classes, *, seed, progress) -> dict:
+    soft_targets = True
+
+    def fit(self, texts, y, n_classes, *, seed, progress, soft_targets: np.ndarray | None = None) -> dict:
+        """soft_targets: rows of class probabilities (a teacher's) to fit by cross-entropy instead of y."""
         from transformers import get_linear_schedule_with_warmup
 
         p = self.params
@@ -284,6 +287,8 @@ class Finetune(EncoderBodyMethod):
         total = p.epochs * steps_per_epoch
         scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(p.warmup_ratio * total), total)
         labels = torch.as_tensor(y, device=body.device)
+        # F.cross_entropy takes probabilities as targets: the student's loss is its cross-entropy to the teacher.
+        targets = labels if soft_targets is None else torch.as_tensor(soft_targets, device=body.device)
         weights = class_weights(y, n_classes, p.class_weight)
         self._class_weights = None if weights is None else weights.to(body.device)
 
@@ -296,7 +301,8 @@ class Finetune(EncoderBodyMethod):
             for start in range(0, len(order), p.batch_size):
                 idx = order[start:start + p.batch_size]
                 logits = head(self._embed([texts[i] for i in idx]))
-                loss = classification_loss(logits, labels[idx], self._class_weights) + prior.penalty()
+                loss = classification_loss(logits, targets[idx], self._class_weights,
+                                           soft=soft_targets is not None) + prior.penalty()
                 update(loss, everything, optimizer, scheduler)
                 steps += 1
                 if progress:

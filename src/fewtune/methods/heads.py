@@ -56,9 +56,11 @@ def class_weights(y: np.ndarray, n_classes: int, mode: str) -> torch.Tensor | No
     return torch.as_tensor(len(y) / (n_classes * counts), dtype=torch.float32)
 
 
-def classification_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-    """Cross-entropy, or for multi-label targets (a 0/1 matrix) binary cross-entropy per label."""
-    if targets.ndim == 2:
+def classification_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None, *,
+                        soft: bool = False) -> torch.Tensor:
+    """Cross-entropy, or for multi-label targets (a 0/1 matrix) binary cross-entropy per label; soft:
+    targets are rows of class probabilities (cross-entropy to a distribution)."""
+    if targets.ndim == 2 and not soft:
         return F.binary_cross_entropy_with_logits(logits, targets.float(), pos_weight=weights)
     return F.cross_entropy(logits, targets, weight=weights)
 

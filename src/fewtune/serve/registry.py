@@ -23,7 +23,7 @@ CLASSIFIER, GENERATOR = "classifier", "generator"
 class Served:
     name: str
     kind: str  # CLASSIFIER or GENERATOR
-    runtime: str  # pytorch, onnx, onnx-int8
+    runtime: str  # pytorch, onnx, onnx-int8, static
     model: Any
     info: dict[str, Any]
     # One request at a time per model: the PyTorch encoders switch train/eval mode around a batch,
@@ -43,14 +43,15 @@ def check_name(name: str) -> str:
 
 
 def load_served(name: str, path: str | Path, *, threads: int | None = None) -> Served:
-    """A fewtune model folder (classifier or generator) or an exported ONNX folder."""
-    from ..export import OnnxClassifier, is_exported
+    """A fewtune model folder (classifier or generator), an exported ONNX folder or a static student."""
+    from ..loading import load_classifier, runtime_of
     from ..model_folder import read_model_folder
 
     path = Path(path)
-    if is_exported(path):
-        model = OnnxClassifier.load(path, threads=threads)
-        return Served(name, CLASSIFIER, model.runtime, model, _info(model.manifest_["source"], model.runtime, path))
+    if runtime_of(path) != "pytorch":  # torch-free: its manifest carries the facts a fewtune.json would
+        model = load_classifier(path, threads=threads)
+        return Served(name, CLASSIFIER, model.runtime, model,
+                      _info(model.manifest_.get("source", model.manifest_), model.runtime, path))
     config = read_model_folder(path)
     if "task" in config:
         from ..generation import FewShotGenerator

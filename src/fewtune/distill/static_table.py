@@ -1,0 +1,82 @@
+"""An encoder distilled into a static embedding table by model2vec, once per backbone, then cached.
+
+model2vec passes every token of the encoder's vocabulary through it on its own, keeps the outputs
+(reduced by PCA and weighted by token frequency), and from then on embeds a text by averaging its
+tokens' rows: no attention, no network. Nothing is downloaded: the encoder is fewtune's installed (or
+local) backbone, loaded by fewtune's own safe loader. About 30 s for MiniLM on 2 cores; cached under
+FEWTUNE_HOME/static, like the GGUF conversions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..atomic import atomic_folder
+from ..backbones import ENCODER, load_encoder, resolve_backbone
+from ..errors import BackboneError
+from ..paths import fewtune_home
+
+PCA_DIMS = 256  # model2vec's default: most of the signal at a quarter of MiniLM's table
+FILES = ("model.safetensors", "tokenizer.json", "config.json")
+
+
+def static_table(backbone: str = "minilm", *, pca_dims: int = PCA_DIMS, trust: bool = False,
+                 show_progress: bool = False) -> Path:
+    """The model2vec folder of `backbone`'s static table, distilled now if it is not cached yet."""
+    resolved = resolve_backbone(backbone)
+    if resolved.kind != ENCODER:
+        raise BackboneError(f"a static student is distilled from a sentence encoder; '{backbone}' is a {resolved.kind}")
+    folder = fewtune_home() / "static" / f"{_slug(resolved.name)}-{pca_dims}-{_fingerprint(Path(resolved.path))}"
+    if all((folder / name).is_file() for name in FILES):
+        return folder
+    from model2vec.distill import distill_from_model
+
+    from ..backbones.quiet import quiet_libraries
+    from ..methods.finetune import hf_model
+
+    body = load_encoder(dataclasses.replace(resolved, trusted=trust), device="cpu")
+    model, tokenizer = hf_model(body), body[0].tokenizer
+    dims = min(pca_dims, model.config.hidden_size)
+    with _tqdm(show_progress), quiet_libraries():
+        table = distill_from_model(model=model, tokenizer=tokenizer, pca_dims=dims, device="cpu")
+    with atomic_folder(folder, overwrite=True) as tmp:
+        table.save_pretrained(str(tmp))
+        config = json.loads((tmp / "config.json").read_text(encoding="utf-8"))
+        config["tokenizer_name"] = resolved.name  # model2vec writes the loader's path here
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return folder
+
+
+def _fingerprint(path: Path) -> str:
+    """Which weights the table came from: their files' names, sizes and times (a new install, a new table)."""
+    h = hashlib.sha256(str(path.resolve()).encode())
+    for file in sorted(path.rglob("*.safetensors")):
+        stat = file.stat()
+        h.update(f"{file.relative_to(path)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return h.hexdigest()[:12]
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(name).name if Path(name).is_absolute() else name).strip("-")[:40]
+
+
+@contextmanager
+def _tqdm(show: bool):
+    # model2vec draws its own tqdm bar over the vocabulary; --quiet silences it. tqdm reads TQDM_DISABLE
+    # only when imported, so the bar's factory in model2vec's module is swapped for the call.
+    import functools
+
+    from model2vec.distill import inference
+
+    before = inference.tqdm
+    if not show:
+        inference.tqdm = functools.partial(before, disable=True)
+    try:
+        yield
+    finally:
+        inference.tqdm = before

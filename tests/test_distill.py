@@ -290,17 +290,22 @@ def test_soft_targets_need_a_method_that_learns_them(st_folder):
 
 # --- the real backbone ------------------------------------------------------------------------------
 @pytest.mark.integration
-def test_a_static_student_of_a_minilm_teacher_is_above_chance_on_mr(tmp_path):
+def test_a_static_student_of_a_minilm_teacher_keeps_its_accuracy_on_bbc(tmp_path):
+    # bbc, not mr: a linear probe on 8 mr shots is barely above chance (~57%) with near-flat
+    # probabilities, and a student of a coin flip measures nothing. On bbc the teacher is ~88%.
     from fewtune.data import load_builtin, sample_k_shot
 
-    train, test = load_builtin("mr")
+    train, test = load_builtin("bbc")
     chosen = sample_k_shot(train.labels, 8, seed=0)
     shots = train.subset(chosen)
     rest = np.setdiff1d(np.arange(len(train)), chosen)
-    pool = write_pool(tmp_path / "pool.csv", [train.texts[i] for i in np.random.default_rng(0).choice(rest, 800, False)])
-    FewShotClassifier("minilm", "linear-probe", seed=0).fit(shots.texts, shots.labels).save(tmp_path / "teacher")
+    pool = write_pool(tmp_path / "pool.csv", [train.texts[i] for i in np.random.default_rng(0).choice(rest, 400, False)])
+    teacher = FewShotClassifier("minilm", "linear-probe", seed=0).fit(shots.texts, shots.labels)
+    teacher.save(tmp_path / "teacher")
     result = distill(tmp_path / "teacher", pool, tmp_path / "static", student="static", shots=shots)
     held = test.subset(np.sort(np.random.default_rng(0).choice(len(test), 300, replace=False)))
     student = load_classifier(tmp_path / "static")
-    assert student.score(held.texts, held.labels) > 0.55
-    assert result["heldout"]["agreement"] >= 0.7
+    teacher_accuracy = teacher.score(held.texts, held.labels)
+    assert teacher_accuracy > 0.75  # five classes: chance is 0.2
+    assert student.score(held.texts, held.labels) >= teacher_accuracy - 0.08
+    assert result["heldout"]["agreement"] >= 0.8

@@ -98,6 +98,9 @@ class LinearHead:
         seed: int = 0,
     ) -> LinearHead:
         weight_mode = None if class_weight == "none" else class_weight
+        # lbfgs keeps float32 input in float32, whose rounding moves the optimum by ~1e-3 from machine to
+        # machine; every head is fitted in float64 so the same features give the same head everywhere.
+        x = np.asarray(x, dtype=np.float64)
         if is_multi_label(y):
             rows = [_binary_logistic(x, y[:, j], c, weight_mode, seed) for j in range(y.shape[1])]
             coef = np.vstack([r[0] for r in rows])

@@ -44,7 +44,7 @@ def run(dataset: str, seed: int, strategy: str, args, done: set[str], out: Path)
     from fewtune import FewShotClassifier
     from fewtune.bayes.acquisition import suggest
     from fewtune.data import load_builtin, sample_k_shot
-    from fewtune.evaluation.metrics import calibration_report
+    from fewtune.metrics import calibration_report
 
     train, test = load_builtin(dataset)
     fixed = np.random.default_rng(0)

@@ -36,7 +36,7 @@ def mix(labels, classes) -> dict[str, float]:
 def run(out: Path, shots: int, seeds: list[int]) -> None:
     from fewtune import FewShotClassifier
     from fewtune.bench.plan import data_source, parse_variant, plan_runs
-    from fewtune.evaluation.metrics import calibration_report
+    from fewtune.metrics import calibration_report
 
     done = {(r["dataset"], r["seed"]) for r in map(json.loads, out.open())} if out.exists() else set()
     for name, length in DATA.items():

@@ -21,7 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fewtune.bench.commands import parse_overrides, split_list
+from fewtune.bench.api import parse_overrides, split_list
 from fewtune.bench.plan import ANCHORS, Variant, data_source, plan_runs
 from fewtune.bench.records import done_keys
 from fewtune.bench.runner import probe, run_all

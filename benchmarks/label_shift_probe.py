@@ -12,7 +12,7 @@ import numpy as np
 from fewtune.classifier import FewShotClassifier
 from fewtune.data.builtin import load_builtin
 from fewtune.data.sampling import sample_k_shot
-from fewtune.evaluation.metrics import calibration_report
+from fewtune.metrics import calibration_report
 train, test = load_builtin("tweets")
 rng = np.random.default_rng(0); ti = np.sort(rng.choice(len(test.texts), 500, replace=False))
 tx = [test.texts[i] for i in ti]; ty = [test.labels[i] for i in ti]

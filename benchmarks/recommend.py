@@ -3,7 +3,7 @@ Bayesian encoder method, on the same cold-start draws, K = 4, 8, 16 known rating
 
 One JSON line per (method, K, seed) goes to --out as soon as it is done; lines already there are
 skipped, so an interrupted run resumes. The work is `fewtune recommend bench`'s
-(fewtune.recommend.bench); this script keeps the experiment's defaults in one place:
+(fewtune.recommend.protocol); this script keeps the experiment's defaults in one place:
 
     .venv/bin/python benchmarks/recommend.py                       # ml-100k, 3 seeds
     .venv/bin/python benchmarks/recommend.py --dataset ml-1m --seeds 3 --out benchmarks/results/recommend_ml1m.jsonl
@@ -27,9 +27,9 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from fewtune.bench.commands import seed_list  # noqa: E402
+from fewtune.bench.api import seed_list  # noqa: E402
 from fewtune.progress import progress_bar  # noqa: E402
-from fewtune.recommend.bench import SUMMARY_HEADER, Protocol, format_summary, parse_methods, run_bench  # noqa: E402
+from fewtune.recommend.protocol import SUMMARY_HEADER, Protocol, format_summary, parse_methods, run_bench  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -51,7 +51,7 @@ def collect(path: Path, params: dict) -> None:
 
 def analyse(path: Path) -> None:
     from fewtune.bayes.temperature import apply_temperature, fit_temperature
-    from fewtune.evaluation.metrics import calibration_report
+    from fewtune.metrics import calibration_report
 
     def ece(p, y):
         return 100 * calibration_report([str(t) for t in y], p, [str(i) for i in range(p.shape[1])])["ece"]

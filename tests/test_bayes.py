@@ -15,7 +15,7 @@ import pytest
 from fewtune import FewShotClassifier, FewtuneError
 from fewtune.bayes import LaplaceHead, apply_temperature, fit_temperature
 from fewtune.bayes.laplace import augment, fit_map, log_evidence, softmax
-from fewtune.evaluation import risk_coverage
+from fewtune.metrics import risk_coverage
 
 from . import synthetic
 

@@ -1,5 +1,5 @@
-"""fewtune.bench.plots on synthetic run records: which files are written, that they are real PNGs,
-what is skipped, and the numbers behind the figures (pooled reliability bins, mean ± std per K and per
+"""fewtune.bench.plots and calibration_plots on synthetic run records: which files are written, that
+they are real PNGs, what is skipped, and the numbers behind the figures (pooled reliability bins, mean ± std per K and per
 coverage)."""
 
 import math
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from fewtune.bench import plots
+from fewtune.bench import calibration_plots, plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -126,7 +126,7 @@ def test_pooled_bins_against_hand_computed_values():
         {"accuracy": 0.9},  # an old record without bins adds nothing
         {"reliability": []},
     ]
-    bins, ece = plots.pooled_bins(records)
+    bins, ece = calibration_plots.pooled_bins(records)
     assert [(b["low"], b["high"], b["n"]) for b in bins] == [(0.5, 0.6, 5), (0.6, 0.7, 5), (0.9, 1.0, 8)]
     assert bins[0]["confidence"] == pytest.approx((2 * 0.55 + 3 * 0.58) / 5)  # 0.568
     assert bins[0]["accuracy"] == pytest.approx(0.4)  # (1 + 1) correct of 5
@@ -137,29 +137,29 @@ def test_pooled_bins_against_hand_computed_values():
 def test_pooled_bins_of_one_run_reproduce_its_ece():
     bins = [{"low": 0.0, "high": 0.5, "n": 1, "confidence": 0.4, "accuracy": 1.0},
             {"low": 0.5, "high": 1.0, "n": 3, "confidence": 0.9, "accuracy": 2 / 3}]
-    pooled, ece = plots.pooled_bins([{"reliability": bins}])
+    pooled, ece = calibration_plots.pooled_bins([{"reliability": bins}])
     assert pooled == bins
     assert ece == pytest.approx(0.25 * 0.6 + 0.75 * (0.9 - 2 / 3))
 
 
 def test_pooled_bins_without_bins():
-    bins, ece = plots.pooled_bins([{"accuracy": 1.0}])
+    bins, ece = calibration_plots.pooled_bins([{"accuracy": 1.0}])
     assert bins == [] and math.isnan(ece)
 
 
 def test_reliability_diagrams_skip_datasets_and_methods_without_bins(tmp_path):
     records = make_records()
-    written = plots.reliability_diagrams(records, tmp_path)
+    written = calibration_plots.reliability_diagrams(records, tmp_path)
     # news/v2 has no bins at all: no file for it; sst2 at its largest K.
     assert [p.name for p in written] == ["reliability_sst2_K16.png"]
     assert_png(written[0])
     assert not list(tmp_path.glob("reliability_news*"))
 
-    fig = plots._reliability_figure("sst2", [r for r in records if r["dataset"] == "sst2"], 16)
+    fig = calibration_plots._reliability_figure("sst2", [r for r in records if r["dataset"] == "sst2"], 16)
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
     assert len(titles) == 2  # "prompt" has no bins: no panel
     assert titles[0].startswith("setfit\nECE ") and titles[1].startswith("setfit (l2sp=1.0)\nECE ")
-    _, ece = plots.pooled_bins([r for r in records if r["dataset"] == "sst2" and r["K"] == 16
+    _, ece = calibration_plots.pooled_bins([r for r in records if r["dataset"] == "sst2" and r["K"] == 16
                                 and r["method"] == "setfit" and not r["params"]])
     assert f"ECE {ece * 100:.1f}%" in titles[0]
 
@@ -169,9 +169,9 @@ def test_reliability_diagrams_choice_of_K(tmp_path):
     for r in records:
         if r["K"] == 16:
             r.pop("reliability", None)
-    assert [p.name for p in plots.reliability_diagrams(records, tmp_path)] == ["reliability_sst2_K8.png"]
-    assert [p.name for p in plots.reliability_diagrams(records, tmp_path, K=4)] == ["reliability_sst2_K4.png"]
-    assert plots.reliability_diagrams(records, tmp_path, K=16) == []
+    assert [p.name for p in calibration_plots.reliability_diagrams(records, tmp_path)] == ["reliability_sst2_K8.png"]
+    assert [p.name for p in calibration_plots.reliability_diagrams(records, tmp_path, K=4)] == ["reliability_sst2_K4.png"]
+    assert calibration_plots.reliability_diagrams(records, tmp_path, K=16) == []
 
 
 def test_reliability_grid_wraps_at_four_columns(tmp_path):
@@ -179,7 +179,7 @@ def test_reliability_grid_wraps_at_four_columns(tmp_path):
     for i in range(5):
         records.append({"dataset": "d", "K": 8, "seed": 0, "method": f"m{i}", "params": {},
                         "reliability": _bins(0, 8)})
-    fig = plots._reliability_figure("d", records, 8)
+    fig = calibration_plots._reliability_figure("d", records, 8)
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert len(visible) == 5 and len(fig.axes) == 8  # 2 rows x 4 columns, 3 hidden
     assert [ax.get_title().split("\n")[0] for ax in visible] == ["m0", "m1", "m2", "m3", "m4"]
@@ -195,15 +195,15 @@ def test_accuracy_vs_time(tmp_path):
 
 
 def test_risk_coverage_curves_only_where_selective_is_recorded(tmp_path):
-    assert plots.risk_coverage_curves(make_records(), tmp_path / "old") == []  # old records: no figure
+    assert calibration_plots.risk_coverage_curves(make_records(), tmp_path / "old") == []  # old records: no figure
     records = with_selective(make_records())
-    written = plots.risk_coverage_curves(records, tmp_path)
+    written = calibration_plots.risk_coverage_curves(records, tmp_path)
     # news/v2 has no selective points: no file; sst2 at its largest K.
     assert [p.name for p in written] == ["risk_coverage_sst2_K16.png"]
     assert written[0].parent == tmp_path
     assert_png(written[0])
 
-    fig = plots._risk_coverage_figure("sst2", [r for r in records if r["dataset"] == "sst2"], 16)
+    fig = calibration_plots._risk_coverage_figure("sst2", [r for r in records if r["dataset"] == "sst2"], 16)
     ax = fig.axes[0]
     # "prompt" has no selective points: no line.
     assert [line.get_label() for line in ax.get_lines()] == ["setfit", "setfit (l2sp=1.0)"]
@@ -221,14 +221,14 @@ def test_risk_coverage_curves_choice_of_K(tmp_path):
     for r in records:
         if r["K"] == 16:
             r.pop("selective", None)
-    assert [p.name for p in plots.risk_coverage_curves(records, tmp_path)] == ["risk_coverage_sst2_K8.png"]
-    assert [p.name for p in plots.risk_coverage_curves(records, tmp_path, K=4)] == ["risk_coverage_sst2_K4.png"]
-    assert plots.risk_coverage_curves(records, tmp_path, K=16) == []
+    assert [p.name for p in calibration_plots.risk_coverage_curves(records, tmp_path)] == ["risk_coverage_sst2_K8.png"]
+    assert [p.name for p in calibration_plots.risk_coverage_curves(records, tmp_path, K=4)] == ["risk_coverage_sst2_K4.png"]
+    assert calibration_plots.risk_coverage_curves(records, tmp_path, K=16) == []
     # The default is per dataset: news/v2 gets its own largest K with points.
     for r in records:
         if r["dataset"] == "news/v2" and r["K"] == 16:
             r["selective"] = _selective(r["seed"], 16)
-    assert [p.name for p in plots.risk_coverage_curves(records, tmp_path)] == [
+    assert [p.name for p in calibration_plots.risk_coverage_curves(records, tmp_path)] == [
         "risk_coverage_news_v2_K16.png", "risk_coverage_sst2_K8.png"]
 
 
@@ -246,7 +246,7 @@ def test_selective_points_against_hand_computed_values():
         run("m", 4, [(0.5, float("nan")), (0.0, 1.0), (1.5, 1.0)]),  # no usable point: adds nothing
         run("old", 0, []),
     ]
-    points = plots.selective_points(records)
+    points = calibration_plots.selective_points(records)
     assert sorted(points) == ["m", "m (l2sp=1.0)"]
     (c1, mean1, std1, n1), (c2, mean2, std2, n2) = points["m"]
     assert (c1, n1, c2, n2) == (0.5, 3, 1.0, 3)
@@ -257,10 +257,10 @@ def test_selective_points_against_hand_computed_values():
 
 def test_risk_coverage_with_a_single_seed(tmp_path):
     records = [{"dataset": "d", "K": 4, "seed": 0, "method": "m", "params": {}, "selective": _selective(0, 4)}]
-    written = plots.risk_coverage_curves(records, tmp_path)
+    written = calibration_plots.risk_coverage_curves(records, tmp_path)
     assert [p.name for p in written] == ["risk_coverage_d_K4.png"]
     assert_png(written[0])
-    ax = plots._risk_coverage_figure("d", records, 4).axes[0]
+    ax = calibration_plots._risk_coverage_figure("d", records, 4).axes[0]
     assert ax.get_title().endswith("(mean over 1 seed)")
     assert len(ax.collections) == 0  # no band for one seed
 
@@ -288,10 +288,10 @@ def test_all_plots_creates_the_folder_and_every_figure(tmp_path):
 
 def test_empty_records(tmp_path):
     assert plots.learning_curves([], tmp_path / "x") == []
-    assert plots.reliability_diagrams([], tmp_path / "x") == []
+    assert calibration_plots.reliability_diagrams([], tmp_path / "x") == []
     assert plots.accuracy_vs_time([], tmp_path / "x") == []
-    assert plots.risk_coverage_curves([], tmp_path / "x") == []
-    assert plots.selective_points([]) == {}
+    assert calibration_plots.risk_coverage_curves([], tmp_path / "x") == []
+    assert calibration_plots.selective_points([]) == {}
     assert plots.all_plots([], tmp_path / "x") == []
     assert not (tmp_path / "x").exists() or not list((tmp_path / "x").iterdir())
 
@@ -302,7 +302,8 @@ def test_safe_name():
 
 
 def test_import_is_cheap_and_leaves_pyplot_alone():
-    code = ("import sys, fewtune.bench.plots as p; assert 'matplotlib' not in sys.modules; "
+    code = ("import sys, fewtune.bench.plots as p, fewtune.bench.calibration_plots; "
+            "assert 'matplotlib' not in sys.modules; "
             "import tempfile; p.learning_curves([{'dataset': 'd', 'K': 4, 'seed': 0, 'method': 'm', "
             "'accuracy': 0.5}], tempfile.mkdtemp()); assert 'matplotlib.pyplot' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from fewtune.cli import main
-from fewtune.model_folder import PICKLE_SUFFIXES
+from fewtune.storage.model_folder import PICKLE_SUFFIXES
 
 FAST = ["-p", "steps=4", "-p", "batch_size=8"]
 FAST_PARAMS = {"steps": 4, "batch_size": 8}

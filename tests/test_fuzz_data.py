@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fewtune.data import load_labeled
-from fewtune.data.validation import as_labeled, check_trainable
+from fewtune.data.ingest import as_labeled, check_trainable
 from fewtune.errors import DataError, FewtuneError
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

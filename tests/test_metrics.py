@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import log_loss
 
-from fewtune.evaluation import calibration_report
+from fewtune.metrics import calibration_report
 
 
 def test_ece_nll_and_brier_match_hand_computed_values():

@@ -100,7 +100,7 @@ def test_pretraining_lowers_held_out_perplexity_far_below_the_untrained_models(p
 
 def test_the_output_is_a_plain_causal_lm_folder_that_resolves_as_a_backbone(pretrained):
     from fewtune.backbones import load_causal_lm, resolve_backbone
-    from fewtune.model_folder import sha256
+    from fewtune.storage.model_folder import sha256
 
     out, facts = pretrained
     assert {"config.json", "model.safetensors", "tokenizer.json", "fewtune_pretrain.json", "README.md"} <= {

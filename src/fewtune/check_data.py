@@ -106,7 +106,7 @@ def check_before_training(train_set, *, backbone: str, max_tokens: int | None, q
 def load_examples(*, data: Path | None, dataset: str | None, text_col: str, label_col: str,
                   text_pair_col: str | None, shots: int | None, seed: int, encoding: str):
     """The examples `fewtune train` with the same options would train on (the K-shot draw with --shots)."""
-    from .data import check_trainable, load_builtin, load_labeled, sample_k_shot
+    from .data import check_trainable, draw, load_builtin, load_labeled
 
     if (data is None) == (dataset is None):
         raise FewtuneError("give exactly one of --data FILE or --dataset NAME")
@@ -120,7 +120,7 @@ def load_examples(*, data: Path | None, dataset: str | None, text_col: str, labe
     if shots is None:
         return pool
     check_trainable(pool, shots=shots)
-    return pool.subset(sample_k_shot(pool.labels, shots, seed))
+    return draw(pool, shots, seed)[0]
 
 
 def check_data(

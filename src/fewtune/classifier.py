@@ -24,7 +24,7 @@ from .label_shift import parse_class_prior, prior_ratio, prior_vector, shift_pro
 from .labels import ProbabilityLabels, plain_label
 from .methods.base import get_method
 from .model_card import render_card
-from .model_folder import read_model_folder, write_model_folder
+from .storage.model_folder import read_model_folder, write_model_folder
 from .progress import Progress
 from .selection import SELECTIONS, select_by_cv
 

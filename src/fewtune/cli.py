@@ -17,7 +17,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from . import check_data as check_data_cli
-from .atomic import atomic_write_text
+from .storage.atomic import atomic_write_text
 from .cli_output import Json, Quiet
 from .cli_output import note as _note
 from .cli_output import print_json as _print_json
@@ -123,7 +123,7 @@ def train(
     backbone = backbone or "minilm"
     max_test = 1000 if max_test is None else max_test
     from .classifier import FewShotClassifier
-    from .data import check_overlap, check_trainable, load_builtin, load_labeled, sample_k_shot
+    from .data import check_overlap, check_trainable, draw, fixed_subset, load_builtin, load_labeled
 
     if multi_label and shots is not None:
         raise FewtuneError("--shots draws K examples per class, which multi-label rows do not have; "
@@ -170,12 +170,9 @@ def train(
     if not multi_label:
         check_trainable(pool, shots=shots)
     if shots is not None:
-        chosen = sample_k_shot(pool.labels, shots, seed)
-        train_set = pool.subset(chosen)
-        if heldout is None:
-            rest = sorted(set(range(len(pool))) - set(chosen.tolist()))
-            if rest:
-                heldout, what = pool.subset(rest), f"the {len(rest)} rows of {data} not drawn for training"
+        train_set, rest = draw(pool, shots, seed)
+        if heldout is None and len(rest):
+            heldout, what = rest, f"the {len(rest)} rows of {data} not drawn for training"
     else:
         train_set = pool
     if test is not None:
@@ -183,7 +180,7 @@ def train(
                                encoding=encoding)
         what = str(test)
     if heldout is not None:
-        heldout = _fixed_subset(heldout, max_test)
+        heldout = fixed_subset(heldout, max_test)
         check_overlap(train_set, heldout)
 
     check_report = None
@@ -405,7 +402,7 @@ def predict(
     """Label texts with a saved model: label, its probability and every class's probability."""
     from .batch import predict_file
     from .data import as_labeled
-    from .loading import load_classifier
+    from .storage.saved_models import load_classifier
 
     if format not in {"csv", "jsonl"}:
         raise FewtuneError(f"--format must be csv or jsonl, got {format!r}")
@@ -492,8 +489,8 @@ def evaluate(
     json_out: Json = False,
 ):
     """Accuracy, macro-F1, a per-class report and the confusion matrix on labeled data."""
-    from .data import load_builtin, load_labeled
-    from .loading import load_classifier
+    from .data import fixed_subset, load_builtin, load_labeled
+    from .storage.saved_models import load_classifier
 
     if (data is None) == (dataset is None):
         raise FewtuneError("give exactly one of --data FILE or --dataset NAME")
@@ -503,7 +500,7 @@ def evaluate(
     else:
         heldout = load_labeled(data, text_col=text_col, label_col=label_col, text_pair_col=text_pair_col,
                                encoding=encoding)
-    heldout = _fixed_subset(heldout, max_test)
+    heldout = fixed_subset(heldout, max_test)
     report = _report(clf, heldout, label_sep)
     if json_out:
         _print_json(report)
@@ -625,7 +622,7 @@ def bench(
     json_out: Json = False,
 ):
     """Few-shot benchmark: every method on the same K-shot draws over several seeds, one JSON line per run (resumable)."""
-    from .bench.commands import bench as run_bench
+    from .bench.api import bench as run_bench
     from .progress import progress_bar
 
     with progress_bar(not quiet and not dry_run) as progress:
@@ -725,7 +722,7 @@ def _targets(data, multi_label: bool, sep: str):
 
 
 def _report(clf, heldout, sep: str) -> dict:
-    from .evaluation import calibration_report, classification_report, multilabel_report
+    from .metrics import calibration_report, classification_report, multilabel_report
 
     if not clf.multi_label_:
         proba = clf.predict_proba(_inputs(heldout))
@@ -736,15 +733,6 @@ def _report(clf, heldout, sep: str) -> dict:
 
     truth = to_indicator(_targets(heldout, True, sep), list(clf.classes_), source=heldout.source)
     return multilabel_report(truth, clf.predict(_inputs(heldout)), clf.classes_)
-
-
-def _fixed_subset(data, limit: int):
-    """At most `limit` examples, the same ones whatever the training seed, so runs compare fairly."""
-    if not limit or len(data) <= limit:
-        return data
-    import numpy as np
-
-    return data.subset(np.sort(np.random.default_rng(0).choice(len(data), limit, replace=False)))
 
 
 def _stdin_texts(encoding: str) -> list[str]:

@@ -147,7 +147,7 @@ PRETRAIN_FACTS = "fewtune_pretrain.json"
 
 def _verify_recorded_checksums(folder: Path) -> None:
     """Refuse a folder fewtune wrote whose files no longer match the checksums taken at save time."""
-    from ..model_folder import verify_files
+    from ..storage.model_folder import verify_files
 
     facts_file = folder / PRETRAIN_FACTS
     if facts_file.is_file():

@@ -13,7 +13,7 @@ import io
 import json
 from pathlib import Path
 
-from ..atomic import atomic_folder
+from ..storage.atomic import atomic_folder
 from ..errors import BackboneError
 from .quiet import quiet_libraries
 

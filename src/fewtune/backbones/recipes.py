@@ -13,7 +13,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from ..atomic import atomic_folder
+from ..storage.atomic import atomic_folder
 from ..errors import BackboneError
 from ..paths import fewtune_home
 from . import locate

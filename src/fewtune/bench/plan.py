@@ -1,8 +1,9 @@
 """What a benchmark runs: data sources, the k-shot draws, method variants, and one task per run.
 
 Every method sees the same draws: for each data set, K and seed the training indices come from
-`sample_k_shot(pool labels, K, seed)` once, here, and go to every method's run as indices; every
-run is scored on the same fixed test subset (a generator seeded 0, not the run's seed). A run's
+`data.sampling.shot_indices(pool, K, seed)` (K per class) once, here, and go to every method's run as
+indices; every run is scored on the same fixed test subset (`fixed_subset_indices`: a generator
+seeded 0, not the run's seed, as `train` and `evaluate` use). A run's
 key names everything that makes it distinct, so a finished run is recognised and skipped when a
 benchmark is started again.
 """
@@ -171,17 +172,16 @@ def digest(*parts) -> str:
 def plan_runs(sources: list[DataSource], shots: list[int], seeds: list[int], variants: list[Variant], *,
               max_test: int, max_seq_length: int = 0, backbone: str | None = None) -> list[dict]:
     """One task per (data set, K, seed, variant), in that order; each names its split by indices."""
-    from ..data import sample_k_shot
+    from ..data.sampling import fixed_subset_indices, shot_indices
 
     runs = []
     for source in sources:
         pool, test = source.load()
-        n_test = min(max_test, len(test)) if max_test else len(test)
-        test_idx = sorted(int(i) for i in np.random.default_rng(0).choice(len(test), size=n_test, replace=False))
+        test_idx = [int(i) for i in fixed_subset_indices(len(test), max_test)]
         for k in shots:
             for seed in seeds:
                 try:
-                    train_idx = [int(i) for i in sample_k_shot(pool.labels, k, seed)]
+                    train_idx = [int(i) for i in shot_indices(pool, k, seed)]
                 except DataError as e:
                     raise DataError(f"{source.path or source.name}: K={k}: {e}") from None
                 split = {"dataset": source.name, "source": source.to_dict(), "K": k, "seed": seed,

@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..atomic import atomic_write_text
+from ..storage.atomic import atomic_write_text
 from ..errors import FewtuneError
 from .records import cpu_seconds, label, load_runs
 from .stats import fmt_p, mean_std, paired_tests
@@ -136,7 +136,8 @@ def build(records: list[dict], out_dir: Path, *, title: str, note: str | None = 
                               + ("Pairs as asked." if pairs else "The best method by mean accuracy against each other.")),
                    compared]
     if plots:
-        from .plots import accuracy_vs_time, learning_curves, reliability_diagrams, risk_coverage_curves
+        from .calibration_plots import reliability_diagrams, risk_coverage_curves
+        from .plots import accuracy_vs_time, learning_curves
 
         figures = [("Learning curves", "Accuracy against K, mean ± one std over seeds (band).",
                     learning_curves(records, out_dir, "accuracy")),

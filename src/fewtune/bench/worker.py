@@ -144,7 +144,7 @@ def load_source(source_json: str):
 
 
 def run_one(task: dict) -> dict:
-    from ..evaluation.metrics import calibration_report, classification_report, risk_coverage
+    from ..metrics import calibration_report, classification_report, risk_coverage
 
     pool, test_all = load_source(json.dumps(task["source"], sort_keys=True))
     train = pool.subset(task["train_idx"])

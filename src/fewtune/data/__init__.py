@@ -3,16 +3,17 @@
 - ``load_labeled`` / ``as_labeled``: a file (CSV, TSV, JSONL, Parquet) or in-memory lists ->
   ``LabeledTexts``, with one-line DataErrors that name the file, row and field.
 - ``check_trainable``, ``check_overlap``: refuse untrainable data; warn about train/test leakage.
-- ``sample_k_shot``: deterministic k examples per class.
+- ``sample_k_shot``, ``draw``: deterministic k examples per class (and the rows not drawn);
+  ``fixed_subset``: the same at most N held-out examples whatever the seed.
 - ``load_builtin`` / ``list_datasets``: real data sets shipped in pip packages, with fixed test
   splits.
 """
 
 from .builtin import BUILTIN_DATASETS, BuiltinDataset, list_datasets, load_builtin
+from .ingest import as_labeled, check_overlap, check_trainable, load_labeled
 from .labeled import DataWarning, LabeledTexts, normalize_text
 from .readers import read_table
-from .sampling import sample_k_shot
-from .validation import as_labeled, check_overlap, check_trainable, load_labeled
+from .sampling import draw, fixed_subset, sample_k_shot
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -22,6 +23,8 @@ __all__ = [
     "as_labeled",
     "check_overlap",
     "check_trainable",
+    "draw",
+    "fixed_subset",
     "list_datasets",
     "load_builtin",
     "load_labeled",

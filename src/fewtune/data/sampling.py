@@ -1,4 +1,10 @@
-"""K-shot sampling: the same k examples per class for the same seed, on every machine."""
+"""K-shot sampling and fixed held-out subsets: the same examples for the same seed, on every machine.
+
+- ``sample_k_shot``: indices of k examples of every class.
+- ``draw``: the K-shot training draw from a pool and the rows it left, for `train` and `check-data`.
+- ``fixed_subset`` / ``fixed_subset_indices``: at most N held-out examples, the same whatever the
+  training seed (a generator seeded 0), so that runs with different seeds are scored on the same ones.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from fewtune.errors import DataError
+
+from .labeled import LabeledTexts
 
 
 def too_few_shots(counts: dict[Any, int], shots: int) -> str | None:
@@ -50,3 +58,39 @@ def sample_k_shot(labels: Sequence[Any], k: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     chosen = [rng.choice(by_class[label], size=k, replace=False) for label in classes]
     return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+def shot_indices(pool: Sequence[Any] | LabeledTexts, k: int, seed: int) -> np.ndarray:
+    """Sorted indices of the K-shot draw: k examples of every class from LabeledTexts (``sample_k_shot``),
+    k items drawn uniformly from any other sequence (texts or chats, which have no labels)."""
+    if isinstance(pool, LabeledTexts):
+        return sample_k_shot(pool.labels, k, seed)
+    return np.sort(np.random.default_rng(seed).choice(len(pool), k, replace=False))
+
+
+def draw(pool, k: int, seed: int) -> tuple[Any, Any]:
+    """(shots, rest): the K-shot draw from ``pool`` (see ``shot_indices``) and the examples not drawn,
+    both in data order and of the pool's own kind (LabeledTexts, or a list)."""
+    chosen = shot_indices(pool, k, seed)
+    rest = sorted(set(range(len(pool))) - set(chosen.tolist()))
+    return _take(pool, chosen), _take(pool, rest)
+
+
+def fixed_subset_indices(n: int, limit: int | None) -> np.ndarray:
+    """Sorted indices of at most ``limit`` of ``n`` examples (all of them when ``limit`` is 0 or None),
+    drawn with a generator seeded 0: the same ones whatever the run's seed, so runs compare fairly."""
+    if not limit or n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(0).choice(n, limit, replace=False))
+
+
+def fixed_subset(data, limit: int | None):
+    """At most ``limit`` examples of ``data`` (LabeledTexts or a list), the same ones whatever the
+    training seed; ``data`` itself when it has no more than that (or ``limit`` is 0 or None)."""
+    if not limit or len(data) <= limit:
+        return data
+    return _take(data, fixed_subset_indices(len(data), limit))
+
+
+def _take(data, indices):
+    return data.subset(indices) if isinstance(data, LabeledTexts) else [data[i] for i in indices]

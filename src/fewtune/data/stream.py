@@ -19,7 +19,7 @@ from pathlib import Path
 from ..errors import DataError
 from .labeled import LabeledTexts
 from .readers import FORMATS, _check_header, _json_type, _ragged_message, _unlimited_fields
-from .validation import _MISSING, _build, _missing_column_message
+from .ingest import _MISSING, _build, _missing_column_message
 
 
 @dataclass

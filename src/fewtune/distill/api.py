@@ -130,7 +130,7 @@ def cached_labels(teacher: dict, texts: list[str]) -> np.ndarray | None:
 def cache_labels(teacher: dict, texts: list[str], soft: np.ndarray) -> None:
     from safetensors.numpy import save
 
-    from ..atomic import atomic_write_bytes
+    from ..storage.atomic import atomic_write_bytes
 
     file = _labels_file(teacher, texts)
     file.parent.mkdir(parents=True, exist_ok=True)

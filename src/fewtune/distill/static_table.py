@@ -16,7 +16,7 @@ import re
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..atomic import atomic_folder
+from ..storage.atomic import atomic_folder
 from ..backbones import ENCODER, load_encoder, resolve_backbone
 from ..errors import BackboneError
 from ..paths import fewtune_home

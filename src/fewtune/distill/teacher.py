@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import FewtuneError
-from ..loading import load_classifier, runtime_of
-from ..model_folder import CONFIG_NAME, sha256
+from ..storage.saved_models import load_classifier, runtime_of
+from ..storage.model_folder import CONFIG_NAME, sha256
 from ..progress import Progress
 
 BATCH = 64  # texts per call: the bar moves, and a teacher's memory stays that of one batch

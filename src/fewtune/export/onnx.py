@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..atomic import atomic_folder
+from ..storage.atomic import atomic_folder
 from ..errors import FewtuneError
-from ..model_folder import CONFIG_NAME, library_versions, sha256
+from ..storage.model_folder import CONFIG_NAME, library_versions, sha256
 from .runtime import FORMAT, FORMAT_VERSION, MANIFEST_NAME, OnnxClassifier, is_exported
 
 OPSET = 17  # LayerNormalization is one op from 17 on, which ONNX Runtime runs fused

@@ -17,7 +17,7 @@ from ..data import as_labeled
 from ..errors import FewtuneError, ModelFolderError
 from ..label_shift import parse_class_prior, prior_ratio
 from ..labels import ProbabilityLabels
-from ..model_folder import read_format_file, verify_files
+from ..storage.model_folder import read_format_file, verify_files
 from ..progress import Progress
 
 MANIFEST_NAME = "fewtune-onnx.json"

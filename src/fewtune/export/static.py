@@ -21,12 +21,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..atomic import atomic_folder
+from ..storage.atomic import atomic_folder
 from ..data import as_labeled
 from ..errors import FewtuneError, ModelFolderError
 from ..label_shift import parse_class_prior, prior_ratio
 from ..labels import ProbabilityLabels
-from ..model_folder import CARD_NAME, library_versions, read_format_file, sha256, verify_files
+from ..storage.model_folder import CARD_NAME, library_versions, read_format_file, sha256, verify_files
 
 MANIFEST_NAME = "fewtune-static.json"
 FORMAT = "fewtune-static"

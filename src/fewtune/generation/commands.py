@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import numpy as np
-
+from ..data import draw, fixed_subset
 from ..errors import DataError, FewtuneError
 from .builtin import DIALOGUE_DATASETS, load_dialogues, load_text_dataset
 from .data import load_chats, load_texts
@@ -50,19 +49,15 @@ def train_generator(*, task: str, data: Optional[Path], dataset: Optional[str], 
     if shots is not None:
         if shots > len(pool):
             raise DataError(f"--shots {shots} asks for more examples than {dataset or data} has ({len(pool)})")
-        chosen = np.sort(np.random.default_rng(seed).choice(len(pool), shots, replace=False))
-        train = [pool[i] for i in chosen]
+        train, rest = draw(pool, shots, seed)
         if heldout is None:
-            rest = sorted(set(range(len(pool))) - set(chosen.tolist()))
-            heldout, what = [pool[i] for i in rest], f"the {len(rest)} rows of {data} not drawn for training"
+            heldout, what = rest, f"the {len(rest)} rows of {data} not drawn for training"
     else:
         train = pool
     if test is not None:
         heldout, what = read(test), str(test)
-    limit = DEFAULT_MAX_TEST if max_test is None else max_test
-    if heldout is not None and limit and len(heldout) > limit:
-        keep = np.sort(np.random.default_rng(0).choice(len(heldout), limit, replace=False))
-        heldout = [heldout[i] for i in keep]
+    if heldout is not None:
+        heldout = fixed_subset(heldout, DEFAULT_MAX_TEST if max_test is None else max_test)
     if heldout is not None and not heldout:
         heldout = None
 

@@ -29,7 +29,7 @@ from ..errors import FewtuneError
 from ..methods.lm_training import LMTrainingParams, param as _param, prepare_for_training
 from ..methods.lora import load_adapter, save_adapter
 from ..methods.optim import make_optimizer, update
-from ..model_folder import read_model_folder, write_model_folder
+from ..storage.model_folder import read_model_folder, write_model_folder
 from ..progress import progress_bar
 from .data import Chat, as_chats, as_texts
 from .formatting import Encoded, LMFormat, collate, token_nll
@@ -100,7 +100,7 @@ class FewShotGenerator:
         """
         from transformers import get_linear_schedule_with_warmup
 
-        from ..checkpoint import load_checkpoint, save_checkpoint
+        from ..storage.checkpoint import load_checkpoint, save_checkpoint
 
         examples = self._examples(examples, "training data")
         held_out = self._examples(eval_examples, "evaluation data") if eval_examples is not None else None

@@ -6,7 +6,7 @@
 
 corpus.py (streaming readers, built-in corpora) · tokenizer.py (byte-level BPE) · tokens.py (the
 token stream on disk, training windows) · presets.py (model sizes) · params.py (settings) ·
-loop.py (the training loop) · checkpoint.py (safetensors checkpoints) · encoders.py (SimCSE,
+loop.py (the training loop; checkpoints: fewtune.storage.checkpoint) · encoders.py (SimCSE,
 masked LM) · api.py (pretrain, adapt) · cli.py (the two commands).
 """
 

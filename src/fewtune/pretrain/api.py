@@ -26,10 +26,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from ..atomic import atomic_folder
+from ..storage.atomic import atomic_folder
 from ..backbones.folders import PRETRAIN_FACTS
 from ..errors import FewtuneError
-from ..model_folder import library_versions, sha256
+from ..storage.model_folder import library_versions, sha256
 from ..progress import progress_bar
 from .corpus import open_corpora
 from .params import ADAPT_LR, AdaptParams, PretrainParams
@@ -189,7 +189,7 @@ def _streams(sources, tok, work: Path, p, note: Note, quiet: bool):
 
 def _train_causal(model, tok, streams, p, block: int, work: Path, accelerator, progress, resume: bool, on_step):
     """Train; return (what writes the model into a folder, on the main process; facts about the run)."""
-    from ..checkpoint import full_state
+    from ..storage.checkpoint import full_state
     from .loop import train_causal_lm
 
     train, heldout, built = streams

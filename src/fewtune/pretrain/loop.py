@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..storage.checkpoint import load_checkpoint, save_checkpoint
 from .params import LoopParams
 from .tokens import TokenStream, eval_windows, sample_batch
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..atomic import atomic_write_text
+from ..storage.atomic import atomic_write_text
 from ..backbones.quiet import quiet_libraries
 from ..errors import DataError, FewtuneError
 

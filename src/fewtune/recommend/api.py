@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FewtuneError, ModelFolderError
-from ..model_folder import read_model_folder, write_model_folder
+from ..storage.model_folder import read_model_folder, write_model_folder
 from ..progress import progress_bar
 from .base import Recommender, TrainSet, build_recommender, check_history
 from .data import LikeScale, RatingsData, from_frame, load_movielens

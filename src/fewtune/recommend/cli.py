@@ -201,9 +201,9 @@ def bench(
     json_out: Json = False,
 ):
     """Every method on the same cold-start draws: AUC, NDCG@10, Recall@10 per (method, K, seed), then mean ± std."""
-    from ..bench.commands import seed_list
+    from ..bench.api import seed_list
     from ..progress import progress_bar
-    from .bench import SUMMARY_HEADER, Protocol, format_summary, parse_methods, run_bench
+    from .protocol import SUMMARY_HEADER, Protocol, format_summary, parse_methods, run_bench
 
     try:
         shot_list = [int(s) for s in shots.split(",") if s.strip()]

@@ -44,8 +44,8 @@ def check_name(name: str) -> str:
 
 def load_served(name: str, path: str | Path, *, threads: int | None = None) -> Served:
     """A fewtune model folder (classifier or generator), an exported ONNX folder or a static student."""
-    from ..loading import load_classifier, runtime_of
-    from ..model_folder import read_model_folder
+    from ..storage.saved_models import load_classifier, runtime_of
+    from ..storage.model_folder import read_model_folder
 
     path = Path(path)
     if runtime_of(path) != "pytorch":  # torch-free: its manifest carries the facts a fewtune.json would

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from .atomic import atomic_folder
-from .errors import FewtuneError
+from ..errors import FewtuneError
 
 _SEP = "::"  # between a parameter's name and an optimizer field in optimizer.safetensors
 

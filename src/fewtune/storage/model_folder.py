@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_folder
-from .errors import ModelFolderError
+from ..errors import ModelFolderError
 
 FORMAT = "fewtune-model"
 FORMAT_VERSION = 1

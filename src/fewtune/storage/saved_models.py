@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import FewtuneError
+from ..errors import FewtuneError
 
 
 def runtime_of(path: str | Path) -> str:
     """"onnx", "static" or "pytorch" (a fewtune model folder, or something that is not a model at all)."""
-    from .export import is_exported
-    from .export.static import is_static
+    from ..export import is_exported
+    from ..export.static import is_static
 
     return "onnx" if is_exported(path) else "static" if is_static(path) else "pytorch"
 
@@ -25,14 +25,14 @@ def load_classifier(path: str | Path, *, device: str | None = None, trust: bool 
     """The classifier in `path`; a clear error for a folder that holds a generator or recommender."""
     runtime = runtime_of(path)
     if runtime == "onnx":
-        from .export import OnnxClassifier
+        from ..export import OnnxClassifier
 
         return OnnxClassifier.load(path, threads=threads, show_progress=show_progress)
     if runtime == "static":
-        from .export.static import StaticClassifier
+        from ..export.static import StaticClassifier
 
         return StaticClassifier.load(path)
-    from .errors import ModelFolderError
+    from ..errors import ModelFolderError
     from .model_folder import CONFIG_NAME, FORMAT, FORMAT_VERSION, read_format_file
 
     if not Path(path).is_dir():
@@ -43,6 +43,6 @@ def load_classifier(path: str | Path, *, device: str | None = None, trust: bool 
     if "task" in config or "method" not in config:
         what = f"a {config['task']} model (FewShotGenerator)" if "task" in config else "not a classifier"
         raise FewtuneError(f"{path} is {what}: it gives no class probabilities; give a classifier's folder")
-    from .classifier import FewShotClassifier
+    from ..classifier import FewShotClassifier
 
     return FewShotClassifier.load(path, device=device, trust=trust, show_progress=show_progress)

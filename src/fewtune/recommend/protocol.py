@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..bench.commands import split_methods
+from ..bench.api import split_methods
 from ..bench.plan import digest, json_value
 from ..bench.records import done_keys, load_runs
 from ..bench.worker import reset_peak_rss, rss_mb, versions

@@ -35,7 +35,7 @@ def test_hybrid_reads_the_embedding_and_the_calibrated_label_words_in_one_head(s
 
 
 def test_hybrid_with_no_weight_on_the_lm_does_not_run_it_at_predict(st_folder, chat_llama_folder, monkeypatch):
-    from fewtune.methods.prompting import ZeroShot
+    from fewtune.methods.zero_shot import ZeroShot
 
     X, y = synthetic.make(per_class=8)
     Xt, _ = synthetic.held_out()

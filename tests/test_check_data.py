@@ -136,12 +136,17 @@ def test_report_json_and_text_name_the_rows():
     assert "error: [label-conflict]" in text and text.splitlines()[-1].startswith("1 error")
 
 
-def test_token_limit_reads_the_method_parameters():
+def test_token_limit_reads_the_length_parameters_the_method_declares():
     from types import SimpleNamespace
 
-    assert token_limit(SimpleNamespace(max_seq_length=64)) == 64
-    assert token_limit(SimpleNamespace(max_seq_length=0)) is None
-    assert token_limit(SimpleNamespace(max_text_tokens=256)) == 256
+    from fewtune.methods import get_method
+
+    setfit, zero_shot, hybrid = get_method("setfit"), get_method("zero-shot"), get_method("hybrid")
+    assert token_limit(setfit, SimpleNamespace(max_seq_length=64)) == 64
+    assert token_limit(setfit, SimpleNamespace(max_seq_length=0)) is None
+    assert token_limit(zero_shot, SimpleNamespace(max_text_tokens=256)) == 256
+    assert token_limit(hybrid, SimpleNamespace(max_seq_length=0, max_text_tokens=256)) == 256
+    assert token_limit(get_method("majority"), SimpleNamespace(max_seq_length=64)) is None  # reads no text
 
 
 # --- the command ----------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 
 from fewtune import DataError, FewShotClassifier, FewtuneError, ModelFolderError
-from fewtune.methods.heads import LinearHead
+from fewtune.training.heads import LinearHead
 from fewtune.methods.setfit import balanced_batches, pair_loss
 
 from . import synthetic

@@ -134,7 +134,7 @@ def test_list_datasets_is_cheap_and_complete():
 def test_every_builtin_dataset_has_label_words_for_its_own_classes():
     """The label-word methods' defaults per data set name only real classes, with a {text} slot."""
     from fewtune.data.builtin import BUILTIN_DATASETS
-    from fewtune.methods.prompting import parse_label_words
+    from fewtune.training.scorer import parse_label_words
 
     for d in BUILTIN_DATASETS.values():
         params = d.prompt_params()

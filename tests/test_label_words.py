@@ -7,7 +7,7 @@ import pytest
 
 from fewtune import FewShotClassifier
 from fewtune.errors import FewtuneError
-from fewtune.methods.label_words import (ScoreCalibration, cv_calibrated_nll, is_id_name, label_words_for,
+from fewtune.training.label_words import (ScoreCalibration, cv_calibrated_nll, is_id_name, label_words_for,
                                          template_candidates, word_for_class)
 from tests import synthetic
 
@@ -113,7 +113,9 @@ def test_the_calibration_is_fitted_on_the_shots_and_can_be_switched_off(chat_lla
 
 
 def test_prompt_and_icl_keep_one_template():
-    from fewtune.methods.prompting import ICLParams, PromptParams, ZeroShotParams
+    from fewtune.methods.icl import ICLParams
+    from fewtune.methods.prompt import PromptParams
+    from fewtune.training.label_word_method import ZeroShotParams
 
     assert ZeroShotParams().template_search == "ensemble" and PromptParams().template_search == "best"
     for params in (PromptParams, ICLParams):
@@ -142,7 +144,9 @@ def test_a_builtin_run_as_a_user_file_gets_no_template_and_the_class_names_as_wo
 
 def test_a_shared_score_cache_gives_the_scores_computed_afresh_and_never_after_training(chat_llama_folder):
     from fewtune.backbones import ResolvedBackbone
-    from fewtune.methods.prompting import Prompt, PromptParams, ZeroShot, ZeroShotParams
+    from fewtune.methods.prompt import Prompt, PromptParams
+    from fewtune.methods.zero_shot import ZeroShot
+    from fewtune.training.label_word_method import ZeroShotParams
 
     X, y = synthetic.make()
     idx = np.array([0 if label == "negative" else 1 for label in y])

@@ -6,7 +6,7 @@ from safetensors import safe_open
 
 from fewtune import DataError, FewShotClassifier, FewtuneError
 from fewtune.data.multilabel import binarize, looks_multi_label
-from fewtune.methods.heads import LinearHead, class_weights
+from fewtune.training.heads import LinearHead, class_weights
 
 from . import synthetic
 

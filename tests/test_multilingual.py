@@ -18,7 +18,7 @@ from fewtune.backbones import BACKBONES, ResolvedBackbone, list_backbones, load_
 from fewtune.data import BUILTIN_DATASETS, DataWarning, load_builtin
 from fewtune.data.language import MOSTLY_CJK, cjk_fraction, space_between, warn_if_unreadable
 from fewtune.errors import DataError
-from fewtune.methods.prompting import LabelScorer, cut_to_tokens, parse_label_words
+from fewtune.training.scorer import LabelScorer, cut_to_tokens, parse_label_words
 from tests.test_cli import run_cli
 
 HEADLINES = ["恒生AH溢指收平 A股对H股折价1.95%", "皮特爱女客串新片 朱莉复古发型被嘲像后妈(图)",

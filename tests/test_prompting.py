@@ -8,7 +8,8 @@ import torch
 
 from fewtune import FewShotClassifier, FewtuneError
 from fewtune.backbones import ResolvedBackbone, load_causal_lm
-from fewtune.methods.prompting import MIN_SHARED_PREFIX, LabelScorer, parse_label_words, shared_prefix_length
+from fewtune.training.prefix_cache import MIN_SHARED_PREFIX, shared_prefix_length
+from fewtune.training.scorer import LabelScorer, parse_label_words
 
 # The tiny Llama's vocabulary: "<unk>", "</s>", "this", "movie", "was", "great", "terrible", "overall", "it", "."
 TEMPLATE = "{text} overall it was"
@@ -118,7 +119,7 @@ def test_prompt_with_demonstrations_puts_one_solved_example_per_class_before_eac
 
 def test_prompt_early_stopping_counts_the_untrained_model_as_epoch_zero(llama_folder, monkeypatch):
     """When the folds' validation loss only rises with training, the calibrated zero-shot model comes back."""
-    from fewtune.methods import prompting
+    from fewtune.methods import prompt
 
     X, y = reviews(4)
     words = {"template": TEMPLATE, "label_words": WORDS}
@@ -129,7 +130,7 @@ def test_prompt_early_stopping_counts_the_untrained_model_as_epoch_zero(llama_fo
         seen.append(sorted(int(i) for i in val_idx))
         return float(len(seen))
 
-    monkeypatch.setattr(prompting._PromptRun, "_validation_loss", rising)
+    monkeypatch.setattr(prompt._PromptRun, "_validation_loss", rising)
     clf = FewShotClassifier(backbone=str(llama_folder), method="prompt", params={
         **words, "epochs": 3, "batch_size": 4, "early_stopping": True, "patience": 1}).fit(X, y)
     info = clf.train_info_
@@ -204,7 +205,7 @@ def test_icl_cached_prefix_gives_the_same_probabilities_as_recomputing_it(llama_
 
 
 def test_icl_calibration_divides_out_the_content_free_label_bias(llama_folder):
-    from fewtune.methods.prompting import CONTENT_FREE
+    from fewtune.methods.icl import CONTENT_FREE
 
     X, y = reviews(3)
     cal = FewShotClassifier(backbone=str(llama_folder), method="icl", params=ICL).fit(X, y)

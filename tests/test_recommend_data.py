@@ -116,7 +116,7 @@ def test_item_text_and_atomic_file_errors(tmp_path):
 @pytest.mark.skipif(importlib.util.find_spec("recbole") is None, reason="recbole (MovieLens-100k) is not installed")
 def test_movielens_100k_loads_and_popularity_is_scored():
     from fewtune.recommend.api import train_set
-    from fewtune.recommend.base import build_recommender
+    from fewtune.recommend.methods import build_recommender
     from fewtune.recommend.data import load_movielens
     from fewtune.recommend.evaluate import evaluate
 

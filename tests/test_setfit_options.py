@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fewtune import FewShotClassifier, FewtuneError
-from fewtune.methods.optim import encoder_dropout
+from fewtune.training.optim import encoder_dropout
 from fewtune.methods.setfit import SetFitParams, contrastive_steps, supcon_loss
 from fewtune.selection import cv_folds, grid_points, parse_grid
 

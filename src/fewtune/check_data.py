@@ -27,7 +27,7 @@ def run_audit(data, *, backbone: str = "minilm", max_tokens: int | None = None,
     from .backbones.quiet import quiet_libraries
     from .data.audit import audit
     from .data.language import warn_if_unreadable
-    from .methods.encoding import encode
+    from .training.encoding import encode
     from .progress import Progress
 
     if data.labels is None:
@@ -83,9 +83,9 @@ def error_message(report: AuditReport) -> str:
     return f"check-data found errors in {report.source}: {first.message}{more}"
 
 
-def token_limit(method_params) -> int | None:
+def token_limit(method_cls, method_params) -> int | None:
     """The tokens of each text a method reads, when its parameters cap it (None: the backbone's own limit)."""
-    for name in ("max_seq_length", "max_text_tokens"):
+    for name in method_cls.length_params:
         if getattr(method_params, name, 0):
             return int(getattr(method_params, name))
     return None

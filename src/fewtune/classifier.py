@@ -22,7 +22,7 @@ from .data.multilabel import binarize, looks_multi_label, to_indicator
 from .errors import FewtuneError
 from .label_shift import parse_class_prior, prior_ratio, prior_vector, shift_proba
 from .labels import ProbabilityLabels, plain_label
-from .methods.base import get_method
+from .method import get_method
 from .model_card import render_card
 from .storage.model_folder import read_model_folder, write_model_folder
 from .progress import Progress

@@ -144,11 +144,9 @@ def train(
         params["time_budget"] = time_budget
     if as_user_file and dataset is None:
         raise FewtuneError("--as-user-file applies to --dataset (a data file has no template of its own)")
-    if dataset is not None and not as_user_file and "template" in params_class.help():
+    if dataset is not None and not as_user_file:
         # Label-word methods on a built-in dataset: its own template and words unless given.
-        from .data.builtin import get_dataset
-
-        for key, value in get_dataset(dataset).prompt_params().items():
+        for key, value in get_method(method).defaults_for(dataset).items():
             params.setdefault(key, value)
     params_class.from_dict(params, method=method)
     if select not in (None, *SELECTIONS):
@@ -188,7 +186,7 @@ def train(
         if multi_label:
             raise FewtuneError("--check-data covers single-label data")
         check_report = check_data_cli.check_before_training(
-            train_set, backbone=backbone, max_tokens=check_data_cli.token_limit(params_class.from_dict(params, method=method)),
+            train_set, backbone=backbone, max_tokens=check_data_cli.token_limit(get_method(method), params_class.from_dict(params, method=method)),
             quiet=quiet, trust=trust, device=device, seed=seed)
     kinds = "multi-label" if multi_label else f"{len(train_set.classes)} classes"
     _note(quiet, f"training {method} on {backbone}: {len(train_set)} examples, {kinds}")

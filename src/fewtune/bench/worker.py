@@ -65,20 +65,19 @@ def versions() -> dict[str, str | None]:
 def train_fewtune(task: dict, train, test) -> tuple[np.ndarray, tuple[float, float], float, dict]:
     from .. import FewShotClassifier
     from ..backbones import CAUSAL_LM, DEFAULT_CAUSAL_LM, DEFAULT_ENCODER
-    from ..data.builtin import BUILTIN_DATASETS, get_dataset
+    from ..data.builtin import BUILTIN_DATASETS
     from ..methods import get_method
     from .plan import DataSource
 
     method = get_method(task["method"])
     params = {k: v for k, v in task["params"].items() if k not in CLASSIFIER_OPTIONS}
     options = {k: v for k, v in task["params"].items() if k in CLASSIFIER_OPTIONS}
-    help_ = method.params_class.help()
     source = DataSource.from_dict(task["source"])
-    if "template" in help_ and not source.withholds_prompt and source.name in BUILTIN_DATASETS:
+    if not source.withholds_prompt and source.name in BUILTIN_DATASETS:
         # Label-word methods take the data set's own template and words, as `fewtune train --dataset` does.
-        params = {**get_dataset(source.name).prompt_params(), **params}
-    for length_param in ("max_text_tokens", "max_seq_length"):
-        if task.get("max_seq_length") and length_param in help_:  # methods that read no text (majority) have none
+        params = {**method.defaults_for(source.name), **params}
+    for length_param in method.length_params:  # methods that read no text (majority) have none
+        if task.get("max_seq_length"):
             params[length_param] = task["max_seq_length"]
     backbone = task.get("backbone") or (DEFAULT_CAUSAL_LM if method.backbone_kinds[0] == CAUSAL_LM else DEFAULT_ENCODER)
     clf = FewShotClassifier(backbone=backbone, method=task["method"], params=params, seed=task["seed"], device="cpu",

@@ -155,7 +155,7 @@ def _check_options(output: Path, student: str, backbone: str, rounds: int, max_p
     if resolved.kind != ENCODER:
         raise FewtuneError(f"the student's backbone must be a sentence encoder; '{backbone}' is a {resolved.kind}")
     if student == "encoder":
-        from ..methods.base import get_method
+        from ..method import get_method
         from .students import ENCODER_DEFAULTS
 
         get_method("finetune").params_class.from_dict({**ENCODER_DEFAULTS, **params}, method="finetune")

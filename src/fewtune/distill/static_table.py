@@ -37,7 +37,7 @@ def static_table(backbone: str = "minilm", *, pca_dims: int = PCA_DIMS, trust: b
     from model2vec.distill import distill_from_model
 
     from ..backbones.quiet import quiet_libraries
-    from ..methods.finetune import hf_model
+    from ..training.encoder_layers import hf_model
 
     body = load_encoder(dataclasses.replace(resolved, trusted=trust), device="cpu")
     model, tokenizer = hf_model(body), body[0].tokenizer

@@ -26,9 +26,9 @@ from ..backbones import CAUSAL_LM, DEFAULT_CAUSAL_LM, ResolvedBackbone, load_cau
 from ..backbones import resolve_base
 from ..backbones.quiet import quiet_libraries
 from ..errors import FewtuneError
-from ..methods.lm_training import LMTrainingParams, param as _param, prepare_for_training
-from ..methods.lora import load_adapter, save_adapter
-from ..methods.optim import make_optimizer, update
+from ..training.lm_training import LMTrainingParams, param as _param, prepare_for_training
+from ..training.lora import load_adapter, save_adapter
+from ..training.optim import make_optimizer, update
 from ..storage.model_folder import read_model_folder, write_model_folder
 from ..progress import progress_bar
 from .data import Chat, as_chats, as_texts

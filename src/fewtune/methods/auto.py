@@ -23,9 +23,9 @@ import numpy as np
 from ..backbones import CAUSAL_LM, DEFAULT_CAUSAL_LM, DEFAULT_ENCODER, ENCODER, ResolvedBackbone, resolve_backbone
 from ..bayes.temperature import nll
 from ..errors import FewtuneError
-from .base import FewShotMethod, MethodParams, get_method, register_method
-from .label_words import is_id_name
-from .lm_training import param
+from ..method import METHODS, FewShotMethod, MethodParams, get_method, register_method
+from ..training.label_words import is_id_name
+from ..training.lm_training import param
 
 # Cheapest first: the budget then cuts the costly ones.
 PORTFOLIO = ("linear-probe", "zero-shot", "setfit", "hybrid", "finetune", "prompt")
@@ -60,8 +60,6 @@ class AutoParams(MethodParams):
     max_text_tokens: int = param(256, "the LM candidates' token limit per text")
 
     def check(self, problems: list[str]) -> None:
-        from .base import METHODS
-
         names = [c.strip() for c in self.candidates.split(",") if c.strip()]
         if not names:
             problems.append("candidates must name at least one method")
@@ -128,6 +126,8 @@ class Auto(FewShotMethod):
                    "hybrid, prompt) and keeps the best, or a stack, by out-of-fold log-loss")
     params_class = AutoParams
     backbone_kinds = (ENCODER, CAUSAL_LM)
+    kind = "portfolio"
+    length_params = ("max_seq_length", "max_text_tokens")  # its encoder candidates', its LM candidates'
 
     def __init__(self, params: AutoParams, backbone, device: str, members=None, weights=None):
         super().__init__(params, backbone, device)

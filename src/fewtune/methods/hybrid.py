@@ -20,11 +20,11 @@ import torch
 from ..backbones import ENCODER, load_encoder, resolve_backbone, resolve_base
 from ..bayes.temperature import nll
 from ..errors import FewtuneError
-from .base import FewShotMethod, register_method
-from .encoding import encode
-from .heads import CLASS_WEIGHT_HELP, SOFTMAX, LinearHead, check_class_weight
-from .lm_training import param
-from .prompting import ZeroShot, ZeroShotParams
+from ..method import FewShotMethod, get_method, register_method
+from ..training.encoding import encode
+from ..training.heads import CLASS_WEIGHT_HELP, SOFTMAX, LinearHead, check_class_weight
+from ..training.label_word_method import LabelWordMethod, ZeroShotParams
+from ..training.lm_training import param
 
 HYBRID_FILE = "hybrid.json"
 # How much the head may lean on the LM, and how hard it is held: on bbc (K=8) the LM's columns at the
@@ -33,6 +33,7 @@ HYBRID_FILE = "hybrid.json"
 SCALE_GRID = (0.0, 0.5, 1.0, 2.0, 4.0)
 C_GRID = (0.1, 1.0, 10.0, 100.0)
 LM_FOLDER = "lm"  # the zero-shot part's prompt.json
+ZERO_SHOT = "zero-shot"  # the method of the LM part, looked up when used: methods do not import each other
 
 
 @dataclasses.dataclass
@@ -73,14 +74,16 @@ class Hybrid(FewShotMethod):
                    "(no LM training)")
     params_class = HybridParams
     backbone_kinds = (ENCODER,)
+    kind = "hybrid"
+    length_params = ("max_seq_length", "max_text_tokens")  # the encoder's, the LM's
     refittable_head = True
 
-    def __init__(self, params: HybridParams, backbone, device: str, body=None, lm: ZeroShot | None = None,
+    def __init__(self, params: HybridParams, backbone, device: str, body=None, lm: LabelWordMethod | None = None,
                  head: LinearHead | None = None):
         super().__init__(params, backbone, device)
         self.body, self.lm, self.head = body, lm, head
         self.chosen: dict | None = None  # lm_feature_scale and head_c, when chosen on the shots
-        self.score_cache: dict | None = None  # handed to the zero-shot part (see ZeroShot._raw_scores)
+        self.score_cache: dict | None = None  # handed to the zero-shot part (see LabelWordMethod._raw_scores)
 
     def _load_body(self) -> None:
         self.body = load_encoder(self.backbone, device=self.device)
@@ -111,7 +114,7 @@ class Hybrid(FewShotMethod):
         if lm_backbone.kind != "causal-lm":
             raise FewtuneError(f"hybrid's lm must be a causal LM; '{p.lm}' is a {lm_backbone.kind}")
         started = time.perf_counter()
-        self.lm = ZeroShot(_zero_shot_params(p), lm_backbone, self.device)
+        self.lm = get_method(ZERO_SHOT)(_zero_shot_params(p), lm_backbone, self.device)
         self.lm.class_names = self.class_names
         self.lm.score_cache = self.score_cache
         lm_info = self.lm.fit(texts, y, n_classes, seed=seed, progress=progress)
@@ -173,7 +176,7 @@ class Hybrid(FewShotMethod):
         saved = json.loads((folder / HYBRID_FILE).read_text(encoding="utf-8"))
         encoder = resolve_base(backbone)
         lm_ref = dataclasses.replace(backbone, name=saved["lm"], kind="causal-lm")
-        lm = ZeroShot.load(folder / LM_FOLDER, _zero_shot_params(params), lm_ref, device, n_classes)
+        lm = get_method(ZERO_SHOT).load(folder / LM_FOLDER, _zero_shot_params(params), lm_ref, device, n_classes)
         head = LinearHead.load(folder / "head.safetensors")
         if head.weight.shape[0] != n_classes:
             raise FewtuneError(f"{folder}: head.safetensors has {head.weight.shape[0]} classes but fewtune.json "

@@ -8,10 +8,10 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from .base import MethodParams, register_method
-from .encoding import encode
-from .heads import CLASS_WEIGHT_HELP, LinearHead, check_class_weight
-from .setfit import SetFit
+from ..method import MethodParams, register_method
+from ..training.encoder_body import LinearHeadEncoderMethod
+from ..training.encoding import encode
+from ..training.heads import CLASS_WEIGHT_HELP, LinearHead, check_class_weight
 
 field = dataclasses.field
 
@@ -28,12 +28,14 @@ class LinearProbeParams(MethodParams):
 
 
 @register_method
-class LinearProbe(SetFit):
+class LinearProbe(LinearHeadEncoderMethod):
     """SetFit without the contrastive stage: the same body, head, save format and loading."""
 
     name = "linear-probe"
     description = "frozen encoder embeddings + logistic regression (the baseline)"
     params_class = LinearProbeParams
+    kind = "encoder"
+    length_params = ("max_seq_length",)
     selection_grid = {"head_c": [1.0, 0.1, 10.0, 100.0]}
 
     def fit(self, texts, y, n_classes, *, seed, progress) -> dict:

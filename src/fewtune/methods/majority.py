@@ -13,8 +13,8 @@ import numpy as np
 
 from ..backbones import CAUSAL_LM, ENCODER
 from ..errors import FewtuneError
-from .base import FewShotMethod, MethodParams, register_method
-from .heads import is_multi_label
+from ..method import FewShotMethod, MethodParams, register_method
+from ..training.heads import is_multi_label
 
 
 @dataclasses.dataclass
@@ -29,6 +29,7 @@ class Majority(FewShotMethod):
     params_class = MajorityParams
     backbone_kinds = (ENCODER, CAUSAL_LM)  # accepted and ignored: nothing is loaded
     reads_text = False
+    kind = "baseline"
 
     def fit(self, texts, y, n_classes, *, seed, progress) -> dict:
         y = np.asarray(y)

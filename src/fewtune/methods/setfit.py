@@ -19,20 +19,18 @@ import torch
 import torch.nn.functional as F
 
 from ..bayes import L2SPPrior
-from ..errors import FewtuneError
-from .base import MethodParams, register_method
-from .encoder_body import EncoderBodyMethod
-from .encoding import encode
-from .heads import (
+from ..method import MethodParams, register_method
+from ..training.encoder_body import LinearHeadEncoderMethod
+from ..training.encoding import encode
+from ..training.heads import (
     CLASS_WEIGHT_HELP,
-    SOFTMAX,
     LinearHead,
     batch_keys,
     check_class_weight,
     class_weights,
     classification_loss,
 )
-from .optim import encoder_dropout, make_optimizer, trainable_parameters, update
+from ..training.optim import encoder_dropout, make_optimizer, trainable_parameters, update
 
 field = dataclasses.field
 
@@ -191,10 +189,12 @@ def batch_features(body, texts: list[str]) -> dict:
 
 
 @register_method
-class SetFit(EncoderBodyMethod):
+class SetFit(LinearHeadEncoderMethod):
     name = "setfit"
     description = "contrastive fine-tuning of a sentence encoder on same/different-class pairs, then a logistic head"
     params_class = SetFitParams
+    kind = "encoder"
+    length_params = ("max_seq_length",)
     selection_grid = {"body_lr": [2e-4, 5e-5], "l2sp": [0.0, 1.0]}
 
     def fit(self, texts, y, n_classes, *, seed, progress) -> dict:
@@ -278,38 +278,3 @@ class SetFit(EncoderBodyMethod):
         self.head = LinearHead(weight, bias, self.head.activation)
         return {"head_steps": n_steps, "head_final_loss": round(losses[-1], 6),
                 "distance_from_pretrained": round(prior.distance(), 6)}
-
-    def embed(self, texts, *, progress=None) -> np.ndarray:
-        return encode(self.body, texts, batch_size=self.params.encode_batch_size, progress=progress)
-
-    def predict_proba(self, texts, *, progress=None) -> np.ndarray:
-        return self.head.predict_proba(self.embed(texts, progress=progress))
-
-    @property
-    def refittable_head(self) -> bool:  # a logistic fit on the final embeddings, not trained end to end
-        return getattr(self.params, "head", "logistic") == "logistic"
-
-    def last_layer(self):
-        if self.head.activation != SOFTMAX:
-            return None
-        return self.head.weight.double().numpy(), self.head.bias.double().numpy()
-
-    def features(self, texts, *, progress=None) -> np.ndarray:
-        return self.embed(texts, progress=progress)
-
-    def set_last_layer(self, weight, bias) -> None:
-        self.head = LinearHead(torch.from_numpy(np.asarray(weight)), torch.from_numpy(np.asarray(bias)), SOFTMAX)
-
-    def save(self, folder) -> None:
-        self._save_body(folder)
-        self.head.save(folder / "head.safetensors")
-
-    @classmethod
-    def load(cls, folder, params, backbone, device, n_classes) -> SetFit:
-        body = cls._load_saved_body(folder, backbone, device)
-        head = LinearHead.load(folder / "head.safetensors")
-        if head.weight.shape[0] != n_classes:
-            raise FewtuneError(
-                f"{folder}: head.safetensors has {head.weight.shape[0]} classes but fewtune.json lists {n_classes}"
-            )
-        return cls(params, backbone, device, body=body, head=head)

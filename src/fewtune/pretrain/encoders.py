@@ -93,7 +93,7 @@ class MaskedLM:
     def __init__(self, body, probability: float):
         from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling
 
-        from ..methods.finetune import hf_model
+        from ..training.encoder_layers import hf_model
 
         if body.tokenizer.mask_token is None:
             raise FewtuneError("this encoder's tokenizer has no mask token, so it cannot be trained as a masked LM; "

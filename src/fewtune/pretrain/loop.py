@@ -50,7 +50,7 @@ def make_optimizer(model, p: LoopParams, device) -> torch.optim.Optimizer:
     params = [t for t in model.parameters() if t.requires_grad]
     groups = [{"params": [t for t in params if t.dim() >= 2], "weight_decay": p.weight_decay},
               {"params": [t for t in params if t.dim() < 2], "weight_decay": 0.0}]
-    # The fused kernel does the whole update in one pass: several times faster on CPU (methods/optim.py).
+    # The fused kernel does the whole update in one pass: several times faster on CPU (training/optim.py).
     fused = torch.device(device).type in ("cpu", "cuda")
     return torch.optim.AdamW(groups, lr=p.lr, betas=(0.9, 0.95), fused=fused)
 

@@ -13,8 +13,8 @@ ratings. The cold-start protocol and its metrics: data.py, evaluate.py, metrics.
 # Exports load on first use: `fewtune --help` imports this package (for its CLI) and must stay quick.
 _EXPORTS = {
     "FewShotRecommender": "api",
-    "RECOMMENDERS": "base",
-    "get_recommender": "base",
+    "RECOMMENDERS": "methods",
+    "get_recommender": "methods",
     "LikeScale": "data",
     "RatingsData": "data",
     "cold_start_users": "data",

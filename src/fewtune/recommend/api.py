@@ -23,9 +23,10 @@ import numpy as np
 from ..errors import FewtuneError, ModelFolderError
 from ..storage.model_folder import read_model_folder, write_model_folder
 from ..progress import progress_bar
-from .base import Recommender, TrainSet, build_recommender, check_history
+from .base import Recommender, TrainSet, check_history
 from .data import LikeScale, RatingsData, from_frame, load_movielens
 from .history import ItemMatcher, as_pairs, parse_history
+from .methods import build_recommender
 
 KIND = "recommender"
 WEIGHTS = "recommender.safetensors"

@@ -4,7 +4,8 @@ A method learns from the training users' likes and dislikes (`fit`), then, for a
 the handful of items they rated into a per-user state (`personalise`) from which it scores any
 items (`like_proba`, `rank_scores`). Its learned state is arrays only (`state`/`from_state`),
 saved as safetensors beside a JSON config, never pickled. Methods register themselves with
-`@register_recommender`, so adding one means adding one module.
+`@register_recommender`, so adding one means adding one module (and naming it in `methods`, which
+imports them all and is where they are looked up: get_recommender, build_recommender).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ import numpy as np
 
 from ..errors import FewtuneError
 from ..params import Params
+from ..registry import Registry
 
-RECOMMENDERS: dict[str, type[Recommender]] = {}
+RECOMMENDERS: Registry[type[Recommender]] = Registry("recommendation method")
+register_recommender = RECOMMENDERS.register
 
 
 @dataclasses.dataclass
@@ -32,7 +35,7 @@ class RecommenderParams(Params):
     """
 
     @classmethod
-    def _registry(cls) -> dict[str, Any]:
+    def _registry(cls) -> Registry:
         return RECOMMENDERS
 
     @staticmethod
@@ -123,25 +126,6 @@ class Recommender(ABC):
     def load_files(self, folder: Path, item_texts: list[str]) -> None:
         """Restore what `save_files` wrote, after `load_state`; `item_texts` is the saved catalogue, for
         methods that read item texts when scoring."""
-
-
-def register_recommender(cls: type[Recommender]) -> type[Recommender]:
-    RECOMMENDERS[cls.name] = cls
-    return cls
-
-
-def get_recommender(name: str) -> type[Recommender]:
-    from . import methods  # noqa: F401  (importing the module registers every method)
-
-    if name not in RECOMMENDERS:
-        raise FewtuneError(f"unknown recommendation method {name!r}; known: {', '.join(RECOMMENDERS)}")
-    return RECOMMENDERS[name]
-
-
-def build_recommender(name: str, params: dict | None = None, *, backbone: str | None = None,
-                      device: str | None = None) -> Recommender:
-    cls = get_recommender(name)
-    return cls(cls.params_class.from_dict(params, method=name), backbone=backbone, device=device)
 
 
 def check_history(items: np.ndarray, labels: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:

@@ -67,7 +67,7 @@ def train(
 ):
     """Learn from many users' ratings; evaluate on held-out users who reveal K ratings each; save."""
     from .api import FewShotRecommender
-    from .base import get_recommender
+    from .methods import get_recommender
     from .data import LikeScale, cap_heldout, cold_start_users, split_users
     from .evaluate import evaluate
 
@@ -231,7 +231,7 @@ def bench(
 @app.command("methods")
 def list_methods(json_out: Json = False):
     """The recommendation methods and their parameters."""
-    from .base import RECOMMENDERS, get_recommender
+    from .methods import RECOMMENDERS, get_recommender
 
     get_recommender("popularity")  # registers them all
     rows = {name: {"description": cls.description, "params": cls.params_class.help(),

@@ -42,7 +42,7 @@ def item_embeddings(texts: list[str], backbone: str = "minilm", *, device: str |
     from safetensors.numpy import load_file, save_file
 
     from ..backbones import load_encoder, resolve_backbone
-    from ..methods.encoding import encode
+    from ..training.encoding import encode
 
     resolved = resolve_backbone(backbone)
     path = cache_path(resolved, texts)

@@ -49,7 +49,7 @@ class Protocol:
 
 def parse_methods(text: str) -> list[tuple[str, dict]]:
     """'popularity,mf:l2=1,factors=16,bayes' -> [(name, params)], each checked against its method."""
-    from .base import get_recommender
+    from .methods import get_recommender
 
     parsed = []
     for item in split_methods(text):
@@ -76,7 +76,7 @@ def run_bench(protocol: Protocol, methods: list[tuple[str, dict]], shots: list[i
               progress=None, on_record: Callable[[dict], None] | None = None, device: str | None = None) -> dict:
     """Run what is not yet in `out`; returns counts and the mean ± std table over seeds."""
     from .api import train_set
-    from .base import build_recommender
+    from .methods import build_recommender
     from .data import LikeScale, cap_heldout, cold_start_users, load_movielens, split_users
     from .evaluate import evaluate
 

@@ -1,7 +1,9 @@
 """What every few-shot method provides, and the one registry of methods.
 
 A method is a class that registers itself with `@register_method`; `FewShotClassifier` and the
-CLI find methods only through `METHODS`, so adding a method means adding one module.
+CLI find methods only through `METHODS`, so adding a method means adding one module to
+fewtune.methods. This lives outside that package so that fewtune.training, which the methods are
+built from, can build on it without importing every method.
 """
 
 from __future__ import annotations
@@ -13,8 +15,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import FewtuneError
-from ..params import Params
+from .params import Params
+from .registry import Registry
+
+
+KINDS = ("encoder", "label-words", "hybrid", "baseline", "portfolio")
+LABEL_WORD_KINDS = ("label-words", "hybrid")  # a hybrid's LM part reads label words too
 
 
 @dataclasses.dataclass
@@ -22,7 +28,7 @@ class MethodParams(Params):
     """Hyper-parameters of a classification method (fields with help; `check` names invalid values)."""
 
     @classmethod
-    def _registry(cls) -> dict[str, Any]:
+    def _registry(cls) -> Registry:
         return METHODS
 
 
@@ -42,6 +48,12 @@ class FewShotMethod(ABC):
     soft_targets: ClassVar[bool] = False
     # What `--select cv` searches when the user gives no grid: few points, the default first.
     selection_grid: ClassVar[dict[str, list[Any]]] = {}
+    # What the method is, for callers that treat kinds differently (KINDS); "label-words" and "hybrid"
+    # methods read a template and label words, which a built-in data set supplies (defaults_for).
+    kind: ClassVar[str] = "encoder"
+    # The parameters that cap how many tokens of each text are read, the encoder's first; a
+    # benchmark's --max-seq-length sets them all, and check-data counts against the first one set.
+    length_params: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: MethodParams, backbone, device: str):
         self.params = params
@@ -50,6 +62,16 @@ class FewShotMethod(ABC):
         # The classes as text, in index order; set by FewShotClassifier before fit and after load, for
         # methods that read the label names themselves (label words of prompt methods).
         self.class_names: list[str] = []
+
+    @classmethod
+    def defaults_for(cls, dataset: str) -> dict[str, Any]:
+        """Parameters the built-in data set `dataset` supplies unless the user sets them: its own template
+        and label words, for the methods that read them."""
+        if cls.kind not in LABEL_WORD_KINDS:
+            return {}
+        from .data.builtin import get_dataset
+
+        return get_dataset(dataset).prompt_params()
 
     def parts(self) -> list[FewShotMethod]:
         """The methods this one is made of (auto's members, hybrid's LM); they read the class names too."""
@@ -113,18 +135,7 @@ class FewShotMethod(ABC):
         """Rebuild a trained method from what `save` wrote."""
 
 
-METHODS: dict[str, type[FewShotMethod]] = {}
 
-
-def register_method(cls: type[FewShotMethod]) -> type[FewShotMethod]:
-    if cls.name in METHODS:
-        raise RuntimeError(f"method '{cls.name}' registered twice")
-    METHODS[cls.name] = cls
-    return cls
-
-
-def get_method(name: str) -> type[FewShotMethod]:
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise FewtuneError(f"unknown method '{name}'; available: {', '.join(sorted(METHODS))}") from None
+METHODS: Registry[type[FewShotMethod]] = Registry("method")
+register_method = METHODS.register
+get_method = METHODS.get

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..bayes import L2SPPrior
-from .base import MethodParams
+from ..method import MethodParams
 from .lora import LoraDeltaPrior, apply_lora
 
 

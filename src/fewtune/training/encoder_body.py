@@ -1,0 +1,79 @@
+"""What every method built on a sentence-encoder body shares: loading it, saving it to body/, reloading;
+and, for methods whose head is a LinearHead on the body's embeddings (setfit, linear-probe), the head too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..backbones import ResolvedBackbone, load_encoder
+from ..backbones.quiet import quiet_libraries
+from ..errors import FewtuneError
+from ..method import FewShotMethod
+from .encoding import encode
+from .heads import SOFTMAX, LinearHead
+
+
+class EncoderBodyMethod(FewShotMethod):
+    """A method whose model is `body` (a SentenceTransformer) plus a `head`."""
+
+    def __init__(self, params, backbone: ResolvedBackbone, device: str, body=None, head=None):
+        super().__init__(params, backbone, device)
+        self.body = body
+        self.head = head
+
+    def _load_body(self) -> None:
+        self.body = load_encoder(self.backbone, device=self.device)
+        if self.params.max_seq_length:
+            self.body.max_seq_length = self.params.max_seq_length
+
+    def _save_body(self, folder: Path) -> None:
+        with quiet_libraries():  # transformers' "Writing model shards" bar ignores --quiet otherwise
+            self.body.save(str(folder / "body"), create_model_card=False, safe_serialization=True)
+
+    @staticmethod
+    def _load_saved_body(folder: Path, backbone: ResolvedBackbone, device: str):
+        body_ref = ResolvedBackbone(name=backbone.name, kind="encoder", path=str(folder / "body"), source="local")
+        return load_encoder(body_ref, device=device)
+
+
+class LinearHeadEncoderMethod(EncoderBodyMethod):
+    """`body` plus a LinearHead on its embeddings: prediction, the last layer, and the saved format
+    (body/ and head.safetensors) of every method that trains such a head, however it trains it."""
+
+    def embed(self, texts, *, progress=None) -> np.ndarray:
+        return encode(self.body, texts, batch_size=self.params.encode_batch_size, progress=progress)
+
+    def predict_proba(self, texts, *, progress=None) -> np.ndarray:
+        return self.head.predict_proba(self.embed(texts, progress=progress))
+
+    @property
+    def refittable_head(self) -> bool:  # a logistic fit on the final embeddings, not trained end to end
+        return getattr(self.params, "head", "logistic") == "logistic"
+
+    def last_layer(self):
+        if self.head.activation != SOFTMAX:
+            return None
+        return self.head.weight.double().numpy(), self.head.bias.double().numpy()
+
+    def features(self, texts, *, progress=None) -> np.ndarray:
+        return self.embed(texts, progress=progress)
+
+    def set_last_layer(self, weight, bias) -> None:
+        self.head = LinearHead(torch.from_numpy(np.asarray(weight)), torch.from_numpy(np.asarray(bias)), SOFTMAX)
+
+    def save(self, folder) -> None:
+        self._save_body(folder)
+        self.head.save(folder / "head.safetensors")
+
+    @classmethod
+    def load(cls, folder, params, backbone, device, n_classes) -> LinearHeadEncoderMethod:
+        body = cls._load_saved_body(folder, backbone, device)
+        head = LinearHead.load(folder / "head.safetensors")
+        if head.weight.shape[0] != n_classes:
+            raise FewtuneError(
+                f"{folder}: head.safetensors has {head.weight.shape[0]} classes but fewtune.json lists {n_classes}"
+            )
+        return cls(params, backbone, device, body=body, head=head)

@@ -299,7 +299,7 @@ def test_auto_calibration_picks_what_the_held_out_shots_favour(st_folder, monkey
     knows = np.where(np.eye(2)[truth] == 1, 0.9, 0.1)  # right on every shot
     laplace = knows if case == "laplace-best" else confident
     folds = [(np.arange(len(y))[i::2], np.arange(len(y))[1 - i::2]) for i in (0, 1)]
-    monkeypatch.setattr(FewShotClassifier, "_out_of_fold", lambda self, *a, **k: (oof, laplace, folds))
+    monkeypatch.setattr("fewtune.posteriors.out_of_fold.out_of_fold", lambda *a, **k: (oof, laplace, folds))
     clf = FewShotClassifier(backbone=str(st_folder), params=FAST, seed=0, calibrate="auto").fit(X, y)
     expected = {"overconfident": "temperature", "laplace-best": "laplace-cv", "already-right": "none"}[case]
     assert clf.train_info_["calibration"]["chosen"] == expected

@@ -243,21 +243,8 @@ def train(
         kept = (f"the ensemble of all {len(prompt['template_candidates'])}" if prompt["template"] == "ensemble"
                 else prompt["template"])
         typer.echo(f"templates by cross-validated NLL of their calibrated scores on the shots: {scores}; kept {kept}")
-    if result.get("posterior", {}).get("kind") == "ensemble":
-        typer.echo(f"Ensemble of {result['posterior']['members']} models (seeds {result['posterior']['seeds']})")
-    elif result.get("posterior", {}).get("kind") == "mc-dropout":
-        typer.echo(f"MC dropout: {result['posterior']['samples']} samples per prediction")
-    elif "posterior" in result:
-        by = "cross-validated NLL" if result["posterior"].get("prior") == "cv" else "maximum evidence"
-        typer.echo(f"Laplace posterior over the head: prior precision τ = {result['posterior']['tau']:.3g} "
-                   f"({by}{', head refitted' if result['posterior']['refit'] else ''})")
-    c = result.get("calibration")
-    if c and c["kind"] == "auto":
-        scores = ", ".join(f"{k} {v:.3f}" for k, v in c["oof_nll"].items())
-        typer.echo(f"calibration chosen by out-of-fold NLL on the shots ({c['folds']} folds): {c['chosen']} ({scores})")
-    elif c:
-        typer.echo(f"temperature T = {c['temperature']:.3g} from {c['folds']} folds "
-                   f"(out-of-fold NLL {c['oof_nll_before']:.3f} → {c['oof_nll_after']:.3f})")
+    for strategy in clf.strategies_:
+        typer.echo(strategy.describe())
     if "distance_from_pretrained" in result:
         typer.echo(f"encoder moved ‖θ−θ₀‖ = {result['distance_from_pretrained']:.4g} from the pretrained weights")
     if evaluation:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 
-def render_card(config: dict[str, Any]) -> str:
+def render_card(config: dict[str, Any], strategies: Sequence[str] = ()) -> str:
+    """strategies: the describe() line of each posterior and calibration the model applies (fewtune.posteriors)."""
     backbone = config["backbone"]
     training = config.get("training", {})
     lines = [
@@ -33,6 +35,7 @@ def render_card(config: dict[str, Any]) -> str:
     if config.get("class_prior"):
         mix = ", ".join(f"`{c}` {w:.3g}" for c, w in config["class_prior"].items())
         lines.append(f"- class prior at prediction (probabilities re-weighted from the training mix to it): {mix}")
+    lines += [f"- {line}" for line in strategies]
     selection = training.get("selection")
     if selection and selection["method"] == "evidence":
         lines += ["", "### Prior strength chosen by the Laplace evidence of the training labels", ""]

@@ -10,7 +10,8 @@ is saved with the model.
 
 Each method names its own grid (`selection_grid` on the method class), small on purpose: every
 point costs `folds` trainings. The other way, select="evidence", needs no held-out shots at all: the
-prior's strength by the marginal likelihood (`fewtune.bayes.evidence`, run by the classifier).
+prior's strength by the marginal likelihood (`fewtune.bayes.evidence`): one training on all the
+shots per grid point (`select_by_evidence`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from typing import Any
 import numpy as np
 
 from .errors import FewtuneError
+from .labels import plain_label
+from .model_inputs import model_texts, seed_everything
+from .progress import Progress
 
 SELECTIONS = ("cv", "evidence")
 
@@ -116,3 +120,74 @@ def parse_grid(items: list[str], params_class, method: str) -> dict[str, list[An
         key = key.strip()
         grid[key] = [getattr(params_class.from_dict({key: v.strip()}, method=method), key) for v in values.split(",")]
     return grid
+
+
+def classifier_selection(clf, data, y, method_cls) -> dict | None:
+    """clf.select="cv" (or None): the grid scored by cross-validating clf's siblings on the shots."""
+    if clf.select is None:
+        return None
+    if clf.select not in SELECTIONS:
+        raise FewtuneError(f"select must be None or one of {', '.join(map(repr, SELECTIONS))}, got {clf.select!r}")
+    from .classifier import FewShotClassifier  # every grid point is a classifier, cross-validated
+
+    grid = clf.grid if clf.grid is not None else method_cls.selection_grid
+    X = data.texts if data.text_pairs is None else list(zip(data.texts, data.text_pairs))
+
+    def make(point):
+        return FewShotClassifier(clf.backbone, clf.method, params={**(clf.params or {}), **point},
+                                 seed=clf.seed, device=clf.device, trust=clf.trust)
+
+    with Progress(clf.show_progress) as progress:
+        return select_by_cv(make, X, y, grid, folds=clf.cv_folds, seed=clf.seed, progress=progress)
+
+
+def check_evidence(clf, method_cls, params, multi_label: bool) -> None:
+    """select="evidence" is refused before any training where it cannot apply."""
+    if not method_cls.evidence_grid:
+        raise FewtuneError(
+            f"select='evidence' needs a method trained as a MAP estimate under a prior toward the pretrained "
+            f"weights (finetune); '{clf.method}' is not. Use select='cv', or posterior='laplace' for the "
+            "head's prior")
+    if multi_label:
+        raise FewtuneError("select='evidence' covers single-label classification; this data is multi-label")
+    problem = method_cls.evidence_problem(params)
+    if problem:
+        raise FewtuneError(problem)
+    grid = _evidence_grid(clf, method_cls)
+    for key, values in grid.items():
+        if key not in method_cls.evidence_grid:
+            raise FewtuneError(f"with select='evidence' the grid may only hold "
+                               f"{', '.join(method_cls.evidence_grid)}; got {key!r}")
+        if not values or any(not isinstance(v, (int, float)) or not v > 0 for v in values):
+            raise FewtuneError(f"the evidence needs a proper prior: every {key} in the grid must be positive, "
+                               f"got {values}")
+
+
+def _evidence_grid(clf, method_cls) -> dict[str, list[Any]]:
+    return clf.grid if clf.grid is not None else method_cls.evidence_grid
+
+
+def select_by_evidence(clf, method_cls, params, backbone, device, data, y_idx: np.ndarray):
+    """Train once per grid point on all the shots, keep the model whose prior has the highest evidence:
+    (model, its training info, the selection's report)."""
+    points = grid_points(_evidence_grid(clf, method_cls))
+    results, best = [], None
+    with Progress(clf.show_progress) as progress:
+        task = progress.add("Prior strength by the evidence", total=len(points))
+        for point in points:
+            point_params = method_cls.params_class.from_dict({**params.to_dict(), **point}, method=clf.method)
+            seed_everything(clf.seed)
+            model = method_cls(point_params, backbone, device)
+            model.class_names = [str(plain_label(c)) for c in clf.classes_]
+            texts = model_texts(data, model)
+            info = model.fit(texts, y_idx, len(clf.classes_), seed=clf.seed, progress=None)
+            evidence = model.log_evidence(texts, y_idx)
+            results.append({"params": point, **evidence})
+            if best is None or evidence["log_evidence"] > best[2]:
+                best = (model, info, evidence["log_evidence"], point)
+            else:
+                del model  # keep one encoder in memory besides the best
+            progress.advance(task)
+    model, info, _, chosen = best
+    return model, info, {"method": "evidence", "grid": _evidence_grid(clf, method_cls),
+                         "results": results, "chosen": chosen}

@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import FewtuneError
-from .ensembles import SAMPLED_POSTERIORS
 from .laplace import softmax
 
 STRATEGIES = ("bald", "entropy", "margin")
@@ -44,12 +43,13 @@ def acquisition_scores(clf, texts: list, strategy: str = "bald", *, seed: int = 
     if getattr(clf, "multi_label_", False):
         raise FewtuneError("acquisition scores cover single-label models")
     if strategy == "bald":
-        if getattr(clf, "posterior", None) in SAMPLED_POSTERIORS:
-            return mutual_information(clf.sampled_proba(texts))
-        if getattr(clf, "posterior_", None) is None:
+        posterior = getattr(clf, "posterior_", None)
+        if posterior is None:
             raise FewtuneError("bald needs a posterior: train with posterior='laplace', 'ensemble' or 'mc-dropout' "
                                "(--posterior ...), or use --strategy entropy")
-        mean, cov = clf.posterior_.logit_moments(clf.features(texts))
+        if posterior.sampled:
+            return mutual_information(clf.sampled_proba(texts))
+        mean, cov = posterior.logit_moments(clf.features(texts))
         return bald(mean, cov, seed=seed)
     p = clf.predict_proba(texts)
     if strategy == "entropy":

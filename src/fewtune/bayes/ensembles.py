@@ -16,7 +16,6 @@ import contextlib
 import numpy as np
 import torch
 
-SAMPLED_POSTERIORS = ("ensemble", "mc-dropout")  # posteriors whose predictive is a mean over samples
 DEFAULT_MEMBERS = 5
 DEFAULT_DROPOUT_SAMPLES = 20
 

@@ -151,7 +151,8 @@ def check_variant(variant: Variant, registry: dict[str, list[str]]) -> str | Non
     unknown = sorted(set(variant.params) - set(registry[variant.method]) - set(CLASSIFIER_OPTIONS))
     if unknown:
         return f"{variant.method} has no parameter {', '.join(unknown)}"
-    from ..classifier import CALIBRATIONS, POSTERIORS, SELECTIONS
+    from ..posteriors import CALIBRATIONS, POSTERIORS
+    from ..selection import SELECTIONS
 
     for option, allowed in (("select", SELECTIONS), ("posterior", POSTERIORS), ("calibrate", CALIBRATIONS)):
         if variant.params.get(option, allowed[0]) not in allowed:

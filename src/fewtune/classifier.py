@@ -130,8 +130,7 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
         else:
             data = as_labeled(X, y, source="training data")
             check_trainable(data)
-        method_cls = get_method(self.method)
-        params = method_cls.params_class.from_dict(self.params, method=self.method)
+        method_cls, params, backbone = self.check_options()
         self._check_calibration_options(multi_label)
         if self.select == "evidence":
             self._check_evidence(method_cls, params, multi_label)
@@ -141,7 +140,7 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
         if selection:
             params = method_cls.params_class.from_dict({**(self.params or {}), **selection["chosen"]},
                                                        method=self.method)
-        backbone = dataclasses.replace(resolve_backbone(self.backbone), trusted=self.trust)
+        backbone = dataclasses.replace(backbone, trusted=self.trust)
         if backbone.kind not in method_cls.backbone_kinds:
             raise FewtuneError(
                 f"method '{self.method}' needs a backbone of kind {' or '.join(method_cls.backbone_kinds)}; "
@@ -234,11 +233,21 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
         if not np.isfinite(soft).all() or (soft < 0).any() or not np.allclose(soft.sum(1), 1.0, atol=1e-4):
             raise FewtuneError("soft targets must be probabilities: non-negative rows that sum to 1")
 
+    def check_options(self, *, flags: bool = False) -> tuple[type, Any, ResolvedBackbone]:
+        """Check method, params, select and backbone, the settings known before any data, and return the
+        method's class, its params and the backbone. `fewtune train` calls it before reading the data
+        (flags=True: select is named --select, as the user typed it); fit calls it again."""
+        method_cls = get_method(self.method)
+        params = method_cls.params_class.from_dict(self.params, method=self.method)
+        if self.select not in (None, *SELECTIONS):
+            if flags:
+                raise FewtuneError(f"--select must be one of {', '.join(SELECTIONS)}, got {self.select!r}")
+            raise FewtuneError(f"select must be None or one of {', '.join(map(repr, SELECTIONS))}, got {self.select!r}")
+        return method_cls, params, resolve_backbone(self.backbone)
+
     def _select(self, data, y, method_cls) -> dict | None:
         if self.select is None:
             return None
-        if self.select not in SELECTIONS:
-            raise FewtuneError(f"select must be None or one of {', '.join(map(repr, SELECTIONS))}, got {self.select!r}")
         grid = self.grid if self.grid is not None else method_cls.selection_grid
         X = data.texts if data.text_pairs is None else list(zip(data.texts, data.text_pairs))
 

@@ -34,30 +34,51 @@ def predict_file(path: str | Path, rows_for: Callable[[list], list[dict[str, Any
     """
     stream = stream_texts(path, text_col=text_col, text_pair_col=text_pair_col, encoding=encoding,
                           chunk_rows=chunk_rows)
-    if output is not None and output.is_dir():
-        raise FewtuneError(f"--output {output} is a folder; give a file name")
+    _check_output(output)
     # The first chunk is read before the bar appears: a missing column or a bad first row is then
     # reported as one error line, with no half-drawn bar above it.
     first = next(stream.chunks)
     n = 0
     with _open_output(output) as out, Progress(show_progress) as progress:
         task = progress.add(f"Predicting ({stream.unit} of {Path(path).name})", total=stream.total)
-        writer, done = None, 0
+        writer, done = _RowWriter(out, format), 0
         for chunk in itertools.chain([first], stream.chunks):
             data = chunk.data
             inputs = data.texts if data.text_pairs is None else list(zip(data.texts, data.text_pairs))
             rows = rows_for(inputs)
-            if format == "csv":
-                if writer is None:
-                    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
-                    writer.writeheader()
-                writer.writerows(rows)
-            else:
-                out.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+            writer.write(rows)
             n += len(rows)
             progress.advance(task, chunk.position - done)
             done = chunk.position
     return n
+
+
+def write_rows(rows: list[dict[str, Any]], *, format: str = "csv", output: Path | None = None) -> None:
+    """Rows already in memory (texts from stdin) to `output` (None: stdout), as predict_file writes them."""
+    _check_output(output)
+    with _open_output(output) as out:
+        _RowWriter(out, format).write(rows)
+
+
+def _check_output(output: Path | None) -> None:
+    if output is not None and output.is_dir():
+        raise FewtuneError(f"--output {output} is a folder; give a file name")
+
+
+class _RowWriter:
+    """CSV (the header from the first rows' keys) or JSON lines, written as the rows come."""
+
+    def __init__(self, out, format: str):
+        self.out, self.format, self.csv = out, format, None
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        if self.format != "csv":
+            self.out.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+            return
+        if self.csv is None:
+            self.csv = csv.DictWriter(self.out, fieldnames=list(rows[0]), lineterminator="\n")
+            self.csv.writeheader()
+        self.csv.writerows(rows)
 
 
 class _open_output:

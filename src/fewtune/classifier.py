@@ -26,7 +26,7 @@ from .storage.model_folder import read_model_folder, write_model_folder
 from .model_inputs import model_texts, seed_everything
 from .posteriors import SAMPLED_POSTERIORS, Fitting, fit_chain, load_chain, plan_chain
 from .progress import Progress
-from .selection import check_evidence, classifier_selection, select_by_evidence
+from .selection import SELECTIONS, check_evidence, classifier_selection, select_by_evidence
 
 
 class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
@@ -131,8 +131,7 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
         else:
             data = as_labeled(X, y, source="training data")
             check_trainable(data)
-        method_cls = get_method(self.method)
-        params = method_cls.params_class.from_dict(self.params, method=self.method)
+        method_cls, params, backbone = self.check_options()
         chain = plan_chain(self, multi_label)
         if self.select == "evidence":
             check_evidence(self, method_cls, params, multi_label)
@@ -142,7 +141,7 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
         if selection:
             params = method_cls.params_class.from_dict({**(self.params or {}), **selection["chosen"]},
                                                        method=self.method)
-        backbone = dataclasses.replace(resolve_backbone(self.backbone), trusted=self.trust)
+        backbone = dataclasses.replace(backbone, trusted=self.trust)
         if backbone.kind not in method_cls.backbone_kinds:
             raise FewtuneError(
                 f"method '{self.method}' needs a backbone of kind {' or '.join(method_cls.backbone_kinds)}; "
@@ -218,6 +217,18 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
     def posterior_(self):
         """The fitted posterior (`fewtune.posteriors`), or None: probabilities are the model's own."""
         return next((s for s in self.strategies_ if s.role == "posterior"), None)
+
+    def check_options(self, *, flags: bool = False) -> tuple[type, Any, ResolvedBackbone]:
+        """Check method, params, select and backbone, the settings known before any data, and return the
+        method's class, its params and the backbone. `fewtune train` calls it before reading the data
+        (flags=True: select is named --select, as the user typed it); fit calls it again."""
+        method_cls = get_method(self.method)
+        params = method_cls.params_class.from_dict(self.params, method=self.method)
+        if self.select not in (None, *SELECTIONS):
+            if flags:
+                raise FewtuneError(f"--select must be one of {', '.join(SELECTIONS)}, got {self.select!r}")
+            raise FewtuneError(f"select must be None or one of {', '.join(map(repr, SELECTIONS))}, got {self.select!r}")
+        return method_cls, params, resolve_backbone(self.backbone)
 
     @property
     def calibration_(self):

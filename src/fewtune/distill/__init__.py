@@ -8,7 +8,7 @@
 - `teacher`: loading any saved classifier and labeling the pool with its probabilities.
 - `static_table`: a backbone distilled once into a model2vec static embedding table, cached.
 - `students`: the encoder student (finetune on soft targets) and the static student (a softmax head).
-- `api`: `distill`, the whole run; `cli`: `fewtune distill`.
+- `api`: `distill`, the whole run (the command: fewtune/cli/distill.py).
 Names are imported on first use, so `fewtune --help` does not pay for torch.
 """
 

@@ -7,7 +7,7 @@
 corpus.py (streaming readers, built-in corpora) · tokenizer.py (byte-level BPE) · tokens.py (the
 token stream on disk, training windows) · presets.py (model sizes) · params.py (settings) ·
 loop.py (the training loop; checkpoints: fewtune.storage.checkpoint) · encoders.py (SimCSE,
-masked LM) · api.py (pretrain, adapt) · cli.py (the two commands).
+masked LM) · api.py (pretrain, adapt); the two commands are in fewtune/cli/pretrain.py.
 """
 
 __all__ = ["PRESETS", "AdaptParams", "PretrainParams", "adapt", "builtin_corpora", "open_corpora", "pretrain",

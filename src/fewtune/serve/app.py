@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from ..errors import FewtuneError
+from ..labels import prediction_rows
 from .registry import CLASSIFIER, GENERATOR, Served, check_name, load_served, served_from_classifier
 from .teach import Busy, TeachConfig, Teacher
 
@@ -168,19 +169,9 @@ def create_app(models: Mapping[str, str | Path | Served], limits: Limits | None 
                                 "below 0.5)")
         with served.lock:
             proba = model.predict_proba(inputs)
-        classes = served.classes
-        rows = []
-        for p in proba:
-            probabilities = {str(c): round(float(v), 6) for c, v in zip(classes, p)}
-            if model.multi_label_:
-                rows.append({"labels": [c for c, v in zip(classes, p) if v >= 0.5], "probabilities": probabilities})
-                continue
-            best = int(p.argmax())
-            abstained = req.abstain_below is not None and float(p[best]) < req.abstain_below
-            rows.append({"label": req.abstain_label if abstained else classes[best],
-                         "probability": round(float(p[best]), 6), "abstained": abstained,
-                         "probabilities": probabilities})
-        return {"model": served.name, "runtime": served.runtime, "classes": classes, "predictions": rows}
+        rows = prediction_rows(proba, served.classes, multi_label=model.multi_label_,
+                               abstain_below=req.abstain_below, abstain_label=req.abstain_label)
+        return {"model": served.name, "runtime": served.runtime, "classes": served.classes, "predictions": rows}
 
     @app.post("/generate")
     def generate(req: GenerateRequest) -> dict[str, Any]:

@@ -24,7 +24,7 @@ def serve(
     """Serve models over HTTP: POST /predict, /generate, GET /health, /info, OpenAPI docs at /docs, and a page at / to try and teach."""
     import uvicorn
 
-    from . import Limits, TeachConfig, create_app
+    from ..serve import Limits, TeachConfig, create_app
 
     named = {}
     for item in models or []:

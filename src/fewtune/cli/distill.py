@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..cli_output import Json, Quiet, note, print_json
+from .options import Json, Quiet, note, parse_params, print_json
 
 
 def distill(
@@ -31,9 +31,8 @@ def distill(
     json_out: Json = False,
 ):
     """Distill a slow classifier into a fast student: the teacher labels --unlabeled with its probabilities, the student learns them."""
-    from ..cli import _parse_params
     from ..data import load_labeled
-    from .api import distill as run
+    from ..distill.api import distill as run
 
     shots = None
     if data is not None:
@@ -41,7 +40,7 @@ def distill(
     else:
         note(quiet, "note: no --data: the student learns from the teacher's labels alone")
     result = run(teacher, unlabeled, output, student=student, backbone=backbone, shots=shots, text_col=text_col,
-                 encoding=encoding, max_pool=max_pool, rounds=self_train, params=_parse_params(param or []),
+                 encoding=encoding, max_pool=max_pool, rounds=self_train, params=parse_params(param),
                  seed=seed, device=device, trust=trust, overwrite=overwrite, show_progress=not quiet)
     if json_out:
         print_json(result)

@@ -1,4 +1,4 @@
-"""`fewtune pretrain` and `fewtune adapt`; fewtune's CLI registers both. Torch-free until a command runs.
+"""`fewtune pretrain` and `fewtune adapt` (the work: fewtune.pretrain.api). Torch-free until a command runs.
 
 Under `accelerate launch` every process runs the command; only the main one prints.
 """
@@ -11,10 +11,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..cli_output import Json, Quiet
-from ..errors import FewtuneError
-from .params import AdaptParams, PretrainParams
-from .presets import PRESETS
+from ..pretrain.params import AdaptParams, PretrainParams
+from ..pretrain.presets import PRESETS
+from .options import Json, Quiet, parse_params
 
 Corpus = Annotated[list[str], typer.Option("--corpus", help="A text file (.txt: one text per line; .jsonl, .csv, .tsv, .parquet: a text column) or a built-in corpus: imdb, mr, bbc, tweets, rt-subj, chitchat. Repeatable.")]
 Out = Annotated[Path, typer.Option("--out", "-o", help="Folder to write the model in; a backbone for every other command.")]
@@ -40,9 +39,9 @@ def pretrain(
     quiet: Quiet = False,
     json_out: Json = False,
 ):
-    from .api import pretrain as run
+    from ..pretrain.api import pretrain as run
 
-    facts = run(corpus, out, preset=preset, params=_parse(param), tokenizer=tokenizer, resume=resume,
+    facts = run(corpus, out, preset=preset, params=parse_params(param), tokenizer=tokenizer, resume=resume,
                 overwrite=overwrite, text_col=text_col, encoding=encoding, device=device, show_progress=not quiet,
                 note=_note(quiet))
     _report(facts, out, json_out)
@@ -62,9 +61,9 @@ def adapt(
     quiet: Quiet = False,
     json_out: Json = False,
 ):
-    from .api import adapt as run
+    from ..pretrain.api import adapt as run
 
-    facts = run(backbone, corpus, out, objective=objective, params=_parse(param), resume=resume, overwrite=overwrite,
+    facts = run(backbone, corpus, out, objective=objective, params=parse_params(param), resume=resume, overwrite=overwrite,
                 text_col=text_col, encoding=encoding, device=device, show_progress=not quiet, note=_note(quiet))
     _report(facts, out, json_out)
 
@@ -83,15 +82,6 @@ adapt.__doc__ = _doc(
     "Continue pretraining a backbone on unlabeled in-domain text before few-shot training: next-token prediction for "
     "a causal LM, SimCSE or masked-LM for an encoder. Works under `accelerate launch` too.", AdaptParams)
 
-
-def _parse(items: list[str] | None) -> dict[str, str]:
-    params = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise FewtuneError(f"--param expects KEY=VALUE, got {item!r}")
-        params[key.strip().replace("-", "_")] = value.strip()
-    return params
 
 
 def _is_main() -> bool:

@@ -16,11 +16,11 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperGroup
 
-from ..cli_output import Json, Quiet
-from ..cli_output import note as _note
-from ..cli_output import print_json as _print_json
-from ..cli_output import table as _table
 from ..errors import FewtuneError
+from .options import Json, Quiet, parse_params
+from .options import note as _note
+from .options import print_json as _print_json
+from .options import table as _table
 
 
 class _DefaultToRank(TyperGroup):
@@ -66,10 +66,10 @@ def train(
     json_out: Json = False,
 ):
     """Learn from many users' ratings; evaluate on held-out users who reveal K ratings each; save."""
-    from .api import FewShotRecommender
-    from .methods import get_recommender
-    from .data import LikeScale, cap_heldout, cold_start_users, split_users
-    from .evaluate import evaluate
+    from ..recommend.api import FewShotRecommender
+    from ..recommend.methods import get_recommender
+    from ..recommend.data import LikeScale, cap_heldout, cold_start_users, split_users
+    from ..recommend.evaluate import evaluate
 
     if (dataset is None) == (ratings is None):
         raise FewtuneError("give exactly one of --dataset NAME or --ratings FILE")
@@ -81,7 +81,7 @@ def train(
         raise FewtuneError(f"--test-fraction must be in [0, 1), got {test_fraction}")
     if max_items < 0:
         raise FewtuneError(f"--max-items must be 0 (all) or more, got {max_items}")
-    params = _parse_params(param or [])
+    params = parse_params(param)
     get_recommender(method).params_class.from_dict(params, method=method)  # typos fail before any work
     scale = LikeScale(like, dislike)
     data = _load_data(dataset, ratings, items, (user_col, item_col, rating_col))
@@ -119,12 +119,12 @@ def train(
 
 
 def _load_data(dataset: Optional[str], ratings: Optional[Path], items: Optional[Path], given: tuple):
-    from .data import from_triples, load_movielens
+    from ..recommend.data import from_triples, load_movielens
 
     if dataset is not None:
         return load_movielens(dataset)
     from ..data.readers import read_table
-    from .history import ITEM_COLUMNS, RATING_COLUMNS, pick_column
+    from ..recommend.history import ITEM_COLUMNS, RATING_COLUMNS, pick_column
 
     columns, records, _ = read_table(ratings)
     wanted = zip((("user", "user_id"), ITEM_COLUMNS, RATING_COLUMNS), given, ("user", "item", "rating"))
@@ -155,8 +155,8 @@ def rank(
     """Recommend items for the user whose ratings are in --history: ranked, with P(like)."""
     import numpy as np
 
-    from .api import FewShotRecommender
-    from .history import read_history_file
+    from ..recommend.api import FewShotRecommender
+    from ..recommend.history import read_history_file
 
     if n < 1:
         raise FewtuneError(f"-n must be at least 1, got {n}")
@@ -203,7 +203,7 @@ def bench(
     """Every method on the same cold-start draws: AUC, NDCG@10, Recall@10 per (method, K, seed), then mean ± std."""
     from ..bench.api import seed_list
     from ..progress import progress_bar
-    from .protocol import SUMMARY_HEADER, Protocol, format_summary, parse_methods, run_bench
+    from ..recommend.protocol import SUMMARY_HEADER, Protocol, format_summary, parse_methods, run_bench
 
     try:
         shot_list = [int(s) for s in shots.split(",") if s.strip()]
@@ -231,7 +231,7 @@ def bench(
 @app.command("methods")
 def list_methods(json_out: Json = False):
     """The recommendation methods and their parameters."""
-    from .methods import RECOMMENDERS, get_recommender
+    from ..recommend.methods import RECOMMENDERS, get_recommender
 
     get_recommender("popularity")  # registers them all
     rows = {name: {"description": cls.description, "params": cls.params_class.help(),
@@ -249,14 +249,5 @@ def list_methods(json_out: Json = False):
 def _num(v) -> str:
     return "—" if v is None else f"{v:.3f}"
 
-
-def _parse_params(items: list[str]) -> dict[str, str]:
-    params = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise FewtuneError(f"--param expects KEY=VALUE, got {item!r}")
-        params[key.strip().replace("-", "_")] = value.strip()
-    return params
 
 

@@ -20,7 +20,7 @@ def export(
     json_out: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON, for scripts.")] = False,
 ):
     """Export a classifier to ONNX (encoder, pooling and head in one graph); `predict` and `serve` take the folder."""
-    from . import export_onnx
+    from ..export import export_onnx
 
     if format != "onnx":
         raise FewtuneError(f"--format must be onnx, got {format!r}")

@@ -1,0 +1,62 @@
+"""The `fewtune` command line: one module per command group, each parsing its options, calling the
+API and printing; this module gathers them into one typer app and runs it (`main`).
+
+Heavy libraries (torch, transformers) are imported inside the commands, so `fewtune models` and
+`fewtune --help` answer at once. Errors a user can fix print one line and exit 2; anything else
+is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Optional
+
+import typer
+
+from ..errors import FewtuneError
+from . import bench, catalog, check_data, distill, export, generate, predict, pretrain, recommend, serve, train
+
+app = typer.Typer(
+    help="Fine-tune pretrained language models on a handful of labeled examples.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,  # plain-text usage errors: one readable line, not a box cut to the terminal width
+)
+# Registered in this order, which is the order `fewtune --help` lists them in.
+app.add_typer(catalog.models_app, name="models")
+app.add_typer(recommend.app, name="recommend")
+app.command()(pretrain.pretrain), app.command()(pretrain.adapt)
+app.command()(serve.serve), app.command()(export.export)
+app.command("check-data")(check_data.check_data)
+app.command()(distill.distill)
+for command in (train.train, generate.generate, generate.chat, predict.predict, predict.suggest, predict.evaluate,
+                catalog.datasets, catalog.methods, bench.bench, bench.report):
+    app.command()(command)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    from ..data import DataWarning
+
+    if issubclass(category, DataWarning):
+        typer.echo(f"warning: {message}", err=True)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Entry point: returns the exit code (0 ok, 2 for errors a user can fix)."""
+    # Never reach for a model hub behind the user's back; a hub id still works when they unset it.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.showwarning = _show_warning
+    try:
+        # Standalone mode: click itself reports usage errors (exit 2) and Ctrl-C (exit 1/130);
+        # our own errors pass through it and are reported here.
+        app(args=argv, prog_name="fewtune")
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except FewtuneError as e:
+        typer.echo(f"error: {e}", err=True)
+        code = 2
+    return code

@@ -1,0 +1,102 @@
+"""`fewtune generate`, `fewtune chat`, and `fewtune train --task generate|lm` (a causal LM fine-tuned)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import FewtuneError
+from .options import Encoding, Json, Quiet, note, parse_params, print_json, stdin_texts
+
+MaxNew = Annotated[int, typer.Option(help="Stop after this many new tokens.")]
+Temperature = Annotated[float, typer.Option(help="0 = greedy (deterministic); higher = more varied.")]
+TopP = Annotated[float, typer.Option(help="Nucleus sampling: keep the most likely tokens up to this mass (temperature > 0).")]
+RepetitionPenalty = Annotated[float, typer.Option(help="Divide the scores of tokens already in the context by this (1 = off); small models loop without it.")]
+
+
+def train_generator(*, param, json_out: bool, classify_only: dict[str, bool], backbone, **options) -> None:
+    """`train --task generate|lm`: refuse the classification options given, train, print."""
+    from ..backbones import DEFAULT_CAUSAL_LM
+    from ..generation.commands import train_generator as run
+
+    wrong = [name for name, given in classify_only.items() if given]
+    if wrong:
+        raise FewtuneError(f"{wrong[0]} applies to --task classify only; fine-tuning options go in -p KEY=VALUE "
+                           "(see `fewtune methods`)")
+    result = run(backbone=backbone or DEFAULT_CAUSAL_LM, params=parse_params(param),
+                 note=lambda message: note(options["quiet"], message), **options)
+    if json_out:
+        print_json(result)
+        return
+    typer.echo(f"weights moved ‖θ−θ₀‖ = {result['distance_from_pretrained']:.4g} from the pretrained model")
+    evaluation = result.get("evaluation")
+    if evaluation:
+        typer.echo(f"held-out perplexity {evaluation['perplexity_before']:.2f} before → "
+                   f"{evaluation['perplexity_after']:.2f} after, on {evaluation['n']} examples "
+                   f"({evaluation['held_out']}); trained in {result['train_seconds']:.1f} s")
+    else:
+        typer.echo(f"trained in {result['train_seconds']:.1f} s; no held-out data (use --shots or --test)")
+    if "output" in result:
+        typer.echo(f"model saved to {result['output']}")
+
+
+def generate(
+    model: Annotated[Path, typer.Argument(help="A model folder saved by `fewtune train --task generate|lm`.")],
+    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", help="A prompt (repeatable); default: one per line on stdin.")] = None,
+    max_new_tokens: MaxNew = 64,
+    temperature: Temperature = 0.0,
+    top_p: TopP = 0.9,
+    repetition_penalty: RepetitionPenalty = 1.1,
+    encoding: Encoding = "utf-8",
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, mps.")] = None,
+    quiet: Quiet = False,
+    json_out: Json = False,
+):
+    """Generate a reply (dialogue model) or a continuation (adapted LM) for each prompt."""
+    from ..generation import FewShotGenerator
+
+    gen = FewShotGenerator.load(model, device=device)
+    prompts = list(prompt) if prompt else stdin_texts(encoding)
+    stream = not json_out and len(prompts) == 1
+    rows = []
+    for text in prompts:
+        reply = gen.generate(text, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                             repetition_penalty=repetition_penalty, on_text=_write_now if stream else None)
+        rows.append({"prompt": text, "response": reply})
+        if stream:
+            typer.echo("")
+        elif not json_out:
+            typer.echo(reply)
+    if json_out:
+        print_json(rows)
+
+
+def chat(
+    model: Annotated[Path, typer.Argument(help="A dialogue model folder saved by `fewtune train --task generate`.")],
+    system: Annotated[Optional[str], typer.Option(help="A system message before the conversation.")] = None,
+    max_new_tokens: MaxNew = 128,
+    temperature: Temperature = 0.7,
+    top_p: TopP = 0.9,
+    repetition_penalty: RepetitionPenalty = 1.1,
+    max_turns: Annotated[int, typer.Option(help="Exchanges of history kept in the prompt.")] = 6,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, mps.")] = None,
+):
+    """Talk to a dialogue model; replies stream as they are generated. /reset starts over, /exit or Ctrl-D ends."""
+    from ..generation import FewShotGenerator
+    from ..generation.commands import chat_loop, stdin_line
+
+    if max_turns < 1:
+        raise FewtuneError(f"--max-turns must be at least 1, got {max_turns}")
+    gen = FewShotGenerator.load(model, device=device)
+    if sys.stdin.isatty():
+        typer.echo("chatting with the model; /reset starts over, /exit or Ctrl-D ends", err=True)
+    chat_loop(gen, system=system, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+              repetition_penalty=repetition_penalty, max_turns=max_turns, read_line=stdin_line("you> "), write=_write_now)
+
+
+def _write_now(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()

@@ -1,0 +1,105 @@
+"""What the `fewtune` commands share: option types, parsing of -p KEY=VALUE and of stdin, notes on
+stderr, JSON and plain tables on stdout, and the held-out helpers of train and evaluate.
+
+Torch-free and importing no command module, so every command module can import it and
+`fewtune --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ..errors import DataError, FewtuneError
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or notes on stderr.")]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, for scripts.")]
+TextCol = Annotated[str, typer.Option(help="Column holding the text.")]
+Encoding = Annotated[str, typer.Option(help="Text encoding of the data file, e.g. latin-1.")]
+MultiLabel = Annotated[bool, typer.Option(help="Each row has several labels in the label column, split at --label-sep (one-vs-rest).")]
+LabelSep = Annotated[str, typer.Option(help="With --multi-label: what separates the labels in a cell.")]
+Trust = Annotated[bool, typer.Option("--trust", help="Load pickle weights and a model folder's own code (both can run anything: only from a source you trust).")]
+ClassPrior = Annotated[Optional[str], typer.Option(help="The class mix of the texts to label, LABEL=WEIGHT,... (or a JSON object), when known and unlike the shots' mix: probabilities are re-weighted by Bayes' rule for label shift. train: saved with the model; predict: replaces the saved one.")]
+MaxTest = Annotated[int, typer.Option(help="Evaluate on at most this many held-out examples (a fixed subset; 0 = all).")]
+
+
+# --- talking to a terminal or a script ------------------------------------------------------------
+def note(quiet: bool, message: str) -> None:
+    """A line for the person at the terminal (stderr), unless --quiet."""
+    if not quiet:
+        typer.echo(message, err=True)
+
+
+def print_json(obj: Any) -> None:
+    typer.echo(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+
+def table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    for row in [header, *rows]:
+        typer.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+
+
+# --- parsing ------------------------------------------------------------------------------------
+def parse_params(items: Optional[list[str]]) -> dict[str, str]:
+    """-p KEY=VALUE items -> {key: value}; dashes in keys read as underscores."""
+    params = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise FewtuneError(f"--param expects KEY=VALUE, got {item!r}")
+        params[key.strip().replace("-", "_")] = value.strip()
+    return params
+
+
+def stdin_texts(encoding: str) -> list[str]:
+    raw = sys.stdin.buffer.read()
+    if encoding.lower().replace("_", "-") in {"utf-8", "utf8"}:
+        encoding = "utf-8-sig"  # a byte-order mark (Notepad, PowerShell) is not part of the first text
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(f"stdin, line {line}: bytes that are not {encoding} (offset {e.start}); "
+                        "pass --encoding latin-1 if the input is in another encoding") from None
+    # Only "\n" ends a line: str.splitlines() would also split at U+2028, form feeds and others.
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            raise DataError(f"stdin, line {i}: empty text")
+    if not lines:
+        raise DataError("stdin: no texts given (one text per line)")
+    return lines
+
+
+# --- labeled data: what train and evaluate share --------------------------------------------------
+def inputs(data) -> list:
+    return data.texts if data.text_pairs is None else list(zip(data.texts, data.text_pairs))
+
+
+def targets(data, multi_label: bool, sep: str):
+    """Labels as read, or for --multi-label each cell split into its list of labels."""
+    if not multi_label:
+        return data.labels
+    if not sep:
+        raise FewtuneError("--label-sep must not be empty")
+    return [[part.strip() for part in str(cell).split(sep) if part.strip()] for cell in data.labels]
+
+
+def held_out_report(clf, heldout, sep: str) -> dict:
+    from ..metrics import calibration_report, classification_report, multilabel_report
+
+    if not clf.multi_label_:
+        proba = clf.predict_proba(inputs(heldout))
+        # predict is argmax of predict_proba for every single-label method: one pass serves both.
+        report = classification_report(heldout.labels, clf.classes_[proba.argmax(1)], clf.classes_)
+        return {**report, "calibration": calibration_report(heldout.labels, proba, clf.classes_)}
+    from ..data.multilabel import to_indicator
+
+    truth = to_indicator(targets(heldout, True, sep), list(clf.classes_), source=heldout.source)
+    return multilabel_report(truth, clf.predict(inputs(heldout)), clf.classes_)

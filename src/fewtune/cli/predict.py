@@ -1,0 +1,177 @@
+"""`fewtune predict`, `suggest` and `evaluate`: a saved classifier on texts, a pool or labeled data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import FewtuneError
+from .options import (ClassPrior, Encoding, Json, LabelSep, MaxTest, Quiet, TextCol, Trust,
+                      held_out_report, note, print_json, stdin_texts, table)
+
+
+def predict(
+    model: Annotated[Path, typer.Argument(help="A model folder saved by `fewtune train`, exported by `fewtune export` (run by ONNX Runtime), or a static student from `fewtune distill --student static`.")],
+    input: Annotated[Optional[str], typer.Argument(help="Data file with a text column (read in chunks: any size), or - (default) for one text per line on stdin.")] = None,
+    text_col: TextCol = "text",
+    text_pair_col: Annotated[Optional[str], typer.Option(help="Second text column, for sentence-pair models.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="csv or jsonl.")] = "csv",
+    label_sep: LabelSep = ",",
+    encoding: Encoding = "utf-8",
+    trust: Trust = False,
+    abstain_below: Annotated[Optional[float], typer.Option(help="Answer --abstain-label instead of a class when the top probability is below this.")] = None,
+    abstain_label: Annotated[str, typer.Option(help="The label written when the model abstains.")] = "unknown",
+    class_prior: ClassPrior = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, mps.")] = None,
+    quiet: Quiet = False,
+):
+    """Label texts with a saved model: label, its probability and every class's probability."""
+    from ..batch import predict_file, write_rows
+    from ..data import as_labeled
+    from ..storage.saved_models import load_classifier
+
+    if format not in {"csv", "jsonl"}:
+        raise FewtuneError(f"--format must be csv or jsonl, got {format!r}")
+    if abstain_below is not None and not 0.0 <= abstain_below <= 1.0:
+        raise FewtuneError(f"--abstain-below is a probability between 0 and 1, got {abstain_below}")
+    # An ONNX export or a static student runs without torch; a fewtune model folder on PyTorch.
+    clf = load_classifier(model, device=device, trust=trust, show_progress=not quiet)
+    if class_prior is not None:
+        clf.set_class_prior(class_prior)
+    if abstain_below is not None and clf.multi_label_:
+        raise FewtuneError("--abstain-below applies to single-label models (a multi-label model says no label below 0.5)")
+    abstained = 0
+
+    def rows_for(inputs: list) -> list[dict]:
+        nonlocal abstained
+        rows = _output_rows(inputs, clf, label_sep, abstain_below, abstain_label)
+        abstained += sum(abstain for _, abstain in rows)
+        return [row for row, _ in rows]
+
+    if input is None or input == "-":
+        rows = rows_for(as_labeled(stdin_texts(encoding), source="stdin").texts)
+        write_rows(rows, format=format, output=output)
+        n = len(rows)
+    else:  # a file streams through in chunks, with a progress bar
+        n = predict_file(input, rows_for, text_col=text_col, text_pair_col=text_pair_col, encoding=encoding,
+                         format=format, output=output, show_progress=not quiet)
+    if abstain_below is not None:
+        note(quiet, f"abstained on {abstained} of {n} texts (top probability below {abstain_below})")
+
+
+def _output_rows(inputs: list, clf, label_sep: str, abstain_below: Optional[float],
+                 abstain_label: str) -> list[tuple[dict, bool]]:
+    """predict's CSV/JSONL rows (the text, the label(s), a p_CLASS column per class), each with whether it abstained."""
+    from ..labels import prediction_rows  # torch-free: an ONNX model predicts without torch
+
+    out = []
+    for x, row in zip(inputs, prediction_rows(clf.predict_proba(inputs), clf.classes_, multi_label=clf.multi_label_,
+                                              abstain_below=abstain_below, abstain_label=abstain_label)):
+        flat = {"text": x} if isinstance(x, str) else {"text": x[0], "text_pair": x[1]}
+        if clf.multi_label_:
+            flat["labels"] = label_sep.join(str(c) for c in row["labels"])
+        else:
+            flat.update(label=row["label"], probability=row["probability"])
+        flat.update({f"p_{c}": p for c, p in row["probabilities"].items()})
+        out.append((flat, row.get("abstained", False)))
+    return out
+
+
+def suggest(
+    model: Annotated[Path, typer.Argument(help="A model folder saved by `fewtune train` (with --posterior laplace, ensemble or mc-dropout for bald).")],
+    pool: Annotated[Path, typer.Option(help="Unlabeled texts: CSV, TSV, JSONL or Parquet with a text column.")],
+    n: Annotated[int, typer.Option("-n", help="How many texts to suggest.")] = 10,
+    strategy: Annotated[str, typer.Option(help="bald (needs a posterior: laplace, ensemble or mc-dropout), entropy or margin.")] = "bald",
+    text_col: TextCol = "text",
+    encoding: Encoding = "utf-8",
+    trust: Trust = False,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, mps.")] = None,
+    quiet: Quiet = False,
+    json_out: Json = False,
+):
+    """Rank unlabeled texts by how much labeling them would teach the model (active learning)."""
+    from ..bayes.acquisition import STRATEGIES, suggest as rank
+    from ..classifier import FewShotClassifier
+    from ..data import load_labeled
+
+    if strategy not in STRATEGIES:
+        raise FewtuneError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    clf = FewShotClassifier.load(model, device=device, trust=trust, show_progress=not quiet)
+    data = load_labeled(pool, text_col=text_col, label_col=None, encoding=encoding)
+    picks = rank(clf, data.texts, n, strategy)
+    proba = clf.predict_proba([data.texts[i] for i, _ in picks])
+    rows = [{"row": data.rows[i], "text": data.texts[i], "score": round(score, 6),
+             "predicted": str(clf.classes_[int(p.argmax())]), "probability": round(float(p.max()), 6)}
+            for (i, score), p in zip(picks, proba)]
+    if json_out:
+        print_json({"strategy": strategy, "pool": str(pool), "n_pool": len(data), "suggestions": rows})
+        return
+    table(["where", strategy, "predicted", "p", "text"],
+          [[str(r["row"]), f"{r['score']:.4f}", r["predicted"], f"{r['probability']:.2f}",
+            r["text"][:80] + ("…" if len(r["text"]) > 80 else "")] for r in rows])
+
+
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="A model folder saved by `fewtune train`, an ONNX export or a static student.")],
+    data: Annotated[Optional[Path], typer.Option(help="Labeled data file.")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="A built-in dataset's test split instead.")] = None,
+    text_col: TextCol = "text",
+    text_pair_col: Annotated[Optional[str], typer.Option(help="Second text column.")] = None,
+    label_col: Annotated[str, typer.Option(help="Column holding the label.")] = "label",
+    label_sep: LabelSep = ",",
+    max_test: MaxTest = 0,
+    encoding: Encoding = "utf-8",
+    trust: Trust = False,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, mps.")] = None,
+    quiet: Quiet = False,
+    json_out: Json = False,
+):
+    """Accuracy, macro-F1, a per-class report and the confusion matrix on labeled data."""
+    from ..data import fixed_subset, load_builtin, load_labeled
+    from ..storage.saved_models import load_classifier
+
+    if (data is None) == (dataset is None):
+        raise FewtuneError("give exactly one of --data FILE or --dataset NAME")
+    clf = load_classifier(model, device=device, trust=trust, show_progress=not quiet)
+    if dataset is not None:
+        heldout = load_builtin(dataset)[1]
+    else:
+        heldout = load_labeled(data, text_col=text_col, label_col=label_col, text_pair_col=text_pair_col,
+                               encoding=encoding)
+    heldout = fixed_subset(heldout, max_test)
+    report = held_out_report(clf, heldout, label_sep)
+    if json_out:
+        print_json(report)
+    else:
+        _print_report(report)
+
+
+def _print_report(report: dict) -> None:
+    typer.echo(f"examples  {report['n']}")
+    if report.get("multi_label"):
+        typer.echo(f"subset accuracy  {report['accuracy']:.4f}")
+        typer.echo(f"micro-F1         {report['micro_f1']:.4f}")
+        typer.echo(f"macro-F1         {report['macro_f1']:.4f}")
+        typer.echo(f"Hamming loss     {report['hamming_loss']:.4f}\n")
+    else:
+        typer.echo(f"accuracy  {report['accuracy']:.4f}")
+        typer.echo(f"macro-F1  {report['macro_f1']:.4f}")
+        if "calibration" in report:
+            cal = report["calibration"]
+            typer.echo(f"ECE       {cal['ece']:.4f}   (expected calibration error, 10 bins; 0 = probabilities match accuracy)")
+            typer.echo(f"NLL       {cal['nll']:.4f}   (mean −log p(true class))")
+            typer.echo(f"Brier     {cal['brier']:.4f}")
+        typer.echo("")
+    table(
+        ["class", "precision", "recall", "f1", "support"],
+        [[c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", str(v["support"])]
+         for c, v in report["per_class"].items()],
+    )
+    if "confusion_matrix" not in report:
+        return
+    typer.echo("\nconfusion matrix (rows: true, columns: predicted)")
+    labels = report["labels"]
+    table(["", *labels], [[t, *map(str, row)] for t, row in zip(labels, report["confusion_matrix"])])

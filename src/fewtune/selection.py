@@ -126,8 +126,7 @@ def classifier_selection(clf, data, y, method_cls) -> dict | None:
     """clf.select="cv" (or None): the grid scored by cross-validating clf's siblings on the shots."""
     if clf.select is None:
         return None
-    if clf.select not in SELECTIONS:
-        raise FewtuneError(f"select must be None or one of {', '.join(map(repr, SELECTIONS))}, got {clf.select!r}")
+    # clf.select was checked by FewShotClassifier.check_options before any data was read.
     from .classifier import FewShotClassifier  # every grid point is a classifier, cross-validated
 
     grid = clf.grid if clf.grid is not None else method_cls.selection_grid

@@ -3,7 +3,7 @@ what it flags beat training on the noisy shots?
 
 For each data set and seed, the K=8-per-class draw of `fewtune train --shots 8 --seed S` has 1 or 2
 labels per class flipped to another class (chosen by a generator seeded 1000 + seed). The audit
-(`fewtune.check_data.run_audit`, MiniLM embeddings, out-of-fold logistic regression) then ranks
+(`fewtune.data.audit_backbone.run_audit`, MiniLM embeddings, out-of-fold logistic regression) then ranks
 the examples; recorded per draw:
 
 - recall@flipped: of the flipped examples, the share among the |flipped| least self-confident
@@ -84,7 +84,7 @@ def train_and_score(texts, labels, test, seed: int, max_seq_length: int) -> dict
 
 
 def run(args) -> None:
-    from fewtune.check_data import run_audit
+    from fewtune.data.audit_backbone import run_audit
     from fewtune.data import load_builtin, sample_k_shot
 
     out = Path(args.out)

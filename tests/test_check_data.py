@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from fewtune.check_data import render, token_limit
+from fewtune.data.audit_backbone import render, token_limit
 from fewtune.data.audit import (
     ERROR,
     WARNING,
@@ -205,7 +205,7 @@ def test_train_check_data_goes_on_after_warnings_and_reports_in_json(tmp_path, c
 # --- a real encoder -------------------------------------------------------------------------------
 @pytest.mark.integration
 def test_minilm_flags_a_planted_flipped_label_first():
-    from fewtune.check_data import run_audit
+    from fewtune.data.audit_backbone import run_audit
     from fewtune.data import as_labeled
 
     # Topics, not sentiment: MiniLM's embeddings separate topics well (sentiment barely: see

@@ -14,7 +14,7 @@ from fewtune import FewShotClassifier, FewShotGenerator, FewtuneError
 from fewtune.backbones import ResolvedBackbone, load_causal_lm
 from fewtune.errors import DataError
 from fewtune.generation import as_chats, load_chats, load_texts
-from fewtune.generation.commands import chat_loop
+from fewtune.generation.chat import chat_loop
 from fewtune.generation.formatting import IGNORE, LMFormat, collate, token_nll
 
 CHAT = [{"role": "user", "content": "hello how are you"}, {"role": "assistant", "content": "i am fine thanks"},

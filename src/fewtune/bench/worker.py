@@ -63,27 +63,23 @@ def versions() -> dict[str, str | None]:
 
 
 def train_fewtune(task: dict, train, test) -> tuple[np.ndarray, tuple[float, float], float, dict]:
-    from .. import FewShotClassifier
-    from ..backbones import CAUSAL_LM, DEFAULT_CAUSAL_LM, DEFAULT_ENCODER
+    """A fewtune run through the same door as `fewtune train` (fewtune.experiment), on the plan's draw."""
     from ..data.builtin import BUILTIN_DATASETS
-    from ..methods import get_method
-    from .plan import DataSource
+    from ..experiment import Prepared, RunSpec, run
+    from ..method import get_method
 
-    method = get_method(task["method"])
     params = {k: v for k, v in task["params"].items() if k not in CLASSIFIER_OPTIONS}
     options = {k: v for k, v in task["params"].items() if k in CLASSIFIER_OPTIONS}
-    source = DataSource.from_dict(task["source"])
-    if not source.withholds_prompt and source.name in BUILTIN_DATASETS:
-        # Label-word methods take the data set's own template and words, as `fewtune train --dataset` does.
-        params = {**method.defaults_for(source.name), **params}
-    for length_param in method.length_params:  # methods that read no text (majority) have none
+    for length_param in get_method(task["method"]).length_params:  # methods that read no text (majority) have none
         if task.get("max_seq_length"):
             params[length_param] = task["max_seq_length"]
-    backbone = task.get("backbone") or (DEFAULT_CAUSAL_LM if method.backbone_kinds[0] == CAUSAL_LM else DEFAULT_ENCODER)
-    clf = FewShotClassifier(backbone=backbone, method=task["method"], params=params, seed=task["seed"], device="cpu",
-                            show_progress=False, **options)
+    source = DataSource.from_dict(task["source"])
+    builtin = source.name in BUILTIN_DATASETS  # label-word methods take its template and words, as `train --dataset`
+    spec = RunSpec(dataset=source.name if builtin else None, as_user_file=builtin and source.withholds_prompt,
+                   method=task["method"], params=params, backbone=task.get("backbone"), seed=task["seed"],
+                   device="cpu", quiet=True, **options)
     started, cpu_started = time.perf_counter(), time.process_time()
-    clf.fit(train.texts, train.labels)
+    clf = run(spec, Prepared(train, source=source.name)).model
     train_seconds, train_cpu = time.perf_counter() - started, time.process_time() - cpu_started
     started = time.perf_counter()
     proba = clf.predict_proba(test.texts)
@@ -91,7 +87,7 @@ def train_fewtune(task: dict, train, test) -> tuple[np.ndarray, tuple[float, flo
     # Columns in sorted class order, the order run_one scores in.
     names = list(map(str, clf.classes_))
     proba = np.asarray(proba)[:, [names.index(c) for c in sorted(names)]]
-    info = {k: v for k, v in clf.train_info_.items() if k != "class_counts"}
+    info = {k: v for k, v in clf.train_info_.items() if k not in ("class_counts", "data")}
     info["params_resolved"] = clf.model_.params.to_dict()
     info["backbone_folder"] = clf.backbone_.path
     return proba, (train_seconds, train_cpu), predict_seconds, info

@@ -1,4 +1,4 @@
-"""`fewtune generate`, `fewtune chat`, and `fewtune train --task generate|lm` (a causal LM fine-tuned)."""
+"""`fewtune generate` and `fewtune chat`: a causal LM fine-tuned by `fewtune train --task generate`, or any other."""
 
 from __future__ import annotations
 
@@ -9,38 +9,12 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import FewtuneError
-from .options import Encoding, Json, Quiet, note, parse_params, print_json, stdin_texts
+from .options import Encoding, Json, Quiet, print_json, stdin_texts
 
 MaxNew = Annotated[int, typer.Option(help="Stop after this many new tokens.")]
 Temperature = Annotated[float, typer.Option(help="0 = greedy (deterministic); higher = more varied.")]
 TopP = Annotated[float, typer.Option(help="Nucleus sampling: keep the most likely tokens up to this mass (temperature > 0).")]
 RepetitionPenalty = Annotated[float, typer.Option(help="Divide the scores of tokens already in the context by this (1 = off); small models loop without it.")]
-
-
-def train_generator(*, param, json_out: bool, classify_only: dict[str, bool], backbone, **options) -> None:
-    """`train --task generate|lm`: refuse the classification options given, train, print."""
-    from ..backbones import DEFAULT_CAUSAL_LM
-    from ..generation.commands import train_generator as run
-
-    wrong = [name for name, given in classify_only.items() if given]
-    if wrong:
-        raise FewtuneError(f"{wrong[0]} applies to --task classify only; fine-tuning options go in -p KEY=VALUE "
-                           "(see `fewtune methods`)")
-    result = run(backbone=backbone or DEFAULT_CAUSAL_LM, params=parse_params(param),
-                 note=lambda message: note(options["quiet"], message), **options)
-    if json_out:
-        print_json(result)
-        return
-    typer.echo(f"weights moved ‖θ−θ₀‖ = {result['distance_from_pretrained']:.4g} from the pretrained model")
-    evaluation = result.get("evaluation")
-    if evaluation:
-        typer.echo(f"held-out perplexity {evaluation['perplexity_before']:.2f} before → "
-                   f"{evaluation['perplexity_after']:.2f} after, on {evaluation['n']} examples "
-                   f"({evaluation['held_out']}); trained in {result['train_seconds']:.1f} s")
-    else:
-        typer.echo(f"trained in {result['train_seconds']:.1f} s; no held-out data (use --shots or --test)")
-    if "output" in result:
-        typer.echo(f"model saved to {result['output']}")
 
 
 def generate(
@@ -86,7 +60,7 @@ def chat(
 ):
     """Talk to a dialogue model; replies stream as they are generated. /reset starts over, /exit or Ctrl-D ends."""
     from ..generation import FewShotGenerator
-    from ..generation.commands import chat_loop, stdin_line
+    from ..generation.chat import chat_loop, stdin_line
 
     if max_turns < 1:
         raise FewtuneError(f"--max-turns must be at least 1, got {max_turns}")

@@ -1,5 +1,5 @@
 """What the `fewtune` commands share: option types, parsing of -p KEY=VALUE and of stdin, notes on
-stderr, JSON and plain tables on stdout, and the held-out helpers of train and evaluate.
+stderr, JSON and plain tables on stdout.
 
 Torch-free and importing no command module, so every command module can import it and
 `fewtune --help` answers at once.
@@ -75,31 +75,3 @@ def stdin_texts(encoding: str) -> list[str]:
     if not lines:
         raise DataError("stdin: no texts given (one text per line)")
     return lines
-
-
-# --- labeled data: what train and evaluate share --------------------------------------------------
-def inputs(data) -> list:
-    return data.texts if data.text_pairs is None else list(zip(data.texts, data.text_pairs))
-
-
-def targets(data, multi_label: bool, sep: str):
-    """Labels as read, or for --multi-label each cell split into its list of labels."""
-    if not multi_label:
-        return data.labels
-    if not sep:
-        raise FewtuneError("--label-sep must not be empty")
-    return [[part.strip() for part in str(cell).split(sep) if part.strip()] for cell in data.labels]
-
-
-def held_out_report(clf, heldout, sep: str) -> dict:
-    from ..metrics import calibration_report, classification_report, multilabel_report
-
-    if not clf.multi_label_:
-        proba = clf.predict_proba(inputs(heldout))
-        # predict is argmax of predict_proba for every single-label method: one pass serves both.
-        report = classification_report(heldout.labels, clf.classes_[proba.argmax(1)], clf.classes_)
-        return {**report, "calibration": calibration_report(heldout.labels, proba, clf.classes_)}
-    from ..data.multilabel import to_indicator
-
-    truth = to_indicator(targets(heldout, True, sep), list(clf.classes_), source=heldout.source)
-    return multilabel_report(truth, clf.predict(inputs(heldout)), clf.classes_)

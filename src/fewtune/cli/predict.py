@@ -9,7 +9,7 @@ import typer
 
 from ..errors import FewtuneError
 from .options import (ClassPrior, Encoding, Json, LabelSep, MaxTest, Quiet, TextCol, Trust,
-                      held_out_report, note, print_json, stdin_texts, table)
+                      note, print_json, stdin_texts, table)
 
 
 def predict(
@@ -142,6 +142,8 @@ def evaluate(
         heldout = load_labeled(data, text_col=text_col, label_col=label_col, text_pair_col=text_pair_col,
                                encoding=encoding)
     heldout = fixed_subset(heldout, max_test)
+    from ..experiment import held_out_report
+
     report = held_out_report(clf, heldout, label_sep)
     if json_out:
         print_json(report)

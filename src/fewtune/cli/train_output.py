@@ -68,3 +68,17 @@ def _print_selection(selection: dict) -> None:
              f"{r['macro_f1']:.3f}", f"{r['log_loss']:.3f}", "chosen" if r["params"] == selection["chosen"] else ""]
             for r in selection["results"]]
     table([*keys, "accuracy", "macro-F1", "log-loss", ""], rows)
+
+
+def print_generation(result: dict[str, Any]) -> None:
+    """`train --task generate|lm`: how far the weights moved, perplexity before and after, where it went."""
+    typer.echo(f"weights moved ‖θ−θ₀‖ = {result['distance_from_pretrained']:.4g} from the pretrained model")
+    evaluation = result.get("evaluation")
+    if evaluation:
+        typer.echo(f"held-out perplexity {evaluation['perplexity_before']:.2f} before → "
+                   f"{evaluation['perplexity_after']:.2f} after, on {evaluation['n']} examples "
+                   f"({evaluation['held_out']}); trained in {result['train_seconds']:.1f} s")
+    else:
+        typer.echo(f"trained in {result['train_seconds']:.1f} s; no held-out data (use --shots or --test)")
+    if "output" in result:
+        typer.echo(f"model saved to {result['output']}")

@@ -2,7 +2,7 @@
 
 With eight examples per class one wrong label or one near-copy moves accuracy by points, so the few
 shots are worth a look first. Pure logic over what the caller computed (embeddings, token counts):
-no model is loaded here (that is `fewtune.check_data`), so every rule is tested on planted cases.
+no model is loaded here (that is `fewtune.data.audit_backbone`), so every rule is tested on planted cases.
 
 - label conflicts: the same text (ignoring case and spacing) under two labels. An error: no model
   can fit both, and one of them is wrong.

@@ -95,12 +95,12 @@ class Teacher:
             self._running = job
             self._count += 1
             name = f"taught-{self._count}"
-        threading.Thread(target=self._train, args=(job, name, data.texts, data.labels), daemon=True,
+        threading.Thread(target=self._train, args=(job, name, data), daemon=True,
                          name=f"fewtune-teach-{job.id}").start()
         return job
 
-    def _train(self, job: Job, name: str, texts: list[str], labels: list) -> None:
-        from ..classifier import FewShotClassifier
+    def _train(self, job: Job, name: str, data) -> None:
+        from ..experiment import Prepared, RunSpec, run
         from ..progress import observe_progress
 
         def observe(event: str, task: int, value, total) -> None:
@@ -111,10 +111,10 @@ class Teacher:
 
         job.status = "running"
         try:
-            clf = FewShotClassifier(self.config.backbone, job.method, params=self.config.methods[job.method],
-                                    seed=self.config.seed)
+            spec = RunSpec(backbone=self.config.backbone, method=job.method, params=self.config.methods[job.method],
+                           seed=self.config.seed, quiet=True)
             with observe_progress(observe):
-                clf.fit(texts, labels, data_description=f"{len(texts)} examples labeled on the page")
+                clf = run(spec, Prepared(data, source=f"{len(data)} examples labeled on the page")).model
             self.on_trained(name, clf)
             with self._lock:
                 self.taught.append(name)

@@ -1,4 +1,4 @@
-"""`fewtune check-data` (the command: cli/check_data.py) and `train --check-data`: the few shots audited before any training.
+"""The audit of `fewtune check-data` and `train --check-data` (the command: cli/check_data.py): the few shots checked before any training.
 
 The checks themselves are `fewtune.data.audit` (pure logic); this module supplies what they need
 from a backbone: embeddings (a causal LM is mean-pooled, see backbones.load_encoder) and lengths in
@@ -8,25 +8,23 @@ the backbone's own tokens. Heavy libraries are imported inside the functions, so
 from __future__ import annotations
 
 import dataclasses
-import warnings
-from pathlib import Path
 
 import typer
 
-from .data.audit import IMBALANCE, NEAR_DUPLICATE, AuditReport
-from .errors import FewtuneError
+from .audit import IMBALANCE, NEAR_DUPLICATE, AuditReport
+from ..errors import FewtuneError
 
 
 def run_audit(data, *, backbone: str = "minilm", max_tokens: int | None = None,
               near_duplicate: float = NEAR_DUPLICATE, imbalance: float = IMBALANCE, seed: int = 0,
               trust: bool = False, device: str | None = None, show_progress: bool = False) -> AuditReport:
     """Audit LabeledTexts with `backbone`'s embeddings and tokenizer; max_tokens None: the backbone's own limit."""
-    from .backbones import CAUSAL_LM, load_encoder, resolve_backbone
-    from .backbones.quiet import quiet_libraries
-    from .data.audit import audit
-    from .data.language import warn_if_unreadable
-    from .training.encoding import encode
-    from .progress import Progress
+    from ..backbones import CAUSAL_LM, load_encoder, resolve_backbone
+    from ..backbones.quiet import quiet_libraries
+    from .audit import audit
+    from .language import warn_if_unreadable
+    from ..training.encoding import encode
+    from ..progress import Progress
 
     if data.labels is None:
         raise FewtuneError(f"{data.source}: no labels to check")
@@ -99,23 +97,3 @@ def check_before_training(train_set, *, backbone: str, max_tokens: int | None, q
     if report.errors:
         raise FewtuneError(error_message(report) + "; fix the data, or train without --check-data")
     return report.to_dict()
-
-
-def load_examples(*, data: Path | None, dataset: str | None, text_col: str, label_col: str,
-                  text_pair_col: str | None, shots: int | None, seed: int, encoding: str):
-    """The examples `fewtune train` with the same options would train on (the K-shot draw with --shots)."""
-    from .data import check_trainable, draw, load_builtin, load_labeled
-
-    if (data is None) == (dataset is None):
-        raise FewtuneError("give exactly one of --data FILE or --dataset NAME")
-    if dataset is not None:
-        pool = load_builtin(dataset)[0]
-    else:
-        with warnings.catch_warnings():  # duplicates and conflicts: the report lists them, row by row
-            warnings.simplefilter("ignore")
-            pool = load_labeled(data, text_col=text_col, label_col=label_col, text_pair_col=text_pair_col,
-                                encoding=encoding)
-    if shots is None:
-        return pool
-    check_trainable(pool, shots=shots)
-    return draw(pool, shots, seed)[0]

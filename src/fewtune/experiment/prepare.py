@@ -1,0 +1,106 @@
+"""The data of a run: read the file or built-in set, draw K shots per class, hold out a fixed subset.
+
+The one place a `RunSpec` becomes examples: `fewtune train` (both tasks) and `fewtune check-data` read
+their data here, so check-data audits exactly the rows train would train on.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from ..errors import DataError
+from .spec import RunSpec
+
+DEFAULT_MAX_TEST = 1000  # held-out texts scored after a classification run
+DEFAULT_GENERATION_SHOTS = 64  # built-in pools hold thousands of examples; few-shot means a few dozen
+DEFAULT_GENERATION_MAX_TEST = 100  # perplexity on 100 held-out examples: ~1 min for SmolLM2 on 2 cores
+
+
+@dataclass
+class Prepared:
+    """The examples to train on, the held-out ones (None: no evaluation) and what those are, in words."""
+
+    train: Any
+    heldout: Any = None
+    what: Optional[str] = None
+    shots: Optional[int] = None  # as drawn (a generation run on a built-in set draws a default number)
+    source: Optional[str] = None  # where examples brought by the caller came from, in words
+
+    def description(self, spec: RunSpec) -> str:
+        """The data, for the model card: where it came from and how it was drawn."""
+        source = self.source or f"{spec.dataset or spec.data}"
+        if not self.shots:
+            return source
+        return source + (f", {self.shots} per class, seed {spec.seed}" if spec.task == "classify"
+                         else f", {self.shots} drawn with seed {spec.seed}")
+
+
+def prepare(spec: RunSpec, *, heldout: bool = True, note: Callable[[str], None] = lambda message: None) -> Prepared:
+    """The training examples (the K-shot draw with shots) and, unless heldout=False, the held-out ones.
+    heldout=False is check-data's view: the rows are audited, so duplicates are not warned about on
+    reading, and one class alone is a finding rather than an error unless shots are drawn."""
+    from ..data import check_overlap, check_trainable, draw, fixed_subset
+
+    classify = spec.task == "classify"
+    pool, test_split, what = _pool(spec, quiet_reading=not heldout)
+    shots = spec.shots
+    if shots is None and spec.dataset is not None and not classify:
+        shots = DEFAULT_GENERATION_SHOTS
+        note(f"training on {shots} examples of {spec.dataset} drawn with seed {spec.seed} (set --shots to change)")
+    if classify and not spec.multi_label and (heldout or shots is not None):
+        check_trainable(pool, shots=shots)
+    if not classify and shots is not None and shots > len(pool):
+        raise DataError(f"--shots {shots} asks for more examples than {spec.dataset or spec.data} has ({len(pool)})")
+    train, rest = (pool, []) if shots is None else draw(pool, shots, spec.seed)
+    if not heldout:
+        return Prepared(train, shots=shots)
+    held = test_split
+    if held is None and shots is not None and len(rest):
+        held, what = rest, f"the {len(rest)} rows of {spec.data} not drawn for training"
+    if spec.test is not None:
+        held, what = _read(spec, spec.test), str(spec.test)
+    if held is not None:
+        default = DEFAULT_MAX_TEST if classify else DEFAULT_GENERATION_MAX_TEST
+        held = fixed_subset(held, default if spec.max_test is None else spec.max_test)
+        if classify:
+            check_overlap(train, held)
+        elif not held:
+            held, what = None, None
+    return Prepared(train, held, what if held is not None else None, shots)
+
+
+def _pool(spec: RunSpec, *, quiet_reading: bool):
+    """All the examples of the data file or built-in set, its test split (built-ins) and what that is."""
+    if spec.dataset is None:
+        with warnings.catch_warnings():
+            if quiet_reading:  # duplicates and conflicts: the audit lists them, row by row
+                warnings.simplefilter("ignore")
+            return _read(spec, spec.data), None, None
+    what = f"the {spec.dataset} test split"
+    if spec.task == "classify":
+        from ..data import load_builtin
+
+        return (*load_builtin(spec.dataset), what)
+    from ..generation.builtin import DIALOGUE_DATASETS, load_dialogues, load_text_dataset
+
+    if spec.task == "lm":
+        return (*load_text_dataset(spec.dataset), what)
+    if spec.dataset not in DIALOGUE_DATASETS:
+        raise DataError(f"--task generate needs a dialogue data set ({', '.join(DIALOGUE_DATASETS)}), "
+                        f"got {spec.dataset!r}")
+    return (*load_dialogues(spec.dataset), what)
+
+
+def _read(spec: RunSpec, path):
+    if spec.task == "classify":
+        from ..data import load_labeled
+
+        return load_labeled(path, text_col=spec.text_col, label_col=spec.label_col, text_pair_col=spec.text_pair_col,
+                            encoding=spec.encoding)
+    from ..generation.data import load_chats, load_texts
+
+    if spec.task == "generate":
+        return load_chats(path, prompt_col=spec.prompt_col, response_col=spec.response_col, encoding=spec.encoding)
+    return load_texts(path, text_col=spec.text_col, encoding=spec.encoding)

@@ -1,0 +1,179 @@
+"""One training run from a `RunSpec`: the classifier built and checked, trained, scored on the held-out
+examples, saved; or, for --task generate/lm, a causal LM fine-tuned the same way.
+
+`run` returns what `fewtune train --json` prints; the CLI only parses options into the spec and
+prints. The benchmark worker and the server's teach page build their classifier with
+`build_classifier` and fit it on data they drew themselves.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from ..errors import FewtuneError
+from .prepare import Prepared, prepare
+from .spec import RunSpec
+
+
+@dataclass
+class Run:
+    model: Any  # the fitted FewShotClassifier or FewShotGenerator
+    result: dict[str, Any]  # what `fewtune train --json` prints
+    prepared: Prepared
+
+
+def build_classifier(spec: RunSpec):
+    """The classifier a spec asks for, its method, parameters, selection and backbone checked before any
+    data is read; with the method's parameters. A built-in data set lends its own template and label
+    words to the methods that read them, unless given or withheld (as_user_file)."""
+    from ..classifier import FewShotClassifier
+    from ..methods import get_method
+
+    method_cls = get_method(spec.method)
+    params: dict[str, Any] = dict(spec.params)
+    if spec.time_budget is not None:
+        if "time_budget" not in method_cls.params_class.help():
+            raise FewtuneError(f"--time-budget applies to --method auto, not {spec.method}")
+        params["time_budget"] = spec.time_budget
+    if spec.dataset is not None and not spec.as_user_file:
+        for key, value in method_cls.defaults_for(spec.dataset).items():
+            params.setdefault(key, value)
+    clf = FewShotClassifier(backbone=spec.default_backbone(), method=spec.method, params=params, seed=spec.seed,
+                            device=spec.device, show_progress=not spec.quiet, select=spec.select,
+                            cv_folds=spec.cv_folds, posterior=spec.posterior, calibrate=spec.calibrate,
+                            posterior_samples=spec.posterior_samples, class_prior=spec.class_prior, trust=spec.trust)
+    _, method_params, _ = clf.check_options(flags=True)
+    if spec.grid:
+        from ..selection import parse_grid
+
+        clf.grid = parse_grid(spec.grid, type(method_params), spec.method)
+    return clf, method_params
+
+
+def run(spec: RunSpec, prepared: Optional[Prepared] = None, *,
+        note: Callable[[str], None] = lambda message: None) -> Run:
+    """Check the spec, read its data (unless the caller brings it as `prepared`), train, evaluate, save."""
+    spec.check(data_given=prepared is not None)
+    if spec.task != "classify":
+        return _run_generator(spec, prepared, note)
+    # Settings are checked before the data is read, so a typo costs no time.
+    clf, method_params = build_classifier(spec)
+    prepared = prepared or prepare(spec)
+    train = prepared.train
+    check_report = _check_data(spec, train, method_params, clf.backbone) if spec.check_data else None
+    kinds = "multi-label" if spec.multi_label else f"{len(train.classes)} classes"
+    note(f"training {spec.method} on {clf.backbone}: {len(train)} examples, {kinds}")
+    clf.fit(inputs(train), targets(train, spec.multi_label, spec.label_sep),
+            data_description=prepared.description(spec))
+    result = _classifier_result(clf, n_train=len(train), shots=spec.shots, check_report=check_report)
+    if prepared.heldout is not None:
+        result["evaluation"] = evaluation(clf, prepared.heldout, prepared.what, spec.label_sep)
+    if spec.output is not None:
+        clf.save(spec.output, overwrite=spec.overwrite, evaluation=result.get("evaluation"))
+        result["output"] = str(spec.output)
+    return Run(clf, result, prepared)
+
+
+def inputs(data) -> list:
+    """What a classifier reads of labeled examples: the texts, or (text, text_pair) pairs."""
+    return data.texts if data.text_pairs is None else list(zip(data.texts, data.text_pairs))
+
+
+def targets(data, multi_label: bool, sep: str):
+    """Labels as read, or for multi-label each cell split into its list of labels."""
+    if not multi_label:
+        return data.labels
+    if not sep:
+        raise FewtuneError("--label-sep must not be empty")
+    return [[part.strip() for part in str(cell).split(sep) if part.strip()] for cell in data.labels]
+
+
+def held_out_report(clf, heldout, sep: str) -> dict:
+    """Accuracy, macro-F1 and per-class scores of a classifier on labeled examples (with calibration, single-label)."""
+    from ..metrics import calibration_report, classification_report, multilabel_report
+
+    if not clf.multi_label_:
+        proba = clf.predict_proba(inputs(heldout))
+        # predict is argmax of predict_proba for every single-label method: one pass serves both.
+        report = classification_report(heldout.labels, clf.classes_[proba.argmax(1)], clf.classes_)
+        return {**report, "calibration": calibration_report(heldout.labels, proba, clf.classes_)}
+    from ..data.multilabel import to_indicator
+
+    truth = to_indicator(targets(heldout, True, sep), list(clf.classes_), source=heldout.source)
+    return multilabel_report(truth, clf.predict(inputs(heldout)), clf.classes_)
+
+
+def evaluation(clf, heldout, what: str, label_sep: str) -> dict[str, Any]:
+    """The held-out scores a run reports and its model folder keeps."""
+    report = held_out_report(clf, heldout, label_sep)
+    scores = {"held_out": what, "n": report["n"], "accuracy": round(report["accuracy"], 4),
+              "macro_f1": round(report["macro_f1"], 4)}
+    if "calibration" in report:
+        scores.update({k: round(report["calibration"][k], 4) for k in ("ece", "nll", "brier")})
+    return scores
+
+
+def _check_data(spec: RunSpec, train, method_params, backbone: str) -> dict:
+    from ..data.audit_backbone import check_before_training, token_limit
+    from ..methods import get_method
+
+    return check_before_training(train, backbone=backbone, max_tokens=token_limit(get_method(spec.method), method_params),
+                                 quiet=spec.quiet, trust=spec.trust, device=spec.device, seed=spec.seed)
+
+
+def _classifier_result(clf, *, n_train: int, shots: Optional[int], check_report: Optional[dict]) -> dict[str, Any]:
+    """What --json prints: the run, and what training chose (selection, posterior, calibration)."""
+    info = clf.train_info_
+    result: dict[str, Any] = {"method": clf.method, "backbone": clf.backbone_.name, "n_train": n_train,
+                              "shots": shots, "seed": clf.seed, "train_seconds": info["train_seconds"]}
+    for key in ("auto", "prompt"):
+        if key in info:
+            result[key] = info[key]
+    if check_report is not None:
+        result["check_data"] = check_report
+    if "distance_from_pretrained" in info:
+        result["distance_from_pretrained"] = info["distance_from_pretrained"]
+    if info.get("selection"):
+        result["selection"] = info["selection"]
+    for key in ("posterior", "calibration"):
+        if key in info:
+            result[key] = {k: v for k, v in info[key].items() if k not in ("log_evidence", "grid")}
+    return result
+
+
+def _run_generator(spec: RunSpec, prepared: Optional[Prepared], note: Callable[[str], None]) -> Run:
+    from ..backbones import resolve_backbone
+    from ..generation.tuner import FewShotGenerator, GenerationParams
+
+    backbone = spec.default_backbone()
+    GenerationParams.from_dict(spec.params, method="generation")  # settings checked before any data or model
+    resolve_backbone(backbone)
+    prepared = prepared or prepare(spec, note=note)
+    kind = "conversations" if spec.task == "generate" else "texts"
+    note(f"fine-tuning {backbone} ({spec.task}) on {len(prepared.train)} {kind}")
+    gen = FewShotGenerator(backbone, task=spec.task, params=spec.params, seed=spec.seed, device=spec.device,
+                           show_progress=not spec.quiet)
+    # Beside the output, hidden: an interrupted run leaves it there for --resume, a finished one removes it.
+    output = spec.output
+    checkpoint = output.parent / f".{output.name}.checkpoint" if output is not None else None
+    if spec.resume:
+        if checkpoint is None:
+            raise FewtuneError("--resume needs --output: the checkpoint lives beside the model folder")
+        if not checkpoint.is_dir():
+            note(f"no checkpoint at {checkpoint}; starting from the beginning")
+    elif checkpoint is not None and checkpoint.is_dir():
+        note(f"an earlier run's checkpoint is at {checkpoint}; starting over (--resume continues it instead)")
+    gen.fit(prepared.train, eval_examples=prepared.heldout, checkpoint=checkpoint, resume=spec.resume)
+    gen.train_info_["data"] = prepared.description(spec)
+    result: dict[str, Any] = {"task": spec.task, "backbone": gen.backbone_.name, "n_train": len(prepared.train),
+                              "seed": spec.seed, "train_seconds": gen.train_info_["train_seconds"],
+                              "distance_from_pretrained": gen.train_info_["distance_from_pretrained"]}
+    if gen.evaluation_:
+        result["evaluation"] = {"held_out": prepared.what, **gen.evaluation_}
+    if output is not None:
+        gen.save(output, merge=spec.merge, overwrite=spec.overwrite)
+        shutil.rmtree(checkpoint, ignore_errors=True)
+        result["output"] = str(output)
+    return Run(gen, result, prepared)

@@ -1,0 +1,170 @@
+"""RunSpec: every setting of one training run, typed, with the help text the CLI shows.
+
+`fewtune train` builds one from its options (its --help is read from these fields), the benchmark
+worker and the server's teach page build theirs in code; `fewtune.experiment.prepare` and `run` take
+it. `check` refuses what no run can do before any data or model is read. Torch-free, so
+`fewtune --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Optional
+
+from ..errors import FewtuneError
+
+TASKS = ("classify", "generate", "lm")
+
+
+def _field(default: Any, help: str, **kwargs) -> Any:
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help}, **kwargs)
+    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+
+
+@dataclasses.dataclass
+class RunSpec:
+    # -- the data --------------------------------------------------------------------------------
+    data: Optional[Path] = _field(None, "Training data: CSV, TSV, JSONL or Parquet.")
+    dataset: Optional[str] = _field(None, "A built-in dataset instead (see `fewtune datasets`).")
+    text_col: str = _field("text", "Column holding the text.")
+    text_pair_col: Optional[str] = _field(None, "Second text column, for sentence-pair tasks.")
+    label_col: str = _field("label", "Column holding the label.")
+    multi_label: bool = _field(False, "Each row has several labels in the label column, split at --label-sep "
+                                      "(one-vs-rest).")
+    label_sep: str = _field(",", "With --multi-label: what separates the labels in a cell.")
+    encoding: str = _field("utf-8", "Text encoding of the data file, e.g. latin-1.")
+    shots: Optional[int] = _field(None, "Examples per class to train on, drawn with --seed; the rest are held "
+                                        "out. Default: all rows.")
+    seed: int = _field(0, "Seed for the k-shot draw and training.")
+    test: Optional[Path] = _field(None, "Held-out data file to evaluate on (same columns).")
+    max_test: Optional[int] = _field(None, "Evaluate on at most this many held-out examples, a fixed subset "
+                                           "(default 1000 to classify, 100 for perplexity; 0 = all).")
+    as_user_file: bool = _field(False, "With --dataset: withhold the data set's own template and label words, as "
+                                       "for a user's file (texts and labels only).")
+    # -- what to train ---------------------------------------------------------------------------
+    task: str = _field("classify", "classify (labels); generate (dialogue: chat messages or prompt/response "
+                                   "pairs); lm (adapt an LM to raw texts).")
+    method: str = _field("setfit", "Few-shot method (--task classify); 'auto' cross-validates a small portfolio "
+                                   "on the shots and keeps the best.")
+    backbone: Optional[str] = _field(None, "Backbone name (`fewtune models`), model folder or hub id. Default: "
+                                           "the method's kind of model, minilm for encoder methods, smollm2-135m "
+                                           "for label-word methods and --task generate/lm.")
+    params: dict = _field({}, "Method parameter KEY=VALUE (see `fewtune methods`).")
+    time_budget: Optional[float] = _field(None, "--method auto: seconds for the search and the final training; "
+                                                "candidates that would run past it are dropped.")
+    select: Optional[str] = _field(None, "'cv': choose parameters by cross-validation on the training shots only, "
+                                         "then train on all of them; 'evidence': choose the L2-SP strength (the "
+                                         "pull toward the pretrained weights) by the Laplace marginal likelihood, "
+                                         "one training per value (finetune).")
+    grid: list = _field([], "With --select: KEY=A,B,... (repeatable) instead of the method's own grid.")
+    cv_folds: int = _field(4, "With --select cv or --calibrate: number of folds.")
+    posterior: Optional[str] = _field(None, "'laplace': a Laplace posterior over the head, prior precision from "
+                                            "the evidence; 'laplace-cv': precision by cross-validated NLL on the "
+                                            "shots; 'ensemble': models from several seeds, probabilities averaged; "
+                                            "'mc-dropout': predictions averaged over dropout masks.")
+    posterior_samples: int = _field(0, "With --posterior ensemble / mc-dropout: members / dropout samples "
+                                       "(0 = 5 / 20).")
+    calibrate: Optional[str] = _field(None, "'temperature': temperature scaling fitted on out-of-fold predictions "
+                                            "of the shots; 'auto': none, temperature or the laplace-cv posterior, "
+                                            "whichever has the lowest out-of-fold NLL on the shots.")
+    class_prior: Optional[str] = _field(None, "The class mix of the texts to label, LABEL=WEIGHT,... (or a JSON "
+                                              "object), when known and unlike the shots' mix: probabilities are "
+                                              "re-weighted by Bayes' rule for label shift.")
+    # -- --task generate / lm --------------------------------------------------------------------
+    prompt_col: str = _field("prompt", "--task generate: column of the user's message (when there is no "
+                                       "'messages' column).")
+    response_col: str = _field("response", "--task generate: column of the reply to learn.")
+    merge: bool = _field(False, "--task generate/lm: save a standalone model with the LoRA adapter merged in.")
+    resume: bool = _field(False, "--task generate/lm: continue an interrupted run from its last epoch's "
+                                 "checkpoint (kept beside --output).")
+    # -- where it runs and what it keeps -----------------------------------------------------------
+    device: Optional[str] = _field(None, "cpu, cuda, mps (default: best available).")
+    trust: bool = _field(False, "Load pickle weights and a model folder's own code (both can run anything: only "
+                                "from a source you trust).")
+    output: Optional[Path] = _field(None, "Folder to save the trained model in.")
+    overwrite: bool = _field(False, "Replace an existing model folder.")
+    check_data: bool = _field(False, "Audit the training examples first (`fewtune check-data`); stop on errors.")
+    quiet: bool = _field(False, "No progress bars or notes on stderr.")
+
+    # Options that only classification reads, by their flag: --task generate/lm refuses them when set.
+    CLASSIFY_ONLY = ("method", "multi_label", "select", "grid", "posterior", "calibrate", "class_prior",
+                     "text_pair_col", "trust", "time_budget", "as_user_file", "check_data")
+
+    @classmethod
+    def help(cls, name: str) -> str:
+        """The help text of a field: what `fewtune train --help` shows for its option."""
+        return next(f.metadata["help"] for f in dataclasses.fields(cls) if f.name == name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: paths as strings."""
+        return {f.name: (str(v) if isinstance(v, Path) else v)
+                for f in dataclasses.fields(self) for v in [getattr(self, f.name)]}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunSpec:
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise FewtuneError(f"unknown run setting(s) {', '.join(unknown)}; known: {', '.join(fields)}")
+        paths = {"data", "test", "output"}
+        return cls(**{k: Path(v) if k in paths and v is not None else v for k, v in values.items()})
+
+    def flag(self, name: str) -> str:
+        return "--" + name.replace("_", "-")
+
+    def default_backbone(self) -> str:
+        """The backbone when none is given: the kind of model the method (or the generation task) needs."""
+        from ..backbones import CAUSAL_LM, DEFAULT_CAUSAL_LM, DEFAULT_ENCODER
+
+        if self.backbone:
+            return self.backbone
+        if self.task != "classify":
+            return DEFAULT_CAUSAL_LM
+        from ..methods import get_method  # the package: importing it registers every method
+
+        return DEFAULT_CAUSAL_LM if get_method(self.method).backbone_kinds[0] == CAUSAL_LM else DEFAULT_ENCODER
+
+    def check(self, *, data_given: bool = False) -> None:
+        """What no run can do, refused before any data or model is read (the method's own parameters are
+        checked by `fewtune.experiment.build_classifier`, which needs the method's class). data_given: the
+        caller brings the examples (a benchmark's draw, a page's rows), so neither data nor dataset is read."""
+        if not data_given and (self.data is None) == (self.dataset is None):
+            raise FewtuneError("give exactly one of --data FILE or --dataset NAME")
+        if self.shots is not None and self.shots < 1:
+            raise FewtuneError(f"--shots must be at least 1, got {self.shots}")
+        if self.task not in TASKS:
+            raise FewtuneError(f"--task must be {', '.join(TASKS[:-1])} or {TASKS[-1]}, got {self.task!r}")
+        if self.output is not None and self.output.exists() and not self.overwrite:
+            raise FewtuneError(f"{self.output} already exists; choose another --output or pass --overwrite")
+        if self.task == "classify":
+            self._check_classify()
+            return
+        if self.resume and self.output is None:
+            raise FewtuneError("--resume needs --output: the checkpoint lives beside the model folder")
+        defaults = RunSpec()
+        given = [name for name in self.CLASSIFY_ONLY if getattr(self, name) != getattr(defaults, name)]
+        if given:
+            raise FewtuneError(f"{self.flag(given[0])} applies to --task classify only; fine-tuning options go in "
+                               "-p KEY=VALUE (see `fewtune methods`)")
+
+    def _check_classify(self) -> None:
+        if self.merge:
+            raise FewtuneError("--merge applies to --task generate/lm (LoRA on a causal LM)")
+        if self.resume:
+            raise FewtuneError("--resume applies to --task generate/lm, the trainings long enough to checkpoint; a "
+                               "few-shot classifier trains in seconds to minutes: run the command again")
+        if self.multi_label and self.shots is not None:
+            raise FewtuneError("--shots draws K examples per class, which multi-label rows do not have; "
+                               "give the few labeled rows as --data and held-out rows as --test")
+        if self.multi_label and self.dataset is not None:
+            raise FewtuneError("the built-in datasets are single-label; --multi-label needs --data")
+        if self.multi_label and self.check_data:
+            raise FewtuneError("--check-data covers single-label data")
+        if self.grid and self.select is None:
+            raise FewtuneError("--grid only applies with --select")
+        if self.cv_folds < 2:
+            raise FewtuneError(f"--cv-folds must be at least 2, got {self.cv_folds}")
+        if self.as_user_file and self.dataset is None:
+            raise FewtuneError("--as-user-file applies to --dataset (a data file has no template of its own)")

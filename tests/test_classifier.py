@@ -12,7 +12,7 @@ from fewtune import DataError, FewShotClassifier, FewtuneError, ModelFolderError
 from fewtune.training.heads import LinearHead
 from fewtune.methods.setfit import balanced_batches, pair_loss
 
-from . import synthetic
+from tests.helpers import synthetic
 
 FAST = {"steps": 6, "batch_size": 8}
 

@@ -16,7 +16,7 @@ from fewtune import FewShotClassifier, FewtuneError
 from fewtune.cli import main
 from fewtune.label_shift import parse_class_prior, prior_ratio, prior_vector, shift_proba
 
-from . import synthetic
+from tests.helpers import synthetic
 
 FAST = {"steps": 4, "batch_size": 8}
 CLASSES = ["negative", "positive"]

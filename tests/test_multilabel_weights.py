@@ -8,7 +8,7 @@ from fewtune import DataError, FewShotClassifier, FewtuneError
 from fewtune.data.multilabel import binarize, looks_multi_label
 from fewtune.training.heads import LinearHead, class_weights
 
-from . import synthetic
+from tests.helpers import synthetic
 
 PARAMS = {
     "setfit": {"steps": 8, "batch_size": 8, "body_lr": 1e-3},

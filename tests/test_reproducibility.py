@@ -12,7 +12,7 @@ import pytest
 from fewtune import FewShotClassifier
 from fewtune.methods import METHODS
 
-from . import synthetic
+from tests.helpers import synthetic
 
 PROMPT = {"template": "{text} overall it was", "label_words": "negative=terrible,positive=great"}
 FAST = {

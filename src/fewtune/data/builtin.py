@@ -31,7 +31,7 @@ from .readers import decode_bytes, read_delimited, read_table
 
 # TEST_FRACTION, split_key and _is_test_key together define every built-in test split: changing
 # any of them changes which examples are held out and silently makes every score reported so far
-# incomparable. tests/test_data_builtin.py pins the result; do not touch.
+# incomparable. tests/data/test_builtin.py pins the result; do not touch.
 TEST_FRACTION = 0.2
 
 

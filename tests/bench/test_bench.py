@@ -1,0 +1,259 @@
+"""`fewtune bench` and `fewtune report` end to end on the tiny random backbone, plus the pieces:
+the draws every method shares, resuming, failures, determinism, paired tests and the report files.
+
+Runs happen in real worker processes (`python -m fewtune.bench.worker`), as they do for users;
+one benchmark is run once per module and its output shared by the tests that read it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from fewtune.bench.plan import DataSource, Variant, check_variant, data_source, held_out_rows, parse_variant, plan_runs
+from fewtune.bench.records import load_runs
+from fewtune.bench.stats import paired_tests, sign_flip_p
+from fewtune.cli import main
+from fewtune.errors import DataError, FewtuneError
+
+from tests.helpers import synthetic
+from tests.helpers.files import write_csv
+
+CLASSES = ("negative", "positive", "neutral")
+
+
+@pytest.fixture(scope="module")
+def data_files(tmp_path_factory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("bench_data")
+    train = write_csv(folder / "reviews.csv", zip(*synthetic.make(CLASSES, 8)))
+    test = write_csv(folder / "reviews_test.csv", zip(*synthetic.held_out(CLASSES, 8)))
+    return train, test
+
+
+def bench_args(data_files, st_folder, out: Path, *extra: str) -> list[str]:
+    train, test = data_files
+    return ["bench", "--dataset", str(train), "--test", str(test), "--backbone", str(st_folder),
+            "--methods", "linear-probe,setfit:steps=4,batch_size=8", "--baselines", "majority,setfit-lib",
+            "--shots", "2,4", "--seeds", "2", "--max-seq-length", "16", "--out", str(out), "--quiet", "--json", *extra]
+
+
+@pytest.fixture(scope="module")
+def first_run(data_files, st_folder, tmp_path_factory):
+    """One benchmark: 2 methods + majority, K = 2 and 4, 2 seeds, and one variant that must fail."""
+    out = tmp_path_factory.mktemp("bench") / "runs.jsonl"
+    code = main(bench_args(data_files, st_folder, out, "--variant", "linear-probe:head_c=-1", "--no-report"))
+    return out, code
+
+
+def summary(capfd) -> dict:
+    return json.loads(capfd.readouterr().out)
+
+
+def test_every_run_is_recorded_with_its_scores(first_run):
+    out, code = first_run
+    records = load_runs(out)
+    assert code == 1  # the failing variant
+    # 2 K × 2 seeds × (linear-probe, setfit, majority); setfit-lib skipped: .venv has no setfit.
+    assert len(records) == 12
+    assert {r["method"] for r in records} == {"linear-probe", "setfit", "majority"}
+    for r in records:
+        assert 0 <= r["accuracy"] <= 1 and 0 <= r["ece"] <= 1 and r["nll"] > 0 and 0 <= r["brier"] <= 2
+        assert r["n_train"] == 3 * r["K"] and r["n_test"] == 24
+        assert sum(b["n"] for b in r["reliability"]) == r["n_test"]
+        assert r["train_seconds"] >= 0 and r["peak_rss_mb"] > 0 and r["versions"]["fewtune"]
+        assert r["max_seq_length"] == 16  # applied to every method that reads text, skipped by majority
+        if r["method"] != "majority":
+            assert r["train_info"]["params_resolved"]["max_seq_length"] == 16
+    assert any("setfit-lib skipped" in n for n in records[0]["notes"])
+
+
+def test_the_words_are_learned_above_chance(first_run):
+    records = load_runs(first_run[0])
+    lp = [r["accuracy"] for r in records if r["method"] == "linear-probe" and r["K"] == 4]
+    majority = [r["accuracy"] for r in records if r["method"] == "majority"]
+    assert min(lp) > 0.5 > max(majority)  # 3 balanced classes: majority is chance (1/3)
+
+
+def test_every_method_sees_the_same_draw(first_run):
+    records = load_runs(first_run[0])
+    by_split = {}
+    for r in records:
+        by_split.setdefault((r["K"], r["seed"]), set()).add((r["split_sha"], r["texts_sha"]))
+    assert all(len(shas) == 1 for shas in by_split.values())
+    assert len({next(iter(s)) for s in by_split.values()}) == 4  # and each (K, seed) its own draw
+
+
+def test_a_failed_run_is_logged_and_the_others_go_on(first_run):
+    out, _ = first_run
+    failed = [json.loads(line) for line in out.with_suffix(".failed.jsonl").read_text().splitlines()]
+    assert len(failed) == 4 and all("head_c" in f["key"] for f in failed)
+    assert "head_c" in failed[0]["error"]
+
+
+def test_resume_skips_finished_runs(first_run, data_files, st_folder, capfd):
+    out, _ = first_run
+    before = out.read_text()
+    capfd.readouterr()
+    assert main(bench_args(data_files, st_folder, out, "--no-report")) == 0
+    result = summary(capfd)
+    assert result["skipped"] == 12 and result["done"] == 0
+    assert out.read_text() == before
+
+
+def test_same_seed_same_numbers_with_two_jobs(first_run, data_files, st_folder, tmp_path, capfd):
+    """Determinism: a second benchmark, two runs at a time, gives the same predictions run by run."""
+    again = tmp_path / "again.jsonl"
+    capfd.readouterr()
+    assert main(bench_args(data_files, st_folder, again, "--jobs", "2", "--no-report")) == 0
+    assert summary(capfd)["done"] == 12
+    first = {r["key"]: r for r in load_runs(first_run[0])}
+    second = {r["key"]: r for r in load_runs(again)}
+    assert first.keys() == second.keys()
+    for key, r in second.items():
+        assert r["torch_threads"] == 1 and r["jobs"] == 2
+        assert r["predictions_sha"] == first[key]["predictions_sha"], key
+        assert r["accuracy"] == first[key]["accuracy"]
+        assert math.isclose(r["nll"], first[key]["nll"], rel_tol=1e-3)
+
+
+def test_report_writes_markdown_html_and_plots(first_run, tmp_path, capfd):
+    out, _ = first_run
+    capfd.readouterr()
+    assert main(["report", str(out), "--out-dir", str(tmp_path / "rep"), "--json",
+                 "--compare", "linear-probe:majority"]) == 0
+    written = summary(capfd)
+    md = Path(written["markdown"]).read_text()
+    page = Path(written["html"]).read_text()
+    assert len(written["plots"]) >= 4 and all(Path(p).read_bytes()[:4] == b"\x89PNG" for p in written["plots"])
+    # The markdown links the PNGs beside it; the HTML carries them inside.
+    for p in written["plots"]:
+        assert f"]({Path(p).name})" in md
+    assert page.count("data:image/png;base64,") == len(written["plots"]) and "src='http" not in page
+    # The paired comparison asked for, with its three p-values, on 2 seeds at each K.
+    rows = [line for line in md.splitlines() if line.startswith("| reviews | ") and "| linear-probe | majority |" in line]
+    assert len(rows) == 2 and all(line.count("|") == 13 for line in rows)
+    lp4 = [r["accuracy"] for r in load_runs(out) if r["method"] == "linear-probe" and r["K"] == 4]
+    assert f"{100 * sum(lp4) / 2:.1f} ± " in md
+
+
+def test_a_run_past_the_timeout_is_killed_and_recorded(data_files, st_folder, tmp_path, capfd):
+    out = tmp_path / "slow.jsonl"
+    args = bench_args(data_files, st_folder, out, "--run-timeout", "1", "--no-report")
+    args[args.index("--shots") + 1], args[args.index("--seeds") + 1] = "2", "1"
+    args[args.index("--methods") + 1], args[args.index("--baselines") + 1] = "linear-probe", ""
+    assert main(args) == 1
+    assert summary(capfd)["failed"] == 1 and not out.exists()
+    failed = json.loads(out.with_suffix(".failed.jsonl").read_text())
+    assert failed["error"].startswith("killed after the run timeout")
+
+
+def test_an_interrupt_stops_the_workers_and_keeps_finished_runs(data_files, st_folder, tmp_path):
+    from fewtune.bench.runner import run_all
+
+    source = data_source(str(data_files[0]), test_path=str(data_files[1]))
+    runs = plan_runs([source], [2], [0, 1, 2], [Variant("linear-probe")], max_test=10, backbone=str(st_folder))
+    seen = []
+
+    def on_event(kind, run, record, why):
+        if kind == "done":
+            seen.append(run["key"])
+            if len(seen) == 1:
+                raise KeyboardInterrupt  # as Ctrl-C would, between runs
+
+    out = tmp_path / "runs.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        run_all(runs, out, on_event=on_event)
+    assert [r["key"] for r in load_runs(out)] == seen  # the finished run is on disk, nothing else
+    assert run_all(runs, out)["skipped"] == 1  # and a restart resumes after it
+
+
+def test_report_of_an_empty_file_is_a_clear_error(tmp_path, capfd):
+    empty = tmp_path / "none.jsonl"
+    empty.write_text("")
+    assert main(["report", str(empty)]) == 2
+    assert "no finished runs" in capfd.readouterr().err
+
+
+def test_plan_gives_each_seed_its_own_draw_and_all_methods_the_same(data_files):
+    source = data_source(str(data_files[0]), test_path=str(data_files[1]))
+    runs = plan_runs([source], [2], [0, 1], [Variant("majority"), Variant("linear-probe", {"head_c": 10})],
+                     max_test=10)
+    assert [(r["seed"], r["method"]) for r in runs] == [(0, "majority"), (0, "linear-probe"),
+                                                         (1, "majority"), (1, "linear-probe")]
+    assert runs[0]["train_idx"] == runs[1]["train_idx"] != runs[2]["train_idx"]
+    assert runs[0]["test_idx"] == runs[2]["test_idx"] and len(runs[0]["test_idx"]) == 10
+    assert len({r["key"] for r in runs}) == 4
+    assert runs == plan_runs([source], [2], [0, 1], [Variant("majority"), Variant("linear-probe", {"head_c": 10})],
+                             max_test=10)
+
+
+def test_a_file_without_a_test_file_holds_out_a_fixed_share_of_each_class(data_files):
+    pool, test = DataSource.from_dict(data_source(str(data_files[0])).to_dict()).load()
+    assert len(test) == 9 and len(pool) == 15  # ceil(0.3 × 8) = 3 of each of 3 classes
+    assert sorted(set(test.labels)) == sorted(CLASSES)
+    assert not set(pool.texts) & set(test.texts)
+    assert held_out_rows(["a"] * 5 + ["b"] * 5, 0.3) == held_out_rows(["a"] * 5 + ["b"] * 5, 0.3)
+
+
+def test_more_shots_than_a_class_has_names_the_file(data_files):
+    source = data_source(str(data_files[0]), test_path=str(data_files[1]))
+    with pytest.raises(DataError, match=r"reviews\.csv: K=9: class .* fewer than the 9 shots"):
+        plan_runs([source], [9], [0], [Variant("majority")], max_test=10)
+
+
+def test_bad_requests_are_one_line_errors(data_files, capfd):
+    assert main(["bench", "--dataset", "no-such-data", "--quiet"]) == 2
+    assert "neither a built-in data set" in capfd.readouterr().err
+    assert main(["bench", "--dataset", "mr", "--methods", "no-such-method", "--quiet"]) == 2
+    assert "no-such-method is not a fewtune method" in capfd.readouterr().err
+    assert main(["bench", "--dataset", "mr", "--methods", "setfit:nope=1", "--quiet"]) == 2
+    assert "setfit has no parameter nope" in capfd.readouterr().err
+    assert main(["bench", "--dataset", "mr", "--shots", "4,x", "--quiet"]) == 2
+    assert "--shots must be whole numbers" in capfd.readouterr().err
+    assert main(["bench", "--dataset", "mr", "--seeds", "0", "--quiet"]) == 2
+    assert "give at least 1" in capfd.readouterr().err
+    assert main(["bench", "--dataset", "mr", "--methods", "setfit-lib", "--quiet"]) == 2
+    assert "no setfit package" in capfd.readouterr().err
+
+
+def test_variants_parse_json_values():
+    assert parse_variant("setfit:l2sp=1,select=cv,head=logistic") == Variant(
+        "setfit", {"l2sp": 1, "select": "cv", "head": "logistic"})
+    with pytest.raises(FewtuneError, match="is not KEY=VALUE"):
+        parse_variant("setfit:l2sp")
+    assert check_variant(Variant("setfit", {"select": "grid"}), {"setfit": ["l2sp"]}) == "setfit: select must be 'cv' or 'evidence'"
+    assert check_variant(Variant("setfit", {"posterior": "laplace", "calibrate": "temperature"}), {"setfit": []}) is None
+
+
+def test_paired_tests_against_known_values():
+    from scipy import stats
+
+    a, b = [0.61, 0.64, 0.66, 0.60, 0.70], [0.58, 0.60, 0.61, 0.62, 0.64]
+    t = paired_tests(a, b)
+    assert t["wins"] == 4 and t["losses"] == 1 and math.isclose(t["mean_diff"], 0.032)
+    assert math.isclose(t["t_p"], stats.ttest_rel(a, b).pvalue)
+    # Signs of (+.03, +.04, +.05, −.02, +.06): flips with |sum| ≥ .16 are ±(all as given) and
+    # ±(the −.02 flipped too), 4 of 32.
+    assert math.isclose(sign_flip_p([x - y for x, y in zip(a, b)]), 4 / 32)
+    assert sign_flip_p([1, 1, 1, 1, 1]) == 2 / 32
+    same = paired_tests([0.5, 0.6], [0.5, 0.6])
+    assert same["t_p"] == same["wilcoxon_p"] == same["sign_flip_p"] == 1.0
+    assert math.isnan(paired_tests([0.5], [0.4])["t_p"])
+
+
+def test_a_relative_interpreter_path_reaches_the_workers(data_files, st_folder, tmp_path, monkeypatch, capfd):
+    # The workers start in a folder of their own: a relative --python must still name the same interpreter.
+    import os
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    relative = os.path.relpath(os.path.abspath(sys.executable))
+    train, test = data_files
+    capfd.readouterr()
+    assert main(["bench", "--dataset", str(train), "--test", str(test), "--backbone", str(st_folder),
+                 "--methods", "linear-probe", "--baselines", "", "--shots", "2", "--seeds", "1", "--python", relative,
+                 "--out", str(tmp_path / "runs.jsonl"), "--quiet", "--json", "--no-report"]) == 0
+    assert summary(capfd)["done"] == 1

@@ -1,0 +1,44 @@
+"""`fewtune models`, `datasets` and `methods`."""
+
+from __future__ import annotations
+
+import json
+
+
+from tests.helpers.cli import run_cli
+
+
+# --- 7. models, datasets, methods ------------------------------------------------------------------------
+def test_models_lists_minilm_installed(capfd):
+    r = run_cli(capfd, "models")
+    assert r.code == 0, r.err
+    line = next(line for line in r.out.splitlines() if line.split()[:1] == ["minilm"])
+    assert " yes " in f" {line} "
+    rows = json.loads(run_cli(capfd, "models", "--json").out)
+    minilm = next(row for row in rows if row["name"] == "minilm")
+    assert minilm["installed"] is True and minilm["kind"] == "encoder"
+
+
+def test_datasets_lists_the_builtins(capfd):
+    r = run_cli(capfd, "datasets")
+    assert r.code == 0, r.err
+    names = {line.split()[0] for line in r.out.splitlines()[1:] if line.strip()}
+    assert {"mr", "imdb", "bbc", "tweets"} <= names
+    rows = json.loads(run_cli(capfd, "datasets", "--json").out)
+    by_name = {row["name"]: row for row in rows}
+    assert {"mr", "imdb", "bbc", "tweets"} <= set(by_name)
+    assert all(row["n_test"] > 0 and len(row["classes"]) >= 2 for row in by_name.values() if row["task"] != "generate")
+    assert by_name["chitchat"]["task"] == "generate" and by_name["chitchat"]["n_train"] > 3000
+
+
+def test_methods_lists_setfit_and_its_params(capfd):
+    r = run_cli(capfd, "methods")
+    assert r.code == 0, r.err
+    assert r.out.startswith("setfit:") or "\nsetfit:" in r.out
+    assert "  epochs = 4.0" in r.out and "  batch_size = 16" in r.out
+    assert "  --select cv searches: body_lr in [0.0002, 5e-05]; l2sp in [0.0, 1.0]" in r.out
+    rows = json.loads(run_cli(capfd, "methods", "--json").out)
+    setfit = next(row for row in rows if row["name"] == "setfit")
+    assert setfit["params"]["epochs"]["default"] == 4.0 and setfit["params"]["steps"]["default"] == -1
+    assert setfit["selection_grid"] == {"body_lr": [2e-4, 5e-5], "l2sp": [0.0, 1.0]}
+    assert "encoder" in setfit["backbones"]

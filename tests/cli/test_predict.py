@@ -1,0 +1,144 @@
+"""`fewtune predict` and `evaluate`: CSV, JSONL and stdin agree with the Python API; --output; reports."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.helpers.cli import run_cli
+from tests.helpers.reviews import MULTILINE_TEXT, PREDICT_TEXTS, check_predictions, read_csv_rows, tree
+
+
+# --- 2. predict: CSV, JSONL and stdin agree with the Python API --------------------------------------
+def test_predict_csv_matches_loaded_and_in_memory_model(api_model, data_dir, capfd):
+    from fewtune import FewShotClassifier
+
+    r = run_cli(capfd, "predict", api_model.model, data_dir / "texts.csv", "--text-col", "review")
+    assert r.code == 0, r.err
+    rows = read_csv_rows(r.out)
+    assert list(rows[0]) == ["text", "label", "probability", *(f"p_{c}" for c in api_model.classes)]
+    loaded = FewShotClassifier.load(api_model.model).predict_proba(api_model.texts)
+    np.testing.assert_allclose(loaded, api_model.proba, atol=1e-6)
+    check_predictions(rows, api_model.texts, api_model.classes, api_model.proba)
+    check_predictions(rows, api_model.texts, api_model.classes, loaded)
+
+
+def test_predict_jsonl_matches_in_memory_model(api_model, data_dir, capfd):
+    r = run_cli(capfd, "predict", api_model.model, data_dir / "texts.csv", "--text-col", "review",
+                "--format", "jsonl", "--quiet")
+    assert r.code == 0, r.err
+    assert r.err == ""
+    rows = [json.loads(line) for line in r.out.splitlines()]
+    assert all(isinstance(row[f"p_{c}"], float) for row in rows for c in api_model.classes)
+    check_predictions(rows, api_model.texts, api_model.classes, api_model.proba)
+
+
+@pytest.mark.parametrize("where", [["-"], []], ids=["dash", "no-input"])
+def test_predict_stdin_lines_match_in_memory_model(api_model, capfd, monkeypatch, where):
+    texts = PREDICT_TEXTS  # one text per line: no embedded newline here
+    stdin = ("\n".join(texts) + "\n").encode("utf-8")
+    r = run_cli(capfd, "predict", api_model.model, *where, stdin=stdin, monkeypatch=monkeypatch)
+    assert r.code == 0, r.err
+    check_predictions(read_csv_rows(r.out), texts, api_model.classes, api_model.proba[: len(texts)])
+
+
+def test_predict_cli_trained_model_matches_python_load(trained, data_dir, capfd):
+    from fewtune import FewShotClassifier
+
+    clf = FewShotClassifier.load(trained.model)
+    texts = [*PREDICT_TEXTS, MULTILINE_TEXT]
+    r = run_cli(capfd, "predict", trained.model, data_dir / "texts.csv", "--text-col", "review", "--quiet")
+    assert r.code == 0, r.err
+    check_predictions(read_csv_rows(r.out), texts, list(clf.classes_), clf.predict_proba(texts))
+
+
+# --- 3. --output FILE -------------------------------------------------------------------------------
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_predict_output_file_is_complete_and_alone(api_model, data_dir, tmp_path, capfd, fmt):
+    args = ["predict", api_model.model, data_dir / "texts.csv", "--text-col", "review", "--format", fmt, "--quiet"]
+    to_stdout = run_cli(capfd, *args)
+    target = tmp_path / f"pred.{fmt}"
+    target.write_text("old content that must be replaced\n", encoding="utf-8")
+    r = run_cli(capfd, *args, "--output", target)
+    assert r.code == 0, r.err
+    assert r.out == ""
+    assert target.read_text(encoding="utf-8") == to_stdout.out
+    assert tree(tmp_path) == {target.name}  # no hidden temporary file left beside it
+
+
+def test_predict_output_in_missing_folder(api_model, data_dir, tmp_path, capfd):
+    target = tmp_path / "no" / "such" / "pred.csv"
+    r = run_cli(capfd, "predict", api_model.model, data_dir / "texts.csv", "--text-col", "review", "-q",
+                "-o", target)
+    if r.code == 0:
+        assert target.is_file()
+    else:
+        assert r.code == 2 and len(r.err_lines) == 1 and r.err.startswith("error:")
+
+
+def test_predict_output_is_a_folder(api_model, data_dir, tmp_path, capfd):
+    (tmp_path / "results").mkdir()
+    try:
+        r = run_cli(capfd, "predict", api_model.model, data_dir / "texts.csv", "--text-col", "review", "-q",
+                    "-o", tmp_path / "results")
+    finally:
+        left = tree(tmp_path)
+    assert left == {"results"}
+    assert r.code == 2 and len(r.err_lines) == 1 and r.err.startswith("error:")
+
+
+# --- 4. evaluate ------------------------------------------------------------------------------------
+def test_evaluate_json_is_self_consistent(trained, data_dir, capfd):
+    from fewtune import FewShotClassifier
+    from fewtune.data import load_labeled
+
+    r = run_cli(capfd, "evaluate", trained.model, "--data", data_dir / "test.csv", "--text-col", "opinion",
+                "--label-col", "verdict", "--json", "--quiet")
+    assert r.code == 0, r.err
+    assert r.err == ""
+    report = json.loads(r.out)
+    cm = np.array(report["confusion_matrix"])
+    labels = report["labels"]
+    assert labels == ["negative", "positive"]
+    assert cm.shape == (2, 2)
+    assert report["n"] == cm.sum() == 16
+    assert report["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+    f1s = []
+    for i, c in enumerate(labels):
+        pc = report["per_class"][c]
+        assert pc["support"] == cm[i].sum() == 8
+        assert pc["recall"] == pytest.approx(cm[i, i] / cm[i].sum())
+        assert pc["precision"] == pytest.approx(cm[i, i] / cm[:, i].sum() if cm[:, i].sum() else 0.0)
+        p, rc = pc["precision"], pc["recall"]
+        assert pc["f1"] == pytest.approx(2 * p * rc / (p + rc) if p + rc else 0.0)
+        f1s.append(pc["f1"])
+    assert report["macro_f1"] == pytest.approx(np.mean(f1s))
+
+    # ... and it scores what the saved model actually predicts.
+    data = load_labeled(data_dir / "test.csv", text_col="opinion", label_col="verdict")
+    clf = FewShotClassifier.load(trained.model)
+    predicted = clf.predict(data.texts)
+    assert report["accuracy"] == pytest.approx(np.mean([p == t for p, t in zip(predicted, data.labels)]))
+    # Calibration is computed from the same model's probabilities.
+    proba = clf.predict_proba(data.texts)
+    truth = np.array([list(clf.classes_).index(t) for t in data.labels])
+    assert report["calibration"]["nll"] == pytest.approx(-np.mean(np.log(proba[np.arange(16), truth])), rel=1e-4)
+    assert 0 <= report["calibration"]["ece"] <= 1 and sum(b["n"] for b in report["calibration"]["reliability"]) == 16
+
+
+def test_evaluate_plain_text_prints_the_confusion_matrix(trained, data_dir, capfd):
+    args = ["evaluate", trained.model, "--data", data_dir / "test.csv", "--text-col", "opinion",
+            "--label-col", "verdict", "-q"]
+    report = json.loads(run_cli(capfd, *args, "--json").out)
+    r = run_cli(capfd, *args)
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    assert f"accuracy  {report['accuracy']:.4f}" in lines
+    assert f"macro-F1  {report['macro_f1']:.4f}" in lines
+    start = next(i for i, line in enumerate(lines) if line.startswith("confusion matrix"))
+    assert lines[start + 1].split() == report["labels"]
+    table = [line.split() for line in lines[start + 2: start + 2 + len(report["labels"])]]
+    assert [row[0] for row in table] == report["labels"]
+    assert [[int(x) for x in row[1:]] for row in table] == report["confusion_matrix"]

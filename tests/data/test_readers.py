@@ -1,0 +1,183 @@
+"""Reading CSV, TSV, JSONL and Parquet: same content in, same examples out; broken files named."""
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+from fewtune.data import DataWarning, load_labeled, read_table
+from fewtune.errors import DataError
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "data"
+EXPECTED_TEXTS = [
+    "A warm, funny film",
+    "Dull and far too long",
+    'She said "wow" twice',
+    "Café scenes shine ☕",
+    "Nothing happens",
+    "Two hours, no plot",
+]
+EXPECTED_LABELS = ["pos", "neg", "pos", "pos", "neg", "neg"]
+
+
+def write_parquet(path, columns: dict) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+@pytest.fixture
+def reviews_parquet(tmp_path):
+    return write_parquet(tmp_path / "reviews.parquet", {"text": EXPECTED_TEXTS, "label": EXPECTED_LABELS})
+
+
+@pytest.mark.parametrize("name", ["reviews.csv", "reviews.tsv", "reviews.jsonl"])
+def test_text_formats_load_identically(name):
+    data = load_labeled(FIXTURES / name, text_col="text", label_col="label")
+    assert data.texts == EXPECTED_TEXTS
+    assert data.labels == EXPECTED_LABELS
+    assert data.source == str(FIXTURES / name)
+
+
+def test_parquet_loads_identically_and_names_rows_by_index(reviews_parquet):
+    data = load_labeled(reviews_parquet, text_col="text", label_col="label")
+    assert (data.texts, data.labels) == (EXPECTED_TEXTS, EXPECTED_LABELS)
+    assert data.rows[:2] == ["row 0", "row 1"]
+
+
+def test_other_extensions_are_aliases(tmp_path, reviews_parquet):
+    for fixture, alias in [("reviews.tsv", "r.tab"), ("reviews.jsonl", "r.ndjson"), ("reviews.csv", "R.CSV")]:
+        (tmp_path / alias).write_bytes((FIXTURES / fixture).read_bytes())
+        assert load_labeled(tmp_path / alias, text_col="text", label_col="label").texts == EXPECTED_TEXTS
+    (tmp_path / "r.pq").write_bytes(reviews_parquet.read_bytes())
+    assert load_labeled(tmp_path / "r.pq", text_col="text", label_col="label").texts == EXPECTED_TEXTS
+
+
+def test_rows_are_named_by_the_line_where_the_record_starts(tmp_path):
+    # The quoted text spans lines 3-4, a blank line follows, so the last record starts on line 6.
+    path = tmp_path / "multi.csv"
+    path.write_text('text,label\nfirst,a\n"two\nlines",b\n\nlast,a\n', encoding="utf-8")
+    columns, records, rows = read_table(path)
+    assert columns == ["text", "label"]
+    assert rows == ["line 2", "line 3", "line 6"]
+    assert records[1] == {"text": "two\nlines", "label": "b"}
+
+
+def test_jsonl_rows_count_blank_lines():
+    data = load_labeled(FIXTURES / "reviews.jsonl", text_col="text", label_col="label")
+    assert data.rows == ["line 1", "line 2", "line 4", "line 5", "line 6", "line 7"]
+
+
+def test_csv_cells_stay_text(tmp_path):
+    # pandas would turn "NA" into NaN and "007" into 7; a reader for text must not.
+    path = tmp_path / "t.csv"
+    path.write_text("text,label,extra\nNA,007,\nnan,1.0,x\n", encoding="utf-8")
+    _, records, _ = read_table(path)
+    assert records == [{"text": "NA", "label": "007", "extra": ""}, {"text": "nan", "label": "1.0", "extra": "x"}]
+
+
+def test_jsonl_and_parquet_keep_value_types(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"text": "a", "label": 1}\n{"text": "b", "label": 0}\n', encoding="utf-8")
+    assert load_labeled(path, text_col="text", label_col="label").labels == [1, 0]
+    pq_path = write_parquet(tmp_path / "t.parquet", {"text": ["a", "b"], "label": [True, False]})
+    assert load_labeled(pq_path, text_col="text", label_col="label").labels == [True, False]
+
+
+def test_utf8_bom_is_skipped(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes("\ufefftext,label\nhello,a\n".encode("utf-8"))
+    assert read_table(path)[0] == ["text", "label"]
+
+
+def test_undecodable_bytes_name_line_offset_and_fix(tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes("text,label\nfine,a\nCafé au lait,b\n".encode("latin-1"))
+    with pytest.raises(DataError) as err:
+        load_labeled(path, text_col="text", label_col="label")
+    message = str(err.value)
+    offset = path.read_bytes().index(b"\xe9")
+    assert "latin.csv, line 3" in message and f"byte offset {offset}" in message
+    assert "--encoding latin-1" in message and "\n" not in message
+    data = load_labeled(path, text_col="text", label_col="label", encoding="latin-1")
+    assert data.texts == ["fine", "Café au lait"]
+
+
+def test_tsv_quotes_are_part_of_the_text(tmp_path):
+    path = tmp_path / "q.tsv"
+    path.write_text('text\tlabel\n"Great" they said\tpos\n"unclosed quote\tneg\n', encoding="utf-8")
+    data = load_labeled(path, text_col="text", label_col="label")
+    assert data.texts == ['"Great" they said', '"unclosed quote']
+
+
+def test_tsv_with_csv_style_quoting_warns(tmp_path):
+    path = tmp_path / "q.tsv"
+    path.write_text('text\tlabel\nplain\ta\n"She said ""hi"""\tb\n', encoding="utf-8")
+    with pytest.warns(DataWarning, match=r"q\.tsv: 1 rows .*line 3"):
+        read_table(path)
+
+
+def test_clean_files_do_not_warn(reviews_parquet):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for name in ["reviews.csv", "reviews.tsv", "reviews.jsonl"]:
+            load_labeled(FIXTURES / name, text_col="text", label_col="label")
+        load_labeled(reviews_parquet, text_col="text", label_col="label")
+
+
+def test_long_fields_are_not_limited(tmp_path):
+    long_text = "word " * 60_000  # 300 kB, past the csv module's default 128 kB field limit
+    path = tmp_path / "long.csv"
+    path.write_text(f'text,label\n"{long_text}",a\n', encoding="utf-8")
+    assert read_table(path)[1][0]["text"] == long_text
+
+
+# Broken files: (file name, content, substrings the one-line message must contain).
+BROKEN_FILES = [
+    ("empty.csv", "", ["empty.csv", "empty"]),
+    ("blank.csv", "\n\n", ["blank.csv", "empty"]),
+    ("header.csv", "text,label\n", ["header.csv", "only a header"]),
+    ("header.tsv", "text\tlabel\n\n", ["header.tsv", "only a header"]),
+    ("empty.jsonl", "\n", ["empty.jsonl", "empty"]),
+    ("ragged.csv", "text,label\nok,a\ntoo,many,fields\n", ["ragged.csv, line 3", "3 fields", "2 columns"]),
+    ("short.csv", "text,label\nok,a\nno label here\n", ["short.csv, line 3", "1 field,"]),
+    ("ragged.tsv", "text\tlabel\nok\ta\nx\ty\tz\n", ["ragged.tsv, line 3", "3 fields"]),
+    ("unclosed.csv", 'text,label\nok,a\n"never closed,b\nmore,a\n', ["unclosed.csv, line 3", "unclosed"]),
+    ("twice.csv", "text,text\na,b\n", ["twice.csv, line 1", "'text'", "twice"]),
+    ("bad.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", label: "y"}\n', ["bad.jsonl, line 2", "not valid JSON"]),
+    ("list.jsonl", '{"text": "a", "label": "x"}\n["b", "y"]\n', ["list.jsonl, line 2", "JSON object", "array"]),
+    ("scalar.jsonl", '\n"just a string"\n', ["scalar.jsonl, line 2", "JSON object"]),
+    ("pretty.jsonl", '{\n  "text": "a"\n}\n', ["pretty.jsonl, line 1", "one complete object per line"]),
+    ("data.txt", "text,label\na,b\n", ["data.txt", "unsupported", ".csv", ".jsonl", ".parquet"]),
+    ("noext", "text,label\na,b\n", ["noext", "unsupported"]),
+    ("corrupt.parquet", "this is not parquet", ["corrupt.parquet", "Parquet"]),
+]
+
+
+@pytest.mark.parametrize("name, content, expected", BROKEN_FILES, ids=[case[0] for case in BROKEN_FILES])
+def test_broken_files_raise_one_line_data_error(tmp_path, name, content, expected):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        read_table(path)
+    message = str(err.value)
+    assert "\n" not in message
+    for part in expected:
+        assert part in message
+
+
+def test_missing_file_and_empty_parquet(tmp_path):
+    with pytest.raises(DataError, match="nope.csv: no such file"):
+        read_table(tmp_path / "nope.csv")
+    path = write_parquet(tmp_path / "none.parquet", {"text": [], "label": []})
+    with pytest.raises(DataError, match="none.parquet: no examples"):
+        read_table(path)
+
+
+def test_unknown_encoding(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text("text\na\n", encoding="utf-8")
+    with pytest.raises(DataError, match="unknown encoding 'klingon'"):
+        read_table(path, encoding="klingon")

@@ -1,0 +1,1 @@
+"""What several test modules share: CLI runs in-process, data files, synthetic data."""

@@ -1,0 +1,162 @@
+"""setfit's options: steps from epochs, the supervised-contrastive loss, the differentiable head,
+encoder dropout; and choosing parameters by cross-validation on the shots (--select cv)."""
+
+import numpy as np
+import pytest
+import torch
+
+from fewtune import FewShotClassifier, FewtuneError
+from fewtune.training.optim import encoder_dropout
+from fewtune.methods.setfit import SetFitParams, contrastive_steps, supcon_loss
+from fewtune.selection import cv_folds, grid_points, parse_grid
+
+from tests.helpers import synthetic
+
+FAST = {"batch_size": 8, "body_lr": 1e-3}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic.make(per_class=8)
+
+
+def test_steps_grow_linearly_with_the_number_of_texts():
+    p = SetFitParams(epochs=4, batch_size=16)
+    assert [contrastive_steps(p, n) for n in (16, 32, 80, 160)] == [4, 8, 20, 40]
+    assert contrastive_steps(SetFitParams(steps=7), 1000) == 7
+    assert contrastive_steps(SetFitParams(steps=0), 1000) == 0
+    assert contrastive_steps(SetFitParams(epochs=0), 1000) == 0
+
+
+def test_training_reports_the_steps_it_took(st_folder, data):
+    clf = FewShotClassifier(backbone=str(st_folder), params={**FAST, "epochs": 2}).fit(*data)
+    assert clf.train_info_["body_steps"] == 4  # 2 epochs × 16 texts / batch 8
+
+
+def test_supcon_loss_is_low_for_separated_classes_and_high_for_mixed_ones():
+    labels = torch.tensor([0, 0, 1, 1])
+    separated = torch.tensor([[1.0, 0.0], [1.0, 0.01], [0.0, 1.0], [0.01, 1.0]])
+    mixed = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.01], [0.01, 1.0]])
+    low, high = supcon_loss(separated, labels, 0.1).item(), supcon_loss(mixed, labels, 0.1).item()
+    assert low < 0.01 and high > 5.0
+    # Multi-label rows are positives when they share a label.
+    assert supcon_loss(separated, torch.tensor([[1, 0], [1, 1], [0, 1], [0, 1]]), 0.1).item() > low
+
+
+def test_supcon_setfit_learns_the_task(st_folder, data):
+    clf = FewShotClassifier(backbone=str(st_folder), params={**FAST, "loss": "supcon", "epochs": 3}).fit(*data)
+    X, y = synthetic.held_out()
+    assert clf.score(X, y) >= 0.75
+    assert clf.train_info_["distance_from_pretrained"] > 0
+
+
+def test_differentiable_head_trains_end_to_end_and_round_trips(st_folder, data, tmp_path):
+    logistic = FewShotClassifier(backbone=str(st_folder), params={**FAST, "epochs": 2}, seed=1).fit(*data)
+    diff = FewShotClassifier(backbone=str(st_folder), params={**FAST, "epochs": 2, "head": "differentiable",
+                                                             "head_epochs": 3}, seed=1).fit(*data)
+    X, y = synthetic.held_out()
+    assert diff.train_info_["head_steps"] == 6
+    # End to end: the encoder keeps moving after the contrastive stage, and the head is not the logistic one.
+    assert diff.train_info_["distance_from_pretrained"] > logistic.train_info_["distance_from_pretrained"]
+    assert not np.allclose(diff.predict_proba(X), logistic.predict_proba(X))
+    assert diff.score(X, y) >= 0.75
+    diff.save(tmp_path / "m")
+    np.testing.assert_array_equal(FewShotClassifier.load(tmp_path / "m").predict_proba(X), diff.predict_proba(X))
+
+
+def test_wise_interpolates_between_the_pretrained_and_the_trained_encoder(st_folder, data):
+    params = {**FAST, "steps": 4}
+    trained = FewShotClassifier(backbone=str(st_folder), params={**params, "wise": 1.0}, seed=2).fit(*data)
+    default = FewShotClassifier(backbone=str(st_folder), params=params, seed=2).fit(*data)
+    half = FewShotClassifier(backbone=str(st_folder), params={**params, "wise": 0.5}, seed=2).fit(*data)
+    none = FewShotClassifier(backbone=str(st_folder), params={**params, "wise": 0.0}, seed=2).fit(*data)
+    probe = FewShotClassifier(backbone=str(st_folder), method="linear-probe", seed=2).fit(*data)
+    d = trained.train_info_["distance_from_pretrained"]
+    assert d > 0
+    assert half.train_info_["distance_from_pretrained"] == pytest.approx(d / 2, rel=1e-4)
+    assert default.train_info_["distance_from_pretrained"] == pytest.approx(0.7 * d, rel=1e-4)
+    # wise=0 is the pretrained encoder again: the same embeddings as a linear probe's.
+    X, _ = synthetic.held_out()
+    np.testing.assert_allclose(none.features(X), probe.features(X), atol=1e-5)
+    with pytest.raises(FewtuneError, match="wise"):
+        FewShotClassifier(backbone=str(st_folder), params={"wise": 1.5}).fit(*data)
+
+
+def test_encoder_dropout_is_set_while_training_and_restored_after():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.1), torch.nn.Dropout(0.2))
+    with encoder_dropout(model, 0.5):
+        assert [m.p for m in model if isinstance(m, torch.nn.Dropout)] == [0.5, 0.5]
+    assert [m.p for m in model if isinstance(m, torch.nn.Dropout)] == [0.1, 0.2]
+    with encoder_dropout(model, -1):
+        assert [m.p for m in model if isinstance(m, torch.nn.Dropout)] == [0.1, 0.2]
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"loss": "triplet"}, "loss must be one of pairs, supcon"),
+    ({"head": "mlp"}, "head must be 'logistic' or 'differentiable'"),
+    ({"dropout": 1.5}, "dropout must be in"),
+    ({"steps": -3}, "steps must be -1"),
+    ({"body_lr": 0}, "body_lr must be positive"),
+])
+def test_bad_setfit_parameters_are_explained(st_folder, data, params, match):
+    with pytest.raises(FewtuneError, match=match):
+        FewShotClassifier(backbone=str(st_folder), params=params).fit(*data)
+
+
+# --- selection by cross-validation on the shots -----------------------------------------------------
+def test_grid_points_and_parsing():
+    assert grid_points({"a": [1, 2], "b": [3]}) == [{"a": 1, "b": 3}, {"a": 2, "b": 3}]
+    assert parse_grid(["body_lr=1e-4,2e-5", "steps=2"], SetFitParams, "setfit") == {"body_lr": [1e-4, 2e-5],
+                                                                                   "steps": [2]}
+    with pytest.raises(FewtuneError, match="unknown parameter"):
+        parse_grid(["bogus=1"], SetFitParams, "setfit")
+    with pytest.raises(FewtuneError, match="KEY=VALUE"):
+        parse_grid(["body_lr"], SetFitParams, "setfit")
+
+
+def test_cv_folds_are_stratified_and_limited_by_the_rarest_class():
+    y = np.array([0] * 6 + [1] * 3)
+    folds = cv_folds(y, 4, seed=0)
+    assert len(folds) == 3
+    for train, val in folds:
+        assert set(np.bincount(y[val])) == {2, 1} and not set(train) & set(val)
+    with pytest.raises(FewtuneError, match="at least 2 examples of every class"):
+        cv_folds(np.array([0, 0, 1]), 4, seed=0)
+
+
+def test_select_cv_uses_only_the_training_shots_and_saves_the_choice(st_folder, data, tmp_path, monkeypatch):
+    X, y = data
+    seen = []
+    real_fit = FewShotClassifier.fit
+
+    def spy(self, X_, y_, **kw):
+        seen.append(list(X_) if not isinstance(X_[0], tuple) else [a for a, _ in X_])
+        return real_fit(self, X_, y_, **kw)
+
+    monkeypatch.setattr(FewShotClassifier, "fit", spy)
+    # head_c=1e-4 all but switches the head off: cross-validation must see that and pick 10.
+    clf = FewShotClassifier(backbone=str(st_folder), method="linear-probe", select="cv",
+                            grid={"head_c": [1e-4, 10.0]}, cv_folds=4).fit(X, y)
+    selection = clf.train_info_["selection"]
+    assert selection["chosen"] == {"head_c": 10.0} and clf.model_.params.head_c == 10.0
+    assert selection["folds"] == 4 and len(selection["results"]) == 2
+    assert selection["results"][1]["accuracy"] > selection["results"][0]["accuracy"]
+    assert all(set(texts) <= set(X) for texts in seen), "cross-validation read texts outside the shots"
+    clf.save(tmp_path / "m")
+    assert FewShotClassifier.load(tmp_path / "m").train_info_["selection"]["chosen"] == {"head_c": 10.0}
+    assert "cross-validation on the training examples" in (tmp_path / "m" / "README.md").read_text()
+
+
+def test_every_encoder_method_has_a_small_default_grid():
+    from fewtune.methods import METHODS
+
+    for name in ("setfit", "finetune", "linear-probe"):
+        grid = METHODS[name].selection_grid
+        assert grid and len(grid_points(grid)) <= 4
+        for key in grid:
+            assert key in METHODS[name].params_class.help()
+
+
+def test_select_must_be_cv(st_folder, data):
+    with pytest.raises(FewtuneError, match="select must be None or one of 'cv', 'evidence'"):
+        FewShotClassifier(backbone=str(st_folder), select="grid").fit(*data)

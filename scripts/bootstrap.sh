@@ -32,7 +32,7 @@ PY
   echo "$want" > "$stamp"
 fi
 
-# Debian's Chromium, for the page's browser test (tests/test_serve_browser.py, Playwright driving
+# Debian's Chromium, for the page's browser test (tests/serve/test_browser.py, Playwright driving
 # /usr/bin/chromium): Playwright's own browser download cannot reach its host here. It needs root and
 # apt; without them the test is skipped and says why.
 if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

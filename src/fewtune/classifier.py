@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors import SafetensorError
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from . import methods as _methods  # noqa: F401  (importing registers every method)
@@ -19,13 +17,12 @@ from .data.language import warn_if_unreadable
 from .data.multilabel import binarize, looks_multi_label, to_indicator
 from .errors import FewtuneError
 from .label_shift import parse_class_prior, prior_ratio, prior_vector, shift_proba
-from .labels import ProbabilityLabels, plain_label
+from .labels import ProbabilityLabels, label_indices, plain_label
 from .method import get_method
-from .model_card import render_card
-from .storage.model_folder import read_model_folder, write_model_folder
 from .model_inputs import model_texts, seed_everything
-from .posteriors import SAMPLED_POSTERIORS, Fitting, fit_chain, load_chain, plan_chain
+from .posteriors import SAMPLED_POSTERIORS, Fitting, fit_chain, plan_chain
 from .progress import Progress
+from .training.soft_targets import check_soft_targets
 from .selection import SELECTIONS, check_evidence, classifier_selection, select_by_evidence
 
 
@@ -124,7 +121,7 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
         of y's one-hot labels; y still names each row's class (its argmax) for counts and splits."""
         multi_label = looks_multi_label(y)
         if soft_targets is not None:
-            self._check_soft_targets(soft_targets, classes, multi_label, len(y))
+            check_soft_targets(self, soft_targets, classes, multi_label, len(y))
         if multi_label:
             data = as_labeled(X, source="training data")
             classes, y_idx = binarize(y, len(data), source="training data")
@@ -141,23 +138,12 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
         if selection:
             params = method_cls.params_class.from_dict({**(self.params or {}), **selection["chosen"]},
                                                        method=self.method)
-        backbone = dataclasses.replace(backbone, trusted=self.trust)
-        if backbone.kind not in method_cls.backbone_kinds:
-            raise FewtuneError(
-                f"method '{self.method}' needs a backbone of kind {' or '.join(method_cls.backbone_kinds)}; "
-                f"'{self.backbone}' is a {backbone.kind}"
-            )
         if method_cls.reads_text:
             warn_if_unreadable(data.texts, backbone.name)
         if multi_label:
             self.classes_ = np.array(classes, dtype=object)
         else:
-            self.classes_ = np.array(sorted(set(data.labels)) if soft_targets is None else list(classes), dtype=object)
-            index = {c: i for i, c in enumerate(self.classes_)}
-            unknown = sorted({str(label) for label in data.labels} - {str(c) for c in self.classes_})
-            if unknown:
-                raise FewtuneError(f"labels {unknown} are not among the classes {list(self.classes_)}")
-            y_idx = np.array([index[label] for label in data.labels])
+            self.classes_, y_idx = label_indices(data.labels, None if soft_targets is None else classes)
             if self.class_prior is not None:
                 prior_vector(parse_class_prior(self.class_prior), self.classes_)  # a bad prior fails before training
         self.multi_label_ = multi_label
@@ -194,24 +180,6 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
             self.train_info_["data"] = data_description
         return self
 
-    def _check_soft_targets(self, soft_targets, classes, multi_label: bool, n: int) -> None:
-        method_cls = get_method(self.method)
-        if not method_cls.soft_targets:
-            learners = sorted(name for name, m in _methods.METHODS.items() if m.soft_targets)
-            raise FewtuneError(f"method '{self.method}' trains on hard labels only; soft targets need one of "
-                               f"{', '.join(learners)}")
-        if multi_label or classes is None:
-            raise FewtuneError("soft targets cover single-label classification and need the list of classes")
-        if self.select or self.posterior or self.calibrate:
-            raise FewtuneError("soft targets come with their own probabilities: leave select, posterior and "
-                               "calibrate unset")
-        soft = np.asarray(soft_targets, dtype=np.float64)
-        if soft.shape != (n, len(classes)):
-            raise FewtuneError(f"soft targets of shape {soft.shape}; expected one row per text and one column per "
-                               f"class, ({n}, {len(classes)})")
-        if not np.isfinite(soft).all() or (soft < 0).any() or not np.allclose(soft.sum(1), 1.0, atol=1e-4):
-            raise FewtuneError("soft targets must be probabilities: non-negative rows that sum to 1")
-
     # -- the fitted chain -----------------------------------------------------------------
     @property
     def posterior_(self):
@@ -220,7 +188,7 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
 
     def check_options(self, *, flags: bool = False) -> tuple[type, Any, ResolvedBackbone]:
         """Check method, params, select and backbone, the settings known before any data, and return the
-        method's class, its params and the backbone. `fewtune train` calls it before reading the data
+        method's class, its params and the backbone (of a kind the method reads). `fewtune train` calls it before reading the data
         (flags=True: select is named --select, as the user typed it); fit calls it again."""
         method_cls = get_method(self.method)
         params = method_cls.params_class.from_dict(self.params, method=self.method)
@@ -228,7 +196,11 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
             if flags:
                 raise FewtuneError(f"--select must be one of {', '.join(SELECTIONS)}, got {self.select!r}")
             raise FewtuneError(f"select must be None or one of {', '.join(map(repr, SELECTIONS))}, got {self.select!r}")
-        return method_cls, params, resolve_backbone(self.backbone)
+        backbone = dataclasses.replace(resolve_backbone(self.backbone), trusted=self.trust)
+        if backbone.kind not in method_cls.backbone_kinds:
+            raise FewtuneError(f"method '{self.method}' needs a backbone of kind "
+                               f"{' or '.join(method_cls.backbone_kinds)}; '{self.backbone}' is a {backbone.kind}")
+        return method_cls, params, backbone
 
     @property
     def calibration_(self):
@@ -246,12 +218,9 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
 
     # -- prediction -----------------------------------------------------------------------
     def predict_proba(self, X) -> np.ndarray:
-        self._check_fitted()
-        data = as_labeled(X, source="input")
-        self._check_pairs(data)
-        texts = model_texts(data, self.model_)
+        texts = self._texts(X)
         posterior = self.posterior_
-        with Progress(self.show_progress and len(data) > 256) as progress:
+        with Progress(self.show_progress and len(texts) > 256) as progress:
             if posterior is not None:
                 proba = posterior.predict_proba(self.model_, texts, progress)
             else:
@@ -277,18 +246,15 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
         self._check_fitted()
         if not getattr(self.posterior_, "sampled", False):
             raise FewtuneError(f"sampled_proba needs posterior={' or '.join(map(repr, SAMPLED_POSTERIORS))}")
-        data = as_labeled(X, source="input")
-        self._check_pairs(data)
-        with Progress(self.show_progress and len(data) > 256) as progress:
-            return self.posterior_.sampled_proba(self.model_, model_texts(data, self.model_), progress)
+        texts = self._texts(X)
+        with Progress(self.show_progress and len(texts) > 256) as progress:
+            return self.posterior_.sampled_proba(self.model_, texts, progress)
 
     def features(self, X) -> np.ndarray:
         """What the classification head reads, one row per text (for posteriors and acquisition)."""
-        self._check_fitted()
-        data = as_labeled(X, source="input")
-        self._check_pairs(data)
-        with Progress(self.show_progress and len(data) > 256) as progress:
-            return self.model_.features(model_texts(data, self.model_), progress=progress)
+        texts = self._texts(X)
+        with Progress(self.show_progress and len(texts) > 256) as progress:
+            return self.model_.features(texts, progress=progress)
 
     def score(self, X, y, sample_weight=None) -> float:
         """Accuracy; for multi-label models subset accuracy (every label of a text right), as scikit-learn."""
@@ -299,73 +265,31 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
             return float(accuracy_score(target, self.predict(X), sample_weight=sample_weight))
         return super().score(X, y, sample_weight=sample_weight)
 
-    # -- persistence ----------------------------------------------------------------------
+    # -- persistence (storage/classifier_folder.py) --------------------------------------
     def save(self, path: str | Path, *, overwrite: bool = False, evaluation: dict | None = None) -> Path:
+        """A model folder: safetensors and JSON, checksummed, written atomically, with a model card."""
+        from .storage.classifier_folder import save_classifier
+
         self._check_fitted()
-        config = {
-            "method": self.method,
-            "params": self.model_.params.to_dict(),
-            "classes": [plain_label(c) for c in self.classes_],
-            "text_pairs": self.text_pairs_,
-            "multi_label": self.multi_label_,
-            "seed": self.seed,
-            "backbone": {"name": self.backbone_.name, "kind": self.backbone_.kind, "source": self.backbone_.source},
-            "training": self.train_info_,
-        }
-        if evaluation:
-            config["evaluation"] = evaluation
-        for strategy in self.strategies_:
-            config.update(strategy.state())
-        class_prior = parse_class_prior(self.class_prior)
-        if class_prior is not None:
-            weights = prior_vector(class_prior, self.classes_)
-            config["class_prior"] = {str(plain_label(c)): float(w) for c, w in zip(self.classes_, weights)}
-
-        def write(folder: Path) -> None:
-            self.model_.save(folder)
-            for strategy in self.strategies_:
-                strategy.write(folder)
-
-        card = functools.partial(render_card, strategies=[s.describe() for s in self.strategies_])
-        return write_model_folder(path, config, write, card, overwrite=overwrite)
+        return save_classifier(self, path, overwrite=overwrite, evaluation=evaluation)
 
     @classmethod
     def load(cls, path: str | Path, *, device: str | None = None, trust: bool = False,
              show_progress: bool = False) -> FewShotClassifier:
         """A saved classifier; trust=True also loads pickle files and custom code (only from a source you trust)."""
-        path = Path(path)
-        config = read_model_folder(path, allow_pickle=trust)
-        if "task" in config:
-            raise FewtuneError(f"{path} holds a '{config['task']}' model (a fine-tuned causal LM), not a classifier; "
-                               "load it with FewShotGenerator.load / `fewtune generate`")
-        try:
-            method_cls = get_method(config["method"])
-            params = method_cls.params_class.from_dict(config["params"], method=config["method"])
-            b = config["backbone"]
-            backbone = ResolvedBackbone(name=b["name"], kind=b["kind"], path=str(path), source=b["source"],
-                                        trusted=trust)
-            clf = cls(backbone=b["name"], method=config["method"], params=config["params"],
-                      seed=config.get("seed", 0), device=device, show_progress=show_progress, trust=trust)
-            clf.classes_ = np.array(config["classes"], dtype=object)
-            clf.text_pairs_ = bool(config.get("text_pairs", False))
-            clf.multi_label_ = bool(config.get("multi_label", False))
-            clf.backbone_ = backbone
-            clf.train_info_ = config.get("training", {})
-            clf.model_ = method_cls.load(path, params, backbone, device or pick_device(), len(clf.classes_))
-            clf.model_.class_names = [str(plain_label(c)) for c in clf.classes_]
-            clf.strategies_ = load_chain(config, path, clf)
-            for strategy in clf.strategies_:
-                clf.set_params(**strategy.options())
-            clf.class_prior = config.get("class_prior")
-        except (KeyError, TypeError, OSError, ValueError, SafetensorError) as e:
-            raise FewtuneError(f"{path}: cannot load model ({type(e).__name__}: {e})") from None
-        return clf
+        from .storage.classifier_folder import load_classifier_folder
+
+        return load_classifier_folder(cls, path, device=device, trust=trust, show_progress=show_progress)
 
     # -- helpers --------------------------------------------------------------------------
-    def _check_pairs(self, data) -> None:
+    def _texts(self, X) -> list:
+        """What the fitted model reads of X, once X is checked to be the kind of input it was trained on."""
+        self._check_fitted()
+        data = as_labeled(X, source="input")
         if (data.text_pairs is not None) != self.text_pairs_:
             want = "(text, text_pair) pairs" if self.text_pairs_ else "single texts"
             raise FewtuneError(f"this model was trained on {want}; give it the same kind of input")
+        return model_texts(data, self.model_)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):

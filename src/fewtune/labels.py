@@ -15,6 +15,19 @@ def plain_label(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
+def label_indices(labels, classes=None) -> tuple[np.ndarray, np.ndarray]:
+    """(classes, index of each label): the sorted labels seen, or the given `classes` (a student's, whose
+    soft targets cover classes its shots may lack); a label outside them is an error."""
+    from .errors import FewtuneError
+
+    classes = np.array(sorted(set(labels)) if classes is None else list(classes), dtype=object)
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = sorted({str(label) for label in labels} - {str(c) for c in classes})
+    if unknown:
+        raise FewtuneError(f"labels {unknown} are not among the classes {list(classes)}")
+    return classes, np.array([index[label] for label in labels])
+
+
 class ProbabilityLabels:
     """`predict` and `predict_label_sets` from `predict_proba`, `classes_` and `multi_label_`, so that
     predict always agrees with predict_proba (the argmax; THRESHOLD per label for multi-label models)."""

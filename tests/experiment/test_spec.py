@@ -87,3 +87,10 @@ def test_the_default_backbone_is_the_kind_the_method_reads():
     assert RunSpec(method="prompt").default_backbone() == "smollm2-135m"
     assert RunSpec(task="lm").default_backbone() == "smollm2-135m"
     assert RunSpec(method="prompt", backbone="minilm").default_backbone() == "minilm"
+
+
+def test_paths_given_as_text_become_paths(tmp_path):
+    spec = RunSpec(data=str(tmp_path / "a.csv"), output=str(tmp_path))
+    assert isinstance(spec.data, Path) and isinstance(spec.output, Path)
+    with pytest.raises(FewtuneError, match="already exists"):
+        spec.check()

@@ -92,6 +92,15 @@ class RunSpec:
     CLASSIFY_ONLY = ("method", "multi_label", "select", "grid", "posterior", "calibrate", "class_prior",
                      "text_pair_col", "trust", "time_budget", "as_user_file", "check_data")
 
+    PATHS = ("data", "test", "output")
+
+    def __post_init__(self):
+        for name in self.PATHS:  # "reviews.csv" from Python or JSON, a Path from the CLI
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                setattr(self, name, Path(value))
+        self.params, self.grid = dict(self.params or {}), list(self.grid or [])
+
     @classmethod
     def help(cls, name: str) -> str:
         """The help text of a field: what `fewtune train --help` shows for its option."""
@@ -108,8 +117,7 @@ class RunSpec:
         unknown = sorted(set(values) - set(fields))
         if unknown:
             raise FewtuneError(f"unknown run setting(s) {', '.join(unknown)}; known: {', '.join(fields)}")
-        paths = {"data", "test", "output"}
-        return cls(**{k: Path(v) if k in paths and v is not None else v for k, v in values.items()})
+        return cls(**values)
 
     def flag(self, name: str) -> str:
         return "--" + name.replace("_", "-")

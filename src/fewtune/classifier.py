@@ -8,14 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import ClassifierMixin
 
 from . import methods as _methods  # noqa: F401  (importing registers every method)
 from .backbones import ResolvedBackbone, pick_device, resolve_backbone
 from .data import as_labeled, check_trainable
+from .data.ingest import from_table
 from .data.language import warn_if_unreadable
 from .data.multilabel import binarize, looks_multi_label, to_indicator
 from .errors import FewtuneError
+from .estimator import NotFittedError, ParamsEstimator
 from .label_shift import parse_class_prior, prior_ratio, prior_vector, shift_proba
 from .labels import ProbabilityLabels, label_indices, plain_label
 from .method import get_method
@@ -23,10 +25,11 @@ from .model_inputs import model_texts, seed_everything
 from .posteriors import SAMPLED_POSTERIORS, Fitting, fit_chain, plan_chain
 from .progress import Progress
 from .training.soft_targets import check_soft_targets
+from .training.tracking import curve, record_losses
 from .selection import SELECTIONS, check_evidence, classifier_selection, select_by_evidence
 
 
-class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
+class FewShotClassifier(ProbabilityLabels, ClassifierMixin, ParamsEstimator):
     """A text classifier trained from a few labeled examples.
 
     Parameters
@@ -114,11 +117,18 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
         self.trust = trust
 
     # -- training -------------------------------------------------------------------------
-    def fit(self, X, y, *, data_description: str | None = None, soft_targets=None,
-            classes=None) -> FewShotClassifier:
-        """soft_targets: for distillation (`fewtune.distill`), one row of class probabilities per text
+    def fit(self, X, y=None, *, text_col: str = "text", label_col: str = "label", text_pair_col: str | None = None,
+            data_description: str | None = None, soft_targets=None, classes=None) -> FewShotClassifier:
+        """X: texts, (text, text_pair) pairs, or a DataFrame / datasets.Dataset whose `text_col` (and
+        `text_pair_col`) hold them and whose `label_col` holds the labels when y is None.
+        soft_targets: for distillation (`fewtune.distill`), one row of class probabilities per text
         (columns in the order of `classes`, which is then required) that the method trains on instead
         of y's one-hot labels; y still names each row's class (its argmax) for counts and splits."""
+        X, y = from_table(X, y, text_col=text_col, label_col=label_col, text_pair_col=text_pair_col,
+                          source="training data")
+        if y is None:
+            raise FewtuneError("fit needs labels: y, or a table with a label column")
+        self.text_columns_ = (text_col, text_pair_col)
         multi_label = looks_multi_label(y)
         if soft_targets is not None:
             check_soft_targets(self, soft_targets, classes, multi_label, len(y))
@@ -158,9 +168,11 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
             model = method_cls(params, backbone, device)
             model.class_names = [str(plain_label(c)) for c in self.classes_]
             soft = {} if soft_targets is None else {"soft_targets": np.asarray(soft_targets, dtype=np.float32)}
-            with Progress(self.show_progress) as progress:
+            with Progress(self.show_progress) as progress, record_losses() as losses:
                 info = model.fit(model_texts(data, model), y_idx, len(self.classes_), seed=self.seed,
                                  progress=progress, **soft)
+            if losses:
+                info = {**info, "loss_curve": curve(losses)}
         self.model_ = model
         self.backbone_ = backbone
         self.strategies_ = []  # should a strategy fail, no chain of an earlier fit outlives its model
@@ -285,6 +297,8 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
     def _texts(self, X) -> list:
         """What the fitted model reads of X, once X is checked to be the kind of input it was trained on."""
         self._check_fitted()
+        text_col, pair_col = getattr(self, "text_columns_", ("text", None))
+        X, _ = from_table(X, (), text_col=text_col, text_pair_col=pair_col)  # a table: the columns fit read
         data = as_labeled(X, source="input")
         if (data.text_pairs is not None) != self.text_pairs_:
             want = "(text, text_pair) pairs" if self.text_pairs_ else "single texts"
@@ -292,6 +306,20 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, BaseEstimator):
         return model_texts(data, self.model_)
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
-            raise FewtuneError("this FewShotClassifier is not fitted yet; call fit(texts, labels) first")
+        if not self.__sklearn_is_fitted__():
+            raise NotFittedError("this FewShotClassifier is not fitted yet; call fit(texts, labels) first")
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "model_")
+
+    def __sklearn_tags__(self):
+        """Texts in (a list of strings, or of (text, text_pair) pairs), not a numeric matrix; labels one per
+        text, or for multi-label a list of labels / a 0/1 matrix."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.one_d_array = True
+        tags.input_tags.two_d_array = False
+        tags.classifier_tags.multi_label = True
+        tags.target_tags.two_d_labels = True
+        return tags
 

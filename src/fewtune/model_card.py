@@ -1,9 +1,47 @@
-"""A README.md for a saved model: what it is, how it was trained, how well it did, how to load it."""
+"""A README.md for a saved model: what it is, how it was trained, how well it did, how to load it.
+
+Every card opens with YAML metadata written by huggingface_hub's ModelCardData (library, base model,
+pipeline tag, tags, the held-out scores as model-index results), so the Hub and any tool that reads
+Hub cards parse it; the prose below it is fewtune's own.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+
+PIPELINE_TAGS = {"classify": "text-classification", "generate": "text-generation", "lm": "text-generation"}
+METRICS = {"accuracy": ("accuracy", None), "macro_f1": ("f1", "macro"), "ece": ("ece", None), "nll": ("nll", None),
+           "brier": ("brier", None), "perplexity_after": ("perplexity", None)}
+
+
+def with_metadata(config: dict[str, Any], card: str) -> str:
+    """`card` under the YAML front matter of a Hub model card (huggingface_hub.ModelCardData)."""
+    import re
+    from importlib.metadata import version
+
+    from huggingface_hub import EvalResult, ModelCardData
+
+    from .backbones.registry import hub_id
+
+    backbone = config.get("backbone") or {}
+    name = backbone.get("name") if isinstance(backbone, dict) else backbone
+    task = config.get("task") or ("classify" if "classes" in config else None)
+    pipeline_tag = PIPELINE_TAGS.get(task)
+    evaluation = config.get("evaluation") or {}
+    title = f"fewtune {config.get('method') or task or 'model'} on {name or 'no backbone'}"
+    results = []
+    if pipeline_tag and isinstance(evaluation.get("held_out"), str):
+        held_out = evaluation["held_out"]
+        slug = re.sub(r"[^a-z0-9]+", "-", held_out.lower()).strip("-") or "held-out"
+        results = [EvalResult(task_type=pipeline_tag, dataset_type=slug, dataset_name=held_out, metric_type=metric,
+                              metric_config=config_name, metric_value=evaluation[key])
+                   for key, (metric, config_name) in METRICS.items() if isinstance(evaluation.get(key), (int, float))]
+    data = ModelCardData(library_name="fewtune", base_model=hub_id(name), pipeline_tag=pipeline_tag,
+                         tags=["fewtune", "few-shot", *([config["method"]] if config.get("method") else [])],
+                         model_name=title, eval_results=results or None, fewtune_version=version("fewtune"))
+    return f"---\n{data.to_yaml()}\n---\n\n{card}"
 
 
 def render_card(config: dict[str, Any], strategies: Sequence[str] = ()) -> str:
@@ -13,7 +51,7 @@ def render_card(config: dict[str, Any], strategies: Sequence[str] = ()) -> str:
     lines = [
         f"# fewtune model: {config['method']} on {backbone['name']}",
         "",
-        f"A text classifier trained with [fewtune](https://example.invalid/fewtune) using the "
+        f"A text classifier trained with fewtune using the "
         f"`{config['method']}` method on the `{backbone['name']}` backbone ({backbone.get('source', '')}).",
         "",
         "## Classes",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -239,6 +240,15 @@ def test_paired_tests_against_known_values():
     # ±(the −.02 flipped too), 4 of 32.
     assert math.isclose(sign_flip_p([x - y for x, y in zip(a, b)]), 4 / 32)
     assert sign_flip_p([1, 1, 1, 1, 1]) == 2 / 32
+    # Above 16 seeds: 20,000 seeded sign draws, close to the exact enumeration of all 2^18.
+    import itertools
+
+    import numpy as np
+
+    diffs = np.random.default_rng(3).normal(0.01, 0.03, size=18)
+    signs = np.array(list(itertools.product((1, -1), repeat=18)))
+    exact = np.mean(np.abs(signs @ diffs) >= abs(diffs.sum()) - 1e-12)
+    assert abs(sign_flip_p(list(diffs)) - exact) < 0.01 and sign_flip_p(list(diffs)) == sign_flip_p(list(diffs))
     same = paired_tests([0.5, 0.6], [0.5, 0.6])
     assert same["t_p"] == same["wilcoxon_p"] == same["sign_flip_p"] == 1.0
     assert math.isnan(paired_tests([0.5], [0.4])["t_p"])
@@ -257,3 +267,29 @@ def test_a_relative_interpreter_path_reaches_the_workers(data_files, st_folder, 
                  "--methods", "linear-probe", "--baselines", "", "--shots", "2", "--seeds", "1", "--python", relative,
                  "--out", str(tmp_path / "runs.jsonl"), "--quiet", "--json", "--no-report"]) == 0
     assert summary(capfd)["done"] == 1
+
+
+def test_ray_runs_give_the_local_runners_records_hash_for_hash(first_run, data_files, st_folder, tmp_path, capfd):
+    """A local Ray (this machine's cores) runs the same plan: every run's predictions_sha and scores equal
+    the local runner's; the failing variant lands in the failure log there too; a rerun resumes."""
+    pytest.importorskip("ray")
+    local_out, _ = first_run
+    out = tmp_path / "ray.jsonl"
+    args = bench_args(data_files, st_folder, out, "--variant", "linear-probe:head_c=-1", "--no-report", "--ray", "local")
+    assert main(args) == 1
+    local = {r["key"]: r for r in load_runs(local_out)}
+    ray_runs = {r["key"]: r for r in load_runs(out)}
+    assert set(ray_runs) == set(local) and len(ray_runs) == 12
+    for key, record in ray_runs.items():
+        assert record["predictions_sha"] == local[key]["predictions_sha"], key
+        assert record["accuracy"] == local[key]["accuracy"] and record["split_sha"] == local[key]["split_sha"]
+        assert record["engine"] == "ray (local)"
+    assert len(out.with_suffix(".failed.jsonl").read_text().splitlines()) == 4
+    capfd.readouterr()
+    assert main(args) == 1  # resumed: only the failed runs are tried again
+    assert summary(capfd)["skipped"] == 12
+
+
+def test_ray_and_python_together_are_one_line(data_files, st_folder, tmp_path, capfd):
+    assert main(bench_args(data_files, st_folder, tmp_path / "r.jsonl", "--ray", "local", "--python", sys.executable)) == 2
+    assert "--python applies to the local runner" in capfd.readouterr().err

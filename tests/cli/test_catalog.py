@@ -1,9 +1,9 @@
-"""`fewtune models`, `datasets` and `methods`."""
+"""`fewtune models`, `datasets`, `methods` and `--version`; bench's interpreter check."""
 
 from __future__ import annotations
 
 import json
-
+import os
 
 from tests.helpers.cli import run_cli
 
@@ -42,3 +42,18 @@ def test_methods_lists_setfit_and_its_params(capfd):
     assert setfit["params"]["epochs"]["default"] == 4.0 and setfit["params"]["steps"]["default"] == -1
     assert setfit["selection_grid"] == {"body_lr": [2e-4, 5e-5], "l2sp": [0.0, 1.0]}
     assert "encoder" in setfit["backbones"]
+
+
+def test_version_prints_the_installed_version(capfd):
+    from importlib.metadata import version
+
+    r = run_cli(capfd, "--version")
+    assert r.code == 0 and r.out.strip() == f"fewtune {version('fewtune')}"
+
+
+def test_bench_names_a_missing_interpreter_in_one_line(capfd, tmp_path):
+    r = run_cli(capfd, "bench", "--dataset", "mr", "--python", "venv-that-is-not-there/bin/python",
+                "--out", tmp_path / "runs.jsonl")
+    assert r.code == 2 and r.err_lines == [r.err_lines[0]] and "no such interpreter" in r.err
+    assert os.path.abspath("venv-that-is-not-there/bin/python") in r.err  # read from here, not the workers' folder
+    assert not (tmp_path / "runs.jsonl").exists()

@@ -93,17 +93,47 @@ def test_lora_model_saves_small_and_reloads_to_identical_outputs(chat_llama_fold
     gen = FewShotGenerator(str(chat_llama_folder), params={"lr": 1e-2, "epochs": 5}, show_progress=False).fit(PAIRS)
     gen.save(tmp_path / "lora")
     files = {p.name for p in (tmp_path / "lora").iterdir()}
-    assert {"adapter.safetensors", "adapter.json", "fewtune.json", "README.md"} == files
+    assert {"adapter_model.safetensors", "adapter_config.json", "fewtune.json", "README.md"} == files
     again = FewShotGenerator.load(tmp_path / "lora")
     assert again.perplexity(PAIRS) == pytest.approx(gen.perplexity(PAIRS), rel=1e-6)
     assert [again.generate(q, max_new_tokens=8) for q, _ in PAIRS] == [gen.generate(q, max_new_tokens=8) for q, _ in PAIRS]
+
+
+def test_a_lora_folder_loads_in_plain_peft_with_the_same_logits(chat_llama_folder, tmp_path):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gen = FewShotGenerator(str(chat_llama_folder), params={"lr": 1e-2, "epochs": 5}, show_progress=False).fit(PAIRS)
+    gen.save(tmp_path / "lora")
+    base = AutoModelForCausalLM.from_pretrained(str(chat_llama_folder))
+    peft_model = PeftModel.from_pretrained(base, str(tmp_path / "lora")).eval()
+    ids = AutoTokenizer.from_pretrained(str(chat_llama_folder))("hello how are you", return_tensors="pt").input_ids
+    with torch.no_grad():
+        ours = gen.model.eval()(input_ids=ids).logits
+        theirs = peft_model(input_ids=ids).logits
+    torch.testing.assert_close(theirs, ours, rtol=1e-5, atol=1e-5)
+
+
+def test_a_folder_saved_with_the_old_adapter_names_still_loads(chat_llama_folder, tmp_path):
+    gen = FewShotGenerator(str(chat_llama_folder), params={"lr": 1e-2, "epochs": 5}, show_progress=False).fit(PAIRS)
+    folder = gen.save(tmp_path / "old")
+    # As fewtune wrote it before PEFT's format: adapter.safetensors + adapter.json, listed in fewtune.json.
+    (folder / "adapter_model.safetensors").rename(folder / "adapter.safetensors")
+    (folder / "adapter_config.json").rename(folder / "adapter.json")
+    config = json.loads((folder / "fewtune.json").read_text())
+    config["files"] = {{"adapter_model.safetensors": "adapter.safetensors", "adapter_config.json": "adapter.json"}
+                       .get(name, name): digest for name, digest in config["files"].items()}
+    (folder / "fewtune.json").write_text(json.dumps(config))
+    again = FewShotGenerator.load(folder)
+    assert again.perplexity(PAIRS) == pytest.approx(gen.perplexity(PAIRS), rel=1e-6)
 
 
 def test_merge_writes_a_standalone_model_with_the_same_outputs(chat_llama_folder, tmp_path):
     gen = FewShotGenerator(str(chat_llama_folder), params={"lr": 1e-2, "epochs": 5}, show_progress=False).fit(PAIRS)
     gen.save(tmp_path / "merged", merge=True)
     assert (tmp_path / "merged" / "lm" / "model.safetensors").is_file()
-    assert not (tmp_path / "merged" / "adapter.safetensors").exists()
+    assert not (tmp_path / "merged" / "adapter_model.safetensors").exists()
     merged = FewShotGenerator.load(tmp_path / "merged")
     assert not hasattr(merged.model, "peft_config")
     assert merged.perplexity(PAIRS) == pytest.approx(gen.perplexity(PAIRS), rel=1e-4)
@@ -184,7 +214,7 @@ def test_a_corrupt_adapter_is_reported(chat_llama_folder, tmp_path):
     gen.save(tmp_path / "m")
     broken = tmp_path / "broken"
     shutil.copytree(tmp_path / "m", broken)
-    (broken / "adapter.safetensors").write_bytes(b"not a safetensors file")
+    (broken / "adapter_model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(FewtuneError, match="checksum mismatch"):
         FewShotGenerator.load(broken)
 

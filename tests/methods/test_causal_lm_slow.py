@@ -56,7 +56,7 @@ def test_prompt_fine_tuning_on_8_shots_keeps_smollm2_at_least_near_zero_shot(smo
     clf = FewShotClassifier(smollm2, "prompt", params={**words, "epochs": 3}, show_progress=False).fit(X, y)
     assert clf.score(X_test, y_test) >= zero - 0.05
     clf.save(tmp_path / "m")
-    assert (tmp_path / "m" / "adapter.safetensors").stat().st_size < 5_000_000  # the adapter, not the LM
+    assert (tmp_path / "m" / "adapter_model.safetensors").stat().st_size < 5_000_000  # the adapter, not the LM
     np.testing.assert_allclose(FewShotClassifier.load(tmp_path / "m").predict_proba(X_test[:8]),
                                clf.predict_proba(X_test[:8]), atol=1e-5)
 

@@ -84,7 +84,7 @@ def test_prompt_fine_tuning_learns_the_label_words_and_round_trips(llama_folder,
     assert clf.train_info_["distance_from_pretrained"] > 0
     clf.save(tmp_path / "m")
     files = {p.name for p in (tmp_path / "m").rglob("*") if p.is_file()}
-    assert ("adapter.safetensors" in files) == params["lora"]
+    assert ("adapter_model.safetensors" in files) == params["lora"]
     assert not [f for f in files if f.endswith((".bin", ".pt", ".pkl"))]
     again = FewShotClassifier.load(tmp_path / "m")
     np.testing.assert_allclose(again.predict_proba(X), clf.predict_proba(X), atol=1e-6)

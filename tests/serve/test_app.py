@@ -262,3 +262,19 @@ def test_serve_bounds_connections_and_idle_time(folders, monkeypatch):
     assert seen["host"] == "127.0.0.1"  # this machine only unless told otherwise
     assert seen["limit_concurrency"] <= 64 and seen["timeout_keep_alive"] <= 5
     assert seen["h11_max_incomplete_event_size"] <= 64 * 1024  # a request line or headers cannot grow forever
+
+
+def test_the_openapi_schema_types_every_answer_and_declares_the_refusals(client):
+    schema = client.get("/openapi.json").json()
+    routes = {("/health", "get"): "200", ("/info", "get"): "200", ("/info/{name}", "get"): "200",
+              ("/predict", "post"): "200", ("/generate", "post"): "200", ("/train", "post"): "202",
+              ("/train/{job}", "get"): "200"}
+    for (path, method), ok in routes.items():
+        operation = schema["paths"][path][method]
+        assert operation["tags"], path
+        assert operation["responses"][ok]["content"]["application/json"]["schema"]["$ref"].startswith(
+            "#/components/schemas/"), path
+    refusals = schema["paths"]["/predict"]["post"]["responses"]
+    for status in ("400", "404", "413", "422"):
+        assert refusals[status]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
+    assert {"Predictions", "Prediction", "Generated", "Job", "Info", "Health"} <= set(schema["components"]["schemas"])

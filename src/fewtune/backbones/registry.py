@@ -99,3 +99,9 @@ def spec_for_hub_id(hub_id: str) -> BackboneSpec | None:
         if spec.name in _EXACT_COPIES and spec.hf_id.lower() == hub_id.lower():
             return spec
     return None
+
+
+def hub_id(name: str | None) -> str | None:
+    """The Hugging Face hub id of a named backbone (for model cards and adapter configs), None for a folder."""
+    spec = BACKBONES.get(name) if isinstance(name, str) else None
+    return spec.hf_id if spec else None

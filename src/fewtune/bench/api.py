@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Callable
@@ -99,12 +100,23 @@ def resolve_variants(methods: str, baselines: str, extra: list[str], params: lis
 def bench(*, datasets: str, methods: str, baselines: str, variants: list[str], params: list[str], shots: str,
           seeds: str, max_test: int, max_seq_length: int, backbone: str | None, out: Path, jobs: int, python: str | None,
           timeout: float, text_col: str, label_col: str, test: str | None, encoding: str, dry_run: bool,
-          on_event: Callable | None = None, on_plan: Callable | None = None, as_user_file: bool = False) -> dict:
+          on_event: Callable | None = None, on_plan: Callable | None = None, as_user_file: bool = False,
+          ray: str | None = None) -> dict:
+    """ray: None for the local process pool; "local" for a Ray started here, or a Ray cluster's address."""
     if jobs < 1:
         raise FewtuneError(f"--jobs must be at least 1, got {jobs}")
+    if ray is not None and python is not None:
+        raise FewtuneError("--python applies to the local runner; Ray's workers run the cluster's own Python")
+    if ray is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise FewtuneError("--ray needs the ray package: pip install 'fewtune[ray]'")
     # A relative interpreter path would be read from the workers' own folder: anchor it here (abspath,
     # not resolve: a venv's python is a symlink whose target has no venv).
     python = os.path.abspath(python) if python and os.sep in python else (python or sys.executable)
+    if shutil.which(python) is None:
+        raise FewtuneError(f"--python {python}: no such interpreter (give the path of a python executable)")
     sources = [data_source(d, text_col=text_col, label_col=label_col, test_path=test, encoding=encoding,
                            user_file=as_user_file) for d in split_list(datasets)]
     if not sources:
@@ -122,5 +134,11 @@ def bench(*, datasets: str, methods: str, baselines: str, variants: list[str], p
         done = done_keys(out) if out.exists() else set()
         return {"planned": len(runs), "skipped": sum(r["key"] in done for r in runs), "done": 0, "failed": 0,
                 "todo": [r["key"] for r in runs if r["key"] not in done], "notes": notes}
-    counts = run_all(runs, out, python=python, jobs=jobs, timeout=timeout, notes=notes, on_event=on_event)
+    if ray is not None:
+        from .ray_runner import run_all_ray
+
+        counts = run_all_ray(runs, out, address=ray, cpus_per_run=max(1, (os.cpu_count() or 1) // jobs), notes=notes,
+                             on_event=on_event)
+    else:
+        counts = run_all(runs, out, python=python, jobs=jobs, timeout=timeout, notes=notes, on_event=on_event)
     return {**counts, "out": str(out), "notes": notes}

@@ -132,6 +132,41 @@ class Worker:
         self.log.close()
 
 
+class Records:
+    """Where finished runs go, whichever engine ran them: one JSON line per run in `out` (with the
+    machine, git state and notes), one per failure in out.failed.jsonl; `counts` tallies both."""
+
+    def __init__(self, out: Path, counts: dict, *, notes=(), jobs: int = 1, python: str | None = None,
+                 engine: str | None = None):
+        self.out, self.failed_file, self.counts = out, out.with_suffix(".failed.jsonl"), counts
+        self.context = {"machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                                    "processor": platform.machine(), "python": platform.python_version()},
+                        "fewtune_git": fewtune_git(), "notes": list(notes), "jobs": jobs, "python_exe": python,
+                        **({"engine": engine} if engine else {})}
+        out.parent.mkdir(parents=True, exist_ok=True)
+
+    def add(self, run: dict, record: dict | None, why: str) -> dict | None:
+        """Append the run's record (None: its failure, `why`); returns the record as written."""
+        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        if record is None:
+            self.counts["failed"] += 1
+            with open(self.failed_file, "a") as f:
+                f.write(json.dumps({"key": run["key"], "finished": stamp, "error": why}) + "\n")
+            return None
+        record = {**record, **self.context, "finished": stamp}
+        with open(self.out, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        self.counts["done"] += 1
+        return record
+
+
+def todo_runs(runs: list[dict], out: Path) -> tuple[list[dict], dict]:
+    """The runs not yet in `out` (a rerun resumes after them) and the counts to fill in."""
+    done = done_keys(out)
+    todo = [r for r in runs if r["key"] not in done]
+    return todo, {"planned": len(runs), "skipped": len(runs) - len(todo), "done": 0, "failed": 0}
+
+
 def run_all(runs: list[dict], out: Path, *, python: str | None = None, jobs: int = 1, timeout: float = 6 * 3600,
             fresh_process: bool = False, notes: list[str] = (), on_event: Callable[[str, dict, dict | None, str], None] | None = None) -> dict:
     """Do every run not already in `out`; returns counts {planned, skipped, done, failed}.
@@ -144,17 +179,11 @@ def run_all(runs: list[dict], out: Path, *, python: str | None = None, jobs: int
     """
     python = python or sys.executable
     out = Path(out)
-    done = done_keys(out)
-    todo = [r for r in runs if r["key"] not in done]
-    counts = {"planned": len(runs), "skipped": len(runs) - len(todo), "done": 0, "failed": 0}
+    todo, counts = todo_runs(runs, out)
     if not todo:
         return counts
-    out.parent.mkdir(parents=True, exist_ok=True)
-    failed_file = out.with_suffix(".failed.jsonl")
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
-    context = {"machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                           "processor": platform.machine(), "python": platform.python_version()},
-               "fewtune_git": fewtune_git(), "notes": list(notes), "jobs": jobs, "python_exe": python}
+    records = Records(out, counts, notes=notes, jobs=jobs, python=python)
     lock = threading.Lock()
     queue = list(enumerate(todo))
     live: set[Worker] = set()
@@ -180,17 +209,8 @@ def run_all(runs: list[dict], out: Path, *, python: str | None = None, jobs: int
                 worker.close()
                 live.discard(worker)
                 worker = None
-            stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
             with lock:
-                if record is None:
-                    counts["failed"] += 1
-                    with open(failed_file, "a") as f:
-                        f.write(json.dumps({"key": run["key"], "finished": stamp, "error": why}) + "\n")
-                else:
-                    record = {**record, **context, "finished": stamp}
-                    with open(out, "a") as f:
-                        f.write(json.dumps(record) + "\n")
-                    counts["done"] += 1
+                record = records.add(run, record, why)
                 if on_event:
                     on_event("done" if record else "failed", run, record, why)
         if worker is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -24,6 +24,22 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,  # plain-text usage errors: one readable line, not a box cut to the terminal width
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"fewtune {version('fewtune')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                   help="Print fewtune's version and exit.")] = False) -> None:
+    """Fine-tune pretrained language models on a handful of labeled examples."""
+
+
 # Registered in this order, which is the order `fewtune --help` lists them in.
 app.add_typer(catalog.models_app, name="models")
 app.add_typer(recommend.app, name="recommend")

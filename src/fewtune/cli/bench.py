@@ -26,6 +26,7 @@ def bench(
     out: Annotated[Path, typer.Option("--out", "-o", help="JSON lines, one per finished run; runs already there are skipped.")] = Path("runs.jsonl"),
     jobs: Annotated[int, typer.Option(help="Runs in parallel processes; the cores are shared out among them.")] = 1,
     python: Annotated[Optional[str], typer.Option(help="Interpreter for the runs (default: this one), e.g. one with setfit installed.")] = None,
+    ray: Annotated[Optional[str], typer.Option(help="Run every run as a Ray task: 'local' starts Ray on this machine; 'auto' or ray://HOST:10001 joins a cluster (each node needs fewtune and the data installed). Needs fewtune[ray].")] = None,
     run_timeout: Annotated[float, typer.Option(help="Seconds before one run is killed and recorded as failed.")] = 6 * 3600,
     text_col: TextCol = "text",
     label_col: Annotated[str, typer.Option(help="Column holding the label (data files).")] = "label",
@@ -64,7 +65,7 @@ def bench(
                            params=param or [], shots=shots, seeds=seeds, max_test=max_test, max_seq_length=max_seq_length,
                            backbone=backbone, out=out, jobs=jobs, python=python, timeout=run_timeout, text_col=text_col,
                            label_col=label_col, test=test, encoding=encoding, dry_run=dry_run, on_plan=on_plan,
-                           on_event=on_event, as_user_file=as_user_file)
+                           on_event=on_event, as_user_file=as_user_file, ray=ray)
         if state.get("task") is not None and result["skipped"]:
             progress.advance(state["task"], result["skipped"])
     if dry_run:

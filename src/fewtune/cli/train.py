@@ -36,6 +36,8 @@ def train(
     merge: Annotated[bool, typer.Option(help=H("merge"))] = False,
     param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help=H("params") + " Repeatable.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help=H("output"))] = None,
+    log_with: Annotated[Optional[list[str]], typer.Option("--log-with", help=H("log_with"))] = None,
+    logging_dir: Annotated[Optional[Path], typer.Option(help=H("logging_dir"))] = None,
     overwrite: Annotated[bool, typer.Option(help=H("overwrite"))] = False,
     select: Annotated[Optional[str], typer.Option(help=H("select"))] = None,
     grid: Annotated[Optional[list[str]], typer.Option(help=H("grid"))] = None,
@@ -64,7 +66,7 @@ def train(
                    cv_folds=cv_folds, posterior=posterior, posterior_samples=posterior_samples, calibrate=calibrate,
                    class_prior=class_prior, prompt_col=prompt_col, response_col=response_col, merge=merge,
                    resume=resume, device=device, trust=trust, output=output, overwrite=overwrite,
-                   check_data=check_data, quiet=quiet)
+                   check_data=check_data, quiet=quiet, log_with=list(log_with or []), logging_dir=logging_dir)
     done = run(spec, note=lambda message: note(quiet, message))
     if json_out:
         print_json(done.result)

@@ -36,6 +36,14 @@ def print_result(result: dict[str, Any], train_info: dict[str, Any], what: Optio
                    "(use --shots or --test)")
     if output is not None:
         typer.echo(f"model saved to {output}")
+    _print_logged(result)
+
+
+def _print_logged(result: dict[str, Any]) -> None:
+    logged = result.get("logged")
+    if logged:
+        typer.echo(f"loss curve and scores sent to {', '.join(logged['trackers'])} in {logged['logging_dir']} "
+                   f"(run {logged['run']})")
 
 
 def _print_auto(info: dict) -> None:
@@ -82,3 +90,4 @@ def print_generation(result: dict[str, Any]) -> None:
         typer.echo(f"trained in {result['train_seconds']:.1f} s; no held-out data (use --shots or --test)")
     if "output" in result:
         typer.echo(f"model saved to {result['output']}")
+    _print_logged(result)

@@ -100,6 +100,33 @@ def as_labeled(texts: Iterable[Any], labels: Iterable[Any] | None = None, *, sou
     )
 
 
+def from_table(table: Any, labels: Any = None, *, text_col: str = "text", label_col: str = "label",
+               text_pair_col: str | None = None, source: str = "input") -> tuple[Any, Any]:
+    """A pandas DataFrame or a `datasets.Dataset` with named columns -> (texts, or (text, text_pair) pairs;
+    labels), the labels read from `label_col` unless given (a ClassLabel column gives its names, not its
+    integers). Anything else, and a table without `text_col` whose labels are given (a 2-column table of
+    sentence pairs), passes through unchanged. `datasets` is never imported here: a Dataset is recognised
+    by its column_names."""
+    columns = getattr(table, "column_names", None)
+    if columns is None and hasattr(table, "columns") and getattr(table, "ndim", 0) == 2:
+        columns = [str(c) for c in table.columns]
+    if columns is None or (labels is not None and text_col not in columns):
+        return table, labels
+    wanted = [text_col, *([text_pair_col] if text_pair_col else []), *([label_col] if labels is None else [])]
+    for col in wanted:
+        if col not in columns:
+            raise DataError(_missing_column_message(source, col, list(columns)).replace("the file has", "it has"))
+    texts = list(table[text_col])
+    if text_pair_col:
+        texts = list(zip(texts, list(table[text_pair_col])))
+    if labels is None:
+        labels = list(table[label_col])
+        names = getattr((getattr(table, "features", None) or {}).get(label_col), "names", None)
+        if names:  # a datasets ClassLabel: integers stand for these names
+            labels = [names[i] for i in labels]
+    return texts, labels
+
+
 def check_trainable(data: LabeledTexts, *, shots: int | None = None) -> None:
     """Refuse data a classifier cannot be trained on.
 

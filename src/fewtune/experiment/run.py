@@ -70,6 +70,8 @@ def run(spec: RunSpec, prepared: Optional[Prepared] = None, *,
     result = _classifier_result(clf, n_train=len(train), shots=spec.shots, check_report=check_report)
     if prepared.heldout is not None:
         result["evaluation"] = evaluation(clf, prepared.heldout, prepared.what, spec.label_sep)
+    if spec.log_with:
+        result["logged"] = _track(spec, clf.train_info_, result.get("evaluation"))
     if spec.output is not None:
         clf.save(spec.output, overwrite=spec.overwrite, evaluation=result.get("evaluation"))
         result["output"] = str(spec.output)
@@ -113,6 +115,23 @@ def evaluation(clf, heldout, what: str, label_sep: str) -> dict[str, Any]:
     if "calibration" in report:
         scores.update({k: round(report["calibration"][k], 4) for k in ("ece", "nll", "brier")})
     return scores
+
+
+def _track(spec: RunSpec, train_info: dict, scores: Optional[dict]) -> dict[str, Any]:
+    """The run's loss curve and held-out scores sent to its --log-with trackers; where they went."""
+    import time
+    from pathlib import Path
+
+    from ..training.tracking import log_run
+
+    what = spec.method if spec.task == "classify" else spec.task
+    name = f"{what}-{spec.dataset or Path(spec.data or 'data').stem}-seed{spec.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder = spec.logging_dir or Path("runs")
+    metrics = {k: v for k, v in (scores or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+               and k != "n"}
+    log_run(spec.log_with, folder, name, loss_curve=train_info.get("loss_curve", []), metrics=metrics,
+            config=spec.to_dict())
+    return {"trackers": spec.log_with, "logging_dir": str(folder), "run": name}
 
 
 def _check_data(spec: RunSpec, train, method_params, backbone: str) -> dict:
@@ -172,6 +191,8 @@ def _run_generator(spec: RunSpec, prepared: Optional[Prepared], note: Callable[[
                               "distance_from_pretrained": gen.train_info_["distance_from_pretrained"]}
     if gen.evaluation_:
         result["evaluation"] = {"held_out": prepared.what, **gen.evaluation_}
+    if spec.log_with:
+        result["logged"] = _track(spec, gen.train_info_, result.get("evaluation"))
     if output is not None:
         gen.save(output, merge=spec.merge, overwrite=spec.overwrite)
         shutil.rmtree(checkpoint, ignore_errors=True)

@@ -84,6 +84,10 @@ class RunSpec:
     trust: bool = _field(False, "Load pickle weights and a model folder's own code (both can run anything: only "
                                 "from a source you trust).")
     output: Optional[Path] = _field(None, "Folder to save the trained model in.")
+    log_with: list = _field([], "Send the loss of every training step and the held-out scores to this Accelerate "
+                                "tracker: tensorboard, mlflow or trackio (repeatable; the package must be installed).")
+    logging_dir: Optional[Path] = _field(None, "Where --log-with trackers write (default: runs/ in the current "
+                                               "folder; `tensorboard --logdir runs` shows it).")
     overwrite: bool = _field(False, "Replace an existing model folder.")
     check_data: bool = _field(False, "Audit the training examples first (`fewtune check-data`); stop on errors.")
     quiet: bool = _field(False, "No progress bars or notes on stderr.")
@@ -92,14 +96,14 @@ class RunSpec:
     CLASSIFY_ONLY = ("method", "multi_label", "select", "grid", "posterior", "calibrate", "class_prior",
                      "text_pair_col", "trust", "time_budget", "as_user_file", "check_data")
 
-    PATHS = ("data", "test", "output")
+    PATHS = ("data", "test", "output", "logging_dir")
 
     def __post_init__(self):
         for name in self.PATHS:  # "reviews.csv" from Python or JSON, a Path from the CLI
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 setattr(self, name, Path(value))
-        self.params, self.grid = dict(self.params or {}), list(self.grid or [])
+        self.params, self.grid, self.log_with = dict(self.params or {}), list(self.grid or []), list(self.log_with or [])
 
     @classmethod
     def help(cls, name: str) -> str:
@@ -144,6 +148,10 @@ class RunSpec:
             raise FewtuneError(f"--shots must be at least 1, got {self.shots}")
         if self.task not in TASKS:
             raise FewtuneError(f"--task must be {', '.join(TASKS[:-1])} or {TASKS[-1]}, got {self.task!r}")
+        if self.log_with:
+            from ..training.tracking import check_trackers
+
+            check_trackers(self.log_with)
         if self.output is not None and self.output.exists() and not self.overwrite:
             raise FewtuneError(f"{self.output} already exists; choose another --output or pass --overwrite")
         if self.task == "classify":

@@ -25,10 +25,13 @@ import torch
 from ..backbones import CAUSAL_LM, DEFAULT_CAUSAL_LM, ResolvedBackbone, load_causal_lm, pick_device, resolve_backbone
 from ..backbones import resolve_base
 from ..backbones.quiet import quiet_libraries
+from ..backbones.registry import hub_id
 from ..errors import FewtuneError
+from ..estimator import NotFittedError, ParamsEstimator
 from ..training.lm_training import LMTrainingParams, param as _param, prepare_for_training
 from ..training.lora import load_adapter, save_adapter
 from ..training.optim import make_optimizer, update
+from ..training.tracking import curve
 from ..storage.model_folder import read_model_folder, write_model_folder
 from ..progress import progress_bar
 from .data import Chat, as_chats, as_texts
@@ -55,8 +58,9 @@ class GenerationParams(LMTrainingParams):
         return "generation"
 
 
-class FewShotGenerator:
-    """A causal LM fine-tuned on a few conversations (task="generate") or texts (task="lm")."""
+class FewShotGenerator(ParamsEstimator):
+    """A causal LM fine-tuned on a few conversations (task="generate") or texts (task="lm").
+    `params`: GenerationParams or a dict of them (see `fewtune methods`); `set_params(params__lr=...)` works."""
 
     def __init__(self, backbone: str = DEFAULT_CAUSAL_LM, *, task: str = "generate",
                  params: dict[str, Any] | None = None, seed: int = 0, device: str | None = None,
@@ -64,11 +68,16 @@ class FewShotGenerator:
         if task not in TASKS:
             raise FewtuneError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
         self.backbone, self.task, self.seed, self.device = backbone, task, seed, device
-        self.params = GenerationParams.from_dict(params or {}, method="generation")
+        self.params = self._params_from_dict(params)
         self.show_progress = show_progress
         self.model = self.tokenizer = self.format = None
         self.train_info_: dict[str, Any] = {}
         self.evaluation_: dict[str, Any] = {}
+
+    def _params_from_dict(self, values) -> GenerationParams:
+        if isinstance(values, GenerationParams):  # scikit-learn's clone passes the object back as it was
+            return values
+        return GenerationParams.from_dict(values or {}, method="generation")
 
     # -- data -----------------------------------------------------------------------------
     def _examples(self, data, source: str) -> list:
@@ -156,6 +165,7 @@ class FewShotGenerator:
         self.train_info_ = {
             "task": self.task, "n_examples": len(examples), "steps": p.epochs * steps_per_epoch,
             "final_loss": round(losses[-1], 6) if losses else None,
+            "loss_curve": curve(losses),
             "trainable_parameters": sum(t.numel() for t in params),
             "distance_from_pretrained": round(prior.distance(), 6),
             "train_seconds": round(train_seconds, 3),
@@ -229,7 +239,7 @@ class FewShotGenerator:
 
         def payload(folder: Path) -> None:
             if lora:
-                save_adapter(self.model, folder)
+                save_adapter(self.model, folder, base_model=hub_id(self.backbone_.name))
                 return
             model = self.model
             if self.params.lora:  # merge: fold ΔW into the base weights, drop the adapter layers
@@ -281,7 +291,7 @@ class FewShotGenerator:
 
     def _check_fitted(self) -> None:
         if self.model is None:
-            raise FewtuneError("this FewShotGenerator is not fitted yet; call fit(examples) first")
+            raise NotFittedError("this FewShotGenerator is not fitted yet; call fit(examples) first")
 
 
 def _checked_turns(chat) -> Chat:

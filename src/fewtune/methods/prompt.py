@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from ..backbones import CAUSAL_LM, ResolvedBackbone, resolve_base
 from ..backbones.quiet import quiet_libraries
+from ..backbones.registry import hub_id
 from ..errors import FewtuneError
 from ..method import register_method
 from ..training.label_word_method import DemoParams, LabelWordMethod, load_demonstrations, rounded, save_demonstrations
@@ -141,7 +142,7 @@ class Prompt(LabelWordMethod):
         if self.params.demonstrations:
             save_demonstrations(folder, self.demonstrations)
         if self.params.lora:
-            save_adapter(self.model, folder)
+            save_adapter(self.model, folder, base_model=hub_id(self.backbone.name))
         else:
             with quiet_libraries():
                 self.model.save_pretrained(str(folder / "lm"), safe_serialization=True)

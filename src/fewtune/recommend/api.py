@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FewtuneError, ModelFolderError
+from ..estimator import NotFittedError, ParamsEstimator
 from ..storage.model_folder import read_model_folder, write_model_folder
 from ..progress import progress_bar
 from .base import Recommender, TrainSet, check_history
@@ -41,7 +42,7 @@ def train_set(data: RatingsData, users: np.ndarray | None, scale: LikeScale) -> 
     return TrainSet(matrix, list(data.item_texts))
 
 
-class FewShotRecommender:
+class FewShotRecommender(ParamsEstimator):
     """A recommendation method fitted on training users; personalised per call from a short history."""
 
     def __init__(self, method: str = "bayes", *, backbone: str | None = None, params: dict | None = None,
@@ -88,7 +89,7 @@ class FewShotRecommender:
     # -- a new user ------------------------------------------------------------------------
     def _check_fitted(self) -> None:
         if not hasattr(self, "method_"):
-            raise FewtuneError("this FewShotRecommender is not fitted yet; call fit() or load()")
+            raise NotFittedError("this FewShotRecommender is not fitted yet; call fit() or load()")
 
     def item_matcher(self) -> ItemMatcher:
         """Finds catalogue items by id or title (built once)."""

@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException
 
 from ..errors import FewtuneError
 from ..labels import prediction_rows
+from . import schemas
 from .registry import CLASSIFIER, GENERATOR, Served, check_name, load_served, served_from_classifier
 from .teach import Busy, TeachConfig, Teacher
 
@@ -132,11 +133,11 @@ def create_app(models: Mapping[str, str | Path | Served], limits: Limits | None 
             raise ApiError(400, f"{name!r} is a {served.kind}; use {route}")
         return served
 
-    @app.get("/health")
+    @app.get("/health", tags=["info"], response_model=schemas.Health)
     def health() -> dict[str, Any]:
         return {"status": "ok", "models": len(registry), "training": bool(teacher and teacher.busy)}
 
-    @app.get("/info")
+    @app.get("/info", tags=["info"], response_model=schemas.Info, response_model_exclude_unset=True)
     def info() -> dict[str, Any]:
         with registry_lock:
             described = {name: {"name": name, **s.info} for name, s in registry.items()}
@@ -145,7 +146,8 @@ def create_app(models: Mapping[str, str | Path | Served], limits: Limits | None 
                                                    "max_examples": teacher.config.max_examples}
         return {"fewtune": __version__, "limits": asdict(limits), "teach": teach_info, "models": described}
 
-    @app.get("/info/{name}")
+    @app.get("/info/{name}", tags=["info"], response_model=schemas.ModelInfo, response_model_exclude_unset=True,
+             responses=errors(404))
     def info_one(name: str) -> dict[str, Any]:
         with registry_lock:
             served = registry.get(name)
@@ -153,7 +155,8 @@ def create_app(models: Mapping[str, str | Path | Served], limits: Limits | None 
             raise ApiError(404, f"no model named {name!r}")
         return {"name": name, **served.info}
 
-    @app.post("/predict")
+    @app.post("/predict", tags=["predict"], response_model=schemas.Predictions, response_model_exclude_unset=True,
+              responses=errors(400, 404, 413, 422))
     def predict(req: PredictRequest) -> dict[str, Any]:
         served = lookup(req.model, CLASSIFIER)
         _check_texts("texts", req.texts, limits, batch=True)
@@ -173,7 +176,7 @@ def create_app(models: Mapping[str, str | Path | Served], limits: Limits | None 
                                abstain_below=req.abstain_below, abstain_label=req.abstain_label)
         return {"model": served.name, "runtime": served.runtime, "classes": served.classes, "predictions": rows}
 
-    @app.post("/generate")
+    @app.post("/generate", tags=["generate"], response_model=schemas.Generated, responses=errors(400, 404, 413, 422))
     def generate(req: GenerateRequest) -> dict[str, Any]:
         served = lookup(req.model, GENERATOR)
         if (req.prompt is None) == (req.messages is None):
@@ -193,7 +196,10 @@ def create_app(models: Mapping[str, str | Path | Served], limits: Limits | None 
                                           top_p=req.top_p, repetition_penalty=req.repetition_penalty)
         return {"model": served.name, "response": reply}
 
-    @app.post("/train", status_code=202)
+    @app.post("/train", status_code=202, tags=["train"], response_model=schemas.Job,
+              responses={**errors(400, 413, 422), 403: {"model": schemas.ErrorResponse,
+                                                        "description": "Training from the page is off."},
+                         409: {"model": schemas.ErrorResponse, "description": "A training is already running."}})
     def train(req: TrainRequest) -> dict[str, Any]:
         if teacher is None:
             raise ApiError(403, "training from the page is turned off on this server")
@@ -205,7 +211,7 @@ def create_app(models: Mapping[str, str | Path | Served], limits: Limits | None 
         _check_texts("labels", req.labels, limits)
         return teacher.start(req.texts, req.labels, req.method).view()
 
-    @app.get("/train/{job}")
+    @app.get("/train/{job}", tags=["train"], response_model=schemas.Job, responses=errors(404))
     def train_status(job: str) -> dict[str, Any]:
         found = teacher.jobs.get(job) if teacher is not None else None
         if found is None:
@@ -223,6 +229,11 @@ def create_app(models: Mapping[str, str | Path | Served], limits: Limits | None 
         return FileResponse(PAGE / file, media_type=PAGE_FILES[file])
 
     return app
+
+
+def errors(*statuses: int) -> dict[int, dict]:
+    """The refusals a route declares in the OpenAPI schema, all of the one ErrorResponse shape."""
+    return {status: schemas.ERRORS[status] for status in statuses}
 
 
 def _check_texts(field: str, texts: list[str], limits: Limits, *, batch: bool = False) -> None:

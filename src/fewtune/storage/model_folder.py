@@ -20,6 +20,7 @@ from typing import Any
 
 from .atomic import atomic_folder
 from ..errors import ModelFolderError
+from ..model_card import with_metadata
 
 FORMAT = "fewtune-model"
 FORMAT_VERSION = 1
@@ -77,7 +78,7 @@ def write_model_folder(
             "files": {p.relative_to(tmp).as_posix(): sha256(p) for p in files},
         }
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        (tmp / CARD_NAME).write_text(render_card(config), encoding="utf-8")
+        (tmp / CARD_NAME).write_text(with_metadata(config, render_card(config)), encoding="utf-8")
     return path
 
 

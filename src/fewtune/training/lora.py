@@ -61,21 +61,22 @@ class LoraDeltaPrior:
         return float(torch.sqrt(self._squared())) if self.layers else 0.0
 
 
-ADAPTER_WEIGHTS, ADAPTER_CONFIG = "adapter.safetensors", "adapter.json"
+# PEFT's own adapter files, so `peft.PeftModel.from_pretrained(base, folder)` loads a fewtune folder;
+# folders saved before that hold LEGACY_WEIGHTS (same tensors, same names) and still load.
+ADAPTER_WEIGHTS, ADAPTER_CONFIG = "adapter_model.safetensors", "adapter_config.json"
+LEGACY_WEIGHTS = "adapter.safetensors"
 
 
-def save_adapter(model, folder) -> None:
-    """The LoRA weights alone (a few hundred kB) and their shape, to reload onto the base backbone."""
-    import json
-
-    from peft import get_peft_model_state_dict
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(model).items()}
+def save_adapter(model, folder, *, base_model: str | None = None) -> None:
+    """The LoRA weights alone (a few hundred kB) in PEFT's format (`save_pretrained`). base_model: the hub id
+    of the backbone, written as the adapter's base_model_name_or_path instead of a local cache path."""
     config = model.peft_config["default"]
-    save_file(state, str(folder / ADAPTER_WEIGHTS))
-    (folder / ADAPTER_CONFIG).write_text(json.dumps(
-        {"r": config.r, "lora_alpha": config.lora_alpha, "target_modules": sorted(config.target_modules)}, indent=2))
+    if base_model:
+        config.base_model_name_or_path = base_model
+    with quiet_libraries():
+        model.save_pretrained(str(folder), safe_serialization=True)
+    # PEFT also writes a README.md of its own; the folder's card is fewtune's (written after the payload).
+    (folder / "README.md").unlink(missing_ok=True)
 
 
 def load_adapter(model, folder, *, r: int, alpha: int, base_name: str):
@@ -83,9 +84,10 @@ def load_adapter(model, folder, *, r: int, alpha: int, base_name: str):
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
+    weights = folder / ADAPTER_WEIGHTS if (folder / ADAPTER_WEIGHTS).is_file() else folder / LEGACY_WEIGHTS
     model = apply_lora(model, r=r, alpha=alpha)
-    result = set_peft_model_state_dict(model, load_file(str(folder / ADAPTER_WEIGHTS)))
+    result = set_peft_model_state_dict(model, load_file(str(weights)))
     if getattr(result, "unexpected_keys", None):
-        raise FewtuneError(f"{folder}: {ADAPTER_WEIGHTS} does not fit the base backbone '{base_name}' "
+        raise FewtuneError(f"{folder}: {weights.name} does not fit the base backbone '{base_name}' "
                            f"({len(result.unexpected_keys)} unexpected tensors)")
     return model

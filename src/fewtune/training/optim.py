@@ -6,6 +6,8 @@ import contextlib
 
 import torch
 
+from .tracking import report_loss
+
 
 def trainable_parameters(model: torch.nn.Module, *, train_embeddings: bool) -> list[torch.nn.Parameter]:
     """The parameters to update; word embeddings are frozen unless asked for.
@@ -60,7 +62,9 @@ def update(loss: torch.Tensor, params, optimizer: torch.optim.Optimizer, schedul
     if scheduler is not None:
         scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return loss.detach().item()
+    value = loss.detach().item()
+    report_loss(value)  # the loss curve of whatever is being recorded (training.tracking)
+    return value
 
 
 class BestEpoch:

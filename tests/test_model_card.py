@@ -1,0 +1,35 @@
+"""Model cards carry Hub metadata that huggingface_hub parses: library, base model, pipeline tag, scores."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+from huggingface_hub import ModelCard
+
+from fewtune import FewShotClassifier, FewShotGenerator
+
+EVALUATION = {"held_out": "the mr test split", "n": 10, "accuracy": 0.5, "macro_f1": 0.4, "ece": 0.1, "nll": 0.7,
+              "brier": 0.5}
+
+
+def test_a_classifier_card_parses_with_its_held_out_scores(tmp_path):
+    clf = FewShotClassifier(method="majority").fit(["a", "b", "c", "d"], ["x", "y", "x", "y"])
+    clf.save(tmp_path / "m", evaluation=EVALUATION)
+    card = ModelCard.load(tmp_path / "m" / "README.md")
+    assert card.data.library_name == "fewtune" and card.data.pipeline_tag == "text-classification"
+    assert card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert card.data.to_dict()["fewtune_version"] == version("fewtune")
+    scores = {(r.metric_type, r.metric_config): r.metric_value for r in card.data.eval_results}
+    assert scores[("accuracy", None)] == 0.5 and scores[("f1", "macro")] == 0.4 and scores[("ece", None)] == 0.1
+    assert {r.dataset_name for r in card.data.eval_results} == {"the mr test split"}
+    assert "# fewtune model: majority on minilm" in card.text
+    FewShotClassifier.load(tmp_path / "m")  # the card is part of the checksummed folder
+
+
+def test_a_generator_card_says_text_generation(chat_llama_folder, tmp_path):
+    gen = FewShotGenerator(str(chat_llama_folder), params={"epochs": 1, "batch_size": 2}, show_progress=False)
+    gen.fit([("hello how are you", "i am fine thanks"), ("do you like movies", "yes i love movies")])
+    gen.save(tmp_path / "bot")
+    card = ModelCard.load(tmp_path / "bot" / "README.md")
+    assert card.data.library_name == "fewtune" and card.data.pipeline_tag == "text-generation"
+    assert card.data.base_model is None  # a local folder has no hub id to name

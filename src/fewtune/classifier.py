@@ -15,9 +15,9 @@ from .backbones import ResolvedBackbone, pick_device, resolve_backbone
 from .data import as_labeled, check_trainable
 from .data.ingest import from_table
 from .data.language import warn_if_unreadable
-from .data.multilabel import binarize, looks_multi_label, to_indicator
+from .data.multilabel import binarize, looks_multi_label
 from .errors import FewtuneError
-from .estimator import NotFittedError, ParamsEstimator
+from .estimator import ParamsEstimator
 from .label_shift import parse_class_prior, prior_ratio, prior_vector, shift_proba
 from .labels import ProbabilityLabels, label_indices, plain_label
 from .method import get_method
@@ -30,6 +30,8 @@ from .selection import SELECTIONS, check_evidence, classifier_selection, select_
 
 
 class FewShotClassifier(ProbabilityLabels, ClassifierMixin, ParamsEstimator):
+    FIT_HINT = "call fit(texts, labels) first"
+
     """A text classifier trained from a few labeled examples.
 
     Parameters
@@ -268,15 +270,6 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, ParamsEstimator):
         with Progress(self.show_progress and len(texts) > 256) as progress:
             return self.model_.features(texts, progress=progress)
 
-    def score(self, X, y, sample_weight=None) -> float:
-        """Accuracy; for multi-label models subset accuracy (every label of a text right), as scikit-learn."""
-        if getattr(self, "multi_label_", False):
-            from sklearn.metrics import accuracy_score
-
-            target = to_indicator(y, list(self.classes_), source="scoring labels")
-            return float(accuracy_score(target, self.predict(X), sample_weight=sample_weight))
-        return super().score(X, y, sample_weight=sample_weight)
-
     # -- persistence (storage/classifier_folder.py) --------------------------------------
     def save(self, path: str | Path, *, overwrite: bool = False, evaluation: dict | None = None) -> Path:
         """A model folder: safetensors and JSON, checksummed, written atomically, with a model card."""
@@ -304,13 +297,6 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, ParamsEstimator):
             want = "(text, text_pair) pairs" if self.text_pairs_ else "single texts"
             raise FewtuneError(f"this model was trained on {want}; give it the same kind of input")
         return model_texts(data, self.model_)
-
-    def _check_fitted(self) -> None:
-        if not self.__sklearn_is_fitted__():
-            raise NotFittedError("this FewShotClassifier is not fitted yet; call fit(texts, labels) first")
-
-    def __sklearn_is_fitted__(self) -> bool:
-        return hasattr(self, "model_")
 
     def __sklearn_tags__(self):
         """Texts in (a list of strings, or of (text, text_pair) pairs), not a numeric matrix; labels one per

@@ -9,7 +9,7 @@ are the Hugging Face names of save/load.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError as _SklearnNotFitted
@@ -25,6 +25,16 @@ class NotFittedError(FewtuneError, _SklearnNotFitted):
 
 class ParamsEstimator(BaseEstimator):
     """BaseEstimator whose `params` (the method's hyper-parameters) can be read and set key by key."""
+
+    FITTED: ClassVar[str] = "model_"  # the attribute fit sets (None or missing until then)
+    FIT_HINT: ClassVar[str] = "call fit() first"
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return getattr(self, self.FITTED, None) is not None
+
+    def _check_fitted(self) -> None:
+        if not self.__sklearn_is_fitted__():
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; {self.FIT_HINT}")
 
     def _params_dict(self) -> dict[str, Any]:
         params = self.params

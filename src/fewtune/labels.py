@@ -39,6 +39,16 @@ class ProbabilityLabels:
             return (proba >= THRESHOLD).astype(np.int64)
         return self.classes_[np.argmax(proba, axis=1)]
 
+    def score(self, X, y, sample_weight=None) -> float:
+        """Accuracy; for multi-label models subset accuracy (every label of a text right), as scikit-learn."""
+        from sklearn.metrics import accuracy_score
+
+        if self.multi_label_:
+            from .data.multilabel import to_indicator
+
+            y = to_indicator(y, list(self.classes_), source="scoring labels")
+        return float(accuracy_score(y, self.predict(X), sample_weight=sample_weight))
+
     def predict_label_sets(self, X) -> list[list]:
         """Multi-label predictions as lists of label names (empty when no label reaches THRESHOLD)."""
         indicator = self.predict(X)

@@ -27,7 +27,7 @@ from ..backbones import resolve_base
 from ..backbones.quiet import quiet_libraries
 from ..backbones.registry import hub_id
 from ..errors import FewtuneError
-from ..estimator import NotFittedError, ParamsEstimator
+from ..estimator import ParamsEstimator
 from ..training.lm_training import LMTrainingParams, param as _param, prepare_for_training
 from ..training.lora import load_adapter, save_adapter
 from ..training.optim import make_optimizer, update
@@ -61,6 +61,8 @@ class GenerationParams(LMTrainingParams):
 class FewShotGenerator(ParamsEstimator):
     """A causal LM fine-tuned on a few conversations (task="generate") or texts (task="lm").
     `params`: GenerationParams or a dict of them (see `fewtune methods`); `set_params(params__lr=...)` works."""
+
+    FITTED, FIT_HINT = "model", "call fit(examples) first"
 
     def __init__(self, backbone: str = DEFAULT_CAUSAL_LM, *, task: str = "generate",
                  params: dict[str, Any] | None = None, seed: int = 0, device: str | None = None,
@@ -289,9 +291,6 @@ class FewShotGenerator(ParamsEstimator):
             raise FewtuneError(f"{path}: cannot load model ({type(e).__name__}: {e})") from None
         return gen
 
-    def _check_fitted(self) -> None:
-        if self.model is None:
-            raise NotFittedError("this FewShotGenerator is not fitted yet; call fit(examples) first")
 
 
 def _checked_turns(chat) -> Chat:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FewtuneError, ModelFolderError
-from ..estimator import NotFittedError, ParamsEstimator
+from ..estimator import ParamsEstimator
 from ..storage.model_folder import read_model_folder, write_model_folder
 from ..progress import progress_bar
 from .base import Recommender, TrainSet, check_history
@@ -44,6 +44,8 @@ def train_set(data: RatingsData, users: np.ndarray | None, scale: LikeScale) -> 
 
 class FewShotRecommender(ParamsEstimator):
     """A recommendation method fitted on training users; personalised per call from a short history."""
+
+    FITTED, FIT_HINT = "method_", "call fit() or load()"
 
     def __init__(self, method: str = "bayes", *, backbone: str | None = None, params: dict | None = None,
                  like_threshold: float = 4.0, dislike_threshold: float = 2.0, seed: int = 0,
@@ -87,10 +89,6 @@ class FewShotRecommender(ParamsEstimator):
         return self
 
     # -- a new user ------------------------------------------------------------------------
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "method_"):
-            raise NotFittedError("this FewShotRecommender is not fitted yet; call fit() or load()")
-
     def item_matcher(self) -> ItemMatcher:
         """Finds catalogue items by id or title (built once)."""
         self._check_fitted()

@@ -35,3 +35,28 @@ def test_perfectly_calibrated_and_confidently_wrong_extremes():
 def test_an_unknown_true_label_counts_as_wrong_with_probability_zero():
     r = calibration_report(["c"], np.array([[0.5, 0.5]]), ["a", "b"])
     assert r["nll"] > 20 and r["brier"] == pytest.approx(0.5)
+
+
+def test_ece_nll_and_brier_equal_the_reference_implementations_on_random_inputs():
+    """ECE as torchmetrics computes it (top-label, 10 equal-width bins); NLL and Brier by their definitions."""
+    import torch
+    from torchmetrics.functional.classification import multiclass_calibration_error
+
+    rng = np.random.default_rng(0)
+    for k in (2, 3, 5):
+        logits = rng.normal(size=(400, k)) * 2
+        proba = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+        truth = rng.integers(0, k, size=400)
+        classes = [f"c{i}" for i in range(k)]
+        report = calibration_report([classes[t] for t in truth], proba, classes)
+        ece = multiclass_calibration_error(torch.tensor(proba), torch.tensor(truth), num_classes=k, n_bins=10, norm="l1")
+        assert report["ece"] == pytest.approx(float(ece), abs=1e-6)
+        assert report["nll"] == pytest.approx(-np.log(proba[np.arange(400), truth]).mean(), rel=1e-9)
+        assert report["brier"] == pytest.approx(((proba - np.eye(k)[truth]) ** 2).sum(1).mean(), rel=1e-9)
+
+
+def test_a_label_the_model_does_not_know_counts_as_probability_zero():
+    proba = np.array([[0.9, 0.1], [0.3, 0.7]])
+    report = calibration_report(["a", "zzz"], proba, ["a", "b"])
+    assert report["nll"] == pytest.approx((-np.log(0.9) - np.log(1e-12)) / 2)
+    assert report["brier"] == pytest.approx(((0.1 ** 2 + 0.1 ** 2) + (0.3 ** 2 + 0.7 ** 2)) / 2)

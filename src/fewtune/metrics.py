@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.metrics import (accuracy_score, brier_score_loss, confusion_matrix, f1_score, log_loss,
+                             precision_recall_fscore_support)
 
 
 def classification_report(y_true, y_pred, classes) -> dict[str, Any]:
@@ -73,9 +74,6 @@ def calibration_report(y_true, proba: np.ndarray, classes, n_bins: int = 10) -> 
     index = {str(c): i for i, c in enumerate(classes)}
     truth = np.array([index.get(str(v), -1) for v in y_true])
     known = truth >= 0
-    p_true = np.where(known, proba[np.arange(len(truth)), np.maximum(truth, 0)], 0.0)
-    onehot = np.zeros_like(proba)
-    onehot[np.flatnonzero(known), truth[known]] = 1.0
     confidence, predicted = proba.max(1), proba.argmax(1)
     correct = (predicted == truth).astype(float)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
@@ -89,10 +87,18 @@ def calibration_report(y_true, proba: np.ndarray, classes, n_bins: int = 10) -> 
         ece += members.mean() * abs(conf - acc)
         bins.append({"low": float(edges[b]), "high": float(edges[b + 1]), "n": int(members.sum()),
                      "confidence": conf, "accuracy": acc})
+    # NLL and Brier are scikit-learn's on the texts whose label the model knows; a text with an unknown
+    # label adds −log(1e-12) (probability 0, clipped) and Σ p² (nothing of the truth was predicted).
+    n, k = len(truth), proba.shape[1]
+    nll_known = brier_known = 0.0
+    if known.any():
+        nll_known = log_loss(truth[known], proba[known], labels=np.arange(k), normalize=False)
+        brier_known = brier_score_loss(truth[known], proba[known], labels=np.arange(k), scale_by_half=False) * known.sum()
+    unknown = ~known
     return {
         "ece": float(ece),
-        "nll": float(-np.log(np.clip(p_true, 1e-12, 1.0)).mean()),
-        "brier": float(((proba - onehot) ** 2).sum(1).mean()),
+        "nll": float((nll_known - unknown.sum() * np.log(1e-12)) / n),
+        "brier": float((brier_known + (proba[unknown] ** 2).sum()) / n),
         "reliability": bins,
     }
 

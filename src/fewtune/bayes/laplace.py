@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from ..errors import FewtuneError
+from .temperature import nll
 
 TAU_GRID = tuple(float(t) for t in np.logspace(-4, 3, 29))
 
@@ -190,7 +191,7 @@ class LaplaceHead:
             for train_idx, val_idx in splits:
                 fold = cls.fit(features[train_idx], y[train_idx], weight, bias, refit=refit, tau=t)
                 p = fold.predict_proba(features[val_idx])
-                losses.append(float(-np.log(np.clip(p[np.arange(len(val_idx)), y[val_idx]], 1e-12, None)).mean()))
+                losses.append(nll(p, y[val_idx]))
             table.append(round(float(np.mean(losses)), 5))
         return float(sorted(grid)[int(np.argmin(table))]), table
 

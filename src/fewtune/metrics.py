@@ -93,7 +93,8 @@ def calibration_report(y_true, proba: np.ndarray, classes, n_bins: int = 10) -> 
     nll_known = brier_known = 0.0
     if known.any():
         nll_known = log_loss(truth[known], proba[known], labels=np.arange(k), normalize=False)
-        brier_known = brier_score_loss(truth[known], proba[known], labels=np.arange(k), scale_by_half=False) * known.sum()
+        brier_known = known.sum() * brier_score_loss(truth[known], proba[known], labels=np.arange(k),
+                                                     scale_by_half=False)
     unknown = ~known
     return {
         "ece": float(ece),

@@ -27,9 +27,11 @@ def test_a_classifier_card_parses_with_its_held_out_scores(tmp_path):
 
 
 def test_a_generator_card_says_text_generation(chat_llama_folder, tmp_path):
-    gen = FewShotGenerator(str(chat_llama_folder), params={"epochs": 1, "batch_size": 2}, show_progress=False)
+    gen = FewShotGenerator(str(chat_llama_folder), params={"epochs": 3, "batch_size": 2}, show_progress=False)
     gen.fit([("hello how are you", "i am fine thanks"), ("do you like movies", "yes i love movies")])
     gen.save(tmp_path / "bot")
     card = ModelCard.load(tmp_path / "bot" / "README.md")
     assert card.data.library_name == "fewtune" and card.data.pipeline_tag == "text-generation"
     assert card.data.base_model is None  # a local folder has no hub id to name
+    steps = gen.train_info_["loss_curve"][-1][0]
+    assert f"over {steps} steps" in card.text and "training loss:" in card.text

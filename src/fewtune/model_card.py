@@ -66,6 +66,7 @@ def render_card(config: dict[str, Any], strategies: Sequence[str] = ()) -> str:
     ]
     if config.get("multi_label"):
         lines.append("- multi-label: one-vs-rest, independent probabilities; a label is predicted at ≥ 0.5")
+    lines += _loss_lines(training)
     if "distance_from_pretrained" in training:
         lines.append(f"- encoder moved ‖θ−θ₀‖ = {training['distance_from_pretrained']} from the pretrained weights")
     if training.get("data"):
@@ -178,6 +179,7 @@ def render_generator_card(config: dict[str, Any]) -> str:
         f"- examples: {training.get('n_examples', '?')}, steps: {training.get('steps', '?')}, seed: {config.get('seed')}",
         f"- parameters: `{config.get('params', {})}`",
         f"- weights moved ‖θ−θ₀‖ = {training.get('distance_from_pretrained', '?')} from the pretrained model",
+        *_loss_lines(training),
     ]
     if training.get("data"):
         lines.append(f"- data: {training['data']}")
@@ -215,6 +217,22 @@ def distillation_lines(d: dict[str, Any]) -> list[str]:
     else:
         lines.append("- agreement with the teacher: not measured (the pool was too small to hold texts out)")
     return lines
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def _loss_lines(training: dict[str, Any]) -> list[str]:
+    """The training loss curve in one line: first and last value, and its shape as a sparkline."""
+    points = training.get("loss_curve") or []
+    if len(points) < 2:
+        return []
+    losses = [loss for _, loss in points]
+    low, high = min(losses), max(losses)
+    shape = "".join(SPARKS[int((v - low) / (high - low) * (len(SPARKS) - 1)) if high > low else 0]
+                    for v in losses[:: max(1, len(losses) // 40)])
+    return [f"- training loss: {losses[0]:.4g} → {losses[-1]:.4g} over {points[-1][0]} steps {shape} "
+            "(every point: `training.loss_curve` in fewtune.json)"]
 
 
 def _counts(counts: dict) -> str:

@@ -1,5 +1,6 @@
 """Reading CSV, TSV, JSONL and Parquet: same content in, same examples out; broken files named."""
 
+import json
 import warnings
 from pathlib import Path
 
@@ -181,3 +182,39 @@ def test_unknown_encoding(tmp_path):
     path.write_text("text\na\n", encoding="utf-8")
     with pytest.raises(DataError, match="unknown encoding 'klingon'"):
         read_table(path, encoding="klingon")
+
+
+def _save_to_disk_layout(folder, texts, label_ids, names):
+    """What datasets' Dataset.save_to_disk writes (Arrow IPC stream + dataset_info.json), written with
+    pyarrow so the test needs no `datasets`."""
+    import pyarrow as pa
+
+    folder.mkdir()
+    table = pa.table({"text": texts, "label": pa.array(label_ids, pa.int64())})
+    with pa.OSFile(str(folder / "data-00000-of-00001.arrow"), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    info = {"features": {"text": {"dtype": "string", "_type": "Value"},
+                         "label": {"names": names, "_type": "ClassLabel"}}}
+    (folder / "dataset_info.json").write_text(json.dumps(info))
+    (folder / "state.json").write_text(json.dumps({"_data_files": [{"filename": "data-00000-of-00001.arrow"}]}))
+    return folder
+
+
+def test_a_folder_saved_by_datasets_reads_with_its_class_names(tmp_path):
+    from fewtune.data import load_labeled
+
+    folder = _save_to_disk_layout(tmp_path / "ds", ["good film", "bad film", "great", "awful"], [1, 0, 1, 0],
+                                  ["neg", "pos"])
+    data = load_labeled(folder, text_col="text", label_col="label")
+    assert data.texts == ["good film", "bad film", "great", "awful"] and data.labels == ["pos", "neg", "pos", "neg"]
+
+
+def test_a_dataset_dict_folder_names_its_splits(tmp_path):
+    from fewtune.data import load_labeled
+
+    (tmp_path / "dd").mkdir()
+    (tmp_path / "dd" / "dataset_dict.json").write_text(json.dumps({"splits": ["train", "test"]}))
+    with pytest.raises(DataError, match="splits train, test; give one split's folder"):
+        load_labeled(tmp_path / "dd", text_col="text", label_col="label")
+    with pytest.raises(DataError, match="not one saved by datasets"):
+        load_labeled(tmp_path, text_col="text", label_col="label")

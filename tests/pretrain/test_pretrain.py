@@ -192,6 +192,21 @@ def test_steps_zero_saves_the_untrained_model_with_the_same_tokenizer(pretrained
     assert (tmp_path / "random" / "tokenizer.json").read_text() == (out / "tokenizer.json").read_text()
 
 
+def test_log_with_tensorboard_gets_the_loss_of_every_step_and_the_perplexity(pretrained, corpus, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out, _ = pretrained
+    facts = pretrain([str(corpus)], tmp_path / "logged", params={**TINY, "steps": 8, "eval_every": 4},
+                     tokenizer=str(out), show_progress=False, note=lambda m: None, log_with=["tensorboard"],
+                     logging_dir=tmp_path / "runs")
+    events = list((tmp_path / "runs").rglob("events.out.tfevents.*"))
+    assert events
+    scalars = EventAccumulator(str(events[0].parent)).Reload()
+    assert [e.step for e in scalars.Scalars("train/loss")] == list(range(1, 9))
+    assert [e.step for e in scalars.Scalars("eval/perplexity")] == [4, 8]
+    assert scalars.Scalars("eval/perplexity")[-1].value == pytest.approx(facts["perplexity_after"], rel=1e-5)
+
+
 def test_bad_settings_and_outputs_are_refused_before_any_training(corpus, tmp_path, capfd):
     with pytest.raises(FewtuneError, match="unknown parameter"):
         pretrain([str(corpus)], tmp_path / "m", params={"stepz": 3})

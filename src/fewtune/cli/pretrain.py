@@ -13,6 +13,7 @@ import typer
 
 from ..pretrain.params import AdaptParams, PretrainParams
 from ..pretrain.presets import PRESETS
+from ..experiment.spec import RunSpec
 from .options import Json, Quiet, parse_params
 
 Corpus = Annotated[list[str], typer.Option("--corpus", help="A text file (.txt: one text per line; .jsonl, .csv, .tsv, .parquet: a text column) or a built-in corpus: imdb, mr, bbc, tweets, rt-subj, chitchat. Repeatable.")]
@@ -23,6 +24,8 @@ Encoding = Annotated[str, typer.Option(help="Text encoding of the corpus files, 
 Resume = Annotated[bool, typer.Option(help="Continue an interrupted run from its last checkpoint (in OUT.work/).")]
 Overwrite = Annotated[bool, typer.Option(help="Replace an existing output folder written by pretrain or adapt.")]
 Device = Annotated[Optional[str], typer.Option(help="cpu, cuda, mps (default: best available; accelerate launch picks per process).")]
+LogWith = Annotated[Optional[list[str]], typer.Option("--log-with", help=RunSpec.help("log_with").replace("held-out scores", "held-out perplexity"))]
+LoggingDir = Annotated[Optional[Path], typer.Option(help=RunSpec.help("logging_dir"))]
 
 
 def pretrain(
@@ -36,6 +39,8 @@ def pretrain(
     resume: Resume = False,
     overwrite: Overwrite = False,
     device: Device = None,
+    log_with: LogWith = None,
+    logging_dir: LoggingDir = None,
     quiet: Quiet = False,
     json_out: Json = False,
 ):
@@ -43,7 +48,7 @@ def pretrain(
 
     facts = run(corpus, out, preset=preset, params=parse_params(param), tokenizer=tokenizer, resume=resume,
                 overwrite=overwrite, text_col=text_col, encoding=encoding, device=device, show_progress=not quiet,
-                note=_note(quiet))
+                note=_note(quiet), log_with=log_with, logging_dir=logging_dir)
     _report(facts, out, json_out)
 
 
@@ -58,13 +63,16 @@ def adapt(
     resume: Resume = False,
     overwrite: Overwrite = False,
     device: Device = None,
+    log_with: LogWith = None,
+    logging_dir: LoggingDir = None,
     quiet: Quiet = False,
     json_out: Json = False,
 ):
     from ..pretrain.api import adapt as run
 
     facts = run(backbone, corpus, out, objective=objective, params=parse_params(param), resume=resume, overwrite=overwrite,
-                text_col=text_col, encoding=encoding, device=device, show_progress=not quiet, note=_note(quiet))
+                text_col=text_col, encoding=encoding, device=device, show_progress=not quiet, note=_note(quiet),
+                log_with=log_with, logging_dir=logging_dir)
     _report(facts, out, json_out)
 
 

@@ -50,6 +50,11 @@ def read_table(path: str | Path, *, encoding: str = "utf-8") -> Table:
     """
     source = str(path)
     path = Path(path)
+    if path.is_dir():
+        columns, records, rows = _read_saved_dataset(path, source)
+        if not records:
+            raise DataError(f"{source}: no examples (the dataset is empty)")
+        return columns, records, rows
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         supported = ", ".join(FORMATS)
@@ -238,3 +243,37 @@ def _read_parquet(path: Path, source: str) -> Table:
         raise DataError(f"{source}: column {twice[0]!r} appears twice")
     records = table.to_pylist()
     return columns, records, [f"row {i}" for i in range(len(records))]
+
+
+def _read_saved_dataset(path: Path, source: str) -> Table:
+    """A folder written by `datasets.Dataset.save_to_disk` (Arrow files + dataset_info.json), read with
+    pyarrow alone: `datasets` is not needed. A ClassLabel column gives its label names, not integers."""
+    import pyarrow as pa
+
+    if (path / "dataset_dict.json").is_file():
+        splits = json.loads((path / "dataset_dict.json").read_text()).get("splits", [])
+        raise DataError(f"{source}: a DatasetDict with splits {', '.join(splits)}; give one split's folder, "
+                        f"e.g. {path / (splits[0] if splits else 'train')}")
+    info_file = path / "dataset_info.json"
+    files = sorted(path.glob("*.arrow"))
+    if not info_file.is_file() or not files:
+        raise DataError(f"{source}: a folder, but not one saved by datasets' save_to_disk (no dataset_info.json "
+                        "and .arrow files); give a CSV, TSV, JSONL or Parquet file")
+    try:
+        tables = []
+        for file in files:
+            with pa.memory_map(str(file)) as stream:
+                tables.append(pa.ipc.open_stream(stream).read_all())
+        table = pa.concat_tables(tables)
+        features = json.loads(info_file.read_text(encoding="utf-8")).get("features") or {}
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise DataError(f"{source}: cannot read the saved dataset ({e})") from None
+    records = table.to_pylist()
+    for column, feature in features.items():
+        names = feature.get("names") if isinstance(feature, dict) and feature.get("_type") == "ClassLabel" else None
+        if names:
+            for record in records:
+                value = record.get(column)
+                if isinstance(value, int) and 0 <= value < len(names):
+                    record[column] = names[value]
+    return table.column_names, records, [f"row {i}" for i in range(len(records))]

@@ -31,6 +31,7 @@ from ..backbones.folders import PRETRAIN_FACTS
 from ..errors import FewtuneError
 from ..storage.model_folder import library_versions, sha256
 from ..progress import progress_bar
+from ..training.tracking import check_trackers
 from .corpus import open_corpora
 from .params import ADAPT_LR, AdaptParams, PretrainParams
 from .presets import SHAPE_FIELDS, check_shape, get_preset
@@ -42,10 +43,12 @@ Note = Callable[[str], None]
 def pretrain(corpora: list[str], out: str | Path, *, preset: str = "tiny", params: dict | None = None,
              tokenizer: str | None = None, resume: bool = False, overwrite: bool = False, text_col: str = "text",
              encoding: str = "utf-8", device: str | None = None, show_progress: bool = True,
-             note: Note | None = None, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
+             note: Note | None = None, on_step: Callable[[int], None] | None = None,
+             log_with: list[str] | None = None, logging_dir: str | Path | None = None) -> dict[str, Any]:
     """Train a Llama-style causal LM from scratch on `corpora` (files or built-in names) into `out`.
 
     `tokenizer`: a backbone whose tokenizer to reuse instead of learning a BPE vocabulary.
+    `log_with`: Accelerate trackers that get the loss of every step and the held-out perplexity.
     Returns the facts written to fewtune_pretrain.json.
     """
     import torch
@@ -55,6 +58,7 @@ def pretrain(corpora: list[str], out: str | Path, *, preset: str = "tiny", param
     from .presets import count_parameters, llama_config
 
     p = PretrainParams.from_dict(params, method="pretrain")
+    check_trackers(log_with or [])
     base = get_preset(preset)
     shape = {f: getattr(p, f) or getattr(base, f) for f in SHAPE_FIELDS}
     check_shape(shape)
@@ -62,7 +66,8 @@ def pretrain(corpora: list[str], out: str | Path, *, preset: str = "tiny", param
     out = Path(out)
     _check_output(out, overwrite)
     sources = open_corpora(corpora, text_col=text_col, encoding=encoding, heldout=p.heldout)
-    accelerator = make_accelerator(device)
+    accelerator = make_accelerator(device, log_with=log_with, logging_dir=logging_dir, run_name=f"pretrain-{out.name}",
+                                   config={"preset": preset, **p.to_dict()})
     note = _main_only(note, accelerator)
     work = work_folder(out)
     recipe = {"kind": "pretrain", "preset": preset, "params": _recipe_params(p), "block_size": block,
@@ -91,7 +96,8 @@ def pretrain(corpora: list[str], out: str | Path, *, preset: str = "tiny", param
 def adapt(backbone: str, corpora: list[str], out: str | Path, *, objective: str = "auto",
           params: dict | None = None, resume: bool = False, overwrite: bool = False, text_col: str = "text",
           encoding: str = "utf-8", device: str | None = None, show_progress: bool = True,
-          note: Note | None = None, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
+          note: Note | None = None, on_step: Callable[[int], None] | None = None,
+          log_with: list[str] | None = None, logging_dir: str | Path | None = None) -> dict[str, Any]:
     """Continue pretraining `backbone` on unlabeled in-domain text: next-token prediction for a causal LM
     (objective "clm"), SimCSE ("simcse") or masked-LM ("mlm") for an encoder. "auto" picks clm or simcse
     by the backbone's kind. Returns the facts written to fewtune_pretrain.json."""
@@ -108,12 +114,14 @@ def adapt(backbone: str, corpora: list[str], out: str | Path, *, objective: str 
                            f"but backbone '{backbone}' is {'a causal LM' if causal else 'an encoder'}")
     p = AdaptParams.from_dict(params, method="adapt")
     p = dataclasses.replace(p, lr=p.lr or ADAPT_LR[objective])
+    check_trackers(log_with or [])
     if resume and not causal:
         raise FewtuneError("--resume continues causal-LM training; an encoder's adaptation starts over")
     out = Path(out)
     _check_output(out, overwrite)
     sources = open_corpora(corpora, text_col=text_col, encoding=encoding, heldout=p.heldout)
-    accelerator = make_accelerator(device)
+    accelerator = make_accelerator(device, log_with=log_with, logging_dir=logging_dir, run_name=f"adapt-{out.name}",
+                                   config={"backbone": resolved.name, "objective": objective, **p.to_dict()})
     note = _main_only(note, accelerator)
     backbone_facts = {"name": resolved.name, "kind": resolved.kind, "source": resolved.source}
     if not causal:
@@ -269,6 +277,7 @@ def _save(out: Path, payload, facts: dict, sources, accelerator, work: Path | No
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
     accelerator.wait_for_everyone()
+    accelerator.end_training()  # closes --log-with trackers (none: nothing to close)
     return facts
 
 

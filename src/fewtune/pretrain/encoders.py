@@ -151,6 +151,7 @@ def train_encoder(body, corpora, p, *, objective: str, block_size: int, accelera
         loss = accelerator.reduce(loss.detach(), "mean").item()
         facts["train_seconds"] += time.perf_counter() - started
         facts["texts_seen"] += p.batch_size * accelerator.num_processes
+        accelerator.log({"train/loss": loss, "train/lr": optimizer.param_groups[0]["lr"]}, step=step + 1)
         if (step + 1) % log_every == 0 or step + 1 == p.steps:
             facts["losses"].append([step + 1, round(loss, 5)])
         progress.advance(task)
@@ -158,6 +159,7 @@ def train_encoder(body, corpora, p, *, objective: str, block_size: int, accelera
             on_step(step + 1)
     if p.steps:
         facts["heldout_losses"].append([p.steps, heldout_loss(task_obj, model, held, p, device)])
+        accelerator.log({"eval/loss": facts["heldout_losses"][-1][1]}, step=p.steps)
     task_obj.finish(accelerator.unwrap_model(model))
     return facts
 

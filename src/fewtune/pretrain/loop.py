@@ -34,15 +34,22 @@ def lr_at(step: int, p: LoopParams) -> float:
     return floor + 0.5 * (1 + math.cos(math.pi * progress)) * (p.lr - floor)
 
 
-def make_accelerator(device: str | None = None):
+def make_accelerator(device: str | None = None, *, log_with: list[str] | None = None, logging_dir=None,
+                     run_name: str = "fewtune", config: dict | None = None):
     """An Accelerator for this process. Without a GPU it is forced onto the CPU: under `accelerate launch`
     that makes the processes a gloo group rather than independent runs (accelerate only infers CPU
-    training for processes started by mpirun)."""
+    training for processes started by mpirun). log_with: Accelerate trackers (tensorboard, mlflow,
+    trackio) that `accelerator.log` in the loops writes to (the main process only), under logging_dir."""
     from accelerate import Accelerator
 
     from ..backbones import pick_device
 
-    return Accelerator(cpu=pick_device(device) == "cpu")
+    accelerator = Accelerator(cpu=pick_device(device) == "cpu", log_with=list(log_with) if log_with else None,
+                              project_dir=str(logging_dir or "runs"))
+    if log_with:
+        accelerator.init_trackers(run_name, config={k: v for k, v in (config or {}).items()
+                                                    if isinstance(v, (bool, str, int, float))})
+    return accelerator
 
 
 def make_optimizer(model, p: LoopParams, device) -> torch.optim.Optimizer:
@@ -94,10 +101,12 @@ def train_causal_lm(model, train: TokenStream, heldout: TokenStream, p: LoopPara
         facts["train_seconds"] += time.perf_counter() - started
         facts["tokens_seen"] += p.batch_size * block_size * world
         done = step + 1
+        accelerator.log({"train/loss": loss, "train/lr": optimizer.param_groups[0]["lr"]}, step=done)
         if done % log_every == 0 or done == p.steps:
             facts["losses"].append([done, round(loss, 5)])
         if p.eval_every and done % p.eval_every == 0 and done < p.steps:
             facts["perplexities"].append([done, perplexity(model, held, p.batch_size, accelerator)])
+            accelerator.log({"eval/perplexity": facts["perplexities"][-1][1]}, step=done)
             model.train()
         if p.save_every and done % p.save_every == 0 and done < p.steps:
             save_checkpoint(checkpoint, model, optimizer, {**facts, "step": done}, is_main=accelerator.is_main_process)
@@ -107,6 +116,8 @@ def train_causal_lm(model, train: TokenStream, heldout: TokenStream, p: LoopPara
             on_step(done)
     if facts["perplexities"][-1][0] != p.steps:  # steps=0: the start was the end
         facts["perplexities"].append([p.steps, perplexity(model, held, p.batch_size, accelerator)])
+    if facts["perplexities"][-1][1] is not None:
+        accelerator.log({"eval/perplexity": facts["perplexities"][-1][1]}, step=p.steps)
     facts["replica_hashes"] = _replica_hashes(model, accelerator)
     return model, facts
 

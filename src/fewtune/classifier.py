@@ -161,7 +161,7 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, ParamsEstimator):
         self.multi_label_ = multi_label
         self.text_pairs_ = data.text_pairs is not None
         seed_everything(self.seed)
-        device = self.device or pick_device()
+        device = pick_device(self.device)
         started = time.perf_counter()
         if self.select == "evidence":
             model, info, selection = select_by_evidence(self, method_cls, params, backbone, device, data, y_idx)
@@ -210,6 +210,7 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, ParamsEstimator):
             if flags:
                 raise FewtuneError(f"--select must be one of {', '.join(SELECTIONS)}, got {self.select!r}")
             raise FewtuneError(f"select must be None or one of {', '.join(map(repr, SELECTIONS))}, got {self.select!r}")
+        pick_device(self.device)  # a device this torch does not have fails here, not after the data is read
         backbone = dataclasses.replace(resolve_backbone(self.backbone), trusted=self.trust)
         if backbone.kind not in method_cls.backbone_kinds:
             raise FewtuneError(f"method '{self.method}' needs a backbone of kind "

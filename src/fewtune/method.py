@@ -25,7 +25,10 @@ LABEL_WORD_KINDS = ("label-words", "hybrid")  # a hybrid's LM part reads label w
 
 @dataclasses.dataclass
 class MethodParams(Params):
-    """Hyper-parameters of a classification method (fields with help; `check` names invalid values)."""
+    """Hyper-parameters of a classification method (fields with help; `check` names invalid values; the
+    ranges every method shares, by parameter name, are params.check_ranges)."""
+
+    ranges_apply: ClassVar[bool] = True
 
     @classmethod
     def _registry(cls) -> Registry:

@@ -9,16 +9,47 @@ class belongs to (`_registry`) only names the method in messages. Torch-free on 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 from .errors import FewtuneError
 
 
+# Ranges that hold for a parameter of this name in every method (a method's own check adds the rest):
+# the values that would otherwise fail deep inside a library, after training has begun.
+AT_LEAST_ONE = ("batch_size", "encode_batch_size", "head_epochs", "max_demonstrations", "early_stopping_folds",
+                "folds", "lora_r", "patience")
+POSITIVE = ("head_c", "lr", "head_lr", "body_lr", "lora_lr", "lora_alpha", "temperature", "epochs")
+NOT_NEGATIVE = ("max_seq_length", "max_text_tokens", "max_demo_tokens", "l2sp", "weight_decay", "lm_feature_scale",
+                "reinit_layers", "time_budget")
+
+
+def check_ranges(params: Params, problems: list[str]) -> None:
+    """Append the AT_LEAST_ONE / POSITIVE / NOT_NEGATIVE violations the method's own check did not name."""
+    for field in dataclasses.fields(params):
+        value = getattr(params, field.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if any(problem.startswith(f"{field.name} ") for problem in problems):
+            continue
+        if field.name in AT_LEAST_ONE and value < 1:
+            problems.append(f"{field.name} must be at least 1, got {value}")
+        elif field.name in POSITIVE and not value > 0:
+            problems.append(f"{field.name} must be positive, got {value}")
+        elif field.name in NOT_NEGATIVE and value < 0:
+            problems.append(f"{field.name} must not be negative, got {value}")
+
+
 @dataclasses.dataclass
 class Params:
+    # Whether the name-based ranges above apply (classification methods); other settings, where 0 may mean
+    # "the default" (adapt's lr), check their own.
+    ranges_apply: ClassVar[bool] = False
+
     def __post_init__(self):
         problems: list[str] = []
         self.check(problems)
+        if self.ranges_apply:
+            check_ranges(self, problems)
         if problems:
             raise FewtuneError(f"{self.method_name()}: " + "; ".join(problems))
 

@@ -24,9 +24,10 @@ if TYPE_CHECKING:
 
 
 def pick_device(device: str | None = None) -> str:
-    """`device` if given, else the best available: cuda, then mps (Apple), then cpu."""
+    """`device` if given (checked against what this torch has), else the best available: cuda, then mps
+    (Apple), then cpu."""
     if device:
-        return device
+        return check_device(device)
     import torch
 
     if torch.cuda.is_available():
@@ -35,6 +36,27 @@ def pick_device(device: str | None = None) -> str:
     if mps is not None and mps.is_available():
         return "mps"
     return "cpu"
+
+
+def check_device(device: str) -> str:
+    """`device` if this torch can run on it; else a BackboneError that says what it has."""
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        kind = None
+    if kind not in ("cpu", "cuda", "mps"):
+        raise BackboneError(f"--device {device!r}: not a device; use cpu, cuda, cuda:N or mps")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise BackboneError(f"--device {device}: this torch ({torch.__version__}) sees no CUDA GPU; use cpu")
+    index = torch.device(device).index
+    if kind == "cuda" and index is not None and index >= torch.cuda.device_count():
+        raise BackboneError(f"--device {device}: there are {torch.cuda.device_count()} CUDA device(s)")
+    mps = getattr(torch.backends, "mps", None)
+    if kind == "mps" and not (mps is not None and mps.is_available()):
+        raise BackboneError(f"--device {device}: Apple's MPS is not available here; use cpu")
+    return device
 
 
 def load_encoder(

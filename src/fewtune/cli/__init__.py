@@ -2,8 +2,9 @@
 API and printing; this module gathers them into one typer app and runs it (`main`).
 
 Heavy libraries (torch, transformers) are imported inside the commands, so `fewtune models` and
-`fewtune --help` answer at once. Errors a user can fix print one line and exit 2; anything else
-is a bug and keeps its traceback.
+`fewtune --help` answer at once. Errors a user can fix (and refusals of the OS: permissions, a full
+disk) print one line and exit 2; anything else is a bug: one line and exit 1, the traceback with
+`fewtune --debug COMMAND` (or FEWTUNE_DEBUG=1).
 """
 
 from __future__ import annotations
@@ -34,10 +35,16 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+_DEBUG = {"on": False}
+
+
 @app.callback()
 def _options(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                                   help="Print fewtune's version and exit.")] = False) -> None:
+                                                   help="Print fewtune's version and exit.")] = False,
+             debug: Annotated[bool, typer.Option("--debug", help="On an unexpected error (a bug), print the "
+                                                 "whole traceback instead of one line.")] = False) -> None:
     """Fine-tune pretrained language models on a handful of labeled examples."""
+    _DEBUG["on"] = debug or os.environ.get("FEWTUNE_DEBUG") == "1"
 
 
 # Registered in this order, which is the order `fewtune --help` lists them in.
@@ -75,4 +82,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     except FewtuneError as e:
         typer.echo(f"error: {e}", err=True)
         code = 2
+    except OSError as e:  # the file system or the OS said no (permissions, a full disk): the user can act
+        where = f"{e.filename}: " if e.filename else ""
+        typer.echo(f"error: {where}{e.strerror or e}", err=True)
+        code = 2
+    except Exception as e:  # a bug: one line, and the traceback on request
+        if _DEBUG["on"]:
+            raise
+        message = " ".join(str(e).split())[:300]
+        typer.echo(f"error: unexpected {type(e).__name__}: {message} (a bug in fewtune; run with --debug "
+                   "for the traceback, and please report it)", err=True)
+        code = 1
+    finally:
+        _DEBUG["on"] = False
     return code

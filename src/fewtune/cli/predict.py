@@ -135,6 +135,8 @@ def evaluate(
 
     if (data is None) == (dataset is None):
         raise FewtuneError("give exactly one of --data FILE or --dataset NAME")
+    if max_test < 0:
+        raise FewtuneError(f"--max-test must be 0 (all) or more, got {max_test}")
     clf = load_classifier(model, device=device, trust=trust, show_progress=not quiet)
     if dataset is not None:
         heldout = load_builtin(dataset)[1]

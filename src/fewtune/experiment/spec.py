@@ -148,12 +148,18 @@ class RunSpec:
             raise FewtuneError(f"--shots must be at least 1, got {self.shots}")
         if self.task not in TASKS:
             raise FewtuneError(f"--task must be {', '.join(TASKS[:-1])} or {TASKS[-1]}, got {self.task!r}")
+        if self.max_test is not None and self.max_test < 0:
+            raise FewtuneError(f"--max-test must be 0 (all) or more, got {self.max_test}")
+        if self.device:
+            from ..backbones.loading import check_device
+
+            check_device(self.device)
+        if self.output is not None:
+            check_output_folder(self.output, overwrite=self.overwrite)
         if self.log_with:
             from ..training.tracking import check_trackers
 
             check_trackers(self.log_with)
-        if self.output is not None and self.output.exists() and not self.overwrite:
-            raise FewtuneError(f"{self.output} already exists; choose another --output or pass --overwrite")
         if self.task == "classify":
             self._check_classify()
             return
@@ -184,3 +190,21 @@ class RunSpec:
             raise FewtuneError(f"--cv-folds must be at least 2, got {self.cv_folds}")
         if self.as_user_file and self.dataset is None:
             raise FewtuneError("--as-user-file applies to --dataset (a data file has no template of its own)")
+
+
+def check_output_folder(path: Path, *, overwrite: bool, flag: str = "--output") -> None:
+    """A model folder can be written at `path`: its parent is a folder this process may write in, and
+    nothing is there unless `overwrite` (then it must be a folder). Checked before any training."""
+    import os
+
+    if path.exists() and not overwrite:
+        raise FewtuneError(f"{path} already exists; choose another {flag} or pass --overwrite")
+    if path.exists() and not path.is_dir():
+        raise FewtuneError(f"{path} is a file, not a model folder; choose another {flag}")
+    parent = path.absolute().parent
+    while not parent.exists():  # a missing parent is made at save time; the nearest existing one decides
+        parent = parent.parent
+    if not parent.is_dir():
+        raise FewtuneError(f"{flag} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise FewtuneError(f"{flag} {path}: no permission to write in {parent}")

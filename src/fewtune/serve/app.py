@@ -20,7 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from starlette.exceptions import HTTPException
 
 from ..errors import FewtuneError
@@ -51,6 +51,20 @@ class ApiError(Exception):
 
 
 # -- request bodies -----------------------------------------------------------------------------
+def _unicode(value):
+    """Refuse text that is not valid Unicode (JSON's "\\ud800" decodes to a lone surrogate, which no
+    tokenizer can encode) with a 422 that names the position, before it reaches a model."""
+    texts = value if isinstance(value, list) else [value]
+    for i, text in enumerate(texts):
+        if isinstance(text, str):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as e:
+                where = f"item {i}, " if isinstance(value, list) else ""
+                raise ValueError(f"{where}character {e.start}: not valid Unicode (a lone surrogate)") from None
+    return value
+
+
 class PredictRequest(BaseModel):
     model: str | None = Field(None, description="A model name from /info; optional when one classifier is served.")
     texts: list[str] = Field(..., min_length=1, description="The texts to classify.")
@@ -59,10 +73,14 @@ class PredictRequest(BaseModel):
                                         description="Answer abstain_label when the top probability is below this.")
     abstain_label: str = Field("unknown", max_length=100)
 
+    _valid_text = field_validator("texts", "text_pairs", "abstain_label", "model")(_unicode)
+
 
 class Message(BaseModel):
     role: Literal["system", "user", "assistant"]
     content: str
+
+    _valid_text = field_validator("content")(_unicode)
 
 
 class GenerateRequest(BaseModel):
@@ -74,11 +92,15 @@ class GenerateRequest(BaseModel):
     top_p: float = Field(0.9, gt=0, le=1)
     repetition_penalty: float = Field(1.1, gt=0, le=10)
 
+    _valid_text = field_validator("prompt", "model")(_unicode)
+
 
 class TrainRequest(BaseModel):
     texts: list[str] = Field(..., min_length=2)
     labels: list[str] = Field(..., min_length=2)
     method: str | None = Field(None, description="One of the methods /info lists under teach; default: the first.")
+
+    _valid_text = field_validator("texts", "labels", "method")(_unicode)
 
 
 # -- the app --------------------------------------------------------------------------------------
@@ -232,8 +254,8 @@ def create_app(models: Mapping[str, str | Path | Served], limits: Limits | None 
 
 
 def errors(*statuses: int) -> dict[int, dict]:
-    """The refusals a route declares in the OpenAPI schema, all of the one ErrorResponse shape."""
-    return {status: schemas.ERRORS[status] for status in statuses}
+    """The refusals a route declares in the OpenAPI schema (and 500), all of the one ErrorResponse shape."""
+    return {status: schemas.ERRORS[status] for status in (*statuses, 500)}
 
 
 def _check_texts(field: str, texts: list[str], limits: Limits, *, batch: bool = False) -> None:
@@ -272,6 +294,16 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception) -> JSONResponse:
+        # A bug, not the client's mistake: still one JSON line, like every other answer; the server log
+        # keeps the traceback.
+        import traceback
+
+        traceback.print_exception(exc)
+        return JSONResponse({"error": f"internal error ({type(exc).__name__}); the server log has the details"},
+                            status_code=500)
 
 
 class BodyLimit:

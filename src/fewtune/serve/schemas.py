@@ -23,7 +23,8 @@ ERRORS = {status: {"model": ErrorResponse, "description": what} for status, what
     400: "Input the library refuses (e.g. a text pair for a single-text model), or no model named.",
     404: "No such model or job.",
     413: "Over a limit: texts per request, characters per text, body size, new tokens, examples.",
-    422: "A malformed request: a missing or wrongly typed field.",
+    422: "A malformed request: a missing or wrongly typed field, or text that is not valid Unicode.",
+    500: "A bug in fewtune (the server log has the traceback); the body is still an ErrorResponse.",
 }.items()}
 
 

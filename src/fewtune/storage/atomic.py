@@ -24,7 +24,7 @@ def atomic_folder(target: str | os.PathLike, *, overwrite: bool = False) -> Iter
     tmp.mkdir()
     try:
         yield tmp
-        _fsync_tree(tmp)
+        _settle_tree(tmp)
         if target.exists():
             old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
             os.rename(target, old)
@@ -37,10 +37,20 @@ def atomic_folder(target: str | os.PathLike, *, overwrite: bool = False) -> Iter
         raise
 
 
-def _fsync_tree(folder: Path) -> None:
-    # Without fsync a power cut after the rename can leave a complete-looking folder of empty files.
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _settle_tree(folder: Path) -> None:
+    """Every file the process's usual mode (0644 under umask 022: libraries such as safetensors write
+    0600, which another account serving the model cannot read), and on disk before the rename: without
+    fsync a power cut after it can leave a complete-looking folder of empty files."""
+    mask = _umask()
     for path in folder.rglob("*"):
         if path.is_file():
+            os.chmod(path, 0o666 & ~mask)
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
 

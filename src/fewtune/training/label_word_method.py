@@ -54,10 +54,6 @@ class ZeroShotParams(MethodParams):
         if self.template_search not in self.template_searches():
             problems.append(f"template_search must be {' or '.join(map(repr, self.template_searches()))}, "
                             f"got {self.template_search!r}")
-
-    @classmethod
-    def template_searches(cls) -> tuple[str, ...]:
-        return ("ensemble", "best")
         for name in ("max_text_tokens", "batch_size"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -65,6 +61,10 @@ class ZeroShotParams(MethodParams):
             parse_label_words(self.label_words)  # a malformed mapping fails here, before any model loads
         except FewtuneError as e:
             problems.append(str(e))
+
+    @classmethod
+    def template_searches(cls) -> tuple[str, ...]:
+        return ("ensemble", "best")
 
 
 @dataclasses.dataclass

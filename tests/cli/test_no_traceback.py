@@ -128,6 +128,31 @@ def test_train_never_ends_in_a_traceback_or_leaves_a_partial_output(st_folder, t
     r = run_cli(capfd, *args)
     assert "Traceback" not in r.err, r.err
     assert r.code in (0, 2), (r.code, r.err)
-    if r.code == 2:
-        assert len(r.err_lines) == 1 and r.err_lines[0].startswith("error: "), r.err
+    if r.code == 2:  # one error line, last; warnings about the data may come before it
+        assert r.err_lines[-1].startswith("error: "), r.err
+        assert all(line.startswith("warning: ") for line in r.err_lines[:-1]), r.err
         assert tree(work) == before  # nothing half-written, no hidden temporary folder left
+
+
+# --- labels the model does not know; labels that mix numbers and words --------------------------
+def test_scoring_on_unknown_labels_is_an_error_unless_allowed(shots, st_folder, tmp_path, capfd):
+    texts, _ = synthetic.held_out(per_class=8)
+    numbered = write_csv(tmp_path / "test.csv", [(t, i % 2) for i, t in enumerate(texts)])  # 0/1, not words
+    args = ["train", "--data", shots, "--test", numbered, "--backbone", st_folder, *FAST]
+    one_line_error(run_cli(capfd, *args, "-o", tmp_path / "m"), "labels the model does not know ('0', '1')",
+                   "--allow-unknown-labels")
+    assert not (tmp_path / "m").exists()
+    r = run_cli(capfd, *args, "--allow-unknown-labels", "--json", "-q", "-o", tmp_path / "m")
+    assert r.code == 0, r.err
+    one_line_error(run_cli(capfd, "evaluate", tmp_path / "m", "--data", numbered), "does not know")
+    r = run_cli(capfd, "evaluate", tmp_path / "m", "--data", numbered, "--allow-unknown-labels", "--json", "-q")
+    assert r.code == 0 and '"accuracy": 0.0' in r.out
+
+
+def test_labels_that_mix_numbers_and_words_are_named_in_a_warning(st_folder, tmp_path, capfd):
+    texts, labels = synthetic.make(per_class=8)
+    mixed = [("1" if label == "positive" and i % 2 else label) for i, label in enumerate(labels)]
+    data = write_csv(tmp_path / "mixed.csv", zip(texts, mixed))
+    r = run_cli(capfd, "train", "--data", data, "--backbone", st_folder, *FAST)
+    assert r.code == 0, r.err
+    assert "mix numbers (1) and words (negative, positive)" in r.err

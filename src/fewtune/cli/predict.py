@@ -126,6 +126,7 @@ def evaluate(
     encoding: Encoding = "utf-8",
     trust: Trust = False,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, mps.")] = None,
+    allow_unknown_labels: Annotated[bool, typer.Option("--allow-unknown-labels", help="Count rows whose label the model does not know as wrong (by default they are an error that names them).")] = False,
     quiet: Quiet = False,
     json_out: Json = False,
 ):
@@ -144,6 +145,10 @@ def evaluate(
         heldout = load_labeled(data, text_col=text_col, label_col=label_col, text_pair_col=text_pair_col,
                                encoding=encoding)
     heldout = fixed_subset(heldout, max_test)
+    if not clf.multi_label_:
+        from ..data.ingest import check_known_labels
+
+        check_known_labels(heldout.labels, clf.classes_, heldout.source, allow_unknown=allow_unknown_labels)
     from ..experiment import held_out_report
 
     report = held_out_report(clf, heldout, label_sep)

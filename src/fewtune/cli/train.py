@@ -30,6 +30,7 @@ def train(
     method: Annotated[str, typer.Option(help=H("method"))] = "setfit",
     time_budget: Annotated[Optional[float], typer.Option(help=H("time_budget"))] = None,
     as_user_file: Annotated[bool, typer.Option("--as-user-file", help=H("as_user_file"))] = False,
+    allow_unknown_labels: Annotated[bool, typer.Option("--allow-unknown-labels", help=H("allow_unknown_labels"))] = False,
     backbone: Annotated[Optional[str], typer.Option(help=H("backbone"))] = None,
     prompt_col: Annotated[str, typer.Option(help=H("prompt_col"))] = "prompt",
     response_col: Annotated[str, typer.Option(help=H("response_col"))] = "response",
@@ -61,7 +62,8 @@ def train(
 
     spec = RunSpec(data=data, dataset=dataset, text_col=text_col, text_pair_col=text_pair_col, label_col=label_col,
                    multi_label=multi_label, label_sep=label_sep, encoding=encoding, shots=shots, seed=seed, test=test,
-                   max_test=max_test, as_user_file=as_user_file, task=task, method=method, backbone=backbone,
+                   max_test=max_test, as_user_file=as_user_file, allow_unknown_labels=allow_unknown_labels,
+                   task=task, method=method, backbone=backbone,
                    params=parse_params(param), time_budget=time_budget, select=select, grid=list(grid or []),
                    cv_folds=cv_folds, posterior=posterior, posterior_samples=posterior_samples, calibrate=calibrate,
                    class_prior=class_prior, prompt_col=prompt_col, response_col=response_col, merge=merge,

@@ -142,12 +142,36 @@ def check_trainable(data: LabeledTexts, *, shots: int | None = None) -> None:
     if len(counts) < 2:
         only = next(iter(counts))
         raise DataError(f"{data.source}, {field}: only one class ({only!r}); training needs at least 2 classes")
+    warn_if_mixed_labels(list(counts), f"{data.source}, {field}")
     if shots is not None:
         if shots < 1:
             raise DataError(f"shots must be at least 1, got {shots}")
         problem = too_few_shots(counts, shots)
         if problem:
             raise DataError(f"{data.source}, {field}: {problem}")
+
+
+def warn_if_mixed_labels(classes: list, where: str) -> None:
+    """Classes that mix numbers and words ('0', '1', 'neutral', 'positive') are usually two labelings of
+    one column: say so, naming them, rather than train four classes without a word."""
+    numbers = sorted(str(c) for c in classes if str(c).strip().lstrip("-").isdigit())
+    words = sorted(str(c) for c in classes if not str(c).strip().lstrip("-").isdigit())
+    if numbers and words:
+        warnings.warn(f"{where}: the classes mix numbers ({', '.join(numbers[:5])}) and words "
+                      f"({', '.join(words[:5])}); they train as {len(classes)} separate classes. If the numbers "
+                      "stand for words, relabel them first", DataWarning, stacklevel=3)
+
+
+def check_known_labels(labels, classes, source: str, *, allow_unknown: bool) -> None:
+    """Scoring labels the model never saw is an error that names them (a 0/1 file against a model trained on
+    words gives a believable wrong accuracy otherwise); allow_unknown counts them as wrong instead."""
+    known = {str(c) for c in classes}
+    unknown = sorted({str(label) for label in labels} - known)
+    if unknown and not allow_unknown:
+        n = sum(str(label) not in known for label in labels)
+        raise DataError(f"{source}: {n} row(s) have labels the model does not know ({', '.join(map(repr, unknown[:5]))}"
+                        f"{', ...' if len(unknown) > 5 else ''}); its classes are {', '.join(map(repr, sorted(known)))}. "
+                        "Fix the labels, or pass --allow-unknown-labels to count those rows as wrong")
 
 
 def check_overlap(train: LabeledTexts, test: LabeledTexts) -> int:

@@ -42,6 +42,7 @@ def prepare(spec: RunSpec, *, heldout: bool = True, note: Callable[[str], None] 
     heldout=False is check-data's view: the rows are audited, so duplicates are not warned about on
     reading, and one class alone is a finding rather than an error unless shots are drawn."""
     from ..data import check_overlap, check_trainable, draw, fixed_subset
+    from ..data.ingest import check_known_labels
 
     classify = spec.task == "classify"
     pool, test_split, what = _pool(spec, quiet_reading=not heldout)
@@ -66,6 +67,8 @@ def prepare(spec: RunSpec, *, heldout: bool = True, note: Callable[[str], None] 
         held = fixed_subset(held, default if spec.max_test is None else spec.max_test)
         if classify:
             check_overlap(train, held)
+            if not spec.multi_label:
+                check_known_labels(held.labels, train.classes, held.source, allow_unknown=spec.allow_unknown_labels)
         elif not held:
             held, what = None, None
     return Prepared(train, held, what if held is not None else None, shots)

@@ -41,6 +41,8 @@ class RunSpec:
     test: Optional[Path] = _field(None, "Held-out data file to evaluate on (same columns).")
     max_test: Optional[int] = _field(None, "Evaluate on at most this many held-out examples, a fixed subset "
                                            "(default 1000 to classify, 100 for perplexity; 0 = all).")
+    allow_unknown_labels: bool = _field(False, "Score held-out rows whose label the model does not know as wrong "
+                                               "(by default they are an error that names them).")
     as_user_file: bool = _field(False, "With --dataset: withhold the data set's own template and label words, as "
                                        "for a user's file (texts and labels only).")
     # -- what to train ---------------------------------------------------------------------------
@@ -94,7 +96,7 @@ class RunSpec:
 
     # Options that only classification reads, by their flag: --task generate/lm refuses them when set.
     CLASSIFY_ONLY = ("method", "multi_label", "select", "grid", "posterior", "calibrate", "class_prior",
-                     "text_pair_col", "trust", "time_budget", "as_user_file", "check_data")
+                     "text_pair_col", "trust", "time_budget", "as_user_file", "check_data", "allow_unknown_labels")
 
     PATHS = ("data", "test", "output", "logging_dir")
 

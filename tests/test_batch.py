@@ -40,7 +40,7 @@ class Stub:
         return np.tile([0.25, 0.75], (len(inputs), 1))
 
 
-def rows_for(inputs):
+def rows_for(inputs, records=None):
     return [{"text": t, "label": "pos", "probability": 0.75} for t in inputs]
 
 
@@ -153,7 +153,7 @@ def test_cli_predict_streams_a_file_in_chunks_with_the_models_probabilities(st_f
     assert main(["predict", str(tmp_path / "m"), str(path), "--text-col", "review", "-q", "-f", "jsonl"]) == 0
     rows = [json.loads(line) for line in capfd.readouterr().out.splitlines()]
     data = load_labeled(path, text_col="review", label_col=None)
-    assert [r["text"] for r in rows] == data.texts
+    assert [r["review"] for r in rows] == data.texts and [r["id"] for r in rows] == [str(i) for i in range(300)]
     want = clf.predict_proba(data.texts)
     assert np.array([[r["p_neg"], r["p_pos"]] for r in rows]) == pytest.approx(want, abs=1e-6)
     assert main(["predict", str(tmp_path / "m"), str(path), "--text-col", "review"]) == 0

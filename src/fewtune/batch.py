@@ -25,13 +25,13 @@ from .progress import Progress
 CHUNK_ROWS = 256
 
 
-def predict_file(path: str | Path, rows_for: Callable[[list], list[dict[str, Any]]], *, text_col: str = "text",
-                 text_pair_col: str | None = None, encoding: str = "utf-8", format: str = "csv",
-                 output: Path | None = None, show_progress: bool = True, chunk_rows: int = CHUNK_ROWS) -> int:
-    """Write `rows_for(inputs)` for every chunk of `path`'s texts to `output` (None: stdout); return the count.
-
-    inputs are texts, or (text, text_pair) tuples with text_pair_col.
-    """
+def predict_file(path: str | Path, rows_for: Callable[[list, list[dict]], list[dict[str, Any]]], *,
+                 text_col: str = "text", text_pair_col: str | None = None, encoding: str = "utf-8",
+                 format: str = "csv", output: Path | None = None, show_progress: bool = True,
+                 chunk_rows: int = CHUNK_ROWS) -> int:
+    """Write `rows_for(inputs, records)` for every chunk of `path`'s texts to `output` (None: stdout); return
+    the count. inputs are texts, or (text, text_pair) tuples with text_pair_col; records are the chunk's
+    rows with every column, as read."""
     stream = stream_texts(path, text_col=text_col, text_pair_col=text_pair_col, encoding=encoding,
                           chunk_rows=chunk_rows)
     _check_output(output)
@@ -45,7 +45,7 @@ def predict_file(path: str | Path, rows_for: Callable[[list], list[dict[str, Any
         for chunk in itertools.chain([first], stream.chunks):
             data = chunk.data
             inputs = data.texts if data.text_pairs is None else list(zip(data.texts, data.text_pairs))
-            rows = rows_for(inputs)
+            rows = rows_for(inputs, chunk.records)
             writer.write(rows)
             n += len(rows)
             progress.advance(task, chunk.position - done)
@@ -72,6 +72,8 @@ class _RowWriter:
         self.out, self.format, self.csv = out, format, None
 
     def write(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:  # nothing to write (predict --json collects the rows itself)
+            return
         if self.format != "csv":
             self.out.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
             return

@@ -238,10 +238,6 @@ def case_predict_bad_format(env):
                 ["--format", "csv or jsonl", "'xml'"])
 
 
-def case_stdin_empty_line(env):
-    return Case(env.predict(env.model, "-"), ["stdin", "line 2", "empty text"], stdin=b"great film\n\nawful film\n")
-
-
 def case_stdin_nothing(env):
     return Case(env.predict(env.model), ["stdin", "no texts"], stdin=b"\n\n")
 
@@ -287,7 +283,6 @@ BAD_INPUTS = [
     case_predict_missing_text_column,
     case_predict_empty_text_in_file,
     case_predict_bad_format,
-    case_stdin_empty_line,
     case_stdin_nothing,
     case_stdin_undecodable,
     case_evaluate_missing_label_column,

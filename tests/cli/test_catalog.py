@@ -57,3 +57,12 @@ def test_bench_names_a_missing_interpreter_in_one_line(capfd, tmp_path):
     assert r.code == 2 and r.err_lines == [r.err_lines[0]] and "no such interpreter" in r.err
     assert os.path.abspath("venv-that-is-not-there/bin/python") in r.err  # read from here, not the workers' folder
     assert not (tmp_path / "runs.jsonl").exists()
+
+
+def test_help_starts_with_train_and_shows_examples_and_groups(capfd):
+    r = run_cli(capfd, "--help")
+    commands = [line.split()[0] for line in r.out.split("Commands:")[1].splitlines()[1:8] if line.strip()]
+    assert commands[:4] == ["train", "predict", "evaluate", "check-data"]
+    assert "fewtune train --data reviews.csv --shots 8 -o my-model" in r.out and "serve and export:" in r.out
+    r = run_cli(capfd, "train", "--help")
+    assert "Examples:" in r.out and "fewtune train --data reviews.csv --text-col review" in r.out

@@ -18,7 +18,9 @@ def test_predict_csv_matches_loaded_and_in_memory_model(api_model, data_dir, cap
     r = run_cli(capfd, "predict", api_model.model, data_dir / "texts.csv", "--text-col", "review")
     assert r.code == 0, r.err
     rows = read_csv_rows(r.out)
-    assert list(rows[0]) == ["text", "label", "probability", *(f"p_{c}" for c in api_model.classes)]
+    # The input's columns as read (its id kept, its text column's name kept), then the predictions.
+    assert list(rows[0]) == ["id", "review", "label", "probability", *(f"p_{c}" for c in api_model.classes)]
+    assert [row["id"] for row in rows] == [f"x{i}" for i in range(len(rows))]
     loaded = FewShotClassifier.load(api_model.model).predict_proba(api_model.texts)
     np.testing.assert_allclose(loaded, api_model.proba, atol=1e-6)
     check_predictions(rows, api_model.texts, api_model.classes, api_model.proba)
@@ -41,7 +43,7 @@ def test_predict_stdin_lines_match_in_memory_model(api_model, capfd, monkeypatch
     stdin = ("\n".join(texts) + "\n").encode("utf-8")
     r = run_cli(capfd, "predict", api_model.model, *where, stdin=stdin, monkeypatch=monkeypatch)
     assert r.code == 0, r.err
-    check_predictions(read_csv_rows(r.out), texts, api_model.classes, api_model.proba[: len(texts)])
+    check_predictions(read_csv_rows(r.out), texts, api_model.classes, api_model.proba[: len(texts)], "text")
 
 
 def test_predict_cli_trained_model_matches_python_load(trained, data_dir, capfd):
@@ -61,7 +63,9 @@ def test_predict_output_file_is_complete_and_alone(api_model, data_dir, tmp_path
     to_stdout = run_cli(capfd, *args)
     target = tmp_path / f"pred.{fmt}"
     target.write_text("old content that must be replaced\n", encoding="utf-8")
-    r = run_cli(capfd, *args, "--output", target)
+    refused = run_cli(capfd, *args, "--output", target)  # as train refuses an existing folder
+    assert refused.code == 2 and "already exists" in refused.err and "--overwrite" in refused.err
+    r = run_cli(capfd, *args, "--output", target, "--overwrite")
     assert r.code == 0, r.err
     assert r.out == ""
     assert target.read_text(encoding="utf-8") == to_stdout.out
@@ -142,3 +146,33 @@ def test_evaluate_plain_text_prints_the_confusion_matrix(trained, data_dir, capf
     table = [line.split() for line in lines[start + 2: start + 2 + len(report["labels"])]]
     assert [row[0] for row in table] == report["labels"]
     assert [[int(x) for x in row[1:]] for row in table] == report["confusion_matrix"]
+
+
+def test_predict_skips_blank_stdin_lines_and_says_how_many(api_model, capfd, monkeypatch):
+    r = run_cli(capfd, "predict", api_model.model, "--format", "jsonl", stdin=b"great film\n\n  \nawful film\n",
+                monkeypatch=monkeypatch)
+    assert r.code == 0, r.err
+    assert [json.loads(line)["text"] for line in r.out.splitlines()] == ["great film", "awful film"]
+    assert "skipped 2 blank line(s)" in r.err
+
+
+def test_predict_json_is_one_object_with_every_prediction(api_model, data_dir, tmp_path, capfd):
+    r = run_cli(capfd, "predict", api_model.model, data_dir / "texts.csv", "--text-col", "review", "--json", "-q")
+    assert r.code == 0, r.err
+    result = json.loads(r.out)
+    assert result["classes"] == [str(c) for c in api_model.classes] and result["n"] == len(api_model.texts)
+    assert [row["review"] for row in result["predictions"]] == api_model.texts
+    assert [row["id"] for row in result["predictions"]][:2] == ["x0", "x1"]
+    r = run_cli(capfd, "predict", api_model.model, data_dir / "texts.csv", "--text-col", "review", "--json", "-q",
+                "-o", tmp_path / "p.csv")
+    assert json.loads(r.out) == {"model": str(api_model.model), "classes": result["classes"], "n": result["n"],
+                                 "output": str(tmp_path / "p.csv")}
+
+
+def test_an_input_column_named_like_a_prediction_is_kept_beside_it(api_model, tmp_path, capfd):
+    from tests.helpers.files import write_csv
+
+    labeled = write_csv(tmp_path / "labeled.csv", [["a great film", "positive"], ["awful", "negative"]])
+    r = run_cli(capfd, "predict", api_model.model, labeled, "--format", "jsonl", "-q")
+    rows = [json.loads(line) for line in r.out.splitlines()]
+    assert [row["input_label"] for row in rows] == ["positive", "negative"] and "label" in rows[0]

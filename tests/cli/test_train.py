@@ -12,7 +12,7 @@ import pytest
 from tests.helpers.cli import run_cli
 from tests.helpers.files import write_csv
 from fewtune.storage.model_folder import PICKLE_SUFFIXES
-from tests.helpers.reviews import PREDICT_TEXTS, read_csv_rows, train_args, tree
+from tests.helpers.reviews import FAST, PREDICT_TEXTS, read_csv_rows, train_args, tree
 
 
 # --- 1. train on a user's own CSV -----------------------------------------------------------------
@@ -38,7 +38,7 @@ def test_train_reports_accuracy_on_the_rows_not_drawn(trained, data_dir):
     out = trained.result.out
     assert "held-out accuracy" in out
     assert "24 examples" in out and "not drawn" in out  # 40 rows - 2 classes x 8 shots
-    assert f"model saved to {trained.model}" in out
+    assert f"model saved to {trained.model}; next: fewtune predict {trained.model}" in out
 
     # The reported number is the accuracy of the saved model on exactly the 24 undrawn rows.
     pool = load_labeled(data_dir / "my.csv", text_col="review", label_col="sentiment")
@@ -206,3 +206,10 @@ def test_multi_label_refuses_shots_and_builtin_datasets(tmp_path, st_folder, cap
     assert r.code == 2 and "single-label" in r.err
     r = run_cli(capfd, "train", "--data", tmp_path / "t.csv", "--multi-label", "--backbone", st_folder)
     assert r.code == 2 and "label 'y' is on every example" in r.err
+
+
+def test_train_without_output_says_the_model_was_not_saved(data_dir, st_folder, capfd):
+    r = run_cli(capfd, "train", "--data", data_dir / "my.csv", "--text-col", "review", "--label-col", "sentiment",
+                "--shots", "4", "--backbone", st_folder, *FAST)
+    assert r.code == 0, r.err
+    assert "model not saved: pass -o FOLDER to keep it" in r.out

@@ -57,9 +57,11 @@ def train_args(data: Path, output: Path, backbone, *extra: str) -> list[str]:
             "-o", output, "--backbone", backbone, *FAST, *extra]
 
 
-def check_predictions(rows: list[dict], texts: list[str], classes, expected: np.ndarray) -> None:
-    """Rows of `predict` output: one per text, in order, probabilities equal to `expected`."""
-    assert [r["text"] for r in rows] == texts
+def check_predictions(rows: list[dict], texts: list[str], classes, expected: np.ndarray,
+                      text_col: str = "review") -> None:
+    """Rows of `predict` output: one per text (in the input's text column), in order, probabilities equal to
+    `expected`."""
+    assert [r[text_col] for r in rows] == texts
     assert len(rows) == len(expected)
     for row, want in zip(rows, expected):
         got = proba_columns(row, classes)

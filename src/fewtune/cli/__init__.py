@@ -18,8 +18,25 @@ import typer
 from ..errors import FewtuneError
 from . import bench, catalog, check_data, distill, export, generate, predict, pretrain, recommend, serve, train
 
+# "\b" keeps click from re-wrapping a paragraph: these are lines to copy.
+EPILOG = """\b
+Start here (a CSV with a text and a label column; 8 examples per class):
+  fewtune train --data reviews.csv --shots 8 -o my-model
+  fewtune predict my-model new.csv -o labeled.csv
+  fewtune evaluate my-model --data test.csv
+  fewtune check-data --data reviews.csv      # suspect labels, duplicates, before training
+
+\b
+Commands by what they are for:
+  start here:        train, predict, evaluate, check-data, methods, datasets, models
+  serve and export:  serve, export, distill, generate, chat
+  research:          bench, report, suggest, pretrain, adapt, recommend
+\b
+`fewtune COMMAND --help` shows a command's options and examples."""
+
 app = typer.Typer(
     help="Fine-tune pretrained language models on a handful of labeled examples.",
+    epilog=EPILOG,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -48,15 +65,17 @@ def _options(version: Annotated[bool, typer.Option("--version", callback=_versio
 
 
 # Registered in this order, which is the order `fewtune --help` lists them in.
-app.add_typer(catalog.models_app, name="models")
-app.add_typer(recommend.app, name="recommend")
-app.command()(pretrain.pretrain), app.command()(pretrain.adapt)
-app.command()(serve.serve), app.command()(export.export)
-app.command("check-data")(check_data.check_data)
-app.command()(distill.distill)
-for command in (train.train, generate.generate, generate.chat, predict.predict, predict.suggest, predict.evaluate,
-                catalog.datasets, catalog.methods, bench.bench, bench.report):
+app.command(epilog=train.EXAMPLES)(train.train)  # the first hour's commands first
+for command in (predict.predict, predict.evaluate):
     app.command()(command)
+app.command("check-data")(check_data.check_data)
+for command in (catalog.methods, catalog.datasets):
+    app.command()(command)
+app.add_typer(catalog.models_app, name="models")
+for command in (serve.serve, export.export, distill.distill, generate.generate, generate.chat, bench.bench,
+                bench.report, predict.suggest, pretrain.pretrain, pretrain.adapt):
+    app.command()(command)
+app.add_typer(recommend.app, name="recommend")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

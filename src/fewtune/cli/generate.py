@@ -33,7 +33,7 @@ def generate(
     from ..generation import FewShotGenerator
 
     gen = FewShotGenerator.load(model, device=device)
-    prompts = list(prompt) if prompt else stdin_texts(encoding)
+    prompts = list(prompt) if prompt else stdin_texts(encoding)[0]
     stream = not json_out and len(prompts) == 1
     rows = []
     for text in prompts:

@@ -55,7 +55,9 @@ def parse_params(items: Optional[list[str]]) -> dict[str, str]:
     return params
 
 
-def stdin_texts(encoding: str) -> list[str]:
+def stdin_texts(encoding: str, *, skip_blank: bool = False) -> tuple[list[str], int]:
+    """One text per line of stdin, and how many blank lines were skipped (skip_blank; else a blank line in
+    the middle is an error naming it). Trailing blank lines are always dropped."""
     raw = sys.stdin.buffer.read()
     if encoding.lower().replace("_", "-") in {"utf-8", "utf8"}:
         encoding = "utf-8-sig"  # a byte-order mark (Notepad, PowerShell) is not part of the first text
@@ -69,9 +71,12 @@ def stdin_texts(encoding: str) -> list[str]:
     lines = [line.removesuffix("\r") for line in text.split("\n")]
     while lines and not lines[-1].strip():
         lines.pop()
+    blank = sum(not line.strip() for line in lines)
+    if skip_blank:
+        lines = [line for line in lines if line.strip()]
     for i, line in enumerate(lines, 1):
         if not line.strip():
             raise DataError(f"stdin, line {i}: empty text")
     if not lines:
         raise DataError("stdin: no texts given (one text per line)")
-    return lines
+    return lines, blank

@@ -14,11 +14,13 @@ from .options import (ClassPrior, Encoding, Json, LabelSep, MaxTest, Quiet, Text
 
 def predict(
     model: Annotated[Path, typer.Argument(help="A model folder saved by `fewtune train`, exported by `fewtune export` (run by ONNX Runtime), or a static student from `fewtune distill --student static`.")],
-    input: Annotated[Optional[str], typer.Argument(help="Data file with a text column (read in chunks: any size), or - (default) for one text per line on stdin.")] = None,
+    input: Annotated[Optional[str], typer.Argument(help="Data file with a text column (read in chunks: any size), or - (default) for one text per line on stdin (blank lines skipped).")] = None,
     text_col: TextCol = "text",
     text_pair_col: Annotated[Optional[str], typer.Option(help="Second text column, for sentence-pair models.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --output file.")] = False,
     format: Annotated[str, typer.Option("--format", "-f", help="csv or jsonl.")] = "csv",
+    keep_columns: Annotated[bool, typer.Option(help="Keep the input file's other columns (an id, say) beside the predictions; an input column named like a prediction column is kept as input_NAME.")] = True,
     label_sep: LabelSep = ",",
     encoding: Encoding = "utf-8",
     trust: Trust = False,
@@ -27,6 +29,7 @@ def predict(
     class_prior: ClassPrior = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, mps.")] = None,
     quiet: Quiet = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object on stdout: the classes and every row's prediction (with -o: where they went, how many, how many abstained).")] = False,
 ):
     """Label texts with a saved model: label, its probability and every class's probability."""
     from ..batch import predict_file, write_rows
@@ -37,46 +40,70 @@ def predict(
         raise FewtuneError(f"--format must be csv or jsonl, got {format!r}")
     if abstain_below is not None and not 0.0 <= abstain_below <= 1.0:
         raise FewtuneError(f"--abstain-below is a probability between 0 and 1, got {abstain_below}")
+    if output is not None and output.exists() and not output.is_dir() and not overwrite:
+        raise FewtuneError(f"{output} already exists; choose another --output or pass --overwrite")
     # An ONNX export or a static student runs without torch; a fewtune model folder on PyTorch.
     clf = load_classifier(model, device=device, trust=trust, show_progress=not quiet)
     if class_prior is not None:
         clf.set_class_prior(class_prior)
     if abstain_below is not None and clf.multi_label_:
         raise FewtuneError("--abstain-below applies to single-label models (a multi-label model says no label below 0.5)")
-    abstained = 0
+    abstained, collected = 0, []
+    stdin = input is None or input == "-"
+    columns = ("text", None) if stdin else (text_col, text_pair_col)
 
-    def rows_for(inputs: list) -> list[dict]:
+    def rows_for(inputs: list, records: Optional[list] = None) -> list[dict]:
         nonlocal abstained
-        rows = _output_rows(inputs, clf, label_sep, abstain_below, abstain_label)
+        rows = _output_rows(inputs, records if keep_columns else None, clf, columns, label_sep, abstain_below,
+                            abstain_label)
         abstained += sum(abstain for _, abstain in rows)
-        return [row for row, _ in rows]
+        rows = [row for row, _ in rows]
+        if json_out and output is None:
+            collected.extend(rows)
+            return []
+        return rows
 
-    if input is None or input == "-":
-        rows = rows_for(as_labeled(stdin_texts(encoding), source="stdin").texts)
-        write_rows(rows, format=format, output=output)
-        n = len(rows)
+    if stdin:
+        texts, blank = stdin_texts(encoding, skip_blank=True)
+        if blank:
+            note(quiet, f"skipped {blank} blank line(s) of stdin")
+        rows = rows_for(as_labeled(texts, source="stdin").texts)
+        if not (json_out and output is None):
+            write_rows(rows, format=format, output=output)
+        n = len(texts)
     else:  # a file streams through in chunks, with a progress bar
         n = predict_file(input, rows_for, text_col=text_col, text_pair_col=text_pair_col, encoding=encoding,
-                         format=format, output=output, show_progress=not quiet)
+                         format=format, output=None if (json_out and output is None) else output,
+                         show_progress=not quiet)
+        n = len(collected) if json_out and output is None else n
     if abstain_below is not None:
         note(quiet, f"abstained on {abstained} of {n} texts (top probability below {abstain_below})")
+    if json_out:
+        summary = {"model": str(model), "classes": [str(c) for c in clf.classes_], "n": n}
+        if abstain_below is not None:
+            summary["abstained"] = abstained
+        print_json({**summary, "output": str(output)} if output is not None else {**summary, "predictions": collected})
 
 
-def _output_rows(inputs: list, clf, label_sep: str, abstain_below: Optional[float],
-                 abstain_label: str) -> list[tuple[dict, bool]]:
-    """predict's CSV/JSONL rows (the text, the label(s), a p_CLASS column per class), each with whether it abstained."""
+def _output_rows(inputs: list, records: Optional[list], clf, columns: tuple, label_sep: str,
+                 abstain_below: Optional[float], abstain_label: str) -> list[tuple[dict, bool]]:
+    """predict's CSV/JSONL rows (the input's columns, the label(s), a p_CLASS column per class), each with
+    whether it abstained. The text keeps its column's name; other input columns come first, as read."""
     from ..labels import prediction_rows  # torch-free: an ONNX model predicts without torch
 
+    text_col, pair_col = columns
     out = []
-    for x, row in zip(inputs, prediction_rows(clf.predict_proba(inputs), clf.classes_, multi_label=clf.multi_label_,
-                                              abstain_below=abstain_below, abstain_label=abstain_label)):
-        flat = {"text": x} if isinstance(x, str) else {"text": x[0], "text_pair": x[1]}
-        if clf.multi_label_:
-            flat["labels"] = label_sep.join(str(c) for c in row["labels"])
-        else:
-            flat.update(label=row["label"], probability=row["probability"])
-        flat.update({f"p_{c}": p for c, p in row["probabilities"].items()})
-        out.append((flat, row.get("abstained", False)))
+    rows = prediction_rows(clf.predict_proba(inputs), clf.classes_, multi_label=clf.multi_label_,
+                           abstain_below=abstain_below, abstain_label=abstain_label)
+    for i, (x, row) in enumerate(zip(inputs, rows)):
+        flat = dict(records[i]) if records else {}
+        flat.update({text_col: x} if isinstance(x, str) else {text_col: x[0], pair_col: x[1]})
+        predicted = ({"labels": label_sep.join(str(c) for c in row["labels"])} if clf.multi_label_
+                     else {"label": row["label"], "probability": row["probability"]})
+        predicted.update({f"p_{c}": p for c, p in row["probabilities"].items()})
+        for key in set(predicted) & set(flat):  # the input's own "label" column (a labeled file) is kept too
+            flat[f"input_{key}"] = flat.pop(key)
+        out.append(({**flat, **predicted}, row.get("abstained", False)))
     return out
 
 

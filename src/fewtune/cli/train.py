@@ -15,6 +15,17 @@ from .train_output import print_generation, print_result
 
 H = RunSpec.help
 
+EXAMPLES = """\b
+Examples:
+  fewtune train --data reviews.csv --text-col review --label-col sentiment --shots 8 -o my-model
+  fewtune train --data reviews.csv --method auto --time-budget 300 -o my-model   # the method chosen on the shots
+  fewtune train --dataset mr --shots 8 --posterior laplace -o m                  # calibrated probabilities
+  fewtune train --data shots.csv --test held-out.csv --log-with tensorboard      # scored, loss curve in runs/
+  fewtune train --task generate --dataset chitchat --shots 64 -o bot             # a dialogue model
+\b
+The held-out rows (those not drawn by --shots, --test, or a built-in test split) are scored after
+training; `fewtune methods` lists every method's -p parameters."""
+
 
 def train(
     data: Annotated[Optional[Path], typer.Option(help=H("data"))] = None,

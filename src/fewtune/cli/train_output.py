@@ -35,7 +35,10 @@ def print_result(result: dict[str, Any], train_info: dict[str, Any], what: Optio
         typer.echo(f"trained in {result['train_seconds']:.1f} s; no held-out data to evaluate on "
                    "(use --shots or --test)")
     if output is not None:
-        typer.echo(f"model saved to {output}")
+        typer.echo(f"model saved to {output}; next: fewtune predict {output} new.csv -o labeled.csv "
+                   f"(or fewtune serve {output})")
+    else:
+        typer.echo("model not saved: pass -o FOLDER to keep it")
     _print_logged(result)
 
 
@@ -89,5 +92,8 @@ def print_generation(result: dict[str, Any]) -> None:
     else:
         typer.echo(f"trained in {result['train_seconds']:.1f} s; no held-out data (use --shots or --test)")
     if "output" in result:
-        typer.echo(f"model saved to {result['output']}")
+        next_step = "chat" if result["task"] == "generate" else "generate"
+        typer.echo(f"model saved to {result['output']}; next: fewtune {next_step} {result['output']}")
+    else:
+        typer.echo("model not saved: pass -o FOLDER to keep it")
     _print_logged(result)

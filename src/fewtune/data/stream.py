@@ -13,7 +13,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
@@ -26,6 +26,7 @@ from .ingest import _MISSING, _build, _missing_column_message
 class Chunk:
     data: LabeledTexts  # texts (and text pairs) of this chunk, validated; rows named as in the file
     position: int  # bytes (CSV, TSV, JSONL) or rows (Parquet) of the file read so far
+    records: list[dict] = field(default_factory=list)  # each row's every column, as read (predict keeps them)
 
 
 @dataclass
@@ -137,10 +138,10 @@ def _chunks(records: Iterator, source: str, columns: tuple, chunk_rows: int, pos
             batch.append(record)
             seen += 1
             if len(batch) == chunk_rows:
-                yield Chunk(_validated(source, rows, batch, columns), position())
+                yield Chunk(_validated(source, rows, batch, columns), position(), batch)
                 rows, batch = [], []
         if batch:
-            yield Chunk(_validated(source, rows, batch, columns), position())
+            yield Chunk(_validated(source, rows, batch, columns), position(), batch)
         if not seen:
             raise DataError(f"{source}: no examples (the file is empty or has only a header)")
     except UnicodeDecodeError as e:
@@ -173,10 +174,10 @@ def _parquet(path: Path, source: str, columns: tuple, chunk_rows: int) -> TextSt
 
     def chunks() -> Iterator[Chunk]:
         done = 0
-        for batch in f.iter_batches(batch_size=chunk_rows, columns=wanted):
+        for batch in f.iter_batches(batch_size=chunk_rows):
             records = batch.to_pylist()
             rows = [f"row {done + i}" for i in range(len(records))]
             done += len(records)
-            yield Chunk(_validated(source, rows, records, columns), done)
+            yield Chunk(_validated(source, rows, records, columns), done, records)
 
     return TextStream(f.metadata.num_rows, "rows", chunks())

@@ -56,6 +56,30 @@ def test_without_a_chat_template_a_plain_layout_ends_each_reply_with_eos(chat_ll
     assert tok.decode(fmt.prompt_ids(CHAT[:1])).endswith("User: hello how are you\nAssistant:")
 
 
+def test_a_conversation_longer_than_max_length_keeps_its_latest_turns(chat_llama_folder):
+    _, tok = tiny(chat_llama_folder)
+    long = [{"role": "system", "content": "be brief"}]
+    for i in range(8):
+        long += [{"role": "user", "content": f"what did you do today {i}"},
+                 {"role": "assistant", "content": f"i went to the park {i}"}]
+    whole = LMFormat(tok, max_length=4096).encode_chat(long)
+    room = len(LMFormat(tok, max_length=4096).encode_chat([long[0], *long[-4:]]).input_ids) + 2  # system + 2 exchanges
+    fmt = LMFormat(tok, max_length=room)
+    enc = fmt.encode_chat(long)
+    assert len(whole.input_ids) > room >= len(enc.input_ids)
+    text = tok.decode(enc.input_ids)
+    assert text.startswith("<|im_start|>system") and "be brief" in text  # the system message stays
+    assert "i went to the park 7" in text and "park 6" in text and "today 5" not in text  # the latest exchanges
+    assert enc.labels[-2] != IGNORE  # the last reply is learned
+    # One exchange longer than max_length alone loses its beginning, never its reply.
+    huge = [{"role": "user", "content": "hello " * 60}, {"role": "assistant", "content": "i am fine thanks"}]
+    cut = LMFormat(tok, max_length=48).encode_chat(huge)
+    assert len(cut.input_ids) == 48 and tok.decode(cut.input_ids).rstrip().endswith("i am fine thanks<|im_end|>")
+    # A user's last word after the reply (chitchat's "Bye") teaches nothing: it goes before the reply does.
+    bye = LMFormat(tok, max_length=48).encode_chat([*huge, {"role": "user", "content": "bye"}])
+    assert bye == cut
+
+
 def test_padding_is_masked_out_of_attention_and_loss(llama_folder):
     """The word-level tiny Llama has no pad token: loading sets one, and a padded batch gives each
     text the same loss as it has alone."""

@@ -62,13 +62,35 @@ class LMFormat:
         return full, spans
 
     def encode_chat(self, chat: Chat) -> Encoded:
+        """Token ids, with labels on the assistant's replies only. A conversation longer than max_length keeps
+        its latest turns: the oldest exchanges go first (a system message stays), and a last exchange that
+        is still too long loses its beginning, so what is learned is always the end, the latest reply."""
+        chat = list(chat)
+        first = 1 if chat and chat[0]["role"] == "system" else 0
+        while True:
+            enc = self._encode_whole(chat)
+            if len(enc.input_ids) <= self.max_length:
+                break
+            replies = [i for i, m in enumerate(chat) if m["role"] == "assistant"]
+            if replies and replies[-1] < len(chat) - 1:  # turns after the last reply teach nothing: they go first
+                chat = chat[: replies[-1] + 1]
+                continue
+            # Then the oldest exchange, as long as a reply remains after it.
+            later_users = [i for i in range(first + 1, len(chat)) if chat[i]["role"] == "user"
+                           and any(m["role"] == "assistant" for m in chat[i:])]
+            if not later_users:
+                break
+            chat = chat[:first] + chat[later_users[0]:]
+        return Encoded(enc.input_ids[-self.max_length:], enc.labels[-self.max_length:])
+
+    def _encode_whole(self, chat: Chat) -> Encoded:
         full, spans = self.reply_spans(chat)
         enc = self.tokenizer(full, add_special_tokens=not self.chat_template, return_offsets_mapping=True)
         labels = []
         for token, (start, end) in zip(enc["input_ids"], enc["offset_mapping"]):
             inside = end > start and any(a <= start < b for a, b in spans)
             labels.append(token if inside else IGNORE)
-        return self._cut(Encoded(list(enc["input_ids"]), labels))
+        return Encoded(list(enc["input_ids"]), labels)
 
     def prompt_ids(self, chat: Chat) -> list[int]:
         """Token ids that ask the model for the next assistant reply."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -26,6 +27,7 @@ from ..backbones import CAUSAL_LM, DEFAULT_CAUSAL_LM, ResolvedBackbone, load_cau
 from ..backbones import resolve_base
 from ..backbones.quiet import quiet_libraries
 from ..backbones.registry import hub_id
+from ..data.labeled import DataWarning
 from ..errors import FewtuneError
 from ..estimator import ParamsEstimator
 from ..training.lm_training import LMTrainingParams, param as _param, prepare_for_training
@@ -88,11 +90,14 @@ class FewShotGenerator(ParamsEstimator):
     def _encode(self, examples: Sequence) -> list[Encoded]:
         encode = self.format.encode_chat if self.task == "generate" else self.format.encode_text
         encoded = [encode(e) for e in examples]
-        empty = [i for i, e in enumerate(encoded) if not any(t != -100 for t in e.labels[1:])]
-        if empty:
-            raise FewtuneError(f"example {empty[0]} has no tokens to learn from within max_length="
-                               f"{self.params.max_length} (its reply starts after the cut); raise max_length")
-        return encoded
+        kept = [e for e in encoded if any(t != -100 for t in e.labels[1:])]
+        if not kept:
+            raise FewtuneError(f"no example has a token to learn from within max_length={self.params.max_length}; "
+                               "raise max_length")
+        if len(kept) < len(encoded):
+            warnings.warn(f"{len(encoded) - len(kept)} of {len(encoded)} examples have nothing to learn from within "
+                          f"max_length={self.params.max_length} and are skipped", DataWarning, stacklevel=2)
+        return kept
 
     def _load(self, resolved: ResolvedBackbone) -> None:
         self.backbone_ = resolved

@@ -148,6 +148,7 @@ def test_a_folder_saved_with_the_old_adapter_names_still_loads(chat_llama_folder
     config = json.loads((folder / "fewtune.json").read_text())
     config["files"] = {{"adapter_model.safetensors": "adapter.safetensors", "adapter_config.json": "adapter.json"}
                        .get(name, name): digest for name, digest in config["files"].items()}
+    config.pop("facts_sha256")  # nor had folders of then the checksum of their facts
     (folder / "fewtune.json").write_text(json.dumps(config))
     again = FewShotGenerator.load(folder)
     assert again.perplexity(PAIRS) == pytest.approx(gen.perplexity(PAIRS), rel=1e-6)

@@ -23,6 +23,7 @@ import torch
 
 from ..storage.atomic import atomic_folder
 from ..errors import FewtuneError
+from ..storage.integrity import seal
 from ..storage.model_folder import CONFIG_NAME, library_versions, sha256
 from .runtime import FORMAT, FORMAT_VERSION, MANIFEST_NAME, OnnxClassifier, is_exported
 
@@ -269,6 +270,7 @@ def _agreement(clf, folder: Path, int8: bool) -> dict[str, Any]:
 def _write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in (MANIFEST_NAME, "README.md"))
     manifest["files"] = {p.relative_to(folder).as_posix(): sha256(p) for p in files}
+    manifest = seal(manifest)
     (folder / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 

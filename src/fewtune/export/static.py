@@ -27,6 +27,7 @@ from ..errors import FewtuneError, ModelFolderError
 from ..label_shift import parse_class_prior, prior_ratio
 from ..labels import ProbabilityLabels
 from ..model_card import with_metadata
+from ..storage.integrity import seal
 from ..storage.model_folder import CARD_NAME, library_versions, read_format_file, sha256, verify_files
 
 MANIFEST_NAME = "fewtune-static.json"
@@ -76,6 +77,7 @@ def write_static_classifier(path: str | Path, table: Path, weight: np.ndarray, b
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest,
                     "versions": library_versions("model2vec"),
                     "files": {p.relative_to(tmp).as_posix(): sha256(p) for p in files}}
+        manifest = seal(manifest)
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         (tmp / CARD_NAME).write_text(with_metadata(manifest, render_card(manifest)), encoding="utf-8")
     return path

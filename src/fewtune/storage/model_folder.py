@@ -4,8 +4,9 @@
     README.md           a model card a person can read
     head.safetensors    (and a body/ folder, or whatever the method writes)
 
-Folders are written atomically (see atomic.py) and every weights file carries a sha256 in
-fewtune.json, checked on load, so a truncated or tampered file is reported instead of loaded.
+Folders are written atomically (see atomic.py); every file carries a sha256 in fewtune.json and the
+facts themselves a facts_sha256, checked on load, so a truncated, corrupt or hand-edited folder is
+reported instead of loaded (what that does and does not catch, and signing: integrity.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_folder
+from .integrity import check_seal, seal
 from ..errors import ModelFolderError
 from ..model_card import with_metadata
 
@@ -77,6 +79,7 @@ def write_model_folder(
             "versions": library_versions(),
             "files": {p.relative_to(tmp).as_posix(): sha256(p) for p in files},
         }
+        config = seal(config)
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         (tmp / CARD_NAME).write_text(with_metadata(config, render_card(config)), encoding="utf-8")
     return path
@@ -120,6 +123,7 @@ def read_format_file(path: Path, name: str, fmt: str, version: int, *, kind: str
     if data.get("format_version", 0) > version:
         raise ModelFolderError(f"{path} was {written} by a newer fewtune (format {data['format_version']}); "
                                "upgrade fewtune to load it")
+    check_seal(data, file)
     return data
 
 

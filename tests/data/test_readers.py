@@ -1,6 +1,7 @@
 """Reading CSV, TSV, JSONL and Parquet: same content in, same examples out; broken files named."""
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -218,3 +219,17 @@ def test_a_dataset_dict_folder_names_its_splits(tmp_path):
         load_labeled(tmp_path / "dd", text_col="text", label_col="label")
     with pytest.raises(DataError, match="not one saved by datasets"):
         load_labeled(tmp_path, text_col="text", label_col="label")
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (b"PK\x03\x04" + bytes(range(256)) * 4, "binary data (an Excel workbook? save it as CSV)"),
+    (bytes(range(256)) * 8, "not a text file but binary data"),
+    (b"text,label\ngood\x00 film,pos\nbad film,neg\n", "a stray NUL character"),
+    ("text,label\ngood film,pos\n".encode("utf-16-le"), "looks like UTF-16"),
+])
+def test_binary_files_stray_nuls_and_utf16_each_get_their_own_message(tmp_path, content, fragment):
+    path = tmp_path / "data.csv"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=re.escape(fragment)) as err:
+        read_table(path)
+    assert ("utf-16" in str(err.value).lower()) == ("UTF-16" in fragment)

@@ -76,6 +76,20 @@ def read_table(path: str | Path, *, encoding: str = "utf-8") -> Table:
     return columns, records, rows
 
 
+def _byte_kind(data: bytes) -> str:
+    """"utf-16" (a byte-order mark, or a NUL in every other byte as ASCII in UTF-16 has), "binary" (a known
+    binary signature, NULs in many places or many control bytes), else "text" (a stray NUL is still text)."""
+    head = data[:4096]
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    if head.startswith((b"PK\x03\x04", b"%PDF", b"\x89PNG", b"\x1f\x8b", b"\xd0\xcf\x11\xe0")):
+        return "binary"
+    if len(head) >= 8 and max(head[0::2].count(0), head[1::2].count(0)) > 0.3 * len(head) / 2:
+        return "utf-16"
+    controls = sum(b < 9 or 13 < b < 32 for b in head)  # bytes no text holds (tab, newlines and CR aside)
+    return "binary" if head.count(0) > max(2, len(head) // 400) or controls > len(head) // 10 else "text"
+
+
 def decode_bytes(data: bytes, source: str, encoding: str) -> str:
     """Decode a whole file, reporting the line and byte offset of the first undecodable byte."""
     try:
@@ -85,22 +99,25 @@ def decode_bytes(data: bytes, source: str, encoding: str) -> str:
     # "utf-8-sig" decodes plain UTF-8 too and drops the byte-order mark Excel and Notepad write;
     # left in, the mark would glue itself to the first column name ("\ufefftext").
     name = "utf-8-sig" if codec.name == "utf-8" else encoding
+    kind = _byte_kind(data)
+    if kind == "binary":
+        excel = " (an Excel workbook? save it as CSV)" if data.startswith(b"PK\x03\x04") else ""
+        raise DataError(f"{source}: not a text file but binary data{excel}; give a CSV, TSV, JSONL or Parquet file")
     try:
         text = data.decode(name)
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        guess = "utf-16" if b"\x00" in data[:4096] else "latin-1"  # NUL bytes: two bytes per character
+        guess = "utf-16" if kind == "utf-16" else "latin-1"
         raise DataError(
             f"{source}, line {line}: byte 0x{data[e.start]:02x} at byte offset {e.start} is not valid "
             f"{codec.name}; pass the file's encoding, e.g. --encoding {guess}"
         ) from None
     if "\x00" in text:
-        # No text file holds NUL; UTF-16 read as UTF-8 puts one after every ASCII letter.
         at = text.index("\x00")
-        raise DataError(
-            f"{source}, line {text.count(chr(10), 0, at) + 1}: NUL character at offset {at}; this is a binary "
-            "file or another encoding (UTF-16?): pass the file's encoding, e.g. --encoding utf-16"
-        )
+        where = f"{source}, line {text.count(chr(10), 0, at) + 1}"
+        if kind == "utf-16":  # UTF-16 read as UTF-8 puts a NUL after every ASCII letter
+            raise DataError(f"{where}: NUL characters; the file looks like UTF-16: pass --encoding utf-16")
+        raise DataError(f"{where}: a stray NUL character at offset {at}; no text holds one: remove it")
     return text.removeprefix("\ufeff")
 
 

@@ -18,9 +18,9 @@ from .errors import FewtuneError
 # the values that would otherwise fail deep inside a library, after training has begun.
 AT_LEAST_ONE = ("batch_size", "encode_batch_size", "head_epochs", "max_demonstrations", "early_stopping_folds",
                 "folds", "lora_r", "patience")
-POSITIVE = ("head_c", "lr", "head_lr", "body_lr", "lora_lr", "lora_alpha", "temperature", "epochs")
+POSITIVE = ("head_c", "lr", "head_lr", "body_lr", "lora_lr", "lora_alpha", "temperature")
 NOT_NEGATIVE = ("max_seq_length", "max_text_tokens", "max_demo_tokens", "l2sp", "weight_decay", "lm_feature_scale",
-                "reinit_layers", "time_budget")
+                "reinit_layers", "time_budget", "epochs")  # setfit's epochs=0: no contrastive stage
 
 
 def check_ranges(params: Params, problems: list[str]) -> None:

@@ -156,3 +156,13 @@ def test_labels_that_mix_numbers_and_words_are_named_in_a_warning(st_folder, tmp
     r = run_cli(capfd, "train", "--data", data, "--backbone", st_folder, *FAST)
     assert r.code == 0, r.err
     assert "mix numbers (1) and words (negative, positive)" in r.err
+
+
+def test_the_same_text_under_two_labels_stops_train_as_it_fails_check_data(st_folder, tmp_path, capfd):
+    texts, labels = synthetic.make(per_class=8)
+    rows = [*zip(texts, labels), (texts[0].upper(), "positive" if labels[0] == "negative" else "negative")]
+    data = write_csv(tmp_path / "conflict.csv", rows)
+    r = run_cli(capfd, "train", "--data", data, "--backbone", st_folder, *FAST)
+    assert r.code == 2 and "the same text under two labels, line 2" in r.err_lines[-1] and "line 18" in r.err_lines[-1]
+    audit = run_cli(capfd, "check-data", "--data", data, "--backbone", st_folder, "--json", "-q")
+    assert audit.code == 2 and "label-conflict" in audit.out

@@ -127,11 +127,12 @@ def from_table(table: Any, labels: Any = None, *, text_col: str = "text", label_
     return texts, labels
 
 
-def check_trainable(data: LabeledTexts, *, shots: int | None = None) -> None:
+def check_trainable(data: LabeledTexts, *, shots: int | None = None, conflicts: bool = True) -> None:
     """Refuse data a classifier cannot be trained on.
 
-    Needs labels, at least two classes and, when ``shots`` is given, at least that many examples
-    of every class (k-shot sampling draws ``shots`` per class).
+    Needs labels, at least two classes, no text under two labels (the rule check-data applies; conflicts=False
+    leaves them to its audit) and, when ``shots`` is given, at least that many examples of every class
+    (k-shot sampling draws ``shots`` per class).
     """
     field = f"column {data.label_col!r}" if data.label_col else "label"
     if data.labels is None:
@@ -143,6 +144,12 @@ def check_trainable(data: LabeledTexts, *, shots: int | None = None) -> None:
         only = next(iter(counts))
         raise DataError(f"{data.source}, {field}: only one class ({only!r}); training needs at least 2 classes")
     warn_if_mixed_labels(list(counts), f"{data.source}, {field}")
+    conflicting = label_conflicts(data) if conflicts else []
+    if conflicting:  # as `fewtune check-data` counts it: an error, since no model can learn both labels
+        a, b = conflicting[0]
+        raise DataError(f"{data.source}, {field}: the same text under two labels, {data.rows[a]} "
+                        f"({data.labels[a]!r}) and {data.rows[b]} ({data.labels[b]!r}); {len(conflicting)} such "
+                        "text(s) in all. No model can learn both: fix or drop one (`fewtune check-data` lists them)")
     if shots is not None:
         if shots < 1:
             raise DataError(f"shots must be at least 1, got {shots}")
@@ -321,23 +328,26 @@ def _keys(data: LabeledTexts) -> list[tuple[str, str | None]]:
     return [(normalize_text(t), None if p is None else normalize_text(p)) for t, p in zip(data.texts, pairs)]
 
 
+def label_conflicts(data: LabeledTexts) -> list[tuple[int, int]]:
+    """For each text that appears under two labels (ignoring case and spacing), its first two such rows."""
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, key in enumerate(_keys(data)):
+        groups[key].append(i)
+    return [(members[0], next(i for i in members if data.labels[i] != data.labels[members[0]]))
+            for members in groups.values() if len({data.labels[i] for i in members}) > 1]
+
+
 def _warn_duplicates(data: LabeledTexts) -> None:
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, key in enumerate(_keys(data)):
         groups[key].append(i)
-    duplicates, conflicts = 0, 0
-    first_duplicate = first_conflict = None
+    duplicates, first_duplicate = 0, None
     for members in groups.values():
-        if len(members) < 2:
-            continue
-        if len({data.labels[i] for i in members}) > 1:
-            conflicts += 1
-            if first_conflict is None:
-                j = next(i for i in members if data.labels[i] != data.labels[members[0]])
-                first_conflict = (members[0], j)
-        else:
+        if len(members) > 1 and len({data.labels[i] for i in members}) == 1:
             duplicates += len(members) - 1
             first_duplicate = first_duplicate or (members[0], members[1])
+    conflict_rows = label_conflicts(data)
+    conflicts, first_conflict = len(conflict_rows), (conflict_rows[0] if conflict_rows else None)
     if duplicates:
         a, b = first_duplicate
         warnings.warn(

@@ -51,7 +51,8 @@ def prepare(spec: RunSpec, *, heldout: bool = True, note: Callable[[str], None] 
         shots = DEFAULT_GENERATION_SHOTS
         note(f"training on {shots} examples of {spec.dataset} drawn with seed {spec.seed} (set --shots to change)")
     if classify and not spec.multi_label and (heldout or shots is not None):
-        check_trainable(pool, shots=shots)
+        # check-data (and train --check-data, which audits first) lists conflicts itself, row by row.
+        check_trainable(pool, shots=shots, conflicts=heldout and not spec.check_data)
     if not classify and shots is not None and shots > len(pool):
         raise DataError(f"--shots {shots} asks for more examples than {spec.dataset or spec.data} has ({len(pool)})")
     train, rest = (pool, []) if shots is None else draw(pool, shots, spec.seed)

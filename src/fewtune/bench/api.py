@@ -137,8 +137,8 @@ def bench(*, datasets: str, methods: str, baselines: str, variants: list[str], p
     if ray is not None:
         from .ray_runner import run_all_ray
 
-        counts = run_all_ray(runs, out, address=ray, cpus_per_run=max(1, (os.cpu_count() or 1) // jobs), notes=notes,
-                             on_event=on_event)
+        counts = run_all_ray(runs, out, address=ray, cpus_per_run=max(1, (os.cpu_count() or 1) // jobs),
+                             timeout=timeout, notes=notes, on_event=on_event)
     else:
         counts = run_all(runs, out, python=python, jobs=jobs, timeout=timeout, notes=notes, on_event=on_event)
     return {**counts, "out": str(out), "notes": notes}

@@ -16,11 +16,11 @@ from .errors import FewtuneError
 
 # Ranges that hold for a parameter of this name in every method (a method's own check adds the rest):
 # the values that would otherwise fail deep inside a library, after training has begun.
-AT_LEAST_ONE = ("batch_size", "encode_batch_size", "head_epochs", "max_demonstrations", "early_stopping_folds",
-                "folds", "lora_r", "patience")
+AT_LEAST_ONE = ("batch_size", "encode_batch_size", "max_demonstrations", "early_stopping_folds", "folds", "lora_r",
+                "patience")
 POSITIVE = ("head_c", "lr", "head_lr", "body_lr", "lora_lr", "lora_alpha", "temperature")
 NOT_NEGATIVE = ("max_seq_length", "max_text_tokens", "max_demo_tokens", "l2sp", "weight_decay", "lm_feature_scale",
-                "reinit_layers", "time_budget", "epochs")  # setfit's epochs=0: no contrastive stage
+                "reinit_layers", "time_budget", "epochs", "head_epochs")  # setfit's epochs=0: no contrastive stage
 
 
 def check_ranges(params: Params, problems: list[str]) -> None:
@@ -50,6 +50,9 @@ class Params:
         self.check(problems)
         if self.ranges_apply:
             check_ranges(self, problems)
+            # One order whichever check found a problem: the order the fields are declared in.
+            order = {f.name: i for i, f in enumerate(dataclasses.fields(self))}
+            problems.sort(key=lambda problem: order.get(problem.split(" ", 1)[0], len(order)))
         if problems:
             raise FewtuneError(f"{self.method_name()}: " + "; ".join(problems))
 

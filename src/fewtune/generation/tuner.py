@@ -50,8 +50,6 @@ class GenerationParams(LMTrainingParams):
 
     def check(self, problems: list[str]) -> None:
         super().check(problems)
-        if self.batch_size < 1:
-            problems.append(f"batch_size must be at least 1, got {self.batch_size}")
         if self.max_length < 8:
             problems.append(f"max_length must be at least 8, got {self.max_length}")
 

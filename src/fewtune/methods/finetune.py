@@ -88,15 +88,9 @@ class FinetuneParams(MethodParams):
     encode_batch_size: int = _param(64, "batch size when predicting")
 
     def check(self, problems: list[str]) -> None:
-        for name in ("epochs", "batch_size", "lora_r", "patience", "encode_batch_size"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("lr", "head_lr", "lora_lr", "lora_alpha"):
-            if not getattr(self, name) > 0:
-                problems.append(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("weight_decay", "l2sp", "reinit_layers", "max_seq_length"):
-            if getattr(self, name) < 0:
-                problems.append(f"{name} must not be negative, got {getattr(self, name)}")
+        # The ranges every method shares are params.check_ranges'; finetune needs at least one epoch.
+        if self.epochs < 1:
+            problems.append(f"epochs must be at least 1, got {self.epochs}")
         if not 0 <= self.warmup_ratio <= 1:
             problems.append(f"warmup_ratio must be between 0 and 1, got {self.warmup_ratio}")
         if not 0 <= self.dropout < 1:

@@ -48,8 +48,6 @@ class PromptParams(DemoParams, LMTrainingParams):
 
     def check(self, problems: list[str]) -> None:
         super().check(problems)
-        if self.patience < 1:
-            problems.append(f"patience must be at least 1, got {self.patience}")
         if self.early_stopping_folds < 2:
             problems.append(f"early_stopping_folds must be at least 2, got {self.early_stopping_folds}")
 

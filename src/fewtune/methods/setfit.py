@@ -90,12 +90,6 @@ class SetFitParams(MethodParams):
         for name in ("batch_size", "encode_batch_size"):
             if getattr(self, name) < 2:
                 problems.append(f"{name} must be at least 2, got {getattr(self, name)}")
-        for name in ("body_lr", "head_lr", "temperature", "head_c"):
-            if not getattr(self, name) > 0:
-                problems.append(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("epochs", "weight_decay", "l2sp", "max_seq_length", "head_epochs"):
-            if getattr(self, name) < 0:
-                problems.append(f"{name} must not be negative, got {getattr(self, name)}")
         if self.steps < -1:
             problems.append(f"steps must be -1 (use epochs), 0 (head only) or more, got {self.steps}")
         if not (self.dropout == -1 or 0 <= self.dropout < 1):

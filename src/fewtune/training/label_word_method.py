@@ -54,9 +54,8 @@ class ZeroShotParams(MethodParams):
         if self.template_search not in self.template_searches():
             problems.append(f"template_search must be {' or '.join(map(repr, self.template_searches()))}, "
                             f"got {self.template_search!r}")
-        for name in ("max_text_tokens", "batch_size"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_text_tokens < 1:  # stricter than the shared range: a template needs some of the text
+            problems.append(f"max_text_tokens must be at least 1, got {self.max_text_tokens}")
         try:
             parse_label_words(self.label_words)  # a malformed mapping fails here, before any model loads
         except FewtuneError as e:

@@ -27,16 +27,7 @@ class LMTrainingParams(MethodParams):
 
     def check(self, problems: list[str]) -> None:
         super().check(problems)
-        if self.epochs < 0:
-            problems.append(f"epochs must not be negative, got {self.epochs}")
-        if not self.lr > 0:
-            problems.append(f"lr must be positive, got {self.lr}")
-        for name in ("weight_decay", "l2sp"):
-            if getattr(self, name) < 0:
-                problems.append(f"{name} must not be negative, got {getattr(self, name)}")
-        for name in ("lora_r", "lora_alpha"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
+        # epochs, lr, weight_decay, l2sp, lora_r and lora_alpha: the shared ranges (params.check_ranges).
         if not 0 <= self.warmup_ratio <= 1:
             problems.append(f"warmup_ratio must be between 0 and 1, got {self.warmup_ratio}")
 

@@ -140,9 +140,12 @@ def test_report_writes_markdown_html_and_plots(first_run, tmp_path, capfd):
     assert f"{100 * sum(lp4) / 2:.1f} ± " in md
 
 
-def test_a_run_past_the_timeout_is_killed_and_recorded(data_files, st_folder, tmp_path, capfd):
+@pytest.mark.parametrize("engine", [[], ["--ray", "local"]], ids=["local", "ray"])
+def test_a_run_past_the_timeout_is_killed_and_recorded(data_files, st_folder, tmp_path, capfd, engine):
+    if engine:
+        pytest.importorskip("ray")
     out = tmp_path / "slow.jsonl"
-    args = bench_args(data_files, st_folder, out, "--run-timeout", "1", "--no-report")
+    args = bench_args(data_files, st_folder, out, "--run-timeout", "1", "--no-report", *engine)
     args[args.index("--shots") + 1], args[args.index("--seeds") + 1] = "2", "1"
     args[args.index("--methods") + 1], args[args.index("--baselines") + 1] = "linear-probe", ""
     assert main(args) == 1
@@ -293,15 +296,3 @@ def test_ray_runs_give_the_local_runners_records_hash_for_hash(first_run, data_f
 def test_ray_and_python_together_are_one_line(data_files, st_folder, tmp_path, capfd):
     assert main(bench_args(data_files, st_folder, tmp_path / "r.jsonl", "--ray", "local", "--python", sys.executable)) == 2
     assert "--python applies to the local runner" in capfd.readouterr().err
-
-
-def test_a_ray_run_past_the_timeout_is_cancelled_and_recorded(data_files, st_folder, tmp_path, capfd):
-    pytest.importorskip("ray")
-    out = tmp_path / "slow.jsonl"
-    args = bench_args(data_files, st_folder, out, "--run-timeout", "1", "--no-report", "--ray", "local")
-    args[args.index("--shots") + 1], args[args.index("--seeds") + 1] = "2", "1"
-    args[args.index("--methods") + 1], args[args.index("--baselines") + 1] = "linear-probe", ""
-    assert main(args) == 1
-    assert summary(capfd)["failed"] == 1 and not out.exists()
-    failed = json.loads(out.with_suffix(".failed.jsonl").read_text())
-    assert failed["error"].startswith("killed after the run timeout")

@@ -110,15 +110,17 @@ def _take(y: np.ndarray, idx: np.ndarray):
     return y[idx] if y.ndim == 2 else [y[i] for i in idx]
 
 
-def parse_grid(items: list[str], params_class, method: str) -> dict[str, list[Any]]:
-    """--grid KEY=A,B,C options -> {KEY: [A, B, C]}, values converted to the parameter's type."""
+def parse_grid(items: list[str], params_class, method: str, base: dict | None = None) -> dict[str, list[Any]]:
+    """--grid KEY=A,B,C options -> {KEY: [A, B, C]}, values converted to the parameter's type and each
+    checked beside the run's other parameters (`base`, the -p values), as the grid point will run."""
     grid: dict[str, list[Any]] = {}
     for item in items:
         key, sep, values = item.partition("=")
         if not sep or not key.strip() or not values.strip():
             raise FewtuneError(f"--grid expects KEY=VALUE,VALUE,..., got {item!r}")
         key = key.strip()
-        grid[key] = [getattr(params_class.from_dict({key: v.strip()}, method=method), key) for v in values.split(",")]
+        grid[key] = [getattr(params_class.from_dict({**(base or {}), key: v.strip()}, method=method), key)
+                     for v in values.split(",")]
     return grid
 
 

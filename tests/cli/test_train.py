@@ -130,7 +130,7 @@ def test_same_seed_same_model_and_predictions(seed7_runs, data_dir, capfd):
 def test_train_select_cv_prints_the_grid_and_saves_the_choice(data_dir, tmp_path, st_folder, capfd):
     args = ["train", "--data", data_dir / "my.csv", "--text-col", "review", "--label-col", "sentiment",
             "--shots", "8", "--backbone", st_folder, "--method", "linear-probe", "-o", tmp_path / "m",
-            "--select", "cv", "--grid", "head_c=0.0001,10", "--cv-folds", "4", "-q"]
+            "--select", "cv", "--grid", "head_c=0.0001,10", "-p", "choose_c=false", "--cv-folds", "4", "-q"]
     r = run_cli(capfd, *args)
     assert r.code == 0, r.err
     assert "cross-validation on the training shots (4 folds)" in r.out
@@ -141,6 +141,9 @@ def test_train_select_cv_prints_the_grid_and_saves_the_choice(data_dir, tmp_path
     assert config["training"]["selection"]["chosen"] == {"head_c": 10.0}
     r = run_cli(capfd, *args[:-1], "--overwrite", "--json", "-q")
     assert json.loads(r.out)["selection"]["chosen"] == {"head_c": 10.0}
+    # Without choose_c=false the grid's C would be overruled by the choice on the shots: refused, in one line.
+    r = run_cli(capfd, *[a for a in args if a not in ("-p", "choose_c=false")][:-1], "--overwrite", "-q")
+    assert r.code != 0 and "head_c=0.0001 is not used while choose_c is true" in r.err and "Traceback" not in r.err
 
 
 def test_train_select_evidence_prints_the_evidence_and_saves_the_choice(data_dir, tmp_path, st_folder, capfd):

@@ -41,7 +41,8 @@ def test_hybrid_with_no_weight_on_the_lm_does_not_run_it_at_predict(st_folder, c
     Xt, _ = synthetic.held_out()
     clf = FewShotClassifier(backbone=str(st_folder), method="hybrid", params={
         "lm": str(chat_llama_folder), "choose_by_cv": False, "lm_feature_scale": 0.0, "head_c": 10.0}).fit(X, y)
-    probe = FewShotClassifier(backbone=str(st_folder), method="linear-probe", params={"head_c": 10.0}).fit(X, y)
+    probe = FewShotClassifier(backbone=str(st_folder), method="linear-probe",
+                               params={"head_c": 10.0, "choose_c": False}).fit(X, y)
 
     def never(*args, **kwargs):
         raise AssertionError("the LM ran though the head gives it no weight")

@@ -135,7 +135,7 @@ def test_select_cv_uses_only_the_training_shots_and_saves_the_choice(st_folder, 
 
     monkeypatch.setattr(FewShotClassifier, "fit", spy)
     # head_c=1e-4 all but switches the head off: cross-validation must see that and pick 10.
-    clf = FewShotClassifier(backbone=str(st_folder), method="linear-probe", select="cv",
+    clf = FewShotClassifier(backbone=str(st_folder), method="linear-probe", select="cv", params={"choose_c": False},
                             grid={"head_c": [1e-4, 10.0]}, cv_folds=4).fit(X, y)
     selection = clf.train_info_["selection"]
     assert selection["chosen"] == {"head_c": 10.0} and clf.model_.params.head_c == 10.0

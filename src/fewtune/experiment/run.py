@@ -48,7 +48,7 @@ def build_classifier(spec: RunSpec):
     if spec.grid:
         from ..selection import parse_grid
 
-        clf.grid = parse_grid(spec.grid, type(method_params), spec.method)
+        clf.grid = parse_grid(spec.grid, type(method_params), spec.method, params)
     return clf, method_params
 
 

@@ -18,11 +18,10 @@ import numpy as np
 import torch
 
 from ..backbones import ENCODER, load_encoder, resolve_backbone, resolve_base
-from ..bayes.temperature import nll
 from ..errors import FewtuneError
 from ..method import FewShotMethod, get_method, register_method
 from ..training.encoding import encode
-from ..training.heads import CLASS_WEIGHT_HELP, SOFTMAX, LinearHead, check_class_weight
+from ..training.heads import CLASS_WEIGHT_HELP, SOFTMAX, LinearHead, check_class_weight, cross_validated_nll
 from ..training.label_word_method import LabelWordMethod, ZeroShotParams
 from ..training.lm_training import param
 
@@ -142,14 +141,9 @@ class Hybrid(FewShotMethod):
             return None, {"skipped": "a class has a single shot, which no fold can hold out"}
         scores = {}
         for scale in SCALE_GRID:
-            x = np.hstack([emb, lm_logp * scale]).astype(np.float64)
-            for c in C_GRID:
-                oof = np.zeros((len(y), n_classes))
-                for train_idx, val_idx in folds:
-                    head = LinearHead.fit_logistic(x[train_idx], y[train_idx], n_classes, c=c,
-                                                   class_weight=self.params.class_weight, seed=seed)
-                    oof[val_idx] = head.predict_proba(x[val_idx])
-                scores[(scale, c)] = nll(oof, y)
+            x = np.hstack([emb, lm_logp * scale])
+            by_c = cross_validated_nll(x, y, n_classes, C_GRID, folds, class_weight=self.params.class_weight, seed=seed)
+            scores.update({(scale, c): v for c, v in by_c.items()})
         scale, c = min(scores, key=scores.get)
         return ({"lm_feature_scale": scale, "head_c": c},
                 {"chosen": {"lm_feature_scale": scale, "head_c": c},

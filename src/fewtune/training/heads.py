@@ -86,6 +86,27 @@ def load_head(path: Path) -> tuple[dict[str, torch.Tensor], str]:
     return load_file(str(path)), activation
 
 
+def cross_validated_nll(x: np.ndarray, y: np.ndarray, n_classes: int, cs, folds, *, class_weight: str = "none",
+                        seed: int = 0) -> dict[float, float]:
+    """Out-of-fold log-loss of a logistic head at each inverse strength C, over the given (train, val) folds.
+
+    The shots' own, honest measure of how confident a head may be: an in-sample log-loss always
+    prefers the weakest penalty, the out-of-fold one punishes confidence the shots do not bear out.
+    """
+    from sklearn.metrics import log_loss
+
+    x = np.asarray(x, dtype=np.float64)
+    scores = {}
+    for c in cs:
+        oof = np.zeros((len(y), n_classes))
+        for train_idx, val_idx in folds:
+            head = LinearHead.fit_logistic(x[train_idx], y[train_idx], n_classes, c=c, class_weight=class_weight,
+                                           seed=seed)
+            oof[val_idx] = head.predict_proba(x[val_idx])
+        scores[c] = float(log_loss(y, oof, labels=np.arange(n_classes)))
+    return scores
+
+
 class LinearHead:
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, activation: str = SOFTMAX):
         self.weight = weight.detach().to(torch.float32).cpu()

@@ -6,6 +6,7 @@ import csv
 import json
 import re
 
+import numpy as np
 import pytest
 
 from fewtune.cli import main
@@ -93,3 +94,44 @@ def test_bench_writes_one_line_per_run_and_resumes(tmp_path, monkeypatch, capsys
     assert second["done"] == 0 and second["skipped"] == 8
     summary = {(r["method"], r["K"]): r for r in second["summary"]}
     assert summary[("popularity", 2)]["seeds"] == 2
+
+
+def _timed_synthetic(name):
+    data = synthetic()[0]
+    data.timestamp = (data.n_ratings - np.arange(data.n_ratings)).astype(np.float64)  # newest first in the file
+    return data
+
+
+def test_bench_on_tallrecs_protocol_counts_samples_and_resumes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("fewtune.recommend.data.load_movielens", _timed_synthetic)
+    out = tmp_path / "runs.jsonl"
+    argv = ["recommend", "bench", "--protocol", "tallrec", "--methods", "popularity,mf", "--samples", "16,64",
+            "--seeds", "2", "--max-test", "200", "--out", str(out), "--quiet", "--json"]
+    assert main(argv) == 0
+    first = json.loads(capsys.readouterr().out)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert first["done"] == len(lines) == 2 * 2 * 2
+    for r in lines:
+        assert r["n_test"] == 200 and len(r["scores"]) == 200
+        assert r["auc_ci95"][0] < r["auc"] < r["auc_ci95"][1]
+        assert r["ratings_used"] <= 11 * r["samples"]  # the budget: the samples' histories and targets only
+    assert main(argv) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["done"] == 0
+    rows = {(r["method"], r["samples"]): r for r in second["summary"]}
+    assert set(rows) == {(m, n) for m in ("popularity", "mf") for n in (16, 64)}
+    assert all(row["seeds"] == 2 and row["auc_ci95"][0] < row["auc"] < row["auc_ci95"][1] for row in rows.values())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--protocol", "tallrec", "--shots", "4"], "--shots does not apply to --protocol tallrec; use --samples"),
+    (["--samples", "16"], "--samples does not apply to --protocol cold-start; use --shots"),
+    (["--protocol", "next"], "--protocol must be one of cold-start, tallrec"),
+    (["--protocol", "tallrec", "--samples", "16,x"], "--samples must be whole numbers"),
+    (["--protocol", "tallrec", "--history", "0"], "--history must be at least 1"),
+])
+def test_bench_protocol_options_are_checked(tmp_path, capsys, argv, message):
+    assert main(["recommend", "bench", *argv, "--out", str(tmp_path / "r.jsonl"), "--quiet"]) != 0
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "r.jsonl").exists()

@@ -139,7 +139,7 @@ def test_item_knn_backs_off_to_popularity_without_similar_known_items(ratings, s
     assert liked[top] > disliked[top]
 
 
-@pytest.mark.parametrize("name", sorted(["popularity", "item-knn", "mf", "bayes"]))
+@pytest.mark.parametrize("name", sorted(["popularity", "user-rate", "item-knn", "mf", "bayes"]))
 def test_save_and_load_give_identical_scores(ratings, split, st_folder, tmp_path, name):
     data, _ = ratings
     params = {"epochs": 20} if name == "mf" else {"components": 8} if name == "bayes" else None
@@ -186,4 +186,37 @@ def test_bad_histories_and_params_name_the_problem(ratings, split):
 
 def test_registry_holds_every_method():
     get_recommender("popularity")
-    assert set(RECOMMENDERS) == {"popularity", "item-knn", "mf", "bayes", "tallrec"}
+    assert set(RECOMMENDERS) == {"popularity", "user-rate", "item-knn", "mf", "bayes", "tallrec"}
+
+
+def test_user_rate_reads_only_the_users_own_likes(ratings, split):
+    data, _ = ratings
+    model = _fit("user-rate", data, split[0], {"smoothing": 2.0})
+    fan = model.personalise(np.array([0, 1, 2, 3]), np.array([1, 1, 1, -1]))
+    critic = model.personalise(np.array([0, 1, 2, 3]), np.array([-1, -1, -1, 1]))
+    items = np.arange(6)
+    assert model.like_proba(fan, items) == pytest.approx(np.full(6, (3 + 2 * model.overall_) / 6))
+    assert (model.like_proba(fan, items) > model.like_proba(critic, items)).all()
+    assert model.like_proba(model.personalise(np.zeros(0, np.int64), np.zeros(0)), items)[0] == pytest.approx(model.overall_)
+    # Within a user the ranking follows the items' popularity.
+    order = np.argsort(-model.rank_scores(fan, items), kind="stable")
+    assert list(order) == list(np.argsort(-model.item_rate_[items], kind="stable"))
+
+
+def test_a_causal_lm_embeds_items_by_its_mean_pooled_last_layer(llama_folder, monkeypatch, tmp_path):
+    import torch
+
+    from fewtune.backbones import load_causal_lm, resolve_backbone
+    from fewtune.recommend.embeddings import item_embeddings
+
+    monkeypatch.setenv("FEWTUNE_HOME", str(tmp_path))
+    texts = ["this movie was great .", "it was terrible", "overall great"]
+    emb = item_embeddings(texts, str(llama_folder))
+    model, tokenizer = load_causal_lm(resolve_backbone(str(llama_folder)))
+    with torch.inference_mode():
+        ids = tokenizer(texts[1], return_tensors="pt")
+        alone = model(**ids, output_hidden_states=True).hidden_states[-1][0].mean(0).numpy()
+    # Padding in the batch does not leak into a text's embedding.
+    np.testing.assert_allclose(emb[1], alone, atol=1e-5)
+    assert emb.shape == (3, model.config.hidden_size)
+    np.testing.assert_array_equal(item_embeddings(texts, str(llama_folder)), emb)  # cached: same arrays back

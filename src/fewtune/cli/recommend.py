@@ -38,7 +38,7 @@ app = typer.Typer(cls=_DefaultToRank, no_args_is_help=True, rich_markup_mode=Non
 
 Like = Annotated[float, typer.Option("--like", help="Ratings at or above this are likes.")]
 Dislike = Annotated[float, typer.Option("--dislike", help="Ratings at or below this are dislikes.")]
-Backbone = Annotated[Optional[str], typer.Option(help="Sentence encoder for the item texts (bayes): name, folder or hub id. Default: minilm.")]
+Backbone = Annotated[Optional[str], typer.Option(help="Model that embeds the item texts (bayes): a sentence encoder or a causal LM (its mean-pooled last layer); name, folder or hub id. Default: minilm.")]
 
 
 # --- train ---------------------------------------------------------------------------------------
@@ -50,7 +50,7 @@ def train(
     user_col: Annotated[Optional[str], typer.Option(help="With --ratings: the user column (default: user or user_id).")] = None,
     item_col: Annotated[Optional[str], typer.Option(help="With --ratings: the item column (default: item, item_id, title or movie).")] = None,
     rating_col: Annotated[Optional[str], typer.Option(help="With --ratings: the rating column (default: rating, score, stars or like).")] = None,
-    method: Annotated[str, typer.Option(help="popularity, item-knn, mf, bayes or tallrec (see `fewtune recommend methods`).")] = "bayes",
+    method: Annotated[str, typer.Option(help="popularity, user-rate, item-knn, mf, bayes or tallrec (see `fewtune recommend methods`).")] = "bayes",
     param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Method parameter KEY=VALUE (repeatable).")] = None,
     backbone: Backbone = None,
     like: Like = 4.0,
@@ -181,51 +181,85 @@ def rank(
 
 
 # --- bench ---------------------------------------------------------------------------------------
+PROTOCOLS = ("cold-start", "tallrec")
+
+
 @app.command()
 def bench(
     dataset: Annotated[str, typer.Option(help="ml-100k or ml-1m.")] = "ml-100k",
+    protocol: Annotated[str, typer.Option(help="cold-start: each test user reveals K random ratings (--shots); tallrec: TALLRec's, a user's latest ratings before a target (a rating above 3 is a like), methods trained on N such samples (--samples).")] = "cold-start",
     methods: Annotated[str, typer.Option(help="Comma-separated; METHOD:KEY=VALUE,KEY=VALUE sets parameters, e.g. mf:factors=16.")] = "popularity,item-knn,mf,bayes",
-    shots: Annotated[str, typer.Option(help="K known ratings per test user, comma-separated (0 = none: the population prior).")] = "4,8,16",
-    seeds: Annotated[str, typer.Option(help="A count (3 = seeds 0-2), a range (0-4) or a list (0,3,7); each seed is one user split and one set of draws.")] = "3",
-    out: Annotated[Path, typer.Option("--out", "-o", help="JSON lines, one per (method, K, seed); runs already there are skipped.")] = Path("recommend_runs.jsonl"),
+    shots: Annotated[Optional[str], typer.Option(help="cold-start: K known ratings per test user, comma-separated (0 = none: the population prior). Default 4,8,16.")] = None,
+    samples: Annotated[Optional[str], typer.Option(help="tallrec: training samples (the budget), comma-separated. Default 16,64,256.")] = None,
+    history: Annotated[int, typer.Option(help="tallrec: ratings before the target in each sample.")] = 10,
+    max_test: Annotated[int, typer.Option(help="tallrec: test samples, a fixed subset of the test users' (the same for every method and seed).")] = 1000,
+    seeds: Annotated[str, typer.Option(help="A count (3 = seeds 0-2), a range (0-4) or a list (0,3,7); cold-start: each seed is one user split and one set of draws; tallrec: each seed draws the training samples.")] = "3",
+    out: Annotated[Path, typer.Option("--out", "-o", help="JSON lines, one per (method, K or samples, seed); runs already there are skipped.")] = Path("recommend_runs.jsonl"),
     backbone: Backbone = None,
     like: Like = 4.0,
     dislike: Dislike = 2.0,
     test_fraction: Annotated[float, typer.Option(help="Share of users who are test users.")] = 0.2,
-    balanced: Annotated[bool, typer.Option(help="Known ratings half likes, half dislikes where the user has them (default: random, as a new user's would be).")] = False,
-    unrated: Annotated[int, typer.Option(help="Add this many random unrated items to each test user's ranking candidates (0 = rank only their held-out rated items).")] = 0,
-    max_users: Annotated[int, typer.Option(help="Score at most this many test users (0 = all); the same ones for every method.")] = 0,
-    max_items: Annotated[int, typer.Option(help="Score at most this many held-out items per test user (0 = all), a seeded subset, the same for every method (tallrec costs one LM call per item).")] = 0,
+    balanced: Annotated[bool, typer.Option(help="cold-start: known ratings half likes, half dislikes where the user has them (default: random, as a new user's would be).")] = False,
+    unrated: Annotated[int, typer.Option(help="cold-start: add this many random unrated items to each test user's ranking candidates (0 = rank only their held-out rated items).")] = 0,
+    max_users: Annotated[int, typer.Option(help="cold-start: score at most this many test users (0 = all); the same ones for every method.")] = 0,
+    max_items: Annotated[int, typer.Option(help="cold-start: score at most this many held-out items per test user (0 = all), a seeded subset, the same for every method (tallrec costs one LM call per item).")] = 0,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, mps (for the encoder).")] = None,
     quiet: Quiet = False,
     json_out: Json = False,
 ):
-    """Every method on the same cold-start draws: AUC, NDCG@10, Recall@10 per (method, K, seed), then mean ± std."""
+    """Every method on the same draws, then mean ± std over seeds: the cold-start protocol (AUC, NDCG@10,
+    Recall@10 per method, K, seed) or TALLRec's (AUC over its test samples, with a bootstrap interval)."""
     from ..bench.api import seed_list
     from ..progress import progress_bar
-    from ..recommend.protocol import SUMMARY_HEADER, Protocol, format_summary, parse_methods, run_bench
+    from ..recommend.protocol import parse_methods
 
-    try:
-        shot_list = [int(s) for s in shots.split(",") if s.strip()]
-    except ValueError:
-        raise FewtuneError(f"--shots must be whole numbers separated by commas, got {shots!r}") from None
-    protocol = Protocol(dataset=dataset, like=like, dislike=dislike, test_fraction=test_fraction, balanced=balanced,
-                        n_unrated=unrated, max_users=max_users, backbone=backbone or "minilm",
-                        max_items=max_items)
-    method_list = parse_methods(methods)
+    if protocol not in PROTOCOLS:
+        raise FewtuneError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    (option, given), (other, stray) = ((("--samples", samples), ("--shots", shots)) if protocol == "tallrec"
+                                       else (("--shots", shots), ("--samples", samples)))
+    if stray is not None:
+        raise FewtuneError(f"{other} does not apply to --protocol {protocol}; use {option}")
+    counts = _int_list(given or ("16,64,256" if protocol == "tallrec" else "4,8,16"), option)
+    method_list, seed_values = parse_methods(methods), seed_list(seeds)
+    if protocol == "tallrec":
+        from ..recommend.tallrec_protocol import SUMMARY_HEADER, TallRecProtocol, format_summary, run_tallrec_bench
+
+        run = run_tallrec_bench
+        chosen = TallRecProtocol(dataset=dataset, history=history, test_fraction=test_fraction, max_test=max_test,
+                                 backbone=backbone or "minilm")
+
+        def line(r):
+            lo, hi = r["auc_ci95"]
+            return f"{r['method']} samples={r['samples']} seed={r['seed']}: AUC {r['auc']:.3f} [{lo:.3f}, {hi:.3f}]"
+    else:
+        from ..recommend.protocol import SUMMARY_HEADER, Protocol, format_summary, run_bench
+
+        run = run_bench
+        chosen = Protocol(dataset=dataset, like=like, dislike=dislike, test_fraction=test_fraction, balanced=balanced,
+                          n_unrated=unrated, max_users=max_users, backbone=backbone or "minilm", max_items=max_items)
+
+        def line(r):
+            return f"{r['method']} K={r['K']} seed={r['seed']}: AUC {_num(r['auc'])}, NDCG@10 {_num(r['ndcg@10'])}"
+
     with progress_bar(not quiet) as progress:
         def on_record(r):
             if not quiet:
-                progress.log(f"{r['method']} K={r['K']} seed={r['seed']}: AUC {_num(r['auc'])}, "
-                             f"NDCG@10 {_num(r['ndcg@10'])}, train {r['train_seconds']:.1f} s")
+                progress.log(f"{line(r)}, train {r['train_seconds']:.1f} s")
 
-        result = run_bench(protocol, method_list, shot_list, seed_list(seeds), out, progress=progress,
-                           on_record=on_record, device=device)
+        result = run(chosen, method_list, counts, seed_values, out, progress=progress, on_record=on_record,
+                     device=device)
     if json_out:
         _print_json(result)
         return
     _table(SUMMARY_HEADER, format_summary(result["summary"]))
-    typer.echo(f"{result['done']} runs done, {result['skipped']} already in {out}")
+    typer.echo(f"{result['done']} runs done, the others already in {out}")
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise FewtuneError(f"{option} must be whole numbers separated by commas, got {text!r}") from None
 
 
 @app.command("methods")

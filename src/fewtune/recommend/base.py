@@ -60,11 +60,28 @@ class RecommenderParams(Params):
 
 
 @dataclass
+class Sample:
+    """One (history, target) question: did `user`, having rated `history` (labels ±1), like `target`?"""
+
+    user: int
+    target: int
+    label: int  # +1 liked, −1 disliked
+    history: np.ndarray
+    history_labels: np.ndarray
+
+
+@dataclass
 class TrainSet:
-    """What a method learns from: the training users' labels (a users × items CSR of ±1) and every item's text."""
+    """What a method learns from: the training users' labels (a users × items CSR of ±1) and every item's text.
+
+    `samples`, when set, are the (history, target) questions the labels were built from (TALLRec's
+    protocol, where the budget is counted in them); a method that learns from questions (tallrec) uses
+    them as they are instead of drawing its own.
+    """
 
     labels: Any  # scipy.sparse.csr_matrix, explicit entries only for liked (+1) and disliked (−1)
     item_texts: list[str]
+    samples: list[Sample] | None = None
 
     @property
     def n_items(self) -> int:
@@ -106,6 +123,14 @@ class Recommender(ABC):
     @abstractmethod
     def like_proba(self, user: Any, items: np.ndarray) -> np.ndarray:
         """P(the user likes the item | they rate it), for each item index."""
+
+    def score_samples(self, samples: list[Sample], progress=None) -> np.ndarray:
+        """P(like) of each sample's target given its history alone (TALLRec's protocol); methods that
+        can score many questions in one batch (an LM) override this."""
+        out = np.empty(len(samples))
+        for k, s in enumerate(samples):
+            out[k] = self.like_proba(self.personalise(s.history, s.history_labels), np.array([s.target]))[0]
+        return out
 
     def rank_scores(self, user: Any, items: np.ndarray) -> np.ndarray:
         """Higher = recommend first; by default the like probability."""

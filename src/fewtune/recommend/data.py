@@ -66,6 +66,7 @@ class RatingsData:
     user: np.ndarray  # (R,) int, index into user_ids
     item: np.ndarray  # (R,) int, index into item_ids
     rating: np.ndarray  # (R,) float
+    timestamp: np.ndarray | None = None  # (R,) float, when each rating was given; None when the source has none
     _item_index: dict[str, int] = field(default=None, repr=False)
 
     @property
@@ -126,9 +127,9 @@ def load_movielens(name: str = "ml-100k") -> RatingsData:
     if genre_col not in items:
         raise DataError(f"{folder / f'{stem}.item'}: no genre column (expected 'class' or 'genre')")
     texts = [item_text(t, y, g) for t, y, g in zip(items["movie_title"], items["release_year"], items[genre_col])]
-    inter = read_atomic(folder / f"{stem}.inter", ["user_id", "item_id", "rating"])
+    inter = read_atomic(folder / f"{stem}.inter", ["user_id", "item_id", "rating", "timestamp"])
     return from_triples(inter["user_id"], inter["item_id"], inter["rating"], items["item_id"], texts,
-                        name=name, source=str(folder / f"{stem}.inter"))
+                        name=name, source=str(folder / f"{stem}.inter"), timestamps=inter["timestamp"])
 
 
 def item_text(title: str, year: str, genres: str) -> str:
@@ -157,15 +158,20 @@ def read_atomic(path: Path, required: list[str]) -> dict[str, np.ndarray]:
 
 # --- the user's own tables -------------------------------------------------------------------
 def from_triples(users, items, ratings, item_ids=None, item_texts=None, *, name: str = "ratings",
-                 source: str = "ratings") -> RatingsData:
+                 source: str = "ratings", timestamps=None) -> RatingsData:
     """RatingsData from parallel columns (user, item, rating); `item_ids`/`item_texts` describe the catalogue.
 
     Items rated but absent from the catalogue are an error; without a catalogue every rated item is
     one, described by its own id. A user who rated an item twice keeps the last rating.
+    `timestamps` (numbers, e.g. Unix seconds) order each user's ratings in time, for protocols that
+    need recency (TALLRec's: the latest ratings before a target).
     """
     users = np.asarray([str(u) for u in users])
     items = np.asarray([str(i) for i in items])
     values = _numeric(ratings, source)
+    times = None if timestamps is None else _numeric(timestamps, source, what="timestamp")
+    if times is not None and len(times) != len(values):
+        raise DataError(f"{source}: {len(values)} ratings but {len(times)} timestamps")
     if not len(users) == len(items) == len(values):
         raise DataError(f"{source}: the user, item and rating columns differ in length")
     if len(values) == 0:
@@ -192,7 +198,7 @@ def from_triples(users, items, ratings, item_ids=None, item_texts=None, *, name:
     _, last_from_end = np.unique(key[::-1], return_index=True)
     keep = np.sort(len(key) - 1 - last_from_end)
     return RatingsData(name, user_ids, item_ids, item_texts, user_idx[keep].astype(np.int64),
-                       item_idx[keep], values[keep])
+                       item_idx[keep], values[keep], None if times is None else times[keep])
 
 
 def from_frame(ratings, *, user_col: str = "user", item_col: str = "item", rating_col: str = "rating",
@@ -211,7 +217,7 @@ def from_frame(ratings, *, user_col: str = "user", item_col: str = "item", ratin
     return from_triples(ratings[user_col], ratings[item_col], ratings[rating_col], ids, texts, name=name, source=source)
 
 
-def _numeric(values, source: str) -> np.ndarray:
+def _numeric(values, source: str, what: str = "rating") -> np.ndarray:
     try:
         out = np.asarray(values, dtype=np.float64)
         if np.isfinite(out).all():
@@ -224,9 +230,9 @@ def _numeric(values, source: str) -> np.ndarray:
         try:
             out[row] = float(v)
         except (TypeError, ValueError):
-            raise DataError(f"{source}, rating {row + 1}: rating {v!r} is not a number") from None
+            raise DataError(f"{source}, rating {row + 1}: {what} {v!r} is not a number") from None
         if not np.isfinite(out[row]):
-            raise DataError(f"{source}, rating {row + 1}: rating {v!r} is not a finite number")
+            raise DataError(f"{source}, rating {row + 1}: {what} {v!r} is not a finite number")
     return out
 
 

@@ -1,4 +1,9 @@
-"""Item embeddings from a sentence encoder, cached on disk per (backbone, item texts).
+"""Item embeddings from a sentence encoder or a causal LM, cached on disk per (backbone, item texts).
+
+A causal LM's embedding of an item is its last layer's hidden states averaged over the item text's
+tokens: what the LM makes of "Toy Story (1995) — Animation, Children's, Comedy", film knowledge
+included. On TALLRec's protocol SmolLM2-135M's gave the bayes model 0.729 AUC at 256 samples
+against MiniLM's 0.710 (benchmarks/README.md).
 
 Encoding MovieLens-1M's 3,883 titles takes a minute on two CPU cores; a benchmark fits the same
 method for every seed, so the embeddings are computed once and kept under
@@ -41,7 +46,7 @@ def item_embeddings(texts: list[str], backbone: str = "minilm", *, device: str |
     """(n_items, dim) float32 sentence embeddings of the item texts."""
     from safetensors.numpy import load_file, save_file
 
-    from ..backbones import load_encoder, resolve_backbone
+    from ..backbones import CAUSAL_LM, load_encoder, resolve_backbone
     from ..training.encoding import encode
 
     resolved = resolve_backbone(backbone)
@@ -53,8 +58,10 @@ def item_embeddings(texts: list[str], backbone: str = "minilm", *, device: str |
                 return emb
         except Exception:  # a damaged cache file is recomputed, never trusted
             pass
-    model = load_encoder(resolved, device=device)
-    emb = encode(model, list(texts), progress=progress, description="Encoding items")
+    if resolved.kind == CAUSAL_LM:
+        emb = lm_embeddings(resolved, list(texts), device=device, progress=progress)
+    else:
+        emb = encode(load_encoder(resolved, device=device), list(texts), progress=progress, description="Encoding items")
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
@@ -64,3 +71,26 @@ def item_embeddings(texts: list[str], backbone: str = "minilm", *, device: str |
         finally:
             tmp.unlink(missing_ok=True)
     return emb
+
+
+def lm_embeddings(resolved, texts: list[str], *, device: str | None = None, progress=None,
+                  batch_size: int = 32) -> np.ndarray:
+    """(n, hidden) float32: a causal LM's last hidden states, mean-pooled over each text's tokens."""
+    import torch
+
+    from ..backbones import load_causal_lm
+
+    model, tokenizer = load_causal_lm(resolved, device=device)
+    model.eval()
+    tokenizer.padding_side = "right"
+    task = progress.add("Encoding items with the LM", total=len(texts)) if progress else None
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True).to(model.device)
+            hidden = model(**batch, output_hidden_states=True).hidden_states[-1]
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            out.append(((hidden * mask).sum(1) / mask.sum(1)).float().cpu().numpy())
+            if progress:
+                progress.advance(task, len(out[-1]))
+    return np.vstack(out)

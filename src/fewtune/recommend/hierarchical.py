@@ -36,6 +36,7 @@ user's few ratings say little about stay near the population's view.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -47,9 +48,16 @@ from .base import Recommender, RecommenderParams, TrainSet, register_recommender
 from .logistic import log_evidence, map_fit, probit_proba
 
 
+# r tried by components=0. 32 suits a prior learned from hundreds of users (the cold-start protocol); from
+# the 16 samples of TALLRec's protocol (16 users, 176 ratings) 4 does: AUC 70.3 against 62.1.
+COMPONENT_GRID = (2, 4, 8, 16, 32)
+
+
 @dataclass
 class BayesParams(RecommenderParams):
-    components: int = field(default=32, metadata={"help": "principal components of the item embeddings kept (r)"})
+    components: int = field(default=32, metadata={
+        "help": f"principal components of the item embeddings kept (r); 0 = chosen among {COMPONENT_GRID} by "
+                "cross-validation over the training users (held-out users' half-hidden ratings, log-loss)"})
     item_bias: bool = field(default=True, metadata={"help": "add the item's popularity (logit of its like rate) as a feature"})
     smoothing: float = field(default=5.0, metadata={"help": "pseudo-ratings at the overall like rate in the popularity feature"})
     max_iter: int = field(default=30, metadata={"help": "EM iterations at most"})
@@ -58,8 +66,8 @@ class BayesParams(RecommenderParams):
     predictive: str = field(default="probit", metadata={"help": "probit (integrate over the posterior) or map (plug-in weights)"})
 
     def check(self, problems: list[str]) -> None:
-        if self.components < 1:
-            problems.append(f"components must be ≥ 1, got {self.components}")
+        if self.components < 0:
+            problems.append(f"components must be ≥ 1, or 0 to choose it by cross-validation, got {self.components}")
         if self.smoothing <= 0:
             problems.append(f"smoothing must be > 0 (it keeps every item's like rate off 0 and 1), got {self.smoothing}")
         if self.max_iter < 1:
@@ -109,11 +117,57 @@ class BayesEncoder(Recommender):
         if len(embeddings) != train.n_items:
             raise FewtuneError(f"{len(embeddings)} item embeddings for {train.n_items} items")
         embed_seconds = time.perf_counter() - start
-        self.item_z_, kept = whitened_components(embeddings, p.components)
         likes, total = train.like_counts()
         rate, overall = smoothed_like_rate(likes, total, p.smoothing)
         self.item_b_ = logit(rate)
+        info = {"embed_seconds": round(embed_seconds, 2)}
+        r = p.components
+        if not r:
+            r, info["components_cv"] = self._choose_components(train, embeddings, seed)
+            info["components_chosen"] = r
+        fitted = self._learn_prior(embeddings, r, train, likes, total, overall, progress)
+        self.item_z_, self.prior_mean_, self.prior_cov_ = fitted["z"], fitted["mean"], fitted["cov"]
+        self._build()
+        return {**info, "em_iterations": len(fitted["trace"]), "evidence_per_user": [round(e, 5) for e in fitted["trace"]],
+                "training_users": fitted["users"], "variance_kept": round(fitted["kept"], 4),
+                "dimensions": len(fitted["mean"])}
 
+    def _choose_components(self, train: TrainSet, embeddings: np.ndarray, seed: int) -> tuple[int, dict]:
+        """r by cross-validation over the training users: the prior learned from 3/4 of them, each held-out
+        user reveals a random half of their ratings and the other half is scored (log-loss), as a new
+        user would be. The evidence was tried first and always chose the largest r: EM fits the prior to
+        the very users whose evidence it then reports."""
+        csr = train.labels.tocsr()
+        counts = np.diff(csr.indptr)
+        rng = np.random.default_rng([seed, 5])
+        folds = np.array_split(rng.permutation(np.flatnonzero(counts >= 2)), 4)
+        table = {}
+        for r in COMPONENT_GRID:
+            loss, n = 0.0, 0
+            for fold in folds:
+                if not len(fold):
+                    continue
+                rest = np.setdiff1d(np.arange(csr.shape[0]), fold)
+                model = BayesEncoder(dataclasses.replace(self.params, components=r))
+                model.fit(TrainSet(csr[rest], train.item_texts), seed=seed, embeddings=embeddings)
+                for u in fold:
+                    items = csr.indices[csr.indptr[u]:csr.indptr[u + 1]]
+                    labels = csr.data[csr.indptr[u]:csr.indptr[u + 1]]
+                    order = np.random.default_rng([seed, 6, int(u)]).permutation(len(items))
+                    known, scored = order[:len(order) // 2], order[len(order) // 2:]
+                    proba = np.clip(model.like_proba(model.posterior(items[known], labels[known]), items[scored]),
+                                    1e-6, 1 - 1e-6)
+                    liked = labels[scored] > 0
+                    loss -= float(np.log(np.where(liked, proba, 1 - proba)).sum())
+                    n += len(scored)
+            table[str(r)] = round(loss / max(n, 1), 5)
+        best = min(COMPONENT_GRID, key=lambda r: table[str(r)])
+        return best, table
+
+    def _learn_prior(self, embeddings, r, train, likes, total, overall, progress) -> dict:
+        """Empirical Bayes for N(μ, Σ) on r whitened components (EM, Laplace E-step); its evidence trace."""
+        p = self.params
+        self.item_z_, kept = whitened_components(embeddings, r)
         users = self._training_users(train, likes, total, overall)
         dim = self.item_z_.shape[1] + (2 if p.item_bias else 1)
         mean = np.zeros(dim)
@@ -144,11 +198,7 @@ class BayesEncoder(Recommender):
                 progress.advance(task)
             if len(trace) > 1 and abs(trace[-1] - trace[-2]) < p.tol:
                 break
-        self.prior_mean_, self.prior_cov_ = mean, cov
-        self._build()
-        return {"embed_seconds": round(embed_seconds, 2), "em_iterations": len(trace),
-                "evidence_per_user": [round(e, 5) for e in trace], "training_users": len(users),
-                "variance_kept": round(kept, 4), "dimensions": dim}
+        return {"z": self.item_z_, "mean": mean, "cov": cov, "trace": trace, "kept": kept, "users": len(users)}
 
     def _training_users(self, train: TrainSet, likes, total, overall) -> list[tuple[np.ndarray, np.ndarray]]:
         """(features, labels 0/1) of each training user with at least one label; bᵢ leaves their rating out."""

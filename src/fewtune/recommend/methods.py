@@ -3,7 +3,7 @@ look-ups by name. Here rather than in base, which the methods import: base knows
 
 from __future__ import annotations
 
-from . import hierarchical, item_knn, mf, popularity, tallrec  # noqa: F401
+from . import hierarchical, item_knn, mf, popularity, tallrec, user_rate  # noqa: F401
 from .base import RECOMMENDERS, Recommender
 
 get_recommender = RECOMMENDERS.get

@@ -116,7 +116,7 @@ def run_bench(protocol: Protocol, methods: list[tuple[str, dict]], shots: list[i
                       "peak_rss_mb": rss_mb(), "protocol": protocol.to_dict(),
                       "train_info": {k2: v for k2, v in info.items() if k2 != "evidence_per_user"},
                       "versions": versions()}
-            _append(out, record)
+            append_record(out, record)
             count += 1
             if on_record:
                 on_record(record)
@@ -125,7 +125,7 @@ def run_bench(protocol: Protocol, methods: list[tuple[str, dict]], shots: list[i
     return {"done": count, "skipped": n_runs - count, "out": str(out), "summary": summarize(out)}
 
 
-def _append(out: Path, record: dict) -> None:
+def append_record(out: Path, record: dict) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "a", encoding="utf-8") as f:  # one whole line per write: a crash loses at most this run
         f.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -15,10 +15,12 @@ setting: `samples` such prompts (16 / 64 / 256 in the paper) drawn from the trai
 half no, fitted with fewtune's `prompt` classification method (label words, LoRA, early stopping on a
 held-out fifth) — this module only builds the prompts; the training loop is that method's.
 
-Histories: TALLRec keeps at most 10 history items, the most recent. fewtune's ratings carry no
-timestamps and the cold-start protocol reveals a random K of a user's ratings, so a training history
-is a seeded random draw of `history` of the user's other likes/dislikes, and a new user's history is
-their first `history` known ratings (all of them when K ≤ history).
+Histories: TALLRec keeps at most 10 history items, the most recent. On TALLRec's own protocol
+(`recommend.tallrec_protocol`, timestamps kept) the training questions are the budget's samples, each
+history the user's `history` latest ratings before the target, in time order. The cold-start protocol
+reveals a random K of a user's ratings with no order, so there a training history is a seeded random
+draw of `history` of the user's other likes/dislikes, and a new user's history is their first
+`history` known ratings (all of them when K ≤ history).
 
 Cost: one LM forward per (user, item), with the history repeated in every prompt. Scoring all
 held-out items of every ML-100k test user takes hours on a CPU; the benchmark's `max_items` caps the
@@ -39,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FewtuneError
-from .base import Recommender, RecommenderParams, TrainSet, register_recommender
+from .base import Recommender, RecommenderParams, Sample, TrainSet, register_recommender
 
 LM_FOLDER = "lm"
 TITLE_CHARS = 100  # a title longer than this is cut, so a prompt's length is bounded by `history`
@@ -99,6 +101,11 @@ def item_title(text: str, titles_only: bool = True) -> str:
     return text if len(text) <= TITLE_CHARS else text[:TITLE_CHARS - 1].rstrip() + "…"
 
 
+def latest(history: np.ndarray, n: int) -> np.ndarray:
+    """The last n entries of a time-ordered history (none when n is 0)."""
+    return history[max(len(history) - n, 0):]
+
+
 def build_prompt(liked: list[str], disliked: list[str], target: str, noun: str = "movie") -> str:
     """TALLRec's instruction for one (history, target item); the label word (" Yes"/" No") follows."""
     def quoted(titles):
@@ -110,15 +117,6 @@ def build_prompt(liked: list[str], disliked: list[str], target: str, noun: str =
             f"User Unpreference: {quoted(disliked)}\n"
             f'Whether the user will like the target {noun} "{target}"?\n'
             f"Answer:")
-
-
-@dataclass
-class Sample:
-    user: int
-    target: int
-    label: int  # +1 liked, −1 disliked
-    history: np.ndarray
-    history_labels: np.ndarray
 
 
 def draw_samples(labels, n: int, history: int, rng: np.random.Generator) -> list[Sample]:
@@ -172,7 +170,11 @@ class TallRec(Recommender):
 
         p = self.params
         self._set_titles(train.item_texts)
-        samples = draw_samples(train.labels, p.samples, p.history, np.random.default_rng([seed, 7]))
+        if train.samples is not None:  # TALLRec's protocol: the budget's own questions, histories in time order
+            samples = [dataclasses.replace(s, history=latest(s.history, p.history),
+                                           history_labels=latest(s.history_labels, p.history)) for s in train.samples]
+        else:
+            samples = draw_samples(train.labels, p.samples, p.history, np.random.default_rng([seed, 7]))
         texts = [self._prompt(s.history, s.history_labels, s.target) for s in samples]
         y = [CLASSES[s.label > 0] for s in samples]
         start = time.perf_counter()
@@ -212,6 +214,14 @@ class TallRec(Recommender):
             proba = self.classifier_.predict_proba(prompts)[:, yes]
             user.cache.update(zip(todo, proba.astype(np.float64).tolist()))
         return np.array([user.cache[i] for i in items], dtype=np.float64)
+
+    def score_samples(self, samples, progress=None) -> np.ndarray:
+        """All the questions' prompts in one batched pass (the protocol asks one target per history)."""
+        self._check_fitted()
+        n = self.params.history
+        prompts = [self._prompt(latest(s.history, n), latest(s.history_labels, n), s.target) for s in samples]
+        yes = list(self.classifier_.classes_).index("yes")
+        return self.classifier_.predict_proba(prompts)[:, yes].astype(np.float64)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "classifier_"):

@@ -192,6 +192,7 @@ class TallRec(Recommender):
         self.titles_ = [item_title(t, self.params.titles_only) for t in item_texts]
 
     def _prompt(self, history: np.ndarray, labels: np.ndarray, target: int) -> str:
+        history, labels = latest(history, self.params.history), latest(labels, self.params.history)
         liked = [self.titles_[i] for i, lab in zip(history, labels) if lab > 0]
         disliked = [self.titles_[i] for i, lab in zip(history, labels) if lab < 0]
         return build_prompt(liked, disliked, self.titles_[target], self.params.item_noun)
@@ -218,8 +219,7 @@ class TallRec(Recommender):
     def score_samples(self, samples, progress=None) -> np.ndarray:
         """All the questions' prompts in one batched pass (the protocol asks one target per history)."""
         self._check_fitted()
-        n = self.params.history
-        prompts = [self._prompt(latest(s.history, n), latest(s.history_labels, n), s.target) for s in samples]
+        prompts = [self._prompt(s.history, s.history_labels, s.target) for s in samples]
         yes = list(self.classifier_.classes_).index("yes")
         return self.classifier_.predict_proba(prompts)[:, yes].astype(np.float64)
 

@@ -172,7 +172,7 @@ def run_tallrec_bench(protocol: TallRecProtocol, methods: list[tuple[str, dict]]
     if todo:
         data = load_movielens(protocol.dataset)
         pool, test = protocol_samples(data, protocol)
-        y = np.array([s.label > 0 for s in test])
+        y = liked(test)
     for method, params, n, seed in todo:
         budget = draw_budget(pool, n, seed)
         train = budget_train_set(budget, data.n_items, data.item_texts)
@@ -198,10 +198,15 @@ def run_tallrec_bench(protocol: TallRecProtocol, methods: list[tuple[str, dict]]
             on_record(record)
         if progress:
             progress.advance(task)
-    return {"done": len(todo), "out": str(out), "summary": summarize(out, protocol)}
+    return {"done": len(todo), "out": str(out), "summary": summarize(out, protocol, y if todo else None)}
 
 
-def summarize(out: Path, protocol: TallRecProtocol) -> list[dict]:
+def liked(samples: list[Sample]) -> np.ndarray:
+    """Each sample's label as the AUC reads it: True for a liked target."""
+    return np.array([s.label > 0 for s in samples])
+
+
+def summarize(out: Path, protocol: TallRecProtocol, y: np.ndarray | None = None) -> list[dict]:
     """Per (method and params, samples): mean ± std of the AUC over seeds, the joint bootstrap interval of
     that mean, and the mean training time."""
     import json
@@ -221,11 +226,10 @@ def summarize(out: Path, protocol: TallRecProtocol) -> list[dict]:
         if get_recommender(r["method"]).needs_encoder:
             label += f" [{r['protocol']['backbone']}]"
         groups.setdefault((label, r["samples"]), []).append(r)
-    y = None
     rows = []
     for (label, n), group in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         if y is None:  # the test labels, rebuilt once: every run of this protocol scored the same samples
-            y = np.array([s.label > 0 for s in protocol_samples(load_movielens(protocol.dataset), protocol)[1]])
+            y = liked(protocol_samples(load_movielens(protocol.dataset), protocol)[1])
         aucs = np.array([r["auc"] for r in group])
         lo, hi = auc_interval(y, np.array([r["scores"] for r in group]))
         rows.append({"method": label, "samples": n, "seeds": len(group), "auc": float(aucs.mean()),

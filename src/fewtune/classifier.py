@@ -11,10 +11,10 @@ import numpy as np
 from sklearn.base import ClassifierMixin
 
 from . import methods as _methods  # noqa: F401  (importing registers every method)
-from .backbones import ResolvedBackbone, pick_device, resolve_backbone
+from .backbones import DEFAULT_ENCODER, ResolvedBackbone, pick_device, resolve_backbone
 from .data import as_labeled, check_trainable
 from .data.ingest import from_table
-from .data.language import warn_if_unreadable
+from .data.language import text_scripts, warn_if_unreadable
 from .data.multilabel import binarize, looks_multi_label
 from .errors import FewtuneError
 from .estimator import ParamsEstimator
@@ -87,7 +87,7 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, ParamsEstimator):
 
     def __init__(
         self,
-        backbone: str = "minilm",
+        backbone: str = DEFAULT_ENCODER,
         method: str = "setfit",
         *,
         params: dict[str, Any] | None = None,
@@ -151,7 +151,7 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, ParamsEstimator):
             params = method_cls.params_class.from_dict({**(self.params or {}), **selection["chosen"]},
                                                        method=self.method)
         if method_cls.reads_text:
-            warn_if_unreadable(data.texts, backbone.name)
+            warn_if_unreadable(data.texts, backbone.name, backbone.kind)
         if multi_label:
             self.classes_ = np.array(classes, dtype=object)
         else:
@@ -185,6 +185,8 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, ParamsEstimator):
             "class_counts": {str(c): int(y_idx[:, i].sum() if multi_label else (y_idx == i).sum())
                              for i, c in enumerate(self.classes_)},
             "train_seconds": round(time.perf_counter() - started, 3),
+            # The writing systems the model was trained on: what an export keeps of a multilingual vocabulary.
+            "scripts": text_scripts(data.texts),
             **info,
         }
         self.train_info_.update(extra)
@@ -272,12 +274,16 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, ParamsEstimator):
             return self.model_.features(texts, progress=progress)
 
     # -- persistence (storage/classifier_folder.py) --------------------------------------
-    def save(self, path: str | Path, *, overwrite: bool = False, evaluation: dict | None = None) -> Path:
-        """A model folder: safetensors and JSON, checksummed, written atomically, with a model card."""
+    def save(self, path: str | Path, *, overwrite: bool = False, evaluation: dict | None = None,
+             standalone: bool = False) -> Path:
+        """A model folder: safetensors and JSON, checksummed, written atomically, with a model card.
+
+        standalone: copy every encoder weight; by default those training left as the named backbone has
+        them (its word embeddings, mostly) are read from the installed backbone when the model loads."""
         from .storage.classifier_folder import save_classifier
 
         self._check_fitted()
-        return save_classifier(self, path, overwrite=overwrite, evaluation=evaluation)
+        return save_classifier(self, path, overwrite=overwrite, evaluation=evaluation, standalone=standalone)
 
     @classmethod
     def load(cls, path: str | Path, *, device: str | None = None, trust: bool = False,

@@ -23,7 +23,7 @@ def with_metadata(config: dict[str, Any], card: str) -> str:
 
     from huggingface_hub import EvalResult, ModelCardData
 
-    from .backbones.registry import hub_id
+    from .backbones.registry import BACKBONES, hub_id
 
     backbone = config.get("backbone") or {}
     name = backbone.get("name") if isinstance(backbone, dict) else backbone
@@ -38,9 +38,14 @@ def with_metadata(config: dict[str, Any], card: str) -> str:
         results = [EvalResult(task_type=pipeline_tag, dataset_type=slug, dataset_name=held_out, metric_type=metric,
                               metric_config=config_name, metric_value=evaluation[key])
                    for key, (metric, config_name) in METRICS.items() if isinstance(evaluation.get(key), (int, float))]
+    spec = BACKBONES.get(str(name).lower()) if isinstance(name, str) else None
+    # A backbone packaged 4-bit is not the hub model's weights: the metadata says which quantization was used.
+    quantized = {"base_model_quantization": spec.quantization} if spec is not None and spec.quantization else {}
     data = ModelCardData(library_name="fewtune", base_model=hub_id(name), pipeline_tag=pipeline_tag,
-                         tags=["fewtune", "few-shot", *([config["method"]] if config.get("method") else [])],
-                         model_name=title, eval_results=results or None, fewtune_version=version("fewtune"))
+                         tags=["fewtune", "few-shot", *([config["method"]] if config.get("method") else []),
+                               *(["quantized-base-model"] if quantized else [])],
+                         model_name=title, eval_results=results or None, fewtune_version=version("fewtune"),
+                         **quantized)
     return f"---\n{data.to_yaml()}\n---\n\n{card}"
 
 
@@ -53,6 +58,7 @@ def render_card(config: dict[str, Any], strategies: Sequence[str] = ()) -> str:
         "",
         f"A text classifier trained with fewtune using the "
         f"`{config['method']}` method on the `{backbone['name']}` backbone ({backbone.get('source', '')}).",
+        *backbone_origin_lines(backbone["name"]),
         "",
         "## Classes",
         "",
@@ -132,6 +138,17 @@ def render_card(config: dict[str, Any], strategies: Sequence[str] = ()) -> str:
     return "\n".join(lines)
 
 
+def backbone_origin_lines(name: str | None) -> list[str]:
+    """A sentence on where a quantized registry backbone's weights came from (none for exact copies)."""
+    from .backbones.registry import BACKBONES
+
+    spec = BACKBONES.get(str(name).lower()) if name else None
+    if spec is None or not spec.quantization:
+        return []
+    return ["", f"The backbone is {spec.hf_id} as packaged {spec.quantization}: every weight matrix went through "
+                "4-bit rounding, so results on it are not those of the hub model's own weights."]
+
+
 def render_static_card(manifest: dict[str, Any]) -> str:
     """The card of a static-embedding student (`fewtune distill --student static`)."""
     backbone, training = manifest["backbone"], manifest.get("training", {})
@@ -141,6 +158,7 @@ def render_static_card(manifest: dict[str, Any]) -> str:
         f"A text classifier that embeds a text by averaging rows of a {backbone.get('dims')}-dimensional static "
         f"token table (distilled from `{backbone['name']}` by model2vec) and applies a linear softmax head. "
         "It loads and predicts without torch.",
+        *backbone_origin_lines(backbone["name"]),
         "",
         "## Classes",
         "",

@@ -46,8 +46,8 @@ from tests.conftest import minilm_folder as _minilm_folder
 # --- registry ---------------------------------------------------------------------------------
 
 
-def test_registry_lists_the_four_packaged_backbones_with_pinned_packages():
-    assert list(BACKBONES) == ["minilm", "mpnet", "smollm2-135m", "gemma3-270m"]
+def test_registry_lists_the_five_packaged_backbones_with_pinned_packages():
+    assert list(BACKBONES) == ["minilm", "mpnet", "smollm2-135m", "gemma3-270m", "me5-small"]
     assert BACKBONES[DEFAULT_ENCODER].kind == ENCODER
     assert BACKBONES[DEFAULT_CAUSAL_LM].kind == CAUSAL_LM
     for name, spec in BACKBONES.items():

@@ -35,7 +35,7 @@ def chinese_reviews(n=4):
 
 # --- which backbones read what ---------------------------------------------------------------------
 def test_registry_says_which_backbones_are_multilingual(capfd):
-    assert BACKBONES["gemma3-270m"].multilingual
+    assert BACKBONES["gemma3-270m"].multilingual and BACKBONES["me5-small"].multilingual
     assert not any(BACKBONES[name].multilingual for name in ("minilm", "mpnet", "smollm2-135m"))
     assert {r["name"]: r["multilingual"] for r in list_backbones()}["gemma3-270m"] is True
     result = run_cli(capfd, "models")
@@ -52,12 +52,16 @@ def test_cjk_fraction_counts_letters_not_digits_or_punctuation():
     assert 0.4 < cjk_fraction(["abcd", "中文字符"]) < 0.6
 
 
-def test_english_only_backbone_on_chinese_text_warns_naming_a_multilingual_one():
-    with pytest.warns(DataWarning, match=r"'minilm' is English-only.*--backbone gemma3-270m"):
-        assert warn_if_unreadable(HEADLINES, "minilm") > MOSTLY_CJK
+def test_english_only_backbone_on_chinese_text_warns_naming_a_multilingual_one_of_the_same_kind():
+    # An encoder method is pointed to the multilingual encoder, a causal-LM method to the multilingual LM.
+    with pytest.warns(DataWarning, match=r"'minilm' is English-only.*--backbone me5-small \(methods setfit"):
+        assert warn_if_unreadable(HEADLINES, "minilm", "encoder") > MOSTLY_CJK
+    with pytest.warns(DataWarning, match=r"'smollm2-135m' is English-only.*--backbone gemma3-270m"):
+        assert warn_if_unreadable(HEADLINES, "smollm2-135m", "causal-lm") > MOSTLY_CJK
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert warn_if_unreadable(HEADLINES, "gemma3-270m") is None  # multilingual
+        assert warn_if_unreadable(HEADLINES, "me5-small") is None  # multilingual
         assert warn_if_unreadable(HEADLINES, "/some/local/folder") is None  # unknown: not judged
         assert warn_if_unreadable(["a fine film"], "smollm2-135m") == 0.0  # English text
 
@@ -75,7 +79,7 @@ def test_no_language_warning_for_majority_or_a_folder_of_unknown_languages(llama
 def test_fit_on_chinese_with_minilm_warns(recwarn):
     texts, labels = chinese_reviews(2)
     FewShotClassifier("minilm", "linear-probe").fit(texts, labels)
-    assert any("gemma3-270m" in str(w.message) for w in recwarn.list if issubclass(w.category, DataWarning))
+    assert any("--backbone me5-small" in str(w.message) for w in recwarn.list if issubclass(w.category, DataWarning))
 
 
 # --- no step assumes spaces between words ---------------------------------------------------------

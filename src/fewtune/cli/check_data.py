@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..backbones.registry import DEFAULT_ENCODER
 from ..data.audit_backbone import run_audit, render
 from ..data.audit import ERROR, IMBALANCE, NEAR_DUPLICATE
 from ..errors import FewtuneError
@@ -24,7 +25,7 @@ def check_data(
     label_col: Annotated[str, typer.Option(help=H("label_col"))] = "label",
     shots: Annotated[Optional[int], typer.Option(help="Check the K examples per class `train --shots K --seed S` would draw. Default: all rows.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the k-shot draw and of the cross-validation folds.")] = 0,
-    backbone: Annotated[str, typer.Option(help="Backbone whose embeddings and tokenizer are used (the one you will train).")] = "minilm",
+    backbone: Annotated[str, typer.Option(help="Backbone whose embeddings and tokenizer are used (the one you will train).")] = DEFAULT_ENCODER,
     max_tokens: Annotated[int, typer.Option(help="Flag texts longer than this many tokens (0 = the backbone's own limit).")] = 0,
     near_duplicate: Annotated[float, typer.Option(help="Cosine similarity at or above which two texts are near-duplicates.")] = NEAR_DUPLICATE,
     imbalance: Annotated[float, typer.Option(help="Warn when the largest class has more than this many times the examples of the smallest.")] = IMBALANCE,

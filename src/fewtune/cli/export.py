@@ -16,6 +16,7 @@ def export(
     format: Annotated[str, typer.Option("--format", help="Export format; onnx is the one there is.")] = "onnx",
     int8: Annotated[bool, typer.Option("--int8", help="Quantise the transformer's weight matrices to int8 (dynamic quantisation): faster on CPUs.")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Folder to write (default: MODEL-onnx or MODEL-onnx-int8 beside MODEL).")] = None,
+    vocabulary: Annotated[str, typer.Option("--vocabulary", help="'training': keep only the vocabulary pieces written in the training texts' scripts (a multilingual encoder's export shrinks by half or more); 'full': all.")] = "training",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing exported folder.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON, for scripts.")] = False,
 ):
@@ -24,7 +25,7 @@ def export(
 
     if format != "onnx":
         raise FewtuneError(f"--format must be onnx, got {format!r}")
-    manifest = export_onnx(model, output, int8=int8, overwrite=overwrite)
+    manifest = export_onnx(model, output, int8=int8, vocabulary=vocabulary, overwrite=overwrite)
     if json_out:
         typer.echo(json.dumps(manifest, indent=2, ensure_ascii=False))
         return

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..backbones.registry import DEFAULT_ENCODER
 from ..errors import FewtuneError
 
 
@@ -15,7 +16,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     teach: Annotated[bool, typer.Option(help="Let the page train new models (in memory, one at a time).")] = True,
-    teach_backbone: Annotated[str, typer.Option(help="Backbone the page trains on.")] = "minilm",
+    teach_backbone: Annotated[str, typer.Option(help="Backbone the page trains on.")] = DEFAULT_ENCODER,
     max_texts: Annotated[int, typer.Option(help="Texts per /predict request.")] = 64,
     max_text_chars: Annotated[int, typer.Option(help="Characters per text.")] = 10_000,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens per /generate request.")] = 256,

@@ -51,6 +51,7 @@ def train(
     log_with: Annotated[Optional[list[str]], typer.Option("--log-with", help=H("log_with"))] = None,
     logging_dir: Annotated[Optional[Path], typer.Option(help=H("logging_dir"))] = None,
     overwrite: Annotated[bool, typer.Option(help=H("overwrite"))] = False,
+    standalone: Annotated[bool, typer.Option(help=H("standalone"))] = False,
     select: Annotated[Optional[str], typer.Option(help=H("select"))] = None,
     grid: Annotated[Optional[list[str]], typer.Option(help=H("grid"))] = None,
     cv_folds: Annotated[int, typer.Option(help=H("cv_folds"))] = 4,
@@ -78,7 +79,7 @@ def train(
                    params=parse_params(param), time_budget=time_budget, select=select, grid=list(grid or []),
                    cv_folds=cv_folds, posterior=posterior, posterior_samples=posterior_samples, calibrate=calibrate,
                    class_prior=class_prior, prompt_col=prompt_col, response_col=response_col, merge=merge,
-                   resume=resume, device=device, trust=trust, output=output, overwrite=overwrite,
+                   resume=resume, device=device, trust=trust, output=output, overwrite=overwrite, standalone=standalone,
                    check_data=check_data, quiet=quiet, log_with=list(log_with or []), logging_dir=logging_dir)
     done = run(spec, note=lambda message: note(quiet, message))
     if json_out:

@@ -11,11 +11,12 @@ import dataclasses
 
 import typer
 
+from ..backbones.registry import DEFAULT_ENCODER
 from .audit import IMBALANCE, NEAR_DUPLICATE, AuditReport
 from ..errors import FewtuneError
 
 
-def run_audit(data, *, backbone: str = "minilm", max_tokens: int | None = None,
+def run_audit(data, *, backbone: str = DEFAULT_ENCODER, max_tokens: int | None = None,
               near_duplicate: float = NEAR_DUPLICATE, imbalance: float = IMBALANCE, seed: int = 0,
               trust: bool = False, device: str | None = None, show_progress: bool = False) -> AuditReport:
     """Audit LabeledTexts with `backbone`'s embeddings and tokenizer; max_tokens None: the backbone's own limit."""
@@ -23,6 +24,7 @@ def run_audit(data, *, backbone: str = "minilm", max_tokens: int | None = None,
     from ..backbones.quiet import quiet_libraries
     from .audit import audit
     from .language import warn_if_unreadable
+    from ..backbones.prefix import text_prefix, with_prefix
     from ..training.encoding import encode
     from ..progress import Progress
 
@@ -32,13 +34,14 @@ def run_audit(data, *, backbone: str = "minilm", max_tokens: int | None = None,
     encoder = load_encoder(resolved, device=device)
     texts = joined_texts(data, encoder.tokenizer)
     # An English-only encoder's embeddings say little about Chinese text: the suspects would be noise.
-    warn_if_unreadable(texts, resolved.name)
+    warn_if_unreadable(texts, resolved.name, resolved.kind)
     with Progress(show_progress and len(texts) > 64) as progress:
         embeddings = encode(encoder, texts, progress=progress, description="Embedding the examples")
     # Counted with the special tokens and without truncation: what the backbone would be given
     # (quiet: transformers warns about every text over the limit, which is what is being counted).
     with quiet_libraries():
-        token_counts = [len(ids) for ids in encoder.tokenizer(texts, truncation=False)["input_ids"]]
+        token_counts = [len(ids) for ids in encoder.tokenizer(with_prefix(texts, text_prefix(encoder)),
+                                                              truncation=False)["input_ids"]]
     return audit(data.texts, data.labels, data.rows, embeddings=embeddings, token_counts=token_counts,
                  max_tokens=max_tokens or encoder.max_seq_length, source=data.source, text_pairs=data.text_pairs,
                  near_duplicate=near_duplicate, imbalance=imbalance, seed=seed,

@@ -8,6 +8,7 @@ case that goes wrong silently (Latin-script languages at least share MiniLM's wo
 
 from __future__ import annotations
 
+import unicodedata
 import warnings
 from typing import Iterable
 
@@ -63,12 +64,44 @@ def cjk_fraction(texts: Iterable[str]) -> float:
     return cjk / letters if letters else 0.0
 
 
-def warn_if_unreadable(texts: list[str], backbone_name: str) -> float | None:
+COMMON = "Common"
+# Scripts a piece table keeps whatever the texts hold: digits, punctuation and symbols (Common), and
+# Latin, which names, brands, code and URLs bring into text of every language.
+ALWAYS_KEPT = frozenset({COMMON, "Latin"})
+
+
+def script_of(char: str) -> str:
+    """The writing system of one character, from its Unicode name: "Latin", "Han", "Hiragana", "Arabic", ...;
+    "Common" for everything that is not a letter or a combining mark (digits, punctuation, symbols, emoji)."""
+    if unicodedata.category(char)[0] not in "LM":
+        return COMMON
+    name = unicodedata.name(char, "")
+    first = name.split(" ", 1)[0] if name else ""
+    if first in ("CJK", "IDEOGRAPHIC"):
+        return "Han"
+    if first in ("COMBINING", "MODIFIER", "") or first.startswith(("VARIATION", "KATAKANA-HIRAGANA")):
+        return COMMON  # marks and signs shared by several scripts
+    return first.title()
+
+
+def text_scripts(texts: Iterable[str], *, sample: int = _SAMPLE) -> list[str]:
+    """The scripts of the letters in (the first `sample` of) `texts`, sorted; Latin and Common always."""
+    found = set(ALWAYS_KEPT)
+    for i, text in enumerate(texts):
+        if i >= sample:
+            break
+        found.update(script_of(c) for c in set(text))
+    return sorted(found)
+
+
+def warn_if_unreadable(texts: list[str], backbone_name: str, kind: str = "encoder") -> float | None:
     """Warn (DataWarning) when a named English-only backbone gets mostly-CJK texts; the fraction, or None.
 
-    Local folders and hub ids are not judged: fewtune does not know what they were trained on.
+    kind: what the method reads ("encoder" or "causal-lm"): the warning names the multilingual
+    backbone of that kind. Local folders and hub ids are not judged: fewtune does not know what they
+    were trained on.
     """
-    from ..backbones.registry import BACKBONES, DEFAULT_MULTILINGUAL
+    from ..backbones.registry import BACKBONES
 
     spec = BACKBONES.get(str(backbone_name).lower())
     if spec is None or spec.multilingual:
@@ -78,8 +111,17 @@ def warn_if_unreadable(texts: list[str], backbone_name: str) -> float | None:
         warnings.warn(
             f"{fraction:.0%} of the letters in the training texts are Chinese/Japanese/Korean, but backbone "
             f"'{spec.name}' is English-only and will be near chance on them; use a multilingual backbone: "
-            f"--backbone {DEFAULT_MULTILINGUAL} (methods zero-shot, prompt, icl, finetune)",
+            f"{multilingual_hint(kind)}",
             DataWarning,
             stacklevel=3,
         )
     return fraction
+
+
+def multilingual_hint(kind: str) -> str:
+    """Which multilingual backbone to use instead, for a method that reads `kind`."""
+    from ..backbones.registry import CAUSAL_LM, MULTILINGUAL
+
+    if kind == CAUSAL_LM:
+        return f"--backbone {MULTILINGUAL[CAUSAL_LM]} (methods zero-shot, prompt, icl, finetune)"
+    return f"--backbone {MULTILINGUAL['encoder']} (methods setfit, linear-probe, finetune, hybrid)"

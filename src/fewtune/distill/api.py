@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backbones.registry import DEFAULT_ENCODER
 from ..errors import FewtuneError
 from ..labels import plain_label
 from .pool import read_pool, warn_if_foreign
@@ -26,7 +27,7 @@ HELDOUT_SHARE, HELDOUT_MAX, HELDOUT_MIN_POOL = 0.1, 500, 100
 
 
 def distill(teacher: str | Path, unlabeled: str | Path, output: str | Path, *, student: str = "encoder",
-            backbone: str = "minilm", shots=None, text_col: str = "text", encoding: str = "utf-8",
+            backbone: str = DEFAULT_ENCODER, shots=None, text_col: str = "text", encoding: str = "utf-8",
             max_pool: int = 0, rounds: int = 1, params: dict[str, Any] | None = None, seed: int = 0,
             device: str | None = None, trust: bool = False, overwrite: bool = False,
             show_progress: bool = False) -> dict[str, Any]:
@@ -155,7 +156,7 @@ def _check_options(output: Path, student: str, backbone: str, rounds: int, max_p
     if resolved.kind != ENCODER:
         raise FewtuneError(f"the student's backbone must be a sentence encoder; '{backbone}' is a {resolved.kind}")
     if student == "encoder":
-        from ..method import get_method
+        from ..methods import get_method  # the package: importing it registers every method
         from .students import ENCODER_DEFAULTS
 
         get_method("finetune").params_class.from_dict({**ENCODER_DEFAULTS, **params}, method="finetune")
@@ -204,11 +205,12 @@ class StaticStudent:
     def fit(cls, texts, targets, classes, *, backbone: str, seed: int, trust: bool, show_progress: bool):
         from model2vec import StaticModel
 
+        from ..data.language import text_scripts
         from ..export.static import StaticClassifier, embed
         from .static_table import static_table
         from .students import fit_static_head
 
-        folder = static_table(backbone, trust=trust, show_progress=show_progress)
+        folder = static_table(backbone, scripts=text_scripts(texts), trust=trust, show_progress=show_progress)
         table = StaticModel.from_pretrained(folder)
         x = embed(table, texts)
         # The head's strength is chosen on a tenth of the training texts, then refitted on all of them.

@@ -53,7 +53,7 @@ def read_pool(path: str | Path, *, text_col: str = "text", encoding: str = "utf-
 
 def warn_if_foreign(texts: list[str], backbone_name: str | None, role: str, source: str) -> None:
     """Warn when a named English-only backbone (the teacher's or the student's) meets a mostly-CJK pool."""
-    from ..backbones.registry import BACKBONES, DEFAULT_MULTILINGUAL
+    from ..backbones.registry import BACKBONES, MULTILINGUAL
 
     spec = BACKBONES.get(str(backbone_name).lower())
     if spec is None or spec.multilingual:
@@ -62,4 +62,5 @@ def warn_if_foreign(texts: list[str], backbone_name: str | None, role: str, sour
     if fraction > MOSTLY_CJK:
         warnings.warn(f"{source}: {fraction:.0%} of the letters are Chinese/Japanese/Korean, but the {role}'s backbone "
                       f"'{spec.name}' is English-only: its labels will be near chance; use a teacher and student on a "
-                      f"multilingual backbone such as {DEFAULT_MULTILINGUAL}", DataWarning, stacklevel=2)
+                      f"multilingual backbone: --backbone {MULTILINGUAL['encoder']} for the student, a teacher "
+                      f"trained on it (or on {MULTILINGUAL['causal-lm']})", DataWarning, stacklevel=2)

@@ -73,7 +73,7 @@ def run(spec: RunSpec, prepared: Optional[Prepared] = None, *,
     if spec.log_with:
         result["logged"] = _track(spec, clf.train_info_, result.get("evaluation"))
     if spec.output is not None:
-        clf.save(spec.output, overwrite=spec.overwrite, evaluation=result.get("evaluation"))
+        clf.save(spec.output, overwrite=spec.overwrite, evaluation=result.get("evaluation"), standalone=spec.standalone)
         result["output"] = str(spec.output)
     return Run(clf, result, prepared)
 

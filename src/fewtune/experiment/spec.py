@@ -91,12 +91,16 @@ class RunSpec:
     logging_dir: Optional[Path] = _field(None, "Where --log-with trackers write (default: runs/ in the current "
                                                "folder; `tensorboard --logdir runs` shows it).")
     overwrite: bool = _field(False, "Replace an existing model folder.")
+    standalone: bool = _field(False, "Copy every encoder weight into the model folder; by default the weights training "
+                                     "left unchanged (the word embeddings: 367 MB of me5-small) are read from the "
+                                     "installed backbone instead.")
     check_data: bool = _field(False, "Audit the training examples first (`fewtune check-data`); stop on errors.")
     quiet: bool = _field(False, "No progress bars or notes on stderr.")
 
     # Options that only classification reads, by their flag: --task generate/lm refuses them when set.
     CLASSIFY_ONLY = ("method", "multi_label", "select", "grid", "posterior", "calibrate", "class_prior",
-                     "text_pair_col", "trust", "time_budget", "as_user_file", "check_data", "allow_unknown_labels")
+                     "text_pair_col", "trust", "time_budget", "as_user_file", "check_data", "allow_unknown_labels",
+                     "standalone")
 
     PATHS = ("data", "test", "output", "logging_dir")
 

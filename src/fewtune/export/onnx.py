@@ -21,7 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..backbones.prefix import text_prefix
+from ..backbones.vocabulary import prune_body
 from ..storage.atomic import atomic_folder
+from ..training.encoding import body_features
 from ..errors import FewtuneError
 from ..storage.integrity import seal
 from ..storage.model_folder import CONFIG_NAME, library_versions, sha256
@@ -54,15 +57,24 @@ def default_output(model_dir: Path, int8: bool) -> Path:
     return model_dir.with_name(model_dir.name + ("-onnx-int8" if int8 else "-onnx"))
 
 
+VOCABULARIES = ("training", "full")
+
+
 def export_onnx(model_dir: str | Path, output: str | Path | None = None, *, int8: bool = False,
-                overwrite: bool = False) -> dict[str, Any]:
+                vocabulary: str = "training", overwrite: bool = False) -> dict[str, Any]:
     """Write `output` (default: MODEL-onnx or MODEL-onnx-int8 beside it) atomically; return its manifest.
 
     int8: dynamic quantisation of the weights (onnxruntime.quantization.quantize_dynamic):
     activations are quantised per batch at run time, so no calibration data is needed.
+    vocabulary: "training" keeps only the vocabulary pieces written in the scripts of the training
+    texts (Latin and Common always; backbones.vocabulary: me5-small's English-only export carries 116k
+    of its 250k rows), "full" all of them. Models without a unigram vocabulary, or saved before the
+    scripts were recorded, keep all.
     """
     from ..classifier import FewShotClassifier
 
+    if vocabulary not in VOCABULARIES:
+        raise FewtuneError(f"--vocabulary must be one of {', '.join(VOCABULARIES)}, got {vocabulary!r}")
     model_dir = Path(model_dir)
     if is_exported(model_dir):
         raise FewtuneError(f"{model_dir} is already an exported folder; export the fewtune model it came from")
@@ -74,8 +86,12 @@ def export_onnx(model_dir: str | Path, output: str | Path | None = None, *, int8
     body = clf.model_.body.to("cpu").eval()
     _eager_attention(body)
     weight, bias, activation = _linear_head(clf.model_)
+    probes = PROBE_TEXTS if not clf.text_pairs_ else [(t, t[::-1]) for t in PROBE_TEXTS]
+    reference = clf.predict_proba(probes)  # before the vocabulary is cut: the graph is checked against this
+    scripts = clf.train_info_.get("scripts")
+    pruned = prune_body(body, scripts) if vocabulary == "training" and scripts else None
     tokenizer = _fast_tokenizer(body, model_dir)
-    sample = body.preprocess(PROBE_TEXTS[:2])
+    sample = body_features(body, PROBE_TEXTS[:2])
     input_names = [n for n in INPUT_NAMES if n in sample]
     graph = _Graph(body, weight, bias, input_names).eval()
     source = read_source_config(model_dir)
@@ -107,12 +123,13 @@ def export_onnx(model_dir: str | Path, output: str | Path | None = None, *, int8
             "activation": activation,
             "temperature": float(source.get("temperature", 1.0)),
             "tokenizer": _tokenizer_settings(tokenizer, body),
+            "vocabulary": pruned or {"pieces": int(tokenizer.backend_tokenizer.get_vocab_size(with_added_tokens=True))},
             "source": {k: v for k, v in source.items() if k not in ("files", "format", "format_version")},
             "versions": library_versions("onnx", "onnxruntime"),
         }
         _write_manifest(tmp, manifest)
         # Check the graph before it is moved into place: it must agree with the model it came from.
-        manifest["check"] = _agreement(clf, tmp, int8)
+        manifest["check"] = _agreement(probes, reference, tmp, int8)
         _write_manifest(tmp, manifest)
         (tmp / "README.md").write_text(_card(manifest, model_dir), encoding="utf-8")
     manifest["seconds"] = round(time.perf_counter() - started, 2)
@@ -167,7 +184,7 @@ def _tokenizer_settings(tokenizer, body) -> dict[str, Any]:
     return {"file": "tokenizer/tokenizer.json", "max_length": max_length, "pad_id": int(tokenizer.pad_token_id),
             "pad_token": str(tokenizer.pad_token), "pad_type_id": int(getattr(tokenizer, "pad_token_type_id", 0) or 0),
             "padding_side": tokenizer.padding_side, "truncation_side": tokenizer.truncation_side,
-            "sep_token": tokenizer.sep_token}
+            "sep_token": tokenizer.sep_token, "prefix": text_prefix(body)}
 
 
 def _export_graph(graph: torch.nn.Module, args: tuple, input_names: list[str], path: Path) -> None:
@@ -256,11 +273,11 @@ def _first_down_projection(path: Path, intermediate_size: int | None) -> list[st
     return down[:1]
 
 
-def _agreement(clf, folder: Path, int8: bool) -> dict[str, Any]:
-    """Max |ONNX − PyTorch| over the probe texts; fp32 must be within FP32_TOLERANCE."""
-    texts = PROBE_TEXTS if not clf.text_pairs_ else [(t, t[::-1]) for t in PROBE_TEXTS]
+def _agreement(texts, reference: np.ndarray, folder: Path, int8: bool) -> dict[str, Any]:
+    """Max |ONNX − PyTorch| over the probe texts (the PyTorch model's probabilities: `reference`);
+    fp32 must be within FP32_TOLERANCE."""
     runtime = OnnxClassifier.load(folder, threads=None)
-    diff = float(np.abs(runtime.predict_proba(texts) - clf.predict_proba(texts)).max())
+    diff = float(np.abs(runtime.predict_proba(texts) - reference).max())
     if not int8 and diff > FP32_TOLERANCE:
         raise FewtuneError(f"the exported graph disagrees with the model by {diff:.2g} in probability "
                            f"(more than {FP32_TOLERANCE}); nothing was written")
@@ -283,6 +300,7 @@ def _card(manifest: dict[str, Any], model_dir: Path) -> str:
         f"- method: {source.get('method')} on {source.get('backbone', {}).get('name')}",
         f"- classes: {', '.join(map(str, manifest['classes']))}",
         f"- graph: {manifest['model']} (opset {manifest['opset']}), inputs {', '.join(manifest['inputs'])}",
+        *_vocabulary_lines(manifest["vocabulary"]),
         f"- agreement with the PyTorch model on {manifest['check']['texts']} probe texts: max |Δp| = "
         f"{manifest['check']['max_abs_probability_diff']:.2g}",
     ]
@@ -292,3 +310,11 @@ def _card(manifest: dict[str, Any], model_dir: Path) -> str:
     lines += ["", "Use it with `fewtune predict FOLDER`, `fewtune serve FOLDER` or "
               "`fewtune.export.OnnxClassifier.load(FOLDER)`.", ""]
     return "\n".join(lines)
+
+
+def _vocabulary_lines(vocabulary: dict[str, Any]) -> list[str]:
+    if "scripts" not in vocabulary:
+        return []
+    return [f"- vocabulary: the {vocabulary['pieces']:,} of {vocabulary['of']:,} pieces written in the training texts' "
+            f"scripts ({', '.join(vocabulary['scripts'])}); text in other scripts reads as unknown tokens "
+            "(export with --vocabulary full to keep every piece)"]

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backbones.prefix import with_prefix
 from ..data import as_labeled
 from ..errors import FewtuneError, ModelFolderError
 from ..label_shift import parse_class_prior, prior_ratio
@@ -124,7 +125,7 @@ class OnnxClassifier(ProbabilityLabels):
         return out
 
     def _run(self, texts: list[str]) -> np.ndarray:
-        encodings = self.tokenizer_.encode_batch(texts)
+        encodings = self.tokenizer_.encode_batch(with_prefix(texts, self.manifest_["tokenizer"].get("prefix", "")))
         columns = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
         feed = {name: np.array([getattr(e, columns[name]) for e in encodings], dtype=np.int64)
                 for name in self.input_names_}

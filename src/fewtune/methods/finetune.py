@@ -35,7 +35,7 @@ from ..errors import FewtuneError
 from ..method import MethodParams, register_method
 from ..training.encoder_body import EncoderBodyMethod
 from ..training.encoder_layers import ClassificationHead, hf_model, reinit_top_layers
-from ..training.encoding import embedding_dimension, encode
+from ..training.encoding import body_features, embedding_dimension, encode
 from ..training.lora import LoraDeltaPrior, apply_lora
 from ..training.heads import (
     CLASS_WEIGHT_HELP,
@@ -239,9 +239,7 @@ class Finetune(EncoderBodyMethod):
         return info
 
     def _embed(self, texts: list[str]) -> torch.Tensor:
-        features = self.body.preprocess(texts)
-        features = {k: v.to(self.body.device) if hasattr(v, "to") else v for k, v in features.items()}
-        return self.body(features)["sentence_embedding"]
+        return self.body(body_features(self.body, texts))["sentence_embedding"]
 
     @torch.no_grad()
     def _loss(self, texts: list[str], labels: torch.Tensor) -> float:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from ..bayes import L2SPPrior
 from ..method import MethodParams, register_method
 from ..training.encoder_body import LinearHeadEncoderMethod
-from ..training.encoding import encode
+from ..training.encoding import body_features, encode
 from ..training.heads import (
     CLASS_WEIGHT_HELP,
     LinearHead,
@@ -177,11 +177,6 @@ def contrastive_steps(p: SetFitParams, n_texts: int) -> int:
     return math.ceil(p.epochs * n_texts / p.batch_size) if p.epochs > 0 else 0
 
 
-def batch_features(body, texts: list[str]) -> dict:
-    features = body.preprocess(texts)
-    return {k: v.to(body.device) if hasattr(v, "to") else v for k, v in features.items()}
-
-
 @register_method
 class SetFit(LinearHeadEncoderMethod):
     name = "setfit"
@@ -237,7 +232,7 @@ class SetFit(LinearHeadEncoderMethod):
         loss_fn = LOSSES[p.loss]
         task = progress.add("Contrastive training", total=steps) if progress else None
         for idx in balanced_batches(y, p.batch_size, steps, rng):
-            emb = body(batch_features(body, [texts[i] for i in idx]))["sentence_embedding"]
+            emb = body(body_features(body, [texts[i] for i in idx]))["sentence_embedding"]
             loss = loss_fn(emb, labels[idx], p) + prior.penalty()
             update(loss, trainable, optimizer, scheduler)
             if progress:
@@ -263,7 +258,7 @@ class SetFit(LinearHeadEncoderMethod):
             order = rng.permutation(len(texts))
             for start in range(0, len(order), p.batch_size):
                 idx = order[start:start + p.batch_size]
-                emb = body(batch_features(body, [texts[i] for i in idx]))["sentence_embedding"]
+                emb = body(body_features(body, [texts[i] for i in idx]))["sentence_embedding"]
                 loss = classification_loss(emb @ weight.T + bias, targets[idx], weights) + prior.penalty()
                 losses.append(update(loss, [*trainable, weight, bias], optimizer))
                 if progress:

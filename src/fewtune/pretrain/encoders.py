@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError, FewtuneError
+from ..backbones.prefix import text_prefix, with_prefix
+from ..training.encoding import body_features
 from .corpus import HELDOUT, TRAIN, iter_texts
 from .loop import lr_at, make_optimizer
 
@@ -76,7 +78,7 @@ class SimCSE:
     def loss(self, model, texts: list[str], device) -> torch.Tensor:
         # One forward pass over the batch twice: dropout gives each copy its own mask, and DDP allows
         # only one forward per backward.
-        features = self.body.preprocess(texts + texts)
+        features = body_features(self.body, texts + texts)
         features = {k: v.to(device) if hasattr(v, "to") else v for k, v in features.items()}
         emb = F.normalize(model(features)["sentence_embedding"].float(), dim=-1)
         a, b = emb[: len(texts)], emb[len(texts):]
@@ -109,7 +111,8 @@ class MaskedLM:
         return self.mlm
 
     def loss(self, model, texts: list[str], device) -> torch.Tensor:
-        encoded = self.body.tokenizer(texts, truncation=True, max_length=self.max_length)
+        encoded = self.body.tokenizer(with_prefix(texts, text_prefix(self.body)), truncation=True,
+                                      max_length=self.max_length)
         batch = self.collator([{"input_ids": ids} for ids in encoded["input_ids"]])
         batch = {k: v.to(device) for k, v in batch.items()}
         return model(**batch).loss

@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..backbones.registry import DEFAULT_ENCODER
 from ..errors import FewtuneError
 
 # Texts are cut to 128 tokens: a page user pastes sentences, and it keeps a MiniLM setfit run on a
@@ -25,7 +26,7 @@ MAX_JOBS = 32  # finished jobs remembered for polling
 
 @dataclass
 class TeachConfig:
-    backbone: str = "minilm"
+    backbone: str = DEFAULT_ENCODER
     methods: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(DEFAULT_METHODS))
     max_examples: int = 256
     keep: int = 4  # taught models kept in memory; the oldest goes when a fifth arrives

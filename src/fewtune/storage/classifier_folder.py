@@ -23,7 +23,8 @@ from ..posteriors import load_chain
 from .model_folder import read_model_folder, write_model_folder
 
 
-def save_classifier(clf, path: str | Path, *, overwrite: bool = False, evaluation: dict | None = None) -> Path:
+def save_classifier(clf, path: str | Path, *, overwrite: bool = False, evaluation: dict | None = None,
+                    standalone: bool = False) -> Path:
     """What FewShotClassifier.save writes: fewtune.json (method, params, classes, backbone, training, the
     posterior and calibration chain's state), the method's weights, each strategy's files and a card."""
     config = {
@@ -46,7 +47,10 @@ def save_classifier(clf, path: str | Path, *, overwrite: bool = False, evaluatio
         config["class_prior"] = {str(plain_label(c)): float(w) for c, w in zip(clf.classes_, weights)}
 
     def write(folder: Path) -> None:
-        clf.model_.save(folder)
+        from ..training.base_weights import standalone_bodies
+
+        with standalone_bodies(standalone):
+            clf.model_.save(folder)
         for strategy in clf.strategies_:
             strategy.write(folder)
 

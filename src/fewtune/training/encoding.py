@@ -1,10 +1,11 @@
-"""Running a sentence encoder over many texts, in batches, with a progress bar."""
+"""Running a sentence encoder over texts: its inputs (the backbone's text prefix included), in batches."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from ..backbones.prefix import text_prefix
 from ..progress import Progress
 
 
@@ -21,9 +22,7 @@ def encode(model, texts: list[str], *, batch_size: int = 64, progress: Progress 
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
                 idx = order[start:start + batch_size]
-                features = model.preprocess([texts[i] for i in idx])
-                features = {k: v.to(model.device) if hasattr(v, "to") else v for k, v in features.items()}
-                emb = model(features)["sentence_embedding"]
+                emb = model(body_features(model, [texts[i] for i in idx]))["sentence_embedding"]
                 out.append(emb.float().cpu().numpy())
                 if task is not None:
                     progress.advance(task, len(idx))
@@ -38,3 +37,9 @@ def encode(model, texts: list[str], *, batch_size: int = 64, progress: Progress 
 def embedding_dimension(model) -> int:
     # sentence-transformers 6 renamed the method; 5.x has only the old name.
     return (getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension)()
+
+
+def body_features(body, texts: list[str]) -> dict:
+    """`body`'s tokenized inputs for `texts` (its prefix put before each: backbones.prefix), on its device."""
+    features = body.preprocess(list(texts), prompt=text_prefix(body) or None)
+    return {k: v.to(body.device) if hasattr(v, "to") else v for k, v in features.items()}

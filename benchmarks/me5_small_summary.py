@@ -4,7 +4,8 @@
 
 Accuracy, macro-F1 and ECE are mean ± std over the seeds that finished for a cell (the seed count is
 shown where it is not 5); times are medians. "setfit ÷ lib" is the SetFit library's training time over
-fewtune's setfit on the same split and backbone, the median of those per-split ratios.
+fewtune's setfit on the same split and backbone, the median of those per-split ratios. "+T": with
+temperature scaling fitted on out-of-fold predictions of the shots (calibrate="temperature").
 """
 
 from __future__ import annotations
@@ -19,14 +20,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SETS = ["mr", "imdb", "tweets", "rt-subj", "bbc", "thucnews"]
 SENTIMENT_2CLASS = ["mr", "imdb"]
 BACKBONES = [("minilm", "MiniLM"), ("me5-small", "me5")]
-METHODS = [("linear-probe", "linear-probe"), ("setfit", "setfit"), ("finetune:lora", "finetune (LoRA)"),
-           ("setfit-lib", "SetFit lib"), ("auto", "auto"), ("majority", "majority")]
+METHODS = [("linear-probe", "linear-probe"), ("linear-probe+T", "linear-probe +T"), ("setfit", "setfit"),
+           ("setfit+T", "setfit +T"), ("finetune:lora", "finetune (LoRA)"), ("setfit-lib", "SetFit lib"),
+           ("auto", "auto"), ("majority", "majority")]
 
 
 def method_key(record: dict) -> str:
-    if record["method"] == "finetune" and record.get("params", {}).get("lora"):
+    """The row a record belongs to: its method, "+T" with temperature scaling, finetune's LoRA apart."""
+    params = record.get("params", {})
+    if record["method"] == "finetune" and params.get("lora"):
         return "finetune:lora"
-    return record["method"]
+    return record["method"] + ("+T" if params.get("calibrate") == "temperature" else "")
 
 
 def load(path: Path) -> dict:

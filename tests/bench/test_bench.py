@@ -194,6 +194,18 @@ def test_plan_gives_each_seed_its_own_draw_and_all_methods_the_same(data_files):
                              max_test=10)
 
 
+def test_a_key_names_the_encoder_unless_it_is_the_one_old_keys_meant(data_files):
+    # Committed records from before me5-small became the default have keys without a backbone and
+    # were measured on minilm: a run on today's default must not resume from them.
+    source = data_source(str(data_files[0]), test_path=str(data_files[1]))
+    variants = [Variant("setfit"), Variant("prompt"), Variant("setfit-lib")]
+    keys = [r["key"] for r in plan_runs([source], [2], [0], variants, max_test=10)]
+    assert keys[0].endswith("|backbone=me5-small") and keys[2].endswith("|backbone=me5-small")
+    assert "backbone=" not in keys[1]  # label-word methods kept their default (smollm2-135m)
+    keys = [r["key"] for r in plan_runs([source], [2], [0], variants, max_test=10, backbone="minilm")]
+    assert all(k.endswith("|backbone=minilm") for k in keys)
+
+
 def test_a_file_without_a_test_file_holds_out_a_fixed_share_of_each_class(data_files):
     pool, test = DataSource.from_dict(data_source(str(data_files[0])).to_dict()).load()
     assert len(test) == 9 and len(pool) == 15  # ceil(0.3 × 8) = 3 of each of 3 classes

@@ -83,7 +83,7 @@ def test_brought_data_needs_no_file_or_dataset():
 
 
 def test_the_default_backbone_is_the_kind_the_method_reads():
-    assert RunSpec(method="setfit").default_backbone() == "minilm"
+    assert RunSpec(method="setfit").default_backbone() == "me5-small"
     assert RunSpec(method="prompt").default_backbone() == "smollm2-135m"
     assert RunSpec(task="lm").default_backbone() == "smollm2-135m"
     assert RunSpec(method="prompt", backbone="minilm").default_backbone() == "minilm"

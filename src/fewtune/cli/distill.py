@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..backbones.registry import DEFAULT_ENCODER
+from ..backbones.registry import FAST_ENCODER
 from .options import Json, Quiet, note, parse_params, print_json
 
 
@@ -16,7 +16,7 @@ def distill(
     unlabeled: Annotated[Path, typer.Option("--unlabeled", help="Unlabeled texts for the teacher to label: CSV, TSV, JSONL or Parquet.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write the student to.")],
     student: Annotated[str, typer.Option(help="'encoder': a finetune model on --backbone (exportable with `fewtune export --format onnx [--int8]`); 'static': a model2vec static table distilled from --backbone and a softmax head (predicts without torch, thousands of texts a second).")] = "encoder",
-    backbone: Annotated[str, typer.Option(help="The student's sentence encoder (or the one its static table is distilled from).")] = DEFAULT_ENCODER,
+    backbone: Annotated[str, typer.Option(help="The student's sentence encoder (or the one its static table is distilled from); the small fast one by default, me5-small for texts beyond English.")] = FAST_ENCODER,
     data: Annotated[Optional[Path], typer.Option(help="The labeled shots the teacher was trained on: they join the pool with their true labels.")] = None,
     text_col: Annotated[str, typer.Option(help="Column holding the text (pool and shots).")] = "text",
     label_col: Annotated[str, typer.Option(help="Column holding the label (--data).")] = "label",

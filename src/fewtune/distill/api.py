@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backbones.registry import DEFAULT_ENCODER
+from ..backbones.registry import FAST_ENCODER
 from ..errors import FewtuneError
 from ..labels import plain_label
 from .pool import read_pool, warn_if_foreign
@@ -27,7 +27,7 @@ HELDOUT_SHARE, HELDOUT_MAX, HELDOUT_MIN_POOL = 0.1, 500, 100
 
 
 def distill(teacher: str | Path, unlabeled: str | Path, output: str | Path, *, student: str = "encoder",
-            backbone: str = DEFAULT_ENCODER, shots=None, text_col: str = "text", encoding: str = "utf-8",
+            backbone: str = FAST_ENCODER, shots=None, text_col: str = "text", encoding: str = "utf-8",
             max_pool: int = 0, rounds: int = 1, params: dict[str, Any] | None = None, seed: int = 0,
             device: str | None = None, trust: bool = False, overwrite: bool = False,
             show_progress: bool = False) -> dict[str, Any]:

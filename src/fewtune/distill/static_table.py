@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..storage.atomic import atomic_folder
-from ..backbones import DEFAULT_ENCODER, ENCODER, load_encoder, resolve_backbone
+from ..backbones import ENCODER, FAST_ENCODER, load_encoder, resolve_backbone
 from ..errors import BackboneError
 from ..paths import fewtune_home
 
@@ -28,7 +28,7 @@ FILES = ("model.safetensors", "tokenizer.json", "config.json")
 MAX_PIECES = 32768
 
 
-def static_table(backbone: str = DEFAULT_ENCODER, *, scripts=None, pca_dims: int = PCA_DIMS, trust: bool = False,
+def static_table(backbone: str = FAST_ENCODER, *, scripts=None, pca_dims: int = PCA_DIMS, trust: bool = False,
                  show_progress: bool = False) -> Path:
     """The model2vec folder of `backbone`'s static table, distilled now if it is not cached yet.
 

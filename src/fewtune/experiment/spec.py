@@ -51,7 +51,7 @@ class RunSpec:
     method: str = _field("setfit", "Few-shot method (--task classify); 'auto' cross-validates a small portfolio "
                                    "on the shots and keeps the best.")
     backbone: Optional[str] = _field(None, "Backbone name (`fewtune models`), model folder or hub id. Default: "
-                                           "the method's kind of model, minilm for encoder methods, smollm2-135m "
+                                           "the method's kind of model, me5-small for encoder methods, smollm2-135m "
                                            "for label-word methods and --task generate/lm.")
     params: dict = _field({}, "Method parameter KEY=VALUE (see `fewtune methods`).")
     time_budget: Optional[float] = _field(None, "--method auto: seconds for the search and the final training; "

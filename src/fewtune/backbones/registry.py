@@ -99,7 +99,7 @@ BACKBONES: dict[str, BackboneSpec] = {
 }
 
 # me5-small is the default: on users' review files it is 10+ points above MiniLM with every method
-# (benchmarks/README.md, "me5-small"). MiniLM stays by name as the fast one: 6 layers, a 30k table.
+# (benchmarks/README.md, "me5_small"). MiniLM stays by name as the fast one: 6 layers, a 30k table.
 DEFAULT_ENCODER = "me5-small"
 FAST_ENCODER = "minilm"
 DEFAULT_CAUSAL_LM = "smollm2-135m"

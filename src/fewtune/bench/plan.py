@@ -180,6 +180,11 @@ def default_encoder(v: Variant) -> str | None:
     return DEFAULT_ENCODER
 
 
+def _backbone_suffix(v: Variant, backbone: str | None) -> str:
+    named = backbone or default_encoder(v)
+    return f"|backbone={named}" if named and (backbone or named != KEYLESS_ENCODER) else ""
+
+
 def digest(*parts) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
@@ -190,6 +195,7 @@ def plan_runs(sources: list[DataSource], shots: list[int], seeds: list[int], var
     from ..data.sampling import fixed_subset_indices, shot_indices
 
     runs = []
+    suffixes = {v: _backbone_suffix(v, backbone) for v in variants}
     for source in sources:
         pool, test = source.load()
         test_idx = [int(i) for i in fixed_subset_indices(len(test), max_test)]
@@ -204,9 +210,6 @@ def plan_runs(sources: list[DataSource], shots: list[int], seeds: list[int], var
                          "max_seq_length": max_seq_length, "backbone": backbone}
                 for v in variants:
                     key = run_key(source.name, k, seed, v.method, v.params, max_test, max_seq_length)
-                    if backbone:
-                        key += f"|backbone={backbone}"
-                    elif default_encoder(v) not in (None, KEYLESS_ENCODER):
-                        key += f"|backbone={default_encoder(v)}"
+                    key += suffixes[v]
                     runs.append({**split, "method": v.method, "kind": v.kind, "params": dict(v.params), "key": key})
     return runs

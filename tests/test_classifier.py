@@ -117,7 +117,7 @@ def test_pickle_files_in_a_model_folder_are_refused(fitted, tmp_path):
 
 def test_a_pickle_backbone_trains_only_with_trust_and_the_saved_model_needs_no_trust(pickle_bert_folder, data,
                                                                                        tmp_path):
-    with pytest.raises(ModelFolderError, match="--trust"):
+    with pytest.raises(ModelFolderError, match=r"trust=True"):
         FewShotClassifier(backbone=str(pickle_bert_folder), method="linear-probe").fit(*data)
     clf = FewShotClassifier(backbone=str(pickle_bert_folder), method="linear-probe", trust=True).fit(*data)
     folder = clf.save(tmp_path / "m")  # the saved body is safetensors: loading it is safe
@@ -285,3 +285,12 @@ def test_majority_baseline_predicts_the_training_class_frequencies_and_round_tri
     assert list(clf.predict(["x"])) == ["pos"] and clf.score(["x", "y"], ["pos", "neg"]) == 0.5
     clf.save(tmp_path / "m")
     np.testing.assert_allclose(FewShotClassifier.load(tmp_path / "m").predict_proba(["z"]), [[1 / 3, 2 / 3]])
+
+
+def test_help_shows_the_classifiers_parameters():
+    import pydoc
+
+    assert FewShotClassifier.__doc__ is not None
+    text = pydoc.render_doc(FewShotClassifier, renderer=pydoc.plaintext)
+    for parameter in ("backbone:", "method:", "posterior", "calibrate", "class_prior"):
+        assert parameter in text

@@ -93,8 +93,11 @@ class _open_output:
     def __enter__(self):
         if self.output is None:
             return sys.stdout
-        self.output.parent.mkdir(parents=True, exist_ok=True)
-        self.f = open(self.tmp, "w", encoding="utf-8", newline="")
+        try:
+            self.output.parent.mkdir(parents=True, exist_ok=True)
+            self.f = open(self.tmp, "w", encoding="utf-8", newline="")
+        except OSError as e:
+            raise _cannot_write(self.output, e) from None
         return self.f
 
     def __exit__(self, kind, value, tb) -> None:
@@ -108,6 +111,16 @@ class _open_output:
             self.f.close()
             if kind is None:
                 os.replace(self.tmp, self.output)
+        except OSError as e:
+            if kind is None:
+                raise _cannot_write(self.output, e) from None
+            raise
         finally:
             if self.tmp.exists():
                 self.tmp.unlink()
+
+
+def _cannot_write(output: Path, e: OSError) -> FewtuneError:
+    """The OS's refusal, naming --output rather than the hidden temporary file it was written through."""
+    return FewtuneError(f"cannot write --output {output}: {e.strerror or e}; choose a place you can write to "
+                        "(nothing was written)")

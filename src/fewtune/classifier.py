@@ -18,11 +18,11 @@ from .data.language import text_scripts, warn_if_unreadable
 from .data.multilabel import binarize, looks_multi_label
 from .errors import FewtuneError
 from .estimator import ParamsEstimator
-from .label_shift import parse_class_prior, prior_ratio, prior_vector, shift_proba
+from .label_shift import check_class_prior, parse_class_prior, prior_ratio, prior_vector, shift_proba
 from .labels import ProbabilityLabels, label_indices, plain_label
 from .method import get_method
 from .model_inputs import model_texts, seed_everything
-from .posteriors import SAMPLED_POSTERIORS, Fitting, fit_chain, plan_chain
+from .posteriors import SAMPLED_POSTERIORS, Fitting, calibration_names, fit_chain, plan_chain, posterior_names
 from .progress import Progress
 from .training.soft_targets import check_soft_targets
 from .training.tracking import curve, record_losses
@@ -30,8 +30,6 @@ from .selection import SELECTIONS, check_evidence, classifier_selection, select_
 
 
 class FewShotClassifier(ProbabilityLabels, ClassifierMixin, ParamsEstimator):
-    FIT_HINT = "call fit(texts, labels) first"
-
     """A text classifier trained from a few labeled examples.
 
     Parameters
@@ -84,6 +82,8 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, ParamsEstimator):
     Multi-label targets (lists of labels per text, or a 0/1 matrix) train one-vs-rest; then
     `multi_label_` is True and `predict` returns the 0/1 matrix.
     """
+
+    FIT_HINT = "call fit(texts, labels) first"
 
     def __init__(
         self,
@@ -212,6 +212,13 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, ParamsEstimator):
             if flags:
                 raise FewtuneError(f"--select must be one of {', '.join(SELECTIONS)}, got {self.select!r}")
             raise FewtuneError(f"select must be None or one of {', '.join(map(repr, SELECTIONS))}, got {self.select!r}")
+        if flags:  # the names the CLI's user typed, before plan_chain's wording by parameter name
+            for flag, value, names in (("--posterior", self.posterior, posterior_names()),
+                                       ("--calibrate", self.calibrate, calibration_names())):
+                if value is not None and value not in names:
+                    raise FewtuneError(f"{flag} must be one of {', '.join(names)}, got {value!r}")
+        plan_chain(self, multi_label=False)  # posterior, calibrate and their settings: before any training
+        check_class_prior(self.class_prior)  # its syntax and weights; the class names wait for the classes
         pick_device(self.device)  # a device this torch does not have fails here, not after the data is read
         backbone = dataclasses.replace(resolve_backbone(self.backbone), trusted=self.trust)
         if backbone.kind not in method_cls.backbone_kinds:

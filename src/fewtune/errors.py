@@ -19,3 +19,21 @@ class BackboneError(FewtuneError):
 
 class ModelFolderError(FewtuneError):
     """A saved model folder that is missing, corrupt, tampered with, or unsafe to load."""
+
+
+class TrustRequired(ModelFolderError):
+    """A refusal to load pickle files or a folder's own code, which the caller can lift by trusting the source.
+
+    Each audience is told its own switch: str() names the Python API's `trust=True`, `cli_message` the
+    command line's `--trust`. The message is written with "{trust}" where the switch goes.
+    """
+
+    PLACEHOLDER = "{trust}"
+
+    def __init__(self, message: str):
+        self.template = message
+        super().__init__(message.replace(self.PLACEHOLDER, "trust=True"))
+
+    @property
+    def cli_message(self) -> str:
+        return self.template.replace(self.PLACEHOLDER, "--trust")

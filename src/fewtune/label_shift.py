@@ -44,6 +44,23 @@ def parse_class_prior(spec: str | Mapping | None) -> dict[str, float] | None:
     return prior
 
 
+def check_class_prior(spec: str | Mapping | None) -> dict[str, float] | None:
+    """The class prior parsed, every weight a positive number: what can be checked before the classes are known."""
+    prior = parse_class_prior(spec)
+    return None if prior is None else {label: _weight(label, value) for label, value in prior.items()}
+
+
+def _weight(label, value) -> float:
+    try:
+        weight = float(value)
+    except (TypeError, ValueError):
+        raise FewtuneError(f"class prior: the weight of {label!r} must be a number, got {value!r}") from None
+    if not np.isfinite(weight) or weight <= 0:
+        raise FewtuneError(f"class prior: the weight of {label!r} must be positive (a class the texts never "
+                           f"hold is one to leave out of training), got {value!r}")
+    return weight
+
+
 def prior_vector(prior: Mapping, classes: Sequence) -> np.ndarray:
     """The prior over `classes` (in their order), normalised; every class named once, every weight > 0."""
     names = {str(c): i for i, c in enumerate(classes)}
@@ -52,14 +69,7 @@ def prior_vector(prior: Mapping, classes: Sequence) -> np.ndarray:
         if str(label) not in names:
             raise FewtuneError(f"class prior: {label!r} is not one of the model's classes "
                                f"({', '.join(map(repr, names))})")
-        try:
-            weight = float(value)
-        except (TypeError, ValueError):
-            raise FewtuneError(f"class prior: the weight of {label!r} must be a number, got {value!r}") from None
-        if not np.isfinite(weight) or weight <= 0:
-            raise FewtuneError(f"class prior: the weight of {label!r} must be positive (a class the texts never "
-                               f"hold is one to leave out of training), got {value!r}")
-        weights[names[str(label)]] = weight
+        weights[names[str(label)]] = _weight(label, value)
     missing = [c for c, i in names.items() if np.isnan(weights[i])]
     if missing:
         raise FewtuneError(f"class prior: no weight for {', '.join(map(repr, missing))}; give one for every class")

@@ -78,7 +78,7 @@ def test_sentence_transformers_folder_loads_as_its_own_pipeline(st_folder):
 
 def test_pickle_only_folder_is_refused_unless_allowed(pickle_bert_folder):
     resolved = resolve_backbone(str(pickle_bert_folder))
-    with pytest.raises(ModelFolderError, match="--trust") as caught:
+    with pytest.raises(ModelFolderError, match=r"trust=True") as caught:
         load_encoder(resolved, device="cpu")
     assert str(pickle_bert_folder) in str(caught.value)
     encoder = load_encoder(resolved, device="cpu", allow_pickle=True)
@@ -101,7 +101,7 @@ def test_folder_with_custom_code_is_refused_unless_trusted(bert_folder, tmp_path
     config = json.loads((folder / "config.json").read_text())
     config["auto_map"] = {"AutoModel": "modeling_evil.EvilModel"}
     (folder / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ModelFolderError, match="--trust"):
+    with pytest.raises(ModelFolderError, match=r"trust=True"):
         load_encoder(resolve_backbone(str(folder)), device="cpu")
 
 
@@ -192,7 +192,7 @@ def test_cached_hub_ids_load_offline_from_the_local_cache(hub_cache, bert_folder
 
 def test_cached_hub_model_with_pickle_weights_is_refused(hub_cache, pickle_bert_folder):
     _fake_hub_cache(hub_cache, "tiny-owner/pickled", pickle_bert_folder)
-    with pytest.raises(ModelFolderError, match="--trust"):
+    with pytest.raises(ModelFolderError, match=r"trust=True"):
         load_encoder(resolve_backbone("tiny-owner/pickled"), device="cpu")
 
 

@@ -141,6 +141,7 @@ def test_evaluate_plain_text_prints_the_confusion_matrix(trained, data_dir, capf
     lines = r.out.splitlines()
     assert f"accuracy  {report['accuracy']:.4f}" in lines
     assert f"macro-F1  {report['macro_f1']:.4f}" in lines
+    assert ("--calibrate temperature" in r.out) == (report["calibration"]["ece"] > 0.05)  # the fix, when needed
     start = next(i for i, line in enumerate(lines) if line.startswith("confusion matrix"))
     assert lines[start + 1].split() == report["labels"]
     table = [line.split() for line in lines[start + 2: start + 2 + len(report["labels"])]]
@@ -176,3 +177,17 @@ def test_an_input_column_named_like_a_prediction_is_kept_beside_it(api_model, tm
     r = run_cli(capfd, "predict", api_model.model, labeled, "--format", "jsonl", "-q")
     rows = [json.loads(line) for line in r.out.splitlines()]
     assert [row["input_label"] for row in rows] == ["positive", "negative"] and "label" in rows[0]
+
+
+@pytest.mark.parametrize("ece, confidence, accuracy, expected", [
+    (0.30, 0.55, 0.85, "timid: 55% confidence on average where 85% are right"),
+    (0.20, 0.95, 0.75, "overconfident: 95% confidence on average where 75% are right"),
+    (0.03, 0.84, 0.85, ""),
+])
+def test_evaluate_names_the_fix_for_probabilities_that_do_not_match_the_accuracy(ece, confidence, accuracy, expected):
+    from fewtune.cli.predict import calibration_hint
+
+    calibration = {"ece": ece, "reliability": [{"n": 10, "confidence": confidence, "accuracy": accuracy},
+                                               {"n": 0, "confidence": 0.0, "accuracy": 0.0}]}
+    hint = calibration_hint(calibration, accuracy)
+    assert (expected in hint and "--calibrate temperature" in hint) if expected else hint == ""

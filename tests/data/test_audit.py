@@ -171,9 +171,24 @@ def test_train_check_data_stops_on_errors_naming_the_rows_and_writes_nothing(tmp
     out = tmp_path / "model"
     result = run_cli(capfd, "train", "--data", bad, "--backbone", st_folder, "--check-data", "-q",
                      "-p", "steps=2", "-o", out)
-    assert result.code == 2
-    assert "check-data found errors" in result.err and "line 9" in result.err and "line 10" in result.err
+    assert result.code == 2  # the conflict stops the run as it stops plain `train`
+    assert "the same text under two labels" in result.err and "line 9" in result.err and "line 10" in result.err
     assert not out.exists()
+
+
+def test_train_check_data_audits_the_whole_file_not_only_the_drawn_shots(tmp_path, capfd, st_folder):
+    # A conflicting pair outside the 2 shots a class would be scored as held-out truth: it stops the run.
+    bad = write_csv(tmp_path / "bad.csv", CLEAN + [["an awful film number 3", "pos"]])
+    result = run_cli(capfd, "train", "--data", bad, "--backbone", st_folder, "--check-data", "-q", "--shots", "2",
+                     "-p", "steps=2")
+    assert result.code == 2 and "the same text under two labels" in result.err
+    # Findings of rows the shots leave out are reported: every row is audited, as `fewtune check-data` does.
+    good = write_csv(tmp_path / "good.csv", CLEAN + [["an awful film number 3", "neg"]])  # a duplicate
+    result = run_cli(capfd, "train", "--data", good, "--backbone", st_folder, "--check-data", "-q", "--json",
+                     "--shots", "2", "-p", "steps=2", "-p", "batch_size=4")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)["check_data"]
+    assert report["n"] == 9 and any(f["kind"] == "duplicate" for f in report["findings"])
 
 
 def test_train_check_data_goes_on_after_warnings_and_reports_in_json(tmp_path, capfd, st_folder):

@@ -233,3 +233,45 @@ def test_binary_files_stray_nuls_and_utf16_each_get_their_own_message(tmp_path, 
     with pytest.raises(DataError, match=re.escape(fragment)) as err:
         read_table(path)
     assert ("utf-16" in str(err.value).lower()) == ("UTF-16" in fragment)
+
+
+def test_a_stray_opening_quote_that_swallows_rows_is_reported_by_line(tmp_path):
+    # The quote on line 3 runs to the next quote, on line 5: three rows become one example.
+    path = tmp_path / "stray.csv"
+    path.write_text('text,label\nfine,pos\n"stray start,pos\nanother row,neg\nthird "quoted" word,neg\nlast,pos\n',
+                    encoding="utf-8")
+    with pytest.warns(DataWarning, match=r"stray\.csv, line 3: a quoted text runs to line 5.*quote left unclosed"):
+        data = load_labeled(path, text_col="text", label_col="label")
+    assert len(data) == 3  # read as before (one example), but no longer silently
+
+
+def test_a_real_multi_line_text_is_not_taken_for_swallowed_rows(tmp_path):
+    path = tmp_path / "multi.csv"
+    path.write_text('text,label\nfine,pos\n"a long, careful\nreview over lines",neg\nlast,pos\n', encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = load_labeled(path, text_col="text", label_col="label")
+    assert data.texts[1] == "a long, careful\nreview over lines"
+
+
+@pytest.mark.parametrize("content", [b"PK\x03\x04" + bytes(range(256)) * 4, bytes(range(32)) * 50])
+def test_streaming_a_binary_file_says_binary_as_reading_it_whole_does(tmp_path, content):
+    from fewtune.data.stream import stream_texts
+
+    path = tmp_path / "texts.csv"
+    path.write_bytes(content)
+    for read in (lambda: read_table(path), lambda: list(stream_texts(path).chunks)):  # train's and predict's readers
+        with pytest.raises(DataError, match=r"texts\.csv: not a text file but binary data") as err:
+            read()
+        assert "--encoding" not in str(err.value)
+
+
+def test_streaming_names_the_offset_of_the_undecodable_byte_not_how_far_it_has_read(tmp_path):
+    from fewtune.data.stream import stream_texts
+
+    path = tmp_path / "latin.csv"
+    head = b"text\n" + b"plain ascii line\n" * 1000
+    path.write_bytes(head + "Caf\xe9\n".encode("latin-1") + b"more\n" * 5000)
+    with pytest.raises(DataError, match=rf"near byte {len(head) + 3} ") as err:
+        list(stream_texts(path).chunks)
+    assert "--encoding latin-1" in str(err.value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from fewtune import FewShotClassifier, FewtuneError
 from fewtune.cli import main
 from fewtune.data import DataWarning
 from fewtune.distill import distill
-from fewtune.distill.pool import warn_if_foreign
+from fewtune.distill.pool import warn_if_foreign, warn_if_one_sided
 from fewtune.distill.students import fit_static_head
 from fewtune.export.static import StaticClassifier, is_static
 from fewtune.storage.saved_models import load_classifier
@@ -214,6 +215,16 @@ def test_a_small_pool_is_warned_about(teacher, st_folder, tmp_path):
         distill(teacher, pool, tmp_path / "out", student="static", backbone=str(st_folder))
 
 
+def test_a_pool_the_teacher_gives_nearly_one_class_is_warned_about():
+    classes = ["business", "sport", "tech"]
+    one_sided = np.eye(3)[[0] * 90 + [1] * 6 + [2] * 24]  # fair share 40: 'sport' has under a fifth of it
+    with pytest.warns(DataWarning, match=r"labels 90 of 120 pool texts 'business' and few as 'sport' 6"):
+        warn_if_one_sided(one_sided, classes, "pool.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_one_sided(np.eye(3)[[0] * 50 + [1] * 30 + [2] * 40], classes, "pool.csv")  # uneven, not one-sided
+
+
 def test_a_multi_label_teacher_is_refused(capsys, st_folder, pool, tmp_path):
     folder = tmp_path / "ml"
     FewShotClassifier(str(st_folder), "linear-probe").fit(POS + NEG, [["pos", "film"]] * 6 + [["neg"]] * 6).save(folder)
@@ -309,3 +320,23 @@ def test_a_static_student_of_a_minilm_teacher_keeps_its_accuracy_on_bbc(tmp_path
     assert teacher_accuracy > 0.75  # five classes: chance is 0.2
     assert student.score(held.texts, held.labels) >= teacher_accuracy - 0.08
     assert result["heldout"]["agreement"] >= 0.8
+
+
+@pytest.mark.parametrize("show", [True, False])
+def test_the_static_tables_distillation_draws_fewtunes_bar_not_tqdms(st_folder, tmp_path, monkeypatch, capfd, show):
+    from fewtune.distill.static_table import static_table
+
+    monkeypatch.setenv("FEWTUNE_HOME", str(tmp_path / "home"))  # not cached: distilled now
+    folder = static_table(str(st_folder), pca_dims=8, show_progress=show)
+    assert (folder / "model.safetensors").is_file()
+    err = capfd.readouterr().err
+    assert " tokens/s" not in err and "Encoding tokens" not in err  # tqdm's bar, a line per update off a terminal
+    assert ("static table: encoding tokens" in err) == show
+
+
+def test_a_small_pool_gets_enough_passes_for_the_student_to_learn():
+    from fewtune.distill.students import MIN_STEPS, student_epochs
+
+    assert student_epochs(5000, {}) == 3  # thousands of texts: the default three passes
+    assert student_epochs(128, {}) == 15 and 15 * 4 >= MIN_STEPS  # 4 batches of 32 a pass
+    assert student_epochs(128, {"batch_size": 8}) == 4

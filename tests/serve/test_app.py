@@ -257,9 +257,14 @@ def test_serve_bounds_connections_and_idle_time(folders, monkeypatch):
     from fewtune.cli import main
 
     seen = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.update(kwargs))
-    assert main(["serve", str(folders / "reviews"), "--no-teach"]) == 0
-    assert seen["host"] == "127.0.0.1"  # this machine only unless told otherwise
+
+    def run(server, sockets=None):  # the command binds the sockets itself and hands them to uvicorn.Server
+        seen.update(vars(server.config), sockets=[s.getsockname() for s in sockets])
+        server.started = True
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    assert main(["serve", str(folders / "reviews"), "--no-teach", "--port", "0"]) == 0
+    assert seen["host"] == "127.0.0.1" and seen["sockets"][0][0] == "127.0.0.1"  # this machine only unless told
     assert seen["limit_concurrency"] <= 64 and seen["timeout_keep_alive"] <= 5
     assert seen["h11_max_incomplete_event_size"] <= 64 * 1024  # a request line or headers cannot grow forever
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import json
 import tracemalloc
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -121,3 +122,102 @@ def test_a_soak_of_requests_keeps_memory_flat_and_fails_none(client):
     assert statuses == [200] * 300
     assert end - start < 2_000_000, f"memory grew by {(end - start) / 1e6:.1f} MB over 300 requests"
     assert json.loads(client.get("/health").text)["status"] == "ok"
+
+
+# --- bodies json.loads cannot read: a 422 that names the problem, never FastAPI's bare 400 -------------------
+@pytest.fixture(scope="module")
+def bare_client():
+    """No model needed: the body is parsed before any handler runs. The default limits (a 4 MB body)."""
+    with TestClient(create_app({}, teach=False), raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.mark.parametrize("body, fragments", [
+    (b'{"texts": ["caf\xe9 au lait"]}', ["not valid UTF-8", "byte 15"]),  # Latin-1, not UTF-8
+    (b'{"texts": ["a"]}\xff', ["not valid UTF-8"]),
+    (b'{"texts": ["a"], "abstain_below": ' + b"7" * 5000 + b"}", ["more than 4300 digits"]),
+    (b"[" * 100_000 + b"]" * 100_000, ["nests too deeply", "levels"]),
+    (b'{"texts": ' + b'{"a": ' * 50_000 + b"1" + b"}" * 50_001, ["nests too deeply"]),
+    (b'{"texts": [1,', ["not valid JSON", "character"]),
+])
+@pytest.mark.parametrize("path", ["/predict", "/generate", "/train"])
+def test_a_body_that_is_not_json_is_a_422_that_names_the_problem(bare_client, path, body, fragments):
+    response = bare_client.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422, (response.status_code, response.text[:300])
+    check_answer(response)
+    for fragment in fragments:
+        assert fragment in response.json()["error"], response.json()["error"]
+
+
+# --- a static student given a text none of whose tokens it knows ------------------------------------------------
+def static_classifier(class_counts=None):
+    """A two-word static student built in memory: "great" reads pos, "awful" neg; its bias alone says pos
+    at 0.82, which is what a text of unknown tokens (zeros after the lookup) used to get."""
+    import numpy as np
+    from model2vec import StaticModel
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from fewtune.export.static import StaticClassifier
+
+    tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0, "great": 1, "awful": 2, "film": 3}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    table = StaticModel(np.array([[0, 0], [1, 0], [-1, 0], [0, 1]], dtype=np.float32), tokenizer)
+    manifest = {"classes": ["neg", "pos"], "training": {"class_counts": class_counts or {"neg": 1, "pos": 1}}}
+    return StaticClassifier(Path("static"), manifest, table, np.array([[-3.0, 0.0], [3.0, 0.0]]),
+                            np.array([-0.75, 0.75]))
+
+
+def test_a_text_a_static_student_cannot_read_is_marked_not_labeled_confidently():
+    from fewtune.serve.registry import CLASSIFIER, Served
+
+    served = Served("static", CLASSIFIER, "static", static_classifier(), {"kind": CLASSIFIER, "runtime": "static"})
+    with TestClient(create_app({"static": served}, teach=False)) as c:
+        body = c.post("/predict", json={"texts": ["a great film", "🔥🔥🔥", "😀"]}).json()
+        abstaining = c.post("/predict", json={"texts": ["🔥🔥🔥"], "abstain_below": 0.6}).json()
+    known, *unknown = body["predictions"]
+    assert known["label"] == "pos" and known["probability"] > 0.9
+    assert "unknown_text" not in known and "warning" not in known  # the schema is unchanged for a readable text
+    for row in unknown:
+        assert row["unknown_text"] is True and "class prior" in row["warning"]
+        assert row["probabilities"] == {"neg": 0.5, "pos": 0.5}  # the training mix, not the bias's 0.82
+    assert abstaining["predictions"][0]["abstained"] is True and abstaining["predictions"][0]["unknown_text"] is True
+
+
+def test_a_static_student_gives_an_unreadable_text_the_class_prior_and_warns():
+    import warnings
+
+    import numpy as np
+
+    from fewtune.data import DataWarning
+
+    clf = static_classifier({"neg": 3, "pos": 1})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        proba = clf.predict_proba(["great film", "🔥🔥"])
+    assert proba[1] == pytest.approx([0.75, 0.25]) and proba[0][1] > 0.9
+    assert [w.category for w in caught] == [DataWarning] and "class prior" in str(caught[0].message)
+    clf.set_class_prior("neg=1,pos=4")  # the mix the texts will have: what an unreadable text gets then
+    proba, unknown = clf.predict_proba_flagged(["🔥", "great"])
+    assert proba[0] == pytest.approx([0.2, 0.8]) and unknown.tolist() == [True, False]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not clf.predict_proba_flagged(["awful film"])[1].any()
+        clf.predict_proba(["awful film"])  # no warning for texts it can read
+    assert np.allclose(clf.predict_proba(["great"]).sum(axis=1), 1)
+
+
+def test_fewtune_predict_on_a_static_student_warns_once_about_unreadable_texts(tmp_path, capfd):
+    from fewtune.export.static import write_static_classifier
+
+    from tests.helpers.cli import run_cli
+
+    clf = static_classifier({"neg": 3, "pos": 1})
+    clf.table_.save_pretrained(str(tmp_path / "table"))
+    write_static_classifier(tmp_path / "model", tmp_path / "table", clf.weight_, clf.bias_,
+                            {"classes": ["neg", "pos"], "training": clf.train_info_}, lambda manifest: "# a student\n")
+    result = run_cli(capfd, "predict", tmp_path / "model", "-", stdin="great film\n🔥🔥\n😀\n".encode())
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert lines[2].startswith("🔥🔥,neg,0.75,0.75,0.25") and lines[3].startswith("😀,neg,0.75,")
+    assert len([line for line in result.err_lines if line.startswith("warning:")]) == 1, result.err
+    assert "class prior" in result.err

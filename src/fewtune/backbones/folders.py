@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BackboneError, ModelFolderError
+from ..errors import BackboneError, ModelFolderError, TrustRequired
 from .registry import CAUSAL_LM, ENCODER
 
 # Weight files that are Python pickles. `training_args.bin` and OpenVINO's `openvino_model.bin` are
@@ -116,16 +116,16 @@ def check_loadable(info: FolderInfo, *, allow_pickle: bool, trust_remote_code: b
         risky = pickle_only_dirs(info)
         if risky:
             where = ", ".join(str(p) for p in risky)
-            raise ModelFolderError(
+            raise TrustRequired(
                 f"refusing to load pickle weights from {where}: pickle files can run arbitrary code; "
-                "convert them to safetensors, or pass trust=True (--trust) if you trust their source"
+                "convert them to safetensors, or pass {trust} if you trust their source"
             )
     if not trust_remote_code:
         sources = custom_code_sources(info)
         if sources:
-            raise ModelFolderError(
+            raise TrustRequired(
                 f"refusing to run custom code shipped in {info.folder} ({'; '.join(sources)}); "
-                "pass trust=True (--trust) only if you trust its author"
+                "pass {trust} only if you trust its author"
             )
     _verify_recorded_checksums(info.folder)
     if not info.sentence_transformers and not has_weights(info.folder):

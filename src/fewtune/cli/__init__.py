@@ -4,7 +4,7 @@ API and printing; this module gathers them into one typer app and runs it (`main
 Heavy libraries (torch, transformers) are imported inside the commands, so `fewtune models` and
 `fewtune --help` answer at once. Errors a user can fix (and refusals of the OS: permissions, a full
 disk) print one line and exit 2; anything else is a bug: one line and exit 1, the traceback with
-`fewtune --debug COMMAND` (or FEWTUNE_DEBUG=1).
+`fewtune --debug COMMAND` (or FEWTUNE_DEBUG=1). Ctrl-C prints one line saying what was kept and exits 130.
 """
 
 from __future__ import annotations
@@ -92,14 +92,20 @@ def main(argv: Optional[list[str]] = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.showwarning = _show_warning
     try:
-        # Standalone mode: click itself reports usage errors (exit 2) and Ctrl-C (exit 1/130);
-        # our own errors pass through it and are reported here.
+        # Standalone mode: click itself reports usage errors (exit 2); typer turns Ctrl-C into exit 130
+        # silently, which is said here in one line. Our own errors pass through it and are reported here.
         app(args=argv, prog_name="fewtune")
         code = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if code == INTERRUPTED and _from_ctrl_c(e):
+            typer.echo(_interrupted(argv), err=True)
+    except KeyboardInterrupt:  # outside typer's own handler
+        typer.echo(_interrupted(argv), err=True)
+        code = INTERRUPTED
     except FewtuneError as e:
-        typer.echo(f"error: {e}", err=True)
+        # A refusal that trust lifts names the command line's --trust here, the API's trust=True elsewhere.
+        typer.echo(f"error: {getattr(e, 'cli_message', e)}", err=True)
         code = 2
     except OSError as e:  # the file system or the OS said no (permissions, a full disk): the user can act
         where = f"{e.filename}: " if e.filename else ""
@@ -115,3 +121,32 @@ def main(argv: Optional[list[str]] = None) -> int:
     finally:
         _DEBUG["on"] = False
     return code
+
+
+INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+
+
+def _from_ctrl_c(e: BaseException) -> bool:
+    """Whether this exit was caused by a KeyboardInterrupt (typer raises Exit(130) from it)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _interrupted(argv: Optional[list[str]]) -> str:
+    """The one line after Ctrl-C: what was kept. Model folders and -o files are written to a hidden
+    temporary sibling and renamed at the end, so an interrupted command leaves none of them behind."""
+    import sys
+
+    args = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
+    command = next((a for a in args if not a.startswith("-")), "")
+    if command in ("pretrain", "adapt"):
+        return ("interrupted; the model folder was not written; a causal LM's training continues from its last "
+                "checkpoint (in OUT.work/) when you rerun the command with --resume")
+    if command == "bench" or (command == "recommend" and "bench" in args):
+        return "interrupted; the runs that finished are kept in the results file: rerun the command to do the rest"
+    return "interrupted; nothing was saved (outputs are written whole at the end, or not at all)"

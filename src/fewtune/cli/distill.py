@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..backbones.registry import FAST_ENCODER
+from . import checks
 from .options import Json, Quiet, note, parse_params, print_json
 
 
@@ -35,17 +36,23 @@ def distill(
     from ..data import load_labeled
     from ..distill.api import distill as run
 
+    # The options, the output folder and the data before anything loads; the API then checks the student's
+    # settings, the teacher's folder and the whole pool before the teacher loads.
+    params = parse_params(param)
+    checks.output_folder(output, overwrite=overwrite)
+    checks.input_file(unlabeled, "--unlabeled")
+    checks.device(device)
     shots = None
     if data is not None:
         shots = load_labeled(data, text_col=text_col, label_col=label_col, encoding=encoding)
-    else:
-        note(quiet, "note: no --data: the student learns from the teacher's labels alone")
     result = run(teacher, unlabeled, output, student=student, backbone=backbone, shots=shots, text_col=text_col,
-                 encoding=encoding, max_pool=max_pool, rounds=self_train, params=parse_params(param),
+                 encoding=encoding, max_pool=max_pool, rounds=self_train, params=params,
                  seed=seed, device=device, trust=trust, overwrite=overwrite, show_progress=not quiet)
     if json_out:
         print_json(result)
         return
+    if data is None:  # after the run, so a refused one ends in its error line alone
+        note(quiet, "note: no --data: the student learned from the teacher's labels alone")
     pool, held = result["pool"], result["heldout"]
     typer.echo(f"student ({student} on {backbone}) saved to {output}")
     typer.echo(f"pool: {pool['n_train']} texts labeled by the teacher for training ({pool['n_texts']} in the file), "
@@ -58,4 +65,9 @@ def distill(
     seconds = result["seconds"]
     typer.echo(f"seconds: teacher labeling {seconds['teacher_labeling']:.1f}, students {seconds['students']:.1f}, "
                f"total {seconds['total']:.1f}")
+    if student == "encoder":
+        typer.echo(f"next: fewtune predict {output} new.csv -o labeled.csv, or fewtune export {output} --format onnx "
+                   "[--int8] for a student that runs without torch")
+    else:
+        typer.echo(f"next: fewtune predict {output} new.csv -o labeled.csv (or fewtune serve {output}); no torch needed")
 

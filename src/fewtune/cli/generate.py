@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import FewtuneError
+from . import checks
 from .options import Encoding, Json, Quiet, print_json, stdin_texts
 
 MaxNew = Annotated[int, typer.Option(help="Stop after this many new tokens.")]
@@ -32,8 +33,11 @@ def generate(
     """Generate a reply (dialogue model) or a continuation (adapted LM) for each prompt."""
     from ..generation import FewShotGenerator
 
+    _check_sampling(max_new_tokens, temperature, top_p, repetition_penalty)
+    checks.generator_folder(model)
+    checks.device(device)
+    prompts = list(prompt) if prompt else stdin_texts(encoding)[0]  # read before the model loads (seconds)
     gen = FewShotGenerator.load(model, device=device)
-    prompts = list(prompt) if prompt else stdin_texts(encoding)[0]
     stream = not json_out and len(prompts) == 1
     rows = []
     for text in prompts:
@@ -64,11 +68,25 @@ def chat(
 
     if max_turns < 1:
         raise FewtuneError(f"--max-turns must be at least 1, got {max_turns}")
+    _check_sampling(max_new_tokens, temperature, top_p, repetition_penalty)
+    checks.generator_folder(model, task="generate")
+    checks.device(device)
     gen = FewShotGenerator.load(model, device=device)
     if sys.stdin.isatty():
         typer.echo("chatting with the model; /reset starts over, /exit or Ctrl-D ends", err=True)
     chat_loop(gen, system=system, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
               repetition_penalty=repetition_penalty, max_turns=max_turns, read_line=stdin_line("you> "), write=_write_now)
+
+
+def _check_sampling(max_new_tokens: int, temperature: float, top_p: float, repetition_penalty: float) -> None:
+    """The decoding options, before the model loads (the generator checks them again, per prompt)."""
+    checks.at_least(max_new_tokens, 1, "--max-new-tokens")
+    if not temperature >= 0:
+        raise FewtuneError(f"--temperature must be 0 (greedy) or more, got {temperature}")
+    if not 0 < top_p <= 1:
+        raise FewtuneError(f"--top-p is a probability mass in (0, 1], got {top_p}")
+    if not repetition_penalty > 0:
+        raise FewtuneError(f"--repetition-penalty must be positive (1 = off), got {repetition_penalty}")
 
 
 def _write_now(text: str) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import FewtuneError
+from . import checks
 from .options import (ClassPrior, Encoding, Json, LabelSep, MaxTest, Quiet, TextCol, Trust,
                       note, print_json, stdin_texts, table)
 
@@ -34,22 +35,38 @@ def predict(
     """Label texts with a saved model: label, its probability and every class's probability."""
     from ..batch import predict_file, write_rows
     from ..data import as_labeled
-    from ..storage.saved_models import load_classifier
+    from ..label_shift import check_class_prior
+    from ..storage.saved_models import check_classifier_folder, load_classifier, saved_facts
 
+    # Everything that can be wrong with the options, the model folder, the input and the output is said
+    # before the model loads (seconds).
     if format not in {"csv", "jsonl"}:
         raise FewtuneError(f"--format must be csv or jsonl, got {format!r}")
     if abstain_below is not None and not 0.0 <= abstain_below <= 1.0:
         raise FewtuneError(f"--abstain-below is a probability between 0 and 1, got {abstain_below}")
-    if output is not None and output.exists() and not output.is_dir() and not overwrite:
-        raise FewtuneError(f"{output} already exists; choose another --output or pass --overwrite")
-    # An ONNX export or a static student runs without torch; a fewtune model folder on PyTorch.
+    check_class_prior(class_prior)
+    checks.output_file(output, overwrite=overwrite)
+    runtime = check_classifier_folder(model, trust=trust)
+    facts = saved_facts(model)
+    if abstain_below is not None and facts.get("multi_label"):
+        raise FewtuneError("--abstain-below applies to single-label models (a multi-label model says no label below 0.5)")
+    if class_prior is not None and isinstance(facts.get("classes"), list) and not facts.get("multi_label"):
+        from ..label_shift import prior_vector
+
+        prior_vector(check_class_prior(class_prior), facts["classes"])  # its classes, before the load
+    if runtime == "pytorch":  # an ONNX export or a static student runs without torch, on the CPU
+        checks.device(device)
+    stdin = input is None or input == "-"
+    if stdin:
+        texts, blank = stdin_texts(encoding, skip_blank=True)
+    else:
+        checks.text_file(Path(input), text_col=text_col, text_pair_col=text_pair_col, encoding=encoding)
     clf = load_classifier(model, device=device, trust=trust, show_progress=not quiet)
     if class_prior is not None:
         clf.set_class_prior(class_prior)
     if abstain_below is not None and clf.multi_label_:
         raise FewtuneError("--abstain-below applies to single-label models (a multi-label model says no label below 0.5)")
     abstained, collected = 0, []
-    stdin = input is None or input == "-"
     columns = ("text", None) if stdin else (text_col, text_pair_col)
 
     def rows_for(inputs: list, records: Optional[list] = None) -> list[dict]:
@@ -64,7 +81,6 @@ def predict(
         return rows
 
     if stdin:
-        texts, blank = stdin_texts(encoding, skip_blank=True)
         if blank:
             note(quiet, f"skipped {blank} blank line(s) of stdin")
         rows = rows_for(as_labeled(texts, source="stdin").texts)
@@ -123,11 +139,23 @@ def suggest(
     from ..bayes.acquisition import STRATEGIES, suggest as rank
     from ..classifier import FewShotClassifier
     from ..data import load_labeled
+    from ..storage.saved_models import check_classifier_folder, saved_facts
 
     if strategy not in STRATEGIES:
         raise FewtuneError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    checks.at_least(n, 1, "-n")
+    if check_classifier_folder(model, trust=trust) != "pytorch":
+        raise FewtuneError(f"{model} is an ONNX export or a static student; suggest ranks with the fewtune model "
+                           "folder it came from: give that folder")
+    config = saved_facts(model)
+    if config.get("multi_label"):
+        raise FewtuneError(f"{model} is a multi-label model; suggest ranks texts for single-label models")
+    if strategy == "bald" and not config.get("posterior"):
+        raise FewtuneError(f"{model} has no posterior, which bald needs: train with --posterior laplace, ensemble or "
+                           "mc-dropout, or use --strategy entropy")
+    checks.device(device)
+    data = load_labeled(pool, text_col=text_col, label_col=None, encoding=encoding)  # before the model loads
     clf = FewShotClassifier.load(model, device=device, trust=trust, show_progress=not quiet)
-    data = load_labeled(pool, text_col=text_col, label_col=None, encoding=encoding)
     picks = rank(clf, data.texts, n, strategy)
     proba = clf.predict_proba([data.texts[i] for i, _ in picks])
     rows = [{"row": data.rows[i], "text": data.texts[i], "score": round(score, 6),
@@ -159,19 +187,22 @@ def evaluate(
 ):
     """Accuracy, macro-F1, a per-class report and the confusion matrix on labeled data."""
     from ..data import fixed_subset, load_builtin, load_labeled
-    from ..storage.saved_models import load_classifier
+    from ..storage.saved_models import check_classifier_folder, load_classifier
 
     if (data is None) == (dataset is None):
         raise FewtuneError("give exactly one of --data FILE or --dataset NAME")
     if max_test < 0:
         raise FewtuneError(f"--max-test must be 0 (all) or more, got {max_test}")
-    clf = load_classifier(model, device=device, trust=trust, show_progress=not quiet)
+    if check_classifier_folder(model, trust=trust) == "pytorch":
+        checks.device(device)
+    # The data is read and checked before the model loads (seconds).
     if dataset is not None:
         heldout = load_builtin(dataset)[1]
     else:
         heldout = load_labeled(data, text_col=text_col, label_col=label_col, text_pair_col=text_pair_col,
                                encoding=encoding)
     heldout = fixed_subset(heldout, max_test)
+    clf = load_classifier(model, device=device, trust=trust, show_progress=not quiet)
     if not clf.multi_label_:
         from ..data.ingest import check_known_labels
 
@@ -183,6 +214,21 @@ def evaluate(
         print_json(report)
     else:
         _print_report(report)
+
+
+HIGH_ECE = 0.05  # above this the probabilities mislead a threshold such as --abstain-below
+
+
+def calibration_hint(calibration: dict, accuracy: float) -> str:
+    """What to do about probabilities that do not match the accuracy (empty when they do)."""
+    if calibration["ece"] <= HIGH_ECE:
+        return ""
+    bins = [b for b in calibration["reliability"] if b["n"]]
+    confidence = sum(b["n"] * b["confidence"] for b in bins) / max(1, sum(b["n"] for b in bins))
+    how = "timid" if confidence < accuracy else "overconfident"
+    return (f"          the probabilities are {how}: {confidence:.0%} confidence on average where {accuracy:.0%} "
+            "are right; retrain with --calibrate temperature (fitted on the shots) or --calibrate auto before "
+            "trusting them, e.g. for --abstain-below")
 
 
 def _print_report(report: dict) -> None:
@@ -200,6 +246,9 @@ def _print_report(report: dict) -> None:
             typer.echo(f"ECE       {cal['ece']:.4f}   (expected calibration error, 10 bins; 0 = probabilities match accuracy)")
             typer.echo(f"NLL       {cal['nll']:.4f}   (mean −log p(true class))")
             typer.echo(f"Brier     {cal['brier']:.4f}")
+            hint = calibration_hint(cal, report["accuracy"])
+            if hint:
+                typer.echo(hint)
         typer.echo("")
     table(
         ["class", "precision", "recall", "f1", "support"],

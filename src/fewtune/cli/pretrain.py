@@ -46,7 +46,13 @@ def pretrain(
 ):
     from ..pretrain.api import pretrain as run
 
-    facts = run(corpus, out, preset=preset, params=parse_params(param), tokenizer=tokenizer, resume=resume,
+    params = parse_params(param)
+    _check_before_work(out, device)
+    if tokenizer:
+        from ..backbones import resolve_backbone
+
+        resolve_backbone(tokenizer)  # an unknown name fails now, not after the corpus is read
+    facts = run(corpus, out, preset=preset, params=params, tokenizer=tokenizer, resume=resume,
                 overwrite=overwrite, text_col=text_col, encoding=encoding, device=device, show_progress=not quiet,
                 note=_note(quiet), log_with=log_with, logging_dir=logging_dir)
     _report(facts, out, json_out)
@@ -70,7 +76,9 @@ def adapt(
 ):
     from ..pretrain.api import adapt as run
 
-    facts = run(backbone, corpus, out, objective=objective, params=parse_params(param), resume=resume, overwrite=overwrite,
+    params = parse_params(param)
+    _check_before_work(out, device)
+    facts = run(backbone, corpus, out, objective=objective, params=params, resume=resume, overwrite=overwrite,
                 text_col=text_col, encoding=encoding, device=device, show_progress=not quiet, note=_note(quiet),
                 log_with=log_with, logging_dir=logging_dir)
     _report(facts, out, json_out)
@@ -90,6 +98,15 @@ adapt.__doc__ = _doc(
     "Continue pretraining a backbone on unlabeled in-domain text before few-shot training: next-token prediction for "
     "a causal LM, SimCSE or masked-LM for an encoder. Works under `accelerate launch` too.", AdaptParams)
 
+
+
+def _check_before_work(out: Path, device) -> None:
+    """What the API cannot see before it starts: that --out's folder can be written in, and --device.
+    (The API checks the settings, the corpora and --out itself before any model or tokenizer.)"""
+    from . import checks
+
+    checks.writable_parent(out, "--out")
+    checks.device(device)
 
 
 def _is_main() -> bool:

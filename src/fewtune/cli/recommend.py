@@ -17,6 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from ..errors import FewtuneError
+from . import checks
 from .options import Json, Quiet, parse_params
 from .options import note as _note
 from .options import print_json as _print_json
@@ -75,8 +76,12 @@ def train(
         raise FewtuneError("give exactly one of --dataset NAME or --ratings FILE")
     if items is not None and ratings is None:
         raise FewtuneError("--items describes the items of --ratings; give --ratings too")
-    if output is not None and output.exists() and not overwrite:
-        raise FewtuneError(f"{output} already exists; choose another --output or pass --overwrite")
+    if output is not None:
+        checks.output_folder(output, overwrite=overwrite)
+    for path, option in ((ratings, "--ratings"), (items, "--items")):
+        if path is not None:
+            checks.input_file(path, option)
+    checks.device(device)
     if not 0.0 <= test_fraction < 1.0:
         raise FewtuneError(f"--test-fraction must be in [0, 1), got {test_fraction}")
     if max_items < 0:
@@ -160,6 +165,9 @@ def rank(
 
     if n < 1:
         raise FewtuneError(f"-n must be at least 1, got {n}")
+    checks.recommender_folder(model)
+    if history is not None:
+        checks.input_file(history, "--history")
     rec = FewShotRecommender.load(model)
     if history is None:
         known, labels, neutral = np.zeros(0, np.int64), np.zeros(0, np.int8), np.zeros(0, np.int64)
@@ -221,6 +229,10 @@ def bench(
         raise FewtuneError(f"{other} does not apply to --protocol {protocol}; use {option}")
     counts = _int_list(given or ("16,64,256" if protocol == "tallrec" else "4,8,16"), option)
     method_list, seed_values = parse_methods(methods), seed_list(seeds)
+    if out.is_dir():
+        raise FewtuneError(f"--out {out} is a folder; give a file name (JSON lines, e.g. recommend_runs.jsonl)")
+    checks.writable_parent(out, "--out")
+    checks.device(device)
     if protocol == "tallrec":
         from ..recommend.tallrec_protocol import SUMMARY_HEADER, TallRecProtocol, format_summary, run_tallrec_bench
 

@@ -90,6 +90,15 @@ def _byte_kind(data: bytes) -> str:
     return "binary" if head.count(0) > max(2, len(head) // 400) or controls > len(head) // 10 else "text"
 
 
+def byte_kind(data: bytes, source: str) -> str:
+    """_byte_kind of the file's first bytes; binary data is an error naming the file (read whole or streamed)."""
+    kind = _byte_kind(data)
+    if kind == "binary":
+        excel = " (an Excel workbook? save it as CSV)" if data.startswith(b"PK\x03\x04") else ""
+        raise DataError(f"{source}: not a text file but binary data{excel}; give a CSV, TSV, JSONL or Parquet file")
+    return kind
+
+
 def decode_bytes(data: bytes, source: str, encoding: str) -> str:
     """Decode a whole file, reporting the line and byte offset of the first undecodable byte."""
     try:
@@ -99,10 +108,7 @@ def decode_bytes(data: bytes, source: str, encoding: str) -> str:
     # "utf-8-sig" decodes plain UTF-8 too and drops the byte-order mark Excel and Notepad write;
     # left in, the mark would glue itself to the first column name ("\ufefftext").
     name = "utf-8-sig" if codec.name == "utf-8" else encoding
-    kind = _byte_kind(data)
-    if kind == "binary":
-        excel = " (an Excel workbook? save it as CSV)" if data.startswith(b"PK\x03\x04") else ""
-        raise DataError(f"{source}: not a text file but binary data{excel}; give a CSV, TSV, JSONL or Parquet file")
+    kind = byte_kind(data, source)
     try:
         text = data.decode(name)
     except UnicodeDecodeError as e:
@@ -150,6 +156,7 @@ def read_delimited(text: str, source: str, *, delimiter: str) -> Table:
     records: list[dict[str, Any]] = []
     rows: list[str] = []
     start = 1  # the line where the next record starts
+    suspects: list[tuple[int, int, list[str]]] = []  # quoted texts over several lines: (line, end, first line's parts)
     with _unlimited_fields():
         try:
             for fields in reader:
@@ -163,13 +170,41 @@ def read_delimited(text: str, source: str, *, delimiter: str) -> Table:
                     raise DataError(_ragged_message(source, line, start - 1, len(fields), len(header), delimiter))
                 records.append(dict(zip(header, fields)))
                 rows.append(f"line {line}")
+                if start - 1 > line:
+                    suspects.extend(_row_like_start(fields, len(header), delimiter, line, start - 1))
         except csv.Error as e:
             raise DataError(f"{source}, line {start}: cannot parse: {e}") from None
     if header is None:
         raise DataError(f"{source}: the file is empty")
+    _warn_if_swallowed(suspects, records, header, source)
     if delimiter == "\t":
         _warn_if_quoted(records, rows, source)
     return header, records, rows
+
+
+def _row_like_start(fields: list[str], n_columns: int, delimiter: str, line: int, end: int) -> list:
+    """A quoted field over several lines whose first line splits into the fields the row still needs."""
+    for j, value in enumerate(fields):
+        if "\n" in value:
+            parts = value.split("\n", 1)[0].rstrip("\r").split(delimiter)
+            return [(line, end, parts)] if len(parts) == n_columns - j and all(p.strip() for p in parts) else []
+    return []
+
+
+def _warn_if_swallowed(suspects: list, records: list[dict[str, Any]], header: list[str], source: str) -> None:
+    """Warn when a stray opening quote (`"great film,positive`) swallowed the line breaks up to the next quote,
+    turning the rows between into one text: the quoted field's first line reads as the rest of a row, its last
+    piece a value the file's last column holds elsewhere (a label, usually). A real multi-line text rarely does."""
+    if not suspects:
+        return
+    last_column = {record[header[-1]] for record in records}
+    for line, end, parts in suspects:
+        if parts[-1] in last_column:
+            first = ",".join(parts)
+            warnings.warn(f"{source}, line {line}: a quoted text runs to line {end}, and its first line reads as a "
+                          f"whole row ({first[:60]!r}); is a quote left unclosed? Lines {line}-{end} were read as one "
+                          "example", DataWarning, stacklevel=5)
+            return
 
 
 def _check_header(header: list[str], source: str, line: int) -> list[str]:

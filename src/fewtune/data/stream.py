@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from .labeled import LabeledTexts
-from .readers import FORMATS, _check_header, _json_type, _ragged_message, _unlimited_fields
+from .readers import FORMATS, _check_header, _json_type, _ragged_message, _unlimited_fields, byte_kind
 from .ingest import _MISSING, _build, _missing_column_message
 
 
@@ -52,13 +52,16 @@ def stream_texts(path: str | Path, *, text_col: str = "text", text_pair_col: str
         codec = codecs.lookup(encoding)
     except LookupError:
         raise DataError(f"{source}: unknown encoding {encoding!r}") from None
+    with open(path, "rb") as f:
+        kind = byte_kind(f.read(4096), source)  # binary data is named as such, not as a wrong encoding
     raw = _CountingReader(open(path, "rb"))
     # "utf-8-sig" drops the byte-order mark Excel writes; newline="" hands csv the raw line endings.
     text = io.TextIOWrapper(raw, encoding="utf-8-sig" if codec.name == "utf-8" else encoding,
                             newline="" if fmt != "jsonl" else "\n")
     records = _jsonl(text, source) if fmt == "jsonl" else _delimited(text, source, "," if fmt == "csv" else "\t")
+    guess = "utf-16" if kind == "utf-16" else "latin-1"
     return TextStream(path.stat().st_size, "bytes", _chunks(records, source, columns, chunk_rows, lambda: raw.count,
-                                                           text, codec.name))
+                                                           text, codec.name, guess))
 
 
 class _CountingReader(io.RawIOBase):
@@ -125,7 +128,7 @@ def _jsonl(text: io.TextIOWrapper, source: str) -> Iterator:
         yield f"line {number}", record
 
 
-def _chunks(records: Iterator, source: str, columns: tuple, chunk_rows: int, position, text, codec: str):
+def _chunks(records: Iterator, source: str, columns: tuple, chunk_rows: int, position, text, codec: str, guess: str):
     text_col, pair_col = columns
     try:
         header = next(records)
@@ -145,8 +148,9 @@ def _chunks(records: Iterator, source: str, columns: tuple, chunk_rows: int, pos
         if not seen:
             raise DataError(f"{source}: no examples (the file is empty or has only a header)")
     except UnicodeDecodeError as e:
-        raise DataError(f"{source}: bytes that are not valid {codec} near byte {position()} ({e.reason}); pass "
-                        "the file's encoding, e.g. --encoding latin-1") from None
+        at = position() - len(e.object) + e.start  # position() is what the reader has buffered, past the byte
+        raise DataError(f"{source}: bytes that are not valid {codec} near byte {at} ({e.reason}); pass "
+                        f"the file's encoding, e.g. --encoding {guess}") from None
     finally:
         text.close()
 

@@ -18,9 +18,10 @@ import numpy as np
 from ..backbones.registry import FAST_ENCODER
 from ..errors import FewtuneError
 from ..labels import plain_label
-from .pool import read_pool, warn_if_foreign
+from ..storage.saved_models import check_classifier_folder, saved_facts
+from .pool import read_pool, warn_if_foreign, warn_if_one_sided
 from .students import shot_repeats
-from .teacher import describe_teacher, label, load_teacher
+from .teacher import check_teacher, describe_teacher, label, load_teacher
 
 STUDENTS = ("encoder", "static")
 HELDOUT_SHARE, HELDOUT_MAX, HELDOUT_MIN_POOL = 0.1, 500, 100
@@ -45,9 +46,12 @@ def distill(teacher: str | Path, unlabeled: str | Path, output: str | Path, *, s
     started = time.perf_counter()
     output, params = Path(output), dict(params or {})
     _check_options(output, student, backbone, rounds, max_pool, params, overwrite)
+    check_classifier_folder(teacher, trust=trust)
+    told = saved_facts(teacher)
+    check_teacher(teacher, multi_label=bool(told.get("multi_label")), text_pairs=bool(told.get("text_pairs")))
+    pool = read_pool(unlabeled, text_col=text_col, encoding=encoding, max_texts=max_pool, seed=seed)  # before the load
     model = load_teacher(teacher, device=device, trust=trust, show_progress=show_progress)
     classes = [plain_label(c) for c in model.classes_]
-    pool = read_pool(unlabeled, text_col=text_col, encoding=encoding, max_texts=max_pool, seed=seed)
     facts = describe_teacher(teacher, model)
     warn_if_foreign(pool.texts, facts["backbone"], "teacher", pool.file)
     warn_if_foreign(pool.texts, backbone, "student", pool.file)
@@ -63,6 +67,7 @@ def distill(teacher: str | Path, unlabeled: str | Path, output: str | Path, *, s
     if not cached:
         soft = label(model, pool.texts, show_progress=show_progress)
         cache_labels(facts, pool.texts, soft)
+    warn_if_one_sided(soft, classes, pool.file)
     seconds = {"teacher_labeling": round(time.perf_counter() - labeled_at, 3), "teacher_labels_cached": cached}
     teacher_held = soft[held]
     del model  # a causal-LM teacher holds gigabytes the student's training can use

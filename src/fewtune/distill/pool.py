@@ -18,6 +18,8 @@ from ..errors import DataError
 MIN_POOL = 20
 # Below this a student is trained but warned about: distillation gains come from thousands of texts.
 SMALL_POOL = 200
+# A class the teacher gives fewer than this share of its fair share of the pool is learned mostly from the shots.
+SCARCE_SHARE = 0.2
 
 
 @dataclass
@@ -64,3 +66,18 @@ def warn_if_foreign(texts: list[str], backbone_name: str | None, role: str, sour
                       f"'{spec.name}' is English-only: its labels will be near chance; use a teacher and student on a "
                       f"multilingual backbone: --backbone {MULTILINGUAL['encoder']} for the student, a teacher "
                       f"trained on it (or on {MULTILINGUAL['causal-lm']})", DataWarning, stacklevel=2)
+
+
+def warn_if_one_sided(soft: np.ndarray, classes: list, source: str) -> None:
+    """Warn when the teacher's labels leave a class nearly absent from the pool (a pool cut from a sorted file,
+    say): the student then learns to say the common classes, and its agreement with the teacher on held-out pool
+    texts, drawn from the same pool, will not show it."""
+    counts = np.bincount(soft.argmax(1), minlength=len(classes))
+    fair = len(soft) / len(classes)
+    scarce = [f"'{c}' {n}" for c, n in zip(classes, counts) if n < SCARCE_SHARE * fair]
+    if scarce:
+        top = int(counts.argmax())
+        warnings.warn(f"{source}: the teacher labels {counts[top]} of {len(soft)} pool texts '{classes[top]}' and "
+                      f"few as {', '.join(scarce)}; the student learns those classes mostly from the shots. A pool "
+                      "drawn from every kind of text the model will meet (not one part of a sorted file) helps",
+                      DataWarning, stacklevel=2)

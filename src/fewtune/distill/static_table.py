@@ -89,16 +89,30 @@ def _slug(name: str) -> str:
 
 @contextmanager
 def _tqdm(show: bool):
-    # model2vec draws its own tqdm bar over the vocabulary; --quiet silences it. tqdm reads TQDM_DISABLE
-    # only when imported, so the bar's factory in model2vec's module is swapped for the call.
-    import functools
-
+    # model2vec draws its own tqdm bar over the vocabulary (a line per update where stderr is no terminal);
+    # its bar factory is swapped for the call, so the pass shows as one of fewtune's bars, gone with --quiet.
     from model2vec.distill import inference
 
+    from ..progress import Progress
+
     before = inference.tqdm
-    if not show:
-        inference.tqdm = functools.partial(before, disable=True)
-    try:
-        yield
-    finally:
-        inference.tqdm = before
+    with Progress(show) as progress:
+        inference.tqdm = lambda total=None, desc="", **_: _Bar(progress, total, desc)
+        try:
+            yield
+        finally:
+            inference.tqdm = before
+
+
+class _Bar:
+    """What model2vec calls of a tqdm bar (update, close), drawn by fewtune's Progress."""
+
+    def __init__(self, progress, total, desc: str):
+        self.progress = progress
+        self.task = progress.add(f"static table: {desc.lower() or 'distilling'}", total)
+
+    def update(self, n: int = 1) -> None:
+        self.progress.advance(self.task, n)
+
+    def close(self) -> None:
+        pass

@@ -18,12 +18,17 @@ BATCH = 64  # texts per call: the bar moves, and a teacher's memory stays that o
 def load_teacher(path: str | Path, *, device: str | None = None, trust: bool = False, show_progress: bool = False):
     """The classifier in `path`, refused when it cannot teach a single-label student."""
     teacher = load_classifier(path, device=device, trust=trust, show_progress=show_progress)
-    if teacher.multi_label_:
+    check_teacher(path, multi_label=teacher.multi_label_, text_pairs=teacher.text_pairs_)
+    return teacher
+
+
+def check_teacher(path: str | Path, *, multi_label: bool, text_pairs: bool) -> None:
+    """Refuse a teacher that cannot teach a single-label student (from its folder's facts before the load)."""
+    if multi_label:
         raise FewtuneError(f"{path}: the teacher is multi-label (independent probabilities per label); distillation "
                            "learns one distribution over the classes per text, from a single-label classifier")
-    if teacher.text_pairs_:
+    if text_pairs:
         raise FewtuneError(f"{path}: the teacher reads (text, text_pair) pairs; distillation covers single texts")
-    return teacher
 
 
 def describe_teacher(path: str | Path, teacher) -> dict[str, Any]:

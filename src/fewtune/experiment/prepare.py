@@ -27,6 +27,7 @@ class Prepared:
     what: Optional[str] = None
     shots: Optional[int] = None  # as drawn (a generation run on a built-in set draws a default number)
     source: Optional[str] = None  # where examples brought by the caller came from, in words
+    pool: Any = None  # every row the shots were drawn from: what `train --check-data` audits, as check-data does
 
     def description(self, spec: RunSpec) -> str:
         """The data, for the model card: where it came from and how it was drawn."""
@@ -51,13 +52,13 @@ def prepare(spec: RunSpec, *, heldout: bool = True, note: Callable[[str], None] 
         shots = DEFAULT_GENERATION_SHOTS
         note(f"training on {shots} examples of {spec.dataset} drawn with seed {spec.seed} (set --shots to change)")
     if classify and not spec.multi_label and (heldout or shots is not None):
-        # check-data (and train --check-data, which audits first) lists conflicts itself, row by row.
-        check_trainable(pool, shots=shots, conflicts=heldout and not spec.check_data)
+        # check-data lists conflicts itself, row by row; a training run (with --check-data too) stops on them here.
+        check_trainable(pool, shots=shots, conflicts=heldout)
     if not classify and shots is not None and shots > len(pool):
         raise DataError(f"--shots {shots} asks for more examples than {spec.dataset or spec.data} has ({len(pool)})")
     train, rest = (pool, []) if shots is None else draw(pool, shots, spec.seed)
     if not heldout:
-        return Prepared(train, shots=shots)
+        return Prepared(train, shots=shots, pool=pool)
     held = test_split
     if held is None and shots is not None and len(rest):
         held, what = rest, f"the {len(rest)} rows of {spec.data} not drawn for training"
@@ -72,7 +73,7 @@ def prepare(spec: RunSpec, *, heldout: bool = True, note: Callable[[str], None] 
                 check_known_labels(held.labels, train.classes, held.source, allow_unknown=spec.allow_unknown_labels)
         elif not held:
             held, what = None, None
-    return Prepared(train, held, what if held is not None else None, shots)
+    return Prepared(train, held, what if held is not None else None, shots, pool=pool)
 
 
 def _pool(spec: RunSpec, *, quiet_reading: bool):

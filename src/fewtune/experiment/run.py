@@ -62,7 +62,7 @@ def run(spec: RunSpec, prepared: Optional[Prepared] = None, *,
     clf, method_params = build_classifier(spec)
     prepared = prepared or prepare(spec)
     train = prepared.train
-    check_report = _check_data(spec, train, method_params, clf.backbone) if spec.check_data else None
+    check_report = _check_data(spec, prepared, method_params, clf.backbone) if spec.check_data else None
     kinds = "multi-label" if spec.multi_label else f"{len(train.classes)} classes"
     note(f"training {spec.method} on {clf.backbone}: {len(train)} examples, {kinds}")
     clf.fit(inputs(train), targets(train, spec.multi_label, spec.label_sep),
@@ -134,11 +134,14 @@ def _track(spec: RunSpec, train_info: dict, scores: Optional[dict]) -> dict[str,
     return {"trackers": spec.log_with, "logging_dir": str(folder), "run": name}
 
 
-def _check_data(spec: RunSpec, train, method_params, backbone: str) -> dict:
+def _check_data(spec: RunSpec, prepared: Prepared, method_params, backbone: str) -> dict:
+    """The audit of `fewtune check-data` on the user's whole file (a suspect row outside the shots would
+    otherwise be scored as held-out truth); on a built-in set's pool, thousands of rows, the shots."""
     from ..data.audit_backbone import check_before_training, token_limit
     from ..methods import get_method
 
-    return check_before_training(train, backbone=backbone, max_tokens=token_limit(get_method(spec.method), method_params),
+    rows = prepared.pool if spec.data is not None and prepared.pool is not None else prepared.train
+    return check_before_training(rows, backbone=backbone, max_tokens=token_limit(get_method(spec.method), method_params),
                                  quiet=spec.quiet, trust=spec.trust, device=spec.device, seed=spec.seed)
 
 

@@ -207,6 +207,11 @@ def check_output_folder(path: Path, *, overwrite: bool, flag: str = "--output") 
         raise FewtuneError(f"{path} already exists; choose another {flag} or pass --overwrite")
     if path.exists() and not path.is_dir():
         raise FewtuneError(f"{path} is a file, not a model folder; choose another {flag}")
+    if path.is_dir() and any(path.iterdir()) and not (path / "fewtune.json").is_file():
+        # --overwrite replaces a model folder, never a folder of the user's own files (saving refuses it too,
+        # but only after the training)
+        raise FewtuneError(f"{path} exists and is not a fewtune model folder; refusing to replace it: choose "
+                           f"another {flag}")
     parent = path.absolute().parent
     while not parent.exists():  # a missing parent is made at save time; the nearest existing one decides
         parent = parent.parent

@@ -29,6 +29,7 @@ from ..errors import FewtuneError
 from ..storage.integrity import seal
 from ..storage.model_folder import CONFIG_NAME, library_versions, sha256
 from .runtime import FORMAT, FORMAT_VERSION, MANIFEST_NAME, OnnxClassifier, is_exported
+from .static import is_static
 
 OPSET = 17  # LayerNormalization is one op from 17 on, which ONNX Runtime runs fused
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
@@ -78,6 +79,9 @@ def export_onnx(model_dir: str | Path, output: str | Path | None = None, *, int8
     model_dir = Path(model_dir)
     if is_exported(model_dir):
         raise FewtuneError(f"{model_dir} is already an exported folder; export the fewtune model it came from")
+    if is_static(model_dir):
+        raise FewtuneError(f"{model_dir} is a static student (distilled with student='static'): it already predicts "
+                           "without torch, and load_classifier, predict and serve take it as it is; nothing to export")
     output = Path(output) if output is not None else default_output(model_dir, int8)
     _check_output(output, overwrite)
     started = time.perf_counter()

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..storage.atomic import atomic_folder
-from ..data import as_labeled
+from ..data import DataWarning, as_labeled
 from ..errors import FewtuneError, ModelFolderError
 from ..label_shift import parse_class_prior, prior_ratio
 from ..labels import ProbabilityLabels
@@ -37,6 +37,10 @@ TABLE_FOLDER = "static"
 HEAD_FILE = "head.safetensors"
 # What a model2vec folder needs to load; its README and modules.json stay behind.
 TABLE_FILES = ("model.safetensors", "tokenizer.json", "config.json")
+UNKNOWN_TEXT = ("none of this text's tokens is in the static model's vocabulary (emoji only, or another script?); "
+                "its probabilities are the class prior, not a reading of the text")
+UNKNOWN_TEXT_WARNING = ("some texts have no token the static model knows (emoji only, or another script?); their "
+                        "probabilities are the class prior, not a reading of the text")
 
 
 def is_static(path: str | Path) -> bool:
@@ -131,13 +135,55 @@ class StaticClassifier(ProbabilityLabels):
         return embed(self.table_, texts)
 
     def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, one row per text; a text with no token the table knows gets the class
+        prior and a DataWarning (see predict_proba_flagged)."""
+        import warnings
+
+        proba, unknown = self.predict_proba_flagged(X)
+        if unknown.any():
+            # One fixed message, so a file predicted in chunks warns once, not once a chunk.
+            warnings.warn(UNKNOWN_TEXT_WARNING, DataWarning, stacklevel=2)
+        return proba
+
+    def predict_proba_flagged(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities, unknown): unknown[i] is True when text i has no token the table knows.
+
+        The table averages the vectors of the tokens it knows and drops the rest, so a text made only
+        of unknown tokens (emoji, a script the table was not distilled for) embeds to all zeros, and
+        the head would answer its bias alone: a label at whatever probability the bias happens to give
+        (0.68 on one student), with nothing in the text behind it. Such a text gets the class prior
+        instead (no_evidence_proba: what Bayes' rule says when there is no evidence, so an
+        abstain_below above the largest class share abstains on it), and the flag lets a caller say
+        so: the server marks the row unknown_text, predict_proba warns.
+        """
         data = as_labeled(X, source="input")
         if data.text_pairs is not None:
             raise FewtuneError("this model was trained on single texts; give it the same kind of input")
-        z = self.embed(data.texts) @ self.weight_.T + self.bias_
+        x = self.embed(data.texts)
+        z = x @ self.weight_.T + self.bias_
         if self.log_prior_ratio_ is not None:
             z = z + self.log_prior_ratio_
-        return softmax(z)
+        proba = softmax(z)
+        unknown = ~np.any(x, axis=1)
+        if unknown.any():
+            proba[unknown] = self.no_evidence_proba()
+        return proba, unknown
+
+    def no_evidence_proba(self) -> np.ndarray:
+        """The class probabilities of a text the table cannot read: the training mix (uniform when the
+        manifest has no class counts), shifted to the class prior given to set_class_prior if any."""
+        counts = self.train_info_.get("class_counts") or {}
+        try:
+            prior = np.array([float(counts[str(c)]) for c in self.classes_])
+        except (KeyError, TypeError, ValueError):
+            prior = np.ones(len(self.classes_))
+        if not (np.all(np.isfinite(prior)) and np.all(prior >= 0) and prior.sum() > 0):
+            prior = np.ones(len(self.classes_))
+        prior = prior / prior.sum()
+        if self.log_prior_ratio_ is not None:
+            prior = prior * np.exp(self.log_prior_ratio_)
+            prior = prior / prior.sum()
+        return prior
 
     def score(self, X, y) -> float:
         return float(np.mean(self.predict(X) == np.asarray(y, dtype=object)))

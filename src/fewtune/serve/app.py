@@ -3,8 +3,10 @@
     app = create_app({"reviews": "my-model", "fast": "my-model-onnx"})   # then uvicorn.run(app)
 
 Every handler is a thin call into FewShotClassifier / OnnxClassifier / FewShotGenerator. Requests
-over the limits get 413 with a one-line message, malformed ones 422, unknown models 404, input the
-library refuses 400: {"error": "..."} in every case, never a 500 for a client's mistake.
+over the limits get 413 with a one-line message, malformed ones 422 (a missing or mistyped field, or
+a body that is not JSON: not UTF-8, a number of thousands of digits, nesting past the parser's limit),
+unknown models 404, input the library refuses 400: {"error": "..."} in every case, never a 500 for a
+client's mistake.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pydantic import BaseModel, Field, field_validator
 from starlette.exceptions import HTTPException
 
 from ..errors import FewtuneError
+from ..export.static import UNKNOWN_TEXT
 from ..labels import prediction_rows
 from . import schemas
 from .registry import CLASSIFIER, GENERATOR, Served, check_name, load_served, served_from_classifier
@@ -192,10 +195,16 @@ def create_app(models: Mapping[str, str | Path | Served], limits: Limits | None 
         if req.abstain_below is not None and model.multi_label_:
             raise ApiError(400, "abstain_below applies to single-label models (a multi-label model says no label "
                                 "below 0.5)")
+        # A static student says which texts it could not read (no token in its table): their
+        # probabilities are the class prior, and the row says so instead of passing for a prediction.
+        flagged = getattr(model, "predict_proba_flagged", None)
         with served.lock:
-            proba = model.predict_proba(inputs)
+            proba, unknown = flagged(inputs) if flagged is not None else (model.predict_proba(inputs), None)
         rows = prediction_rows(proba, served.classes, multi_label=model.multi_label_,
                                abstain_below=req.abstain_below, abstain_label=req.abstain_label)
+        for row, is_unknown in zip(rows, unknown if unknown is not None else ()):
+            if is_unknown:
+                row.update(unknown_text=True, warning=UNKNOWN_TEXT)
         return {"model": served.name, "runtime": served.runtime, "classes": served.classes, "predictions": rows}
 
     @app.post("/generate", tags=["generate"], response_model=schemas.Generated, responses=errors(400, 404, 413, 422))
@@ -288,11 +297,18 @@ def _errors(app: FastAPI) -> None:
         first = errors[0] if errors else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         message = f"{where}: {first.get('msg', 'invalid request')}" if where else first.get("msg", "invalid request")
+        if first.get("type") == "json_invalid":  # loc is ("body", character): say so in words
+            reason = (first.get("ctx") or {}).get("error", "cannot parse it")
+            message = f"the request body is not valid JSON: {reason} at character {where or 0}"
         detail = [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in errors]
         return JSONResponse({"error": message, "detail": detail}, status_code=422)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        problem = _unreadable_body(exc)
+        if problem is not None:
+            detail = [{"loc": ["body"], "msg": problem, "type": "body_unreadable"}]
+            return JSONResponse({"error": problem, "detail": detail}, status_code=422)
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
@@ -304,6 +320,34 @@ def _errors(app: FastAPI) -> None:
         traceback.print_exception(exc)
         return JSONResponse({"error": f"internal error ({type(exc).__name__}); the server log has the details"},
                             status_code=500)
+
+
+def _unreadable_body(exc: HTTPException) -> str | None:
+    """What was wrong with a body FastAPI could not parse, or None for any other HTTPException.
+
+    FastAPI answers 400 "There was an error parsing the body" for anything json.loads raises besides
+    JSONDecodeError, chaining the cause. Those are all malformed bodies, so 422 as the README promises,
+    with a message that names the problem: bytes that are not UTF-8, an integer longer than Python's
+    int-string conversion limit (sys.get_int_max_str_digits), or arrays / objects nested past the
+    parser's recursion limit.
+    """
+    import sys
+
+    cause = exc.__cause__
+    if exc.status_code != 400 or not isinstance(cause, Exception) or isinstance(cause, HTTPException):
+        return None
+    if isinstance(cause, UnicodeDecodeError):
+        if cause.encoding.replace("-", "").lower() == "utf8":
+            return (f"the request body is not valid UTF-8 (byte {cause.start}: {cause.reason}); send the JSON "
+                    "encoded as UTF-8")
+        return "the request body is not valid UTF-8; send the JSON encoded as UTF-8"
+    if isinstance(cause, RecursionError):
+        return (f"the body's JSON nests too deeply: the parser's limit is about {sys.getrecursionlimit()} levels of "
+                "arrays or objects inside each other; send a flatter body")
+    if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
+        limit = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 4300
+        return f"a number in the body has more than {limit} digits; send a shorter number"
+    return f"the request body cannot be read as JSON ({type(cause).__name__}: {' '.join(str(cause).split())[:200]})"
 
 
 class BodyLimit:

@@ -23,7 +23,8 @@ ERRORS = {status: {"model": ErrorResponse, "description": what} for status, what
     400: "Input the library refuses (e.g. a text pair for a single-text model), or no model named.",
     404: "No such model or job.",
     413: "Over a limit: texts per request, characters per text, body size, new tokens, examples.",
-    422: "A malformed request: a missing or wrongly typed field, or text that is not valid Unicode.",
+    422: "A malformed request: a missing or wrongly typed field, text that is not valid Unicode, or a body that "
+         "is not JSON (not UTF-8, a number of thousands of digits, nesting past the parser's limit).",
     500: "A bug in fewtune (the server log has the traceback); the body is still an ErrorResponse.",
 }.items()}
 
@@ -61,13 +62,20 @@ class Info(BaseModel):
 
 
 class Prediction(BaseModel):
-    """Single-label: label, probability, abstained; multi-label: labels. Both: probabilities per class."""
+    """Single-label: label, probability, abstained; multi-label: labels. Both: probabilities per class.
+
+    unknown_text and warning appear only for a text the model could not read (a static student that
+    knows none of its tokens): its probabilities are the class prior, not a reading of the text.
+    """
 
     label: Optional[Label] = None
     probability: Optional[float] = None
     abstained: Optional[bool] = None
     labels: Optional[list[Label]] = None
     probabilities: dict[str, float]
+    unknown_text: Optional[bool] = Field(None, description="True when the model knows none of the text's tokens; "
+                                                           "absent otherwise.")
+    warning: Optional[str] = Field(None, description="Why this prediction is not one to trust, when it is not.")
 
 
 class Predictions(BaseModel):

@@ -21,7 +21,7 @@ from typing import Any
 
 from .atomic import atomic_folder
 from .integrity import check_seal, seal
-from ..errors import ModelFolderError
+from ..errors import ModelFolderError, TrustRequired
 from ..model_card import with_metadata
 
 FORMAT = "fewtune-model"
@@ -94,17 +94,20 @@ def read_model_folder(path: str | Path, *, allow_pickle: bool = False, verify: b
     config = read_format_file(path, CONFIG_NAME, FORMAT, FORMAT_VERSION, kind="fewtune model folder",
                               content="fewtune model config", written="written")
     if not allow_pickle:
-        pickles = sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.suffix in PICKLE_SUFFIXES)
-        if pickles:
-            raise ModelFolderError(
-                f"{path} holds pickle files ({', '.join(pickles)}), which can run code when loaded; "
-                "refusing (pass trust=True / --trust only if you trust its author)"
-            )
+        refuse_pickles(path)
     files = config.get("files")
     if not isinstance(files, dict) or not files:
         raise ModelFolderError(f"{config_path}: no file list; the folder is incomplete")
     verify_files(path, files, checksums=verify)
     return config
+
+
+def refuse_pickles(path: Path) -> None:
+    """TrustRequired when the folder holds any file torch.load would unpickle."""
+    pickles = sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise TrustRequired(f"{path} holds pickle files ({', '.join(pickles)}), which can run code when loaded; "
+                            "refusing (pass {trust} only if you trust its author)")
 
 
 def read_format_file(path: Path, name: str, fmt: str, version: int, *, kind: str, content: str,

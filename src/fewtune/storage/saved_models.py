@@ -20,10 +20,56 @@ def runtime_of(path: str | Path) -> str:
     return "onnx" if is_exported(path) else "static" if is_static(path) else "pytorch"
 
 
+def check_classifier_folder(path: str | Path, *, trust: bool = False) -> str:
+    """What can be known of `path` without loading it: a saved classifier's folder (a fewtune model, an ONNX
+    export or a static student), and no pickle files unless `trust`. Returns its runtime (as runtime_of).
+    Cheap (a JSON file and a listing), so commands call it before the slow load."""
+    runtime = runtime_of(path)
+    if runtime != "pytorch":
+        return runtime
+    from ..errors import ModelFolderError
+    from .model_folder import CONFIG_NAME, FORMAT, FORMAT_VERSION, read_format_file, refuse_pickles
+
+    path = Path(path)
+    if not path.exists():
+        raise ModelFolderError(f"{path}: no such model folder")
+    if not path.is_dir():
+        raise ModelFolderError(f"{path} is a file, not a model folder; give the folder `fewtune train -o` wrote")
+    if not (path / CONFIG_NAME).is_file():
+        raise ModelFolderError(f"{path}: not a fewtune model folder (no {CONFIG_NAME}); give a folder written by "
+                               "`fewtune train`, `fewtune export` or `fewtune distill`")
+    # Read without checksums, only to say what the folder is; the loader verifies it.
+    config = read_format_file(path, CONFIG_NAME, FORMAT, FORMAT_VERSION, kind="fewtune model folder",
+                              content="fewtune model config", written="written")
+    if "task" in config or "method" not in config:
+        what = f"a {config['task']} model (FewShotGenerator)" if "task" in config else "not a classifier"
+        raise FewtuneError(f"{path} is {what}: it gives no class probabilities; give a classifier's folder")
+    if not trust:
+        refuse_pickles(path)
+    return runtime
+
+
+def saved_facts(path: str | Path) -> dict:
+    """The folder's own description (fewtune.json, or an export's or static student's manifest), read without
+    checksums, after check_classifier_folder: what a command needs to know before the load (multi-label?)."""
+    import json
+
+    from ..export import MANIFEST_NAME
+    from ..export.static import MANIFEST_NAME as STATIC_MANIFEST
+    from .model_folder import CONFIG_NAME
+
+    name = {"onnx": MANIFEST_NAME, "static": STATIC_MANIFEST, "pytorch": CONFIG_NAME}[runtime_of(path)]
+    try:
+        facts = json.loads((Path(path) / name).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # the loader says what is wrong with it
+    return facts if isinstance(facts, dict) else {}
+
+
 def load_classifier(path: str | Path, *, device: str | None = None, trust: bool = False, threads: int | None = None,
                     show_progress: bool = False):
     """The classifier in `path`; a clear error for a folder that holds a generator or recommender."""
-    runtime = runtime_of(path)
+    runtime = check_classifier_folder(path, trust=trust)
     if runtime == "onnx":
         from ..export import OnnxClassifier
 
@@ -32,17 +78,6 @@ def load_classifier(path: str | Path, *, device: str | None = None, trust: bool 
         from ..export.static import StaticClassifier
 
         return StaticClassifier.load(path)
-    from ..errors import ModelFolderError
-    from .model_folder import CONFIG_NAME, FORMAT, FORMAT_VERSION, read_format_file
-
-    if not Path(path).is_dir():
-        raise ModelFolderError(f"{path}: no such model folder")
-    # Read without checksums first, only to say what the folder is; the loader below verifies it.
-    config = read_format_file(Path(path), CONFIG_NAME, FORMAT, FORMAT_VERSION, kind="fewtune model folder",
-                              content="fewtune model config", written="written")
-    if "task" in config or "method" not in config:
-        what = f"a {config['task']} model (FewShotGenerator)" if "task" in config else "not a classifier"
-        raise FewtuneError(f"{path} is {what}: it gives no class probabilities; give a classifier's folder")
     from ..classifier import FewShotClassifier
 
     return FewShotClassifier.load(path, device=device, trust=trust, show_progress=show_progress)

@@ -68,7 +68,14 @@ async function classify() {
     bar.append(name, track, value);
     return bar;
   });
-  out.replaceChildren(label, ...bars);
+  const notes = [];
+  if (row.warning) {  // e.g. a static student that knows none of the text's tokens: the class prior, not a reading
+    const note = document.createElement("p");
+    note.className = "facts";
+    note.textContent = row.warning;
+    notes.push(note);
+  }
+  out.replaceChildren(label, ...notes, ...bars);
 }
 
 function renderExamples() {

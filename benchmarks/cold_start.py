@@ -6,7 +6,7 @@ Builds once in --work (kept between runs): a setfit model on MiniLM (mr as a use
 class), its ONNX int8 export and a static student distilled from it. Then, each in a fresh process
 as a user's shell would run it, medians of --repeats:
   - `fewtune --help`;
-  - `fewtune predict MODEL ten.csv -o out.csv -q` for the PyTorch model, the ONNX export and the static
+  - `fewtune predict MODEL ten.csv -o out.csv --overwrite -q` for the PyTorch model, the ONNX export and the static
     student (wall seconds, the process's start to its exit);
   - the PyTorch predict again under `python -X importtime`, its import time summed by top-level package
     (self times; importtime's own overhead inflates them a little), and the remainder of the wall time
@@ -76,7 +76,7 @@ def build(work: Path, env: dict) -> dict[str, Path]:
 def import_breakdown(model: Path, ten: Path, out: Path, env: dict) -> tuple[float, dict[str, float]]:
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "fewtune.cli", "predict", str(model), str(ten),
-                           "-o", str(out), "-q"], capture_output=True, text=True, env=env)
+                           "-o", str(out), "--overwrite", "-q"], capture_output=True, text=True, env=env)
     wall = time.perf_counter() - started
     by_package: collections.Counter = collections.Counter()
     for line in proc.stderr.splitlines():
@@ -101,7 +101,7 @@ def main() -> int:
         seconds["--help"].append(run([*FEWTUNE, "--help"], env))
         for kind in ("pytorch", "onnx-int8", "static"):
             seconds[f"predict 10 texts, {kind}"].append(
-                run([*FEWTUNE, "predict", str(built[kind]), str(built["ten"]), "-o", str(out), "-q"], env))
+                run([*FEWTUNE, "predict", str(built[kind]), str(built["ten"]), "-o", str(out), "--overwrite", "-q"], env))
         imports.append(import_breakdown(built["pytorch"], built["ten"], out, env))
     wall, packages = sorted(imports, key=lambda x: x[0])[len(imports) // 2]  # the median run's breakdown
     imported = sum(packages.values())

@@ -149,6 +149,21 @@ def test_a_body_that_is_not_json_is_a_422_that_names_the_problem(bare_client, pa
         assert fragment in response.json()["error"], response.json()["error"]
 
 
+@pytest.mark.parametrize("body, content_type", [
+    (b"", "application/json"),
+    (b'["a", "b"]', "application/json"),
+    (b'{"texts": ["a"]}', "text/plain"),
+    (b'{"texts": ["a"]}', None),
+])
+def test_a_body_that_is_not_a_json_object_says_what_to_send(bare_client, body, content_type):
+    headers = {"content-type": content_type} if content_type else {}
+    response = bare_client.post("/predict", content=body, headers=headers)
+    assert response.status_code == 422, (response.status_code, response.text[:300])
+    check_answer(response)
+    error = response.json()["error"]
+    assert "must be a JSON object" in error and "Content-Type: application/json" in error, error
+
+
 # --- a static student given a text none of whose tokens it knows ------------------------------------------------
 def static_classifier(class_counts=None):
     """A two-word static student built in memory: "great" reads pos, "awful" neg; its bias alone says pos
@@ -221,3 +236,9 @@ def test_fewtune_predict_on_a_static_student_warns_once_about_unreadable_texts(t
     assert lines[2].startswith("🔥🔥,neg,0.75,0.75,0.25") and lines[3].startswith("😀,neg,0.75,")
     assert len([line for line in result.err_lines if line.startswith("warning:")]) == 1, result.err
     assert "class prior" in result.err
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_a_boolean_threshold_is_refused_not_read_as_one_or_zero(bare_client, value):
+    response = bare_client.post("/predict", json={"texts": ["a"], "abstain_below": value})
+    assert response.status_code == 422 and "not true or false" in response.json()["error"], response.text

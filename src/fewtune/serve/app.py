@@ -78,6 +78,14 @@ class PredictRequest(BaseModel):
 
     _valid_text = field_validator("texts", "text_pairs", "abstain_label", "model")(_unicode)
 
+    @field_validator("abstain_below", mode="before")
+    @classmethod
+    def _a_number(cls, value):
+        # JSON's true is no threshold; pydantic would read it as 1.0 and abstain on every text.
+        if isinstance(value, bool):
+            raise ValueError("abstain_below is a probability between 0 and 1, not true or false")
+        return value
+
 
 class Message(BaseModel):
     role: Literal["system", "user", "assistant"]
@@ -297,6 +305,11 @@ def _errors(app: FastAPI) -> None:
         first = errors[0] if errors else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         message = f"{where}: {first.get('msg', 'invalid request')}" if where else first.get("msg", "invalid request")
+        if not where and first.get("type") in ("missing", "model_attributes_type", "dict_type", "model_type"):
+            # The whole body is wrong (empty, a list, or not sent as JSON): pydantic's words name a dictionary.
+            sent = request.headers.get("content-type") or "none"
+            message = ('the request body must be a JSON object such as {"texts": ["..."]}, sent with '
+                       f"Content-Type: application/json (this request's: {sent})")
         if first.get("type") == "json_invalid":  # loc is ("body", character): say so in words
             reason = (first.get("ctx") or {}).get("error", "cannot parse it")
             message = f"the request body is not valid JSON: {reason} at character {where or 0}"

@@ -47,6 +47,8 @@ def files(tmp_path_factory):
     (f.static / "fewtune-static.json").write_text("{}", encoding="utf-8")  # what marks a static student
     f.texts = write_csv(root / "texts.csv", [[t] for t in POOL], header=["text"])
     f.small_pool = write_csv(root / "small.csv", [[t] for t in POOL[:5]], header=["text"])
+    f.unknown_labels = write_csv(root / "labels.csv", [[t, "0" if i % 2 else "1"] for i, t in enumerate(POOL)],
+                                 header=["text", "label"])  # 0/1 against a model of neg/pos
     f.ratings = write_csv(root / "ratings.csv", [["u1", "m1", 5], ["u2", "m1", 1]], header=["user", "item", "rating"])
     f.corpus = root / "corpus.txt"
     f.corpus.write_text("\n".join(POOL) + "\n", encoding="utf-8")
@@ -97,6 +99,8 @@ CASES = {
                                        ["--abstain-below applies to single-label models"]),
     "evaluate-missing-data": (["evaluate", "{classifier}", "--data", "{root}/missing.csv"], ["no such file"]),
     "evaluate-no-label-column": (["evaluate", "{classifier}", "--data", "{texts}"], ["no column 'label'"]),
+    "evaluate-unknown-labels": (["evaluate", "{classifier}", "--data", "{unknown_labels}"],
+                                ["labels the model does not know", "--allow-unknown-labels"]),
     "evaluate-generator": (["evaluate", "{generator}", "--data", "{texts}"], ["gives no class probabilities"]),
     "suggest-missing-pool": (["suggest", "{classifier}", "--pool", "{root}/missing.csv", "--strategy", "entropy"],
                              ["no such file"]),

@@ -187,7 +187,7 @@ def evaluate(
 ):
     """Accuracy, macro-F1, a per-class report and the confusion matrix on labeled data."""
     from ..data import fixed_subset, load_builtin, load_labeled
-    from ..storage.saved_models import check_classifier_folder, load_classifier
+    from ..storage.saved_models import check_classifier_folder, load_classifier, saved_facts
 
     if (data is None) == (dataset is None):
         raise FewtuneError("give exactly one of --data FILE or --dataset NAME")
@@ -202,10 +202,13 @@ def evaluate(
         heldout = load_labeled(data, text_col=text_col, label_col=label_col, text_pair_col=text_pair_col,
                                encoding=encoding)
     heldout = fixed_subset(heldout, max_test)
+    from ..data.ingest import check_known_labels
+
+    facts = saved_facts(model)  # the classes, known before the load: a wrong label file fails at once
+    if isinstance(facts.get("classes"), list) and not facts.get("multi_label"):
+        check_known_labels(heldout.labels, facts["classes"], heldout.source, allow_unknown=allow_unknown_labels)
     clf = load_classifier(model, device=device, trust=trust, show_progress=not quiet)
     if not clf.multi_label_:
-        from ..data.ingest import check_known_labels
-
         check_known_labels(heldout.labels, clf.classes_, heldout.source, allow_unknown=allow_unknown_labels)
     from ..experiment import held_out_report
 

@@ -44,7 +44,7 @@ def predict(
         raise FewtuneError(f"--format must be csv or jsonl, got {format!r}")
     if abstain_below is not None and not 0.0 <= abstain_below <= 1.0:
         raise FewtuneError(f"--abstain-below is a probability between 0 and 1, got {abstain_below}")
-    check_class_prior(class_prior)
+    prior = check_class_prior(class_prior)
     checks.output_file(output, overwrite=overwrite)
     runtime = check_classifier_folder(model, trust=trust)
     facts = saved_facts(model)
@@ -53,7 +53,7 @@ def predict(
     if class_prior is not None and isinstance(facts.get("classes"), list) and not facts.get("multi_label"):
         from ..label_shift import prior_vector
 
-        prior_vector(check_class_prior(class_prior), facts["classes"])  # its classes, before the load
+        prior_vector(prior, facts["classes"])  # its classes, before the load
     if runtime == "pytorch":  # an ONNX export or a static student runs without torch, on the CPU
         checks.device(device)
     stdin = input is None or input == "-"
@@ -205,10 +205,11 @@ def evaluate(
     from ..data.ingest import check_known_labels
 
     facts = saved_facts(model)  # the classes, known before the load: a wrong label file fails at once
-    if isinstance(facts.get("classes"), list) and not facts.get("multi_label"):
+    checked = isinstance(facts.get("classes"), list) and not facts.get("multi_label")
+    if checked:
         check_known_labels(heldout.labels, facts["classes"], heldout.source, allow_unknown=allow_unknown_labels)
     clf = load_classifier(model, device=device, trust=trust, show_progress=not quiet)
-    if not clf.multi_label_:
+    if not checked and not clf.multi_label_:  # a manifest without its classes: checked once they are loaded
         check_known_labels(heldout.labels, clf.classes_, heldout.source, allow_unknown=allow_unknown_labels)
     from ..experiment import held_out_report
 

@@ -99,6 +99,11 @@ def byte_kind(data: bytes, source: str) -> str:
     return kind
 
 
+def encoding_guess(kind: str) -> str:
+    """The --encoding to suggest for a file of this byte_kind that did not decode."""
+    return "utf-16" if kind == "utf-16" else "latin-1"
+
+
 def decode_bytes(data: bytes, source: str, encoding: str) -> str:
     """Decode a whole file, reporting the line and byte offset of the first undecodable byte."""
     try:
@@ -113,7 +118,7 @@ def decode_bytes(data: bytes, source: str, encoding: str) -> str:
         text = data.decode(name)
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        guess = "utf-16" if kind == "utf-16" else "latin-1"
+        guess = encoding_guess(kind)
         raise DataError(
             f"{source}, line {line}: byte 0x{data[e.start]:02x} at byte offset {e.start} is not valid "
             f"{codec.name}; pass the file's encoding, e.g. --encoding {guess}"

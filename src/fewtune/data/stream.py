@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from .labeled import LabeledTexts
-from .readers import FORMATS, _check_header, _json_type, _ragged_message, _unlimited_fields, byte_kind
+from .readers import FORMATS, _check_header, _json_type, _ragged_message, _unlimited_fields, byte_kind, encoding_guess
 from .ingest import _MISSING, _build, _missing_column_message
 
 
@@ -59,7 +59,7 @@ def stream_texts(path: str | Path, *, text_col: str = "text", text_pair_col: str
     text = io.TextIOWrapper(raw, encoding="utf-8-sig" if codec.name == "utf-8" else encoding,
                             newline="" if fmt != "jsonl" else "\n")
     records = _jsonl(text, source) if fmt == "jsonl" else _delimited(text, source, "," if fmt == "csv" else "\t")
-    guess = "utf-16" if kind == "utf-16" else "latin-1"
+    guess = encoding_guess(kind)
     return TextStream(path.stat().st_size, "bytes", _chunks(records, source, columns, chunk_rows, lambda: raw.count,
                                                            text, codec.name, guess))
 

@@ -37,10 +37,11 @@ TABLE_FOLDER = "static"
 HEAD_FILE = "head.safetensors"
 # What a model2vec folder needs to load; its README and modules.json stay behind.
 TABLE_FILES = ("model.safetensors", "tokenizer.json", "config.json")
+_NO_READING = "probabilities are the class prior, not a reading of the text"
 UNKNOWN_TEXT = ("none of this text's tokens is in the static model's vocabulary (emoji only, or another script?); "
-                "its probabilities are the class prior, not a reading of the text")
+                f"its {_NO_READING}")
 UNKNOWN_TEXT_WARNING = ("some texts have no token the static model knows (emoji only, or another script?); their "
-                        "probabilities are the class prior, not a reading of the text")
+                        f"{_NO_READING}")
 
 
 def is_static(path: str | Path) -> bool:

@@ -86,7 +86,7 @@ def cell(name: str, seed: int, args) -> dict:
     from fewtune.data import sample_k_shot
     from fewtune.distill import distill
     from fewtune.export import export_onnx
-    from fewtune.storage.saved_models import load_classifier
+    from fewtune.saved_models import load_classifier
 
     train, test = split(name, args.max_test)
     folder = args.work / name / str(seed)
@@ -133,7 +133,7 @@ def cell(name: str, seed: int, args) -> dict:
 
 
 def throughput(name: str, args) -> dict:
-    from fewtune.storage.saved_models import load_classifier
+    from fewtune.saved_models import load_classifier
 
     folder = args.work / name / "0"
     paths = {"teacher": folder / "teacher", "reference": folder / "encoder", "student_int8": folder / "encoder-int8",

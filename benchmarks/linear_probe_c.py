@@ -44,8 +44,8 @@ def run(datasets: list[str], shots: list[int], seeds: int) -> None:
     from fewtune.data.builtin import load_builtin
     from fewtune.data.sampling import fixed_subset_indices, sample_k_shot
     from fewtune.methods.linear_probe import C_GRID
-    from fewtune.selection import cv_folds
-    from fewtune.training.encoding import encode
+    from fewtune.data.sampling import cv_folds
+    from fewtune.training.embed_texts import encode
     from fewtune.training.heads import LinearHead, cross_validated_nll
 
     encoder = load_encoder(resolve_backbone("minilm"), device="cpu")

@@ -29,7 +29,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from fewtune.bench.api import seed_list  # noqa: E402
 from fewtune.progress import progress_bar  # noqa: E402
-from fewtune.recommend.protocol import SUMMARY_HEADER, Protocol, format_summary, parse_methods, run_bench  # noqa: E402
+from fewtune.recommend.protocol import SUMMARY_HEADER, Protocol, format_summary, run_bench  # noqa: E402
+from fewtune.recommend.runner import parse_methods  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -26,7 +26,7 @@ PUBLISHED = [("TALLRec, LLaMA-7B (published)", ("67.2", "67.5", "72.0")),
 
 def main() -> None:
     from fewtune.bench.api import seed_list
-    from fewtune.recommend.protocol import parse_methods
+    from fewtune.recommend.runner import parse_methods
     from fewtune.recommend.tallrec_protocol import TallRecProtocol, run_tallrec_bench, summarize
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

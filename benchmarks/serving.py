@@ -128,7 +128,7 @@ def _runners(folder: Path, work: Path, threads: int, FewShotClassifier, OnnxClas
 
     clf = FewShotClassifier.load(folder, device="cpu")
     # The reference: the saved encoder loaded by sentence-transformers itself, and the head's tensors.
-    from fewtune.backbones.quiet import quiet_libraries
+    from fewtune.backbones.quiet_loading import quiet_libraries
 
     with quiet_libraries():  # no "Loading weights" bar in the benchmark's log
         body = SentenceTransformer(str(folder / "body"), device="cpu")

@@ -1,6 +1,6 @@
 """Is setfit's default head too timid? The same trained setfit body, heads of different L2 strength.
 
-    .venv/bin/python benchmarks/setfit_head_c.py [--seeds 3] [--backbone me5-small]
+    .venv/bin/python benchmarks/setfit_head_c.py [--seeds 3] [--first-seed 0] [--k 8] [--data mr,bbc]
 
 The built-ins as a user's file (texts and labels only), K = 8 per class, 500 fixed test texts, texts cut
 at 128 tokens. setfit is trained once per split with its defaults (head_c = 1); then logistic heads
@@ -27,10 +27,10 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 DATASETS = ("mr", "imdb", "tweets", "rt-subj", "bbc", "thucnews")
-CS = (1.0, 10.0, 100.0)
+CS = (0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 50.0, 100.0, 1000.0)
 
 
-def split(name: str, seed: int, k: int = 8, n_test: int = 500):
+def split(name: str, seed: int, k: int, n_test: int = 500):
     from fewtune.data import load_builtin, sample_k_shot
 
     pool, test = load_builtin(name)
@@ -40,14 +40,14 @@ def split(name: str, seed: int, k: int = 8, n_test: int = 500):
             [test.texts[i] for i in keep], [test.labels[i] for i in keep])
 
 
-def run(name: str, seed: int, backbone: str) -> dict:
+def run(name: str, seed: int, backbone: str, k: int) -> dict:
     from fewtune import FewShotClassifier
     from fewtune.methods.linear_probe import C_GRID
     from fewtune.metrics import calibration_report
-    from fewtune.selection import cv_folds
+    from fewtune.data.sampling import cv_folds
     from fewtune.training.heads import LinearHead, cross_validated_nll
 
-    X, y, X_test, y_test = split(name, seed)
+    X, y, X_test, y_test = split(name, seed, k)
     started = time.perf_counter()
     clf = FewShotClassifier(backbone, "setfit", params={"max_seq_length": 128}, seed=seed,
                             show_progress=False).fit(X, y)
@@ -56,42 +56,52 @@ def run(name: str, seed: int, backbone: str) -> dict:
     emb, emb_test = clf.features(X), clf.features(X_test)
     scores = cross_validated_nll(emb, labels, len(classes), C_GRID, cv_folds(labels, 4, seed), seed=seed)
     chosen = min(scores, key=scores.get)
-    row = {"data": f"{name}-as-file", "K": 8, "seed": seed, "backbone": backbone,
+    row = {"data": f"{name}-as-file", "K": k, "seed": seed, "backbone": backbone,
            "cv_nll": {f"{c:g}": round(v, 4) for c, v in scores.items()}, "cv_chosen": chosen, "heads": {}}
     for c in sorted({*CS, chosen}):
-        proba = LinearHead.fit_logistic(emb, labels, len(classes), c=c, seed=seed).predict_proba(emb_test)
+        head = LinearHead.fit_logistic(emb, labels, len(classes), c=c, seed=seed)
+        proba = head.predict_proba(emb_test)
         report = calibration_report(y_test, proba, classes)
         accuracy = float(np.mean(np.array(classes)[proba.argmax(1)] == np.array(y_test)))
         row["heads"][f"{c:g}"] = {"accuracy": round(accuracy, 4), "ece": round(report["ece"], 4),
-                                  "nll": round(report["nll"], 4)}
+                                  "nll": round(report["nll"], 4),
+                                  # what the shots can see: the head's mean top probability on them
+                                  "shots_confidence": round(float(head.predict_proba(emb).max(1).mean()), 4),
+                                  "test_confidence": round(float(proba.max(1).mean()), 4)}
     default = clf.predict_proba(X_test[:50])  # the classifier itself is the C = 1 head: a check of the set-up
     row["check_default_head_matches"] = bool(np.allclose(
         default, LinearHead.fit_logistic(emb, labels, len(classes), c=1.0, seed=seed).predict_proba(emb_test[:50]),
         atol=1e-4))
     row["seconds"] = round(time.perf_counter() - started, 1)
+    if os.environ.get("SAVE_EMBEDDINGS"):  # for analyses of other heads without retraining the body
+        np.savez_compressed(Path(os.environ["SAVE_EMBEDDINGS"]) / f"{name}_K{k}_s{seed}.npz", emb=emb,
+                            emb_test=emb_test, labels=labels, y_test=np.array([classes.index(v) for v in y_test]))
     return row
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--k", type=int, default=8)
+    parser.add_argument("--data", default=",".join(DATASETS))
     parser.add_argument("--backbone", default="me5-small")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "setfit_head_c.jsonl")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     done = set()
     if args.out.exists():
-        done = {(r["data"], r["seed"], r["backbone"]) for r in map(json.loads, args.out.open())}
+        done = {(r["data"], r["seed"], r["backbone"], r["K"]) for r in map(json.loads, args.out.open())}
     with open(args.out, "a", encoding="utf-8") as f:
-        for seed in range(args.seeds):
-            for name in DATASETS:
-                if (f"{name}-as-file", seed, args.backbone) in done:
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            for name in args.data.split(","):
+                if (f"{name}-as-file", seed, args.backbone, args.k) in done:
                     continue
-                row = run(name, seed, args.backbone)
+                row = run(name, seed, args.backbone, args.k)
                 f.write(json.dumps(row) + "\n")
                 f.flush()
                 heads = "  ".join(f"C={c}: {h['accuracy']:.3f}/{h['ece']:.3f}" for c, h in row["heads"].items())
-                print(f"{name} seed {seed} (cv chose {row['cv_chosen']:g})  accuracy/ECE  {heads}", flush=True)
+                print(f"{name} K={args.k} seed {seed} (cv chose {row['cv_chosen']:g})  accuracy/ECE  {heads}", flush=True)
     return 0
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fewtune.bench.records import cpu_seconds, label
 from fewtune.bench.records import load_runs as load
-from fewtune.bench.stats import mean_std, sign_flip_p
+from fewtune.bench.stats import format_mean_std, sign_flip_p
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_IN = HERE / "results" / "encoder_methods.jsonl"
@@ -75,8 +75,9 @@ def render(records: list[dict], note: str | None, title: str = "fewtune encoder 
                 continue
             d, k, n_test, name = key
             lines.append(
-                f"| {d} | {k} | {n_test} | {name} | {len(rs)} | {mean_std([r['accuracy'] for r in rs])} | "
-                f"{mean_std([r['macro_f1'] for r in rs])} | {statistics.mean(r['train_seconds'] for r in rs):.1f} | "
+                f"| {d} | {k} | {n_test} | {name} | {len(rs)} | {format_mean_std([r['accuracy'] for r in rs])} | "
+                f"{format_mean_std([r['macro_f1'] for r in rs])} | "
+                f"{statistics.mean(r['train_seconds'] for r in rs):.1f} | "
                 f"{statistics.mean(r['predict_seconds'] for r in rs):.1f} | "
                 f"{statistics.mean(cpu_seconds(r) for r in rs):.1f} | {max(r['peak_rss_mb'] for r in rs):.0f} |"
             )
@@ -120,8 +121,9 @@ def targets_section(records: list[dict]) -> list[str]:
         tokens = ours[0].get("max_seq_length") or 256
         diffs = [100 * (a["accuracy"] - b["accuracy"]) for a, b in zip(ours, lib)]
         paired = f"{statistics.mean(diffs):+.1f} (p = {sign_flip_p(diffs):.2f})" if len(diffs) > 1 else f"{diffs[0]:+.1f}"
-        lines.append(f"| {group[0]} | {group[1]} | {tokens} | {len(seeds)} | {mean_std([r['accuracy'] for r in ours])} | "
-                     f"{mean_std([r['accuracy'] for r in lib])} | {paired} | {wall:.1f}× | {cpu:.1f}× | "
+        lines.append(f"| {group[0]} | {group[1]} | {tokens} | {len(seeds)} | "
+                     f"{format_mean_std([r['accuracy'] for r in ours])} | "
+                     f"{format_mean_std([r['accuracy'] for r in lib])} | {paired} | {wall:.1f}× | {cpu:.1f}× | "
                      f"{'met' if met else 'not met'} |")
     return lines if len(lines) > 6 else []
 
@@ -141,8 +143,10 @@ def calibration_section(records: list[dict]) -> list[str]:
     for group in order(scored):
         for key, rs in sorted(groups.items()):
             if key[:3] == group:
-                lines.append(f"| {key[0]} | {key[1]} | {key[3]} | {len(rs)} | {mean_std([r['ece'] for r in rs])} | "
-                             f"{mean_std([r['nll'] for r in rs], 1, 3)} | {mean_std([r['brier'] for r in rs], 1, 3)} |")
+                lines.append(f"| {key[0]} | {key[1]} | {key[3]} | {len(rs)} | "
+                             f"{format_mean_std([r['ece'] for r in rs])} | "
+                             f"{format_mean_std([r['nll'] for r in rs], 1, 3)} | "
+                             f"{format_mean_std([r['brier'] for r in rs], 1, 3)} |")
     return lines
 
 
@@ -166,7 +170,8 @@ def compare_section(records: list[dict], pairs: list[tuple[str, str]]) -> list[s
             diffs = [100 * (ra[s]["accuracy"] - rb[s]["accuracy"]) for s in seeds]
             p = f" (p = {sign_flip_p(diffs):.2f})" if len(diffs) > 1 else ""
             lines.append(f"| {group[0]} | {group[1]} | {a} | {b} | {len(seeds)} | "
-                         f"{mean_std([ra[s]['accuracy'] for s in seeds])} | {mean_std([rb[s]['accuracy'] for s in seeds])} | "
+                         f"{format_mean_std([ra[s]['accuracy'] for s in seeds])} | "
+                         f"{format_mean_std([rb[s]['accuracy'] for s in seeds])} | "
                          f"{statistics.mean(diffs):+.1f}{p} | {sum(d > 0 for d in diffs)}/{len(diffs)} |")
     return lines if len(lines) > 6 else []
 

@@ -24,7 +24,7 @@ DATA = [("bbc", 64), ("mr", 128), ("tweets", 128)]
 def collect(path: Path, params: dict) -> None:
     from fewtune import FewShotClassifier
     from fewtune.bench.plan import data_source, parse_variant, plan_runs
-    from fewtune.selection import cv_folds
+    from fewtune.data.sampling import cv_folds
 
     with path.open("a") as out:
         for name, length in DATA:

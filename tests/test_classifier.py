@@ -174,6 +174,21 @@ def test_sklearn_get_params_and_clone(fitted):
     assert not hasattr(twin, "model_") and twin.get_params() == params
 
 
+def test_a_sibling_shares_the_model_settings_and_none_of_the_chain():
+    # Grid points and fold models: the same backbone, method, params, seed, device and trust, and no
+    # selection, posterior, calibration, class prior or progress bars of their own unless asked.
+    clf = FewShotClassifier("a-backbone", "linear-probe", params={"head_c": 1.0}, seed=3, device="cpu", trust=True,
+                            select="cv", grid={"head_c": [1.0]}, cv_folds=3, posterior="ensemble",
+                            posterior_samples=3, calibrate="temperature", class_prior="a=1", show_progress=True)
+    plain = clf.sibling(params={"head_c": 2.0})
+    assert plain.get_params(deep=False) == {**FewShotClassifier().get_params(deep=False), "backbone": "a-backbone",
+                                            "method": "linear-probe", "params": {"head_c": 2.0}, "seed": 3,
+                                            "device": "cpu", "trust": True}
+    member = clf.sibling(posterior="laplace-cv")
+    assert member.posterior == "laplace-cv" and member.params == {"head_c": 1.0} and member.calibrate is None
+    assert member.params is not clf.params and clf.select == "cv"  # a copy; the classifier itself is unchanged
+
+
 @pytest.mark.parametrize(
     "X, y, match",
     [

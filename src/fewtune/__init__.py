@@ -21,11 +21,11 @@ def __getattr__(name: str):
     # Imported on first use: torch and transformers take seconds to import, and `fewtune models`
     # or `fewtune --help` should answer at once.
     if name == "FewShotClassifier":
-        from .classifier import FewShotClassifier
+        from .classifier import FewShotClassifier  # why: torch, transformers, scikit-learn
 
         return FewShotClassifier
     if name == "FewShotGenerator":
-        from .generation import FewShotGenerator
+        from .generation import FewShotGenerator  # why: torch, transformers
 
         return FewShotGenerator
     raise AttributeError(f"module 'fewtune' has no attribute {name!r}")

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.base import ClassifierMixin
+from sklearn.base import ClassifierMixin, clone
 
-from . import methods as _methods  # noqa: F401  (importing registers every method)
 from .backbones import DEFAULT_ENCODER, ResolvedBackbone, pick_device, resolve_backbone
+from .bayes import SAMPLED_POSTERIORS, Fitting, calibration_names, fit_chain, plan_chain, posterior_names
+from .classifier_folder import load_classifier_folder, save_classifier
 from .data import as_labeled, check_trainable
 from .data.ingest import from_table
 from .data.language import text_scripts, warn_if_unreadable
@@ -20,9 +22,9 @@ from .errors import FewtuneError
 from .estimator import ParamsEstimator
 from .label_shift import check_class_prior, parse_class_prior, prior_ratio, prior_vector, shift_proba
 from .labels import ProbabilityLabels, label_indices, plain_label
-from .method import get_method
-from .model_inputs import model_texts, seed_everything
-from .posteriors import SAMPLED_POSTERIORS, Fitting, calibration_names, fit_chain, plan_chain, posterior_names
+from .methods.base import get_method
+from .model_texts import model_texts
+from .seeding import seed_everything
 from .progress import Progress
 from .training.soft_targets import check_soft_targets
 from .training.tracking import curve, record_losses
@@ -72,7 +74,7 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, ParamsEstimator):
     After `fit`: `classes_` (sorted labels), `backbone_` (what was loaded), `train_info_`
     (with `selection`: the grid, every point's cross-validated score and the chosen values;
     with `posterior`: the chosen prior precision and the evidence curve; with `calibrate`: T),
-    `strategies_` (the fitted posterior and calibration, in the order they apply; `fewtune.posteriors`),
+    `strategies_` (the fitted posterior and calibration, in the order they apply; `fewtune.bayes`),
     `posterior_` (the fitted posterior or None), `calibration_` (the fitted calibration or None) and
     `temperature_` (the temperature applied, 1.0 for none).
     `posterior` is what was asked and `posterior_` what was fitted: they differ only when calibrate="auto"
@@ -84,6 +86,8 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, ParamsEstimator):
     """
 
     FIT_HINT = "call fit(texts, labels) first"
+    # The options a `sibling` shares with the classifier it is made from; the others start at their defaults.
+    SIBLING_SHARES = ("backbone", "method", "params", "seed", "device", "trust")
 
     def __init__(
         self,
@@ -196,10 +200,18 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, ParamsEstimator):
             self.train_info_["data"] = data_description
         return self
 
+    def sibling(self, **options) -> FewShotClassifier:
+        """An unfitted classifier with this one's backbone, method, params, seed, device and trust, and every
+        other option at its default (no selection, posterior, calibration, class prior or progress bars) unless
+        `options` set it: the models cross-validation trains (grid points, fold models)."""
+        defaults = {name: p.default for name, p in inspect.signature(type(self)).parameters.items()
+                    if name not in self.SIBLING_SHARES}
+        return clone(self).set_params(**{**defaults, **options})
+
     # -- the fitted chain -----------------------------------------------------------------
     @property
     def posterior_(self):
-        """The fitted posterior (`fewtune.posteriors`), or None: probabilities are the model's own."""
+        """The fitted posterior (`fewtune.bayes`), or None: probabilities are the model's own."""
         return next((s for s in self.strategies_ if s.role == "posterior"), None)
 
     def check_options(self, *, flags: bool = False) -> tuple[type, Any, ResolvedBackbone]:
@@ -280,24 +292,27 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, ParamsEstimator):
         with Progress(self.show_progress and len(texts) > 256) as progress:
             return self.model_.features(texts, progress=progress)
 
-    # -- persistence (storage/classifier_folder.py) --------------------------------------
+    def transform(self, X) -> np.ndarray:
+        """scikit-learn's name for `features`: the fitted model's representation of each text (an encoder
+        method's embedding), so the classifier can be a step of a Pipeline before another estimator."""
+        return self.features(X)
+
+    # -- persistence (classifier_folder.py) ----------------------------------------------
     def save(self, path: str | Path, *, overwrite: bool = False, evaluation: dict | None = None,
-             standalone: bool = False) -> Path:
+             standalone: bool = False, run_spec: str | None = None) -> Path:
         """A model folder: safetensors and JSON, checksummed, written atomically, with a model card.
 
         standalone: copy every encoder weight; by default those training left as the named backbone has
-        them (its word embeddings, mostly) are read from the installed backbone when the model loads."""
-        from .storage.classifier_folder import save_classifier
-
+        them (its word embeddings, mostly) are read from the installed backbone when the model loads.
+        run_spec: the settings of the run that trained it, as YAML, kept as spec.yaml (`fewtune train`)."""
         self._check_fitted()
-        return save_classifier(self, path, overwrite=overwrite, evaluation=evaluation, standalone=standalone)
+        return save_classifier(self, path, overwrite=overwrite, evaluation=evaluation, standalone=standalone,
+                               run_spec=run_spec)
 
     @classmethod
     def load(cls, path: str | Path, *, device: str | None = None, trust: bool = False,
              show_progress: bool = False) -> FewShotClassifier:
         """A saved classifier; trust=True also loads pickle files and custom code (only from a source you trust)."""
-        from .storage.classifier_folder import load_classifier_folder
-
         return load_classifier_folder(cls, path, device=device, trust=trust, show_progress=show_progress)
 
     # -- helpers --------------------------------------------------------------------------

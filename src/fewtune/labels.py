@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import FewtuneError
+from .label_sets import to_indicator
+
 THRESHOLD = 0.5  # a multi-label model says every label whose probability reaches this
 
 
@@ -18,8 +21,6 @@ def plain_label(value):
 def label_indices(labels, classes=None) -> tuple[np.ndarray, np.ndarray]:
     """(classes, index of each label): the sorted labels seen, or the given `classes` (a student's, whose
     soft targets cover classes its shots may lack); a label outside them is an error."""
-    from .errors import FewtuneError
-
     classes = np.array(sorted(set(labels)) if classes is None else list(classes), dtype=object)
     index = {c: i for i, c in enumerate(classes)}
     unknown = sorted({str(label) for label in labels} - {str(c) for c in classes})
@@ -44,8 +45,6 @@ class ProbabilityLabels:
         from sklearn.metrics import accuracy_score
 
         if self.multi_label_:
-            from .data.multilabel import to_indicator
-
             y = to_indicator(y, list(self.classes_), source="scoring labels")
         return float(accuracy_score(y, self.predict(X), sample_weight=sample_weight))
 

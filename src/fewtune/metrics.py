@@ -1,12 +1,14 @@
-"""Classification metrics as plain JSON-ready dicts (scikit-learn does the arithmetic)."""
+"""Classification metrics as plain JSON-ready dicts (scikit-learn does the arithmetic).
+
+scikit-learn is imported by the functions that use it, so that the modules importing these at their top
+(the held-out reports, evaluation_plots, the benchmark worker) stay cheap to import.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import (accuracy_score, brier_score_loss, confusion_matrix, f1_score, log_loss,
-                             precision_recall_fscore_support)
 
 
 def classification_report(y_true, y_pred, classes) -> dict[str, Any]:
@@ -16,6 +18,8 @@ def classification_report(y_true, y_pred, classes) -> dict[str, Any]:
     at the end so that nothing is silently dropped. Labels compare as text, so a model trained on a
     CSV's "1" scores correctly on a JSONL file's 1.
     """
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
     y_true = [str(v) for v in y_true]
     y_pred = [str(v) for v in y_pred]
     labels = [str(c) for c in classes]
@@ -40,7 +44,7 @@ def multilabel_report(y_true: np.ndarray, y_pred: np.ndarray, classes) -> dict[s
 
     Both arguments are 0/1 indicator matrices with columns in `classes` order.
     """
-    from sklearn.metrics import hamming_loss
+    from sklearn.metrics import accuracy_score, f1_score, hamming_loss, precision_recall_fscore_support
 
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, zero_division=0)
@@ -70,6 +74,8 @@ def calibration_report(y_true, proba: np.ndarray, classes, n_bins: int = 10) -> 
     of the probability vector against the one-hot truth, summed over classes (0 is perfect, 2 worst).
     Labels the model does not know count as wrong with probability 0.
     """
+    from sklearn.metrics import brier_score_loss, log_loss
+
     proba = np.asarray(proba, dtype=float)
     index = {str(c): i for i, c in enumerate(classes)}
     truth = np.array([index.get(str(v), -1) for v in y_true])

@@ -2,18 +2,27 @@
 
 Every card opens with YAML metadata written by huggingface_hub's ModelCardData (library, base model,
 pipeline tag, tags, the held-out scores as model-index results), so the Hub and any tool that reads
-Hub cards parse it; the prose below it is fewtune's own.
+Hub cards parse it; the prose below it is fewtune's own. A backbone converted from a quantized package
+is named for what it is: the hub model as its origin, the quantization and package as what ran.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+
+from .backbones import catalog
 
 
 PIPELINE_TAGS = {"classify": "text-classification", "generate": "text-generation", "lm": "text-generation"}
 METRICS = {"accuracy": ("accuracy", None), "macro_f1": ("f1", "macro"), "ece": ("ece", None), "nll": ("nll", None),
            "brier": ("brier", None), "perplexity_after": ("perplexity", None)}
+
+
+def with_front_matter(render: Callable[..., str]) -> Callable[..., str]:
+    """`render` (config -> card text) as a whole card: the same text under its Hub YAML metadata. What the
+    savers hand to storage's write_model_folder, which writes the card without knowing what is in it."""
+    return lambda config, *args, **kwargs: with_metadata(config, render(config, *args, **kwargs))
 
 
 def with_metadata(config: dict[str, Any], card: str) -> str:
@@ -22,8 +31,6 @@ def with_metadata(config: dict[str, Any], card: str) -> str:
     from importlib.metadata import version
 
     from huggingface_hub import EvalResult, ModelCardData
-
-    from .backbones.registry import BACKBONES, hub_id
 
     backbone = config.get("backbone") or {}
     name = backbone.get("name") if isinstance(backbone, dict) else backbone
@@ -38,10 +45,18 @@ def with_metadata(config: dict[str, Any], card: str) -> str:
         results = [EvalResult(task_type=pipeline_tag, dataset_type=slug, dataset_name=held_out, metric_type=metric,
                               metric_config=config_name, metric_value=evaluation[key])
                    for key, (metric, config_name) in METRICS.items() if isinstance(evaluation.get(key), (int, float))]
-    spec = BACKBONES.get(str(name).lower()) if isinstance(name, str) else None
-    # A backbone packaged 4-bit is not the hub model's weights: the metadata says which quantization was used.
-    quantized = {"base_model_quantization": spec.quantization} if spec is not None and spec.quantization else {}
-    data = ModelCardData(library_name="fewtune", base_model=hub_id(name), pipeline_tag=pipeline_tag,
+    registry_name = name.lower() if isinstance(name, str) else None
+    origin = catalog.quantized_origin(registry_name)
+    # base_model stays the hub model: it is where the weights came from. A backbone converted from a
+    # quantized package is not that model's weights, so the relation is "quantized" (the Hub's values:
+    # adapter, merge, quantized, finetune; left out, it would guess adapter or finetune, hiding the rounding)
+    # and the quantization and package that actually ran are named beside it.
+    quantized = ({"base_model_relation": "quantized", "base_model_quantization": origin.quantization,
+                  "base_model_package": origin.package} if origin else {})
+    # inference: false — no Hub widget or Inference API can run a fewtune model (library_name fewtune is no
+    # library the Hub serves); pipeline_tag stays, as the task the model does, for filtering by task.
+    data = ModelCardData(library_name="fewtune", base_model=catalog.hub_id(registry_name),
+                         pipeline_tag=pipeline_tag, inference=False,
                          tags=["fewtune", "few-shot", *([config["method"]] if config.get("method") else []),
                                *(["quantized-base-model"] if quantized else [])],
                          model_name=title, eval_results=results or None, fewtune_version=version("fewtune"),
@@ -50,7 +65,7 @@ def with_metadata(config: dict[str, Any], card: str) -> str:
 
 
 def render_card(config: dict[str, Any], strategies: Sequence[str] = ()) -> str:
-    """strategies: the describe() line of each posterior and calibration the model applies (fewtune.posteriors)."""
+    """strategies: the describe() line of each posterior and calibration the model applies (fewtune.bayes)."""
     backbone = config["backbone"]
     training = config.get("training", {})
     lines = [
@@ -59,6 +74,7 @@ def render_card(config: dict[str, Any], strategies: Sequence[str] = ()) -> str:
         f"A text classifier trained with fewtune using the "
         f"`{config['method']}` method on the `{backbone['name']}` backbone ({backbone.get('source', '')}).",
         *backbone_origin_lines(backbone["name"]),
+        *adapter_lines(config),
         "",
         "## Classes",
         "",
@@ -139,14 +155,32 @@ def render_card(config: dict[str, Any], strategies: Sequence[str] = ()) -> str:
 
 
 def backbone_origin_lines(name: str | None) -> list[str]:
-    """A sentence on where a quantized registry backbone's weights came from (none for exact copies)."""
-    from .backbones.registry import BACKBONES
-
-    spec = BACKBONES.get(str(name).lower()) if name else None
-    if spec is None or not spec.quantization:
+    """Where a backbone converted from a quantized package came from and what actually ran (none for a
+    backbone that is its hub model's own weights)."""
+    origin = catalog.quantized_origin(name.lower() if isinstance(name, str) else None)
+    if origin is None:
         return []
-    return ["", f"The backbone is {spec.hf_id} as packaged {spec.quantization}: every weight matrix went through "
-                "4-bit rounding, so results on it are not those of the hub model's own weights."]
+    return ["", f"The backbone `{origin.name}` is not {origin.origin}'s own weights: it is that model quantized to "
+                f"{origin.quantization} as shipped in the package `{origin.package}`, dequantised to float32 by "
+                f"fewtune. The weights keep the quantization's rounding, so putting {origin.origin} in its place "
+                f"changes the results; load this model on the same backbone (`fewtune models install {origin.name}`)."]
+
+
+def adapter_lines(config: dict[str, Any]) -> list[str]:
+    """How a saved LoRA adapter loads with PEFT alone, and onto which weights."""
+    if "adapter_config.json" not in (config.get("files") or {}):
+        return []
+    name = config["backbone"]["name"]
+    origin = catalog.quantized_origin(name.lower())
+    if origin is not None:
+        base = (f"the converted folder of `{origin.name}` (`fewtune models install {origin.name}` prints where "
+                f"it is), not {origin.origin}; adapter_config.json's base_model_name_or_path says so, in place of "
+                "a hub id")
+    else:
+        base = f"`{catalog.adapter_base(name.lower()) or name}`"
+    return ["", "The LoRA adapter is PEFT's own format (`adapter_config.json`, `adapter_model.safetensors`): "
+                f"`peft.PeftModel.from_pretrained(base, PATH)` loads it, `base` being the causal LM loaded from "
+                f"{base}."]
 
 
 def render_static_card(manifest: dict[str, Any]) -> str:
@@ -191,6 +225,8 @@ def render_generator_card(config: dict[str, Any]) -> str:
         "",
         f"{what[0].upper()}{what[1:]} fine-tuned with fewtune from `{backbone['name']}` ({backbone.get('source', '')}); "
         f"saved as {saved}.",
+        *backbone_origin_lines(backbone["name"]),
+        *adapter_lines(config),
         "",
         "## Training",
         "",
@@ -255,3 +291,5 @@ def _loss_lines(training: dict[str, Any]) -> list[str]:
 
 def _counts(counts: dict) -> str:
     return ", ".join(f"{k}: {v}" for k, v in counts.items())
+
+

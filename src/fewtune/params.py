@@ -1,9 +1,11 @@
 """Hyper-parameters as a dataclass: the one contract of classification and recommendation methods.
 
-A method's parameters subclass `Params`, add fields with `metadata={"help": ...}` and extend `check`
-to name every invalid value, so one error lists them all before any model loads. The registry a
-class belongs to (`_registry`) only names the method in messages. Torch-free on purpose:
-`fewtune recommend MODEL` reads recommender parameters without loading the encoder methods.
+A method's parameters subclass `Params`, declare each field with `param(default, help, ...)` — the help
+text `fewtune methods` and --help show, and the values it may take (minimum=, maximum=, above=,
+choices=), which every Params checks on creation — and extend `check` for what one field's metadata
+cannot say, so one error lists every invalid value before any model loads. The registry a class
+belongs to (`_registry`) only names the method in messages. Torch-free on purpose: `fewtune recommend
+MODEL` reads recommender parameters without loading the encoder methods.
 """
 
 from __future__ import annotations
@@ -13,43 +15,74 @@ from typing import Any, ClassVar
 
 from .errors import FewtuneError
 
+# The metadata keys of the values a field may take (see param).
+LIMITS = ("minimum", "maximum", "above", "choices")
 
-# Ranges that hold for a parameter of this name in every method (a method's own check adds the rest):
-# the values that would otherwise fail deep inside a library, after training has begun.
-AT_LEAST_ONE = ("batch_size", "encode_batch_size", "max_demonstrations", "early_stopping_folds", "folds", "lora_r",
-                "patience")
-POSITIVE = ("head_c", "lr", "head_lr", "body_lr", "lora_lr", "lora_alpha", "temperature")
-NOT_NEGATIVE = ("max_seq_length", "max_text_tokens", "max_demo_tokens", "l2sp", "weight_decay", "lm_feature_scale",
-                "reinit_layers", "time_budget", "epochs", "head_epochs")  # setfit's epochs=0: no contrastive stage
+
+def param(default: Any, help: str, *, minimum: float | None = None, maximum: float | None = None,
+          above: float | None = None, choices: tuple | None = None) -> Any:
+    """A dataclass field with its help text and, optionally, the values it may take, checked by
+    `check_ranges` when the Params is created: minimum and maximum inclusive, above exclusive (above=0:
+    positive), choices the allowed values. A list or dict default is copied for each instance."""
+    metadata: dict[str, Any] = {"help": help}
+    for key, value in zip(LIMITS, (minimum, maximum, above, choices)):
+        if value is not None:
+            metadata[key] = value
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def field_limits(field: dataclasses.Field) -> dict[str, Any]:
+    """The values `field` may take, as its param(...) declared them (minimum=, ...; empty: any)."""
+    return {key: field.metadata[key] for key in LIMITS if key in field.metadata}
+
+
+def limit_problem(name: str, value: Any, limits: dict[str, Any]) -> str | None:
+    """The sentence naming why `value` is outside `limits` (field_limits), or None."""
+    if "choices" in limits:
+        if value in limits["choices"]:
+            return None
+        return f"{name} must be {' or '.join(map(repr, limits['choices']))}, got {value!r}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    low, high, above = limits.get("minimum"), limits.get("maximum"), limits.get("above")
+    if low is not None and high is not None:
+        if not low <= value <= high:
+            return f"{name} must be between {low:g} and {high:g}, got {value}"
+    elif low is not None and value < low:
+        if low == 0:
+            return f"{name} must not be negative, got {value}"
+        return f"{name} must be at least {low:g}, got {value}"
+    elif high is not None and value > high:
+        return f"{name} must be at most {high:g}, got {value}"
+    if above is not None and not value > above:
+        return f"{name} must be positive, got {value}" if above == 0 else f"{name} must be above {above:g}, got {value}"
+    return None
 
 
 def check_ranges(params: Params, problems: list[str]) -> None:
-    """Append the AT_LEAST_ONE / POSITIVE / NOT_NEGATIVE violations the method's own check did not name."""
+    """Append the violations of each field's limits (field_limits) that the class's own check did not name."""
     for field in dataclasses.fields(params):
-        value = getattr(params, field.name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
         if any(problem.startswith(f"{field.name} ") for problem in problems):
             continue
-        if field.name in AT_LEAST_ONE and value < 1:
-            problems.append(f"{field.name} must be at least 1, got {value}")
-        elif field.name in POSITIVE and not value > 0:
-            problems.append(f"{field.name} must be positive, got {value}")
-        elif field.name in NOT_NEGATIVE and value < 0:
-            problems.append(f"{field.name} must not be negative, got {value}")
+        limits = field_limits(field)
+        problem = limit_problem(field.name, getattr(params, field.name), limits) if limits else None
+        if problem:
+            problems.append(problem)
 
 
 @dataclasses.dataclass
 class Params:
-    # Whether the name-based ranges above apply (classification methods); other settings, where 0 may mean
-    # "the default" (adapt's lr), check their own.
-    ranges_apply: ClassVar[bool] = False
+    # Whether problems are listed in the order the fields are declared in (classification methods), rather
+    # than check's own order followed by the limits'.
+    problems_in_field_order: ClassVar[bool] = False
 
     def __post_init__(self):
         problems: list[str] = []
         self.check(problems)
-        if self.ranges_apply:
-            check_ranges(self, problems)
+        check_ranges(self, problems)
+        if self.problems_in_field_order:
             # One order whichever check found a problem: the order the fields are declared in.
             order = {f.name: i for i, f in enumerate(dataclasses.fields(self))}
             problems.sort(key=lambda problem: order.get(problem.split(" ", 1)[0], len(order)))

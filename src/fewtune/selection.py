@@ -21,9 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from .data.sampling import cv_folds
 from .errors import FewtuneError
 from .labels import plain_label
-from .model_inputs import model_texts, seed_everything
+from .model_texts import model_texts
+from .seeding import seed_everything
 from .progress import Progress
 
 SELECTIONS = ("cv", "evidence")
@@ -39,30 +41,11 @@ def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
 
 
-def cv_folds(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified folds over the shots; as many as the rarest class allows (at least 2)."""
-    from sklearn.model_selection import KFold, StratifiedKFold
-
-    y = np.asarray(y)
-    if y.ndim == 2:  # multi-label: folds over examples
-        n = min(folds, len(y))
-        if n < 2:
-            raise FewtuneError("cross-validation needs at least 2 examples")
-        return list(KFold(n, shuffle=True, random_state=seed).split(np.zeros(len(y))))
-    _, counts = np.unique(y, return_counts=True)
-    n = min(folds, int(counts.min()))
-    if n < 2:
-        raise FewtuneError(
-            f"--select cv needs at least 2 examples of every class to cross-validate; the rarest has {counts.min()}"
-        )
-    return list(StratifiedKFold(n, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
-
-
 def select_by_cv(make_classifier, X: list, y, grid: dict[str, list[Any]], *, folds: int = 4, seed: int = 0,
                  progress=None) -> dict:
     """Score every grid point by cross-validated accuracy (then macro-F1, then log-loss) on (X, y).
 
-    make_classifier(params) -> an unfitted FewShotClassifier with those extra parameters.
+    make_classifier(point) -> an unfitted FewShotClassifier with the point's parameters.
     Returns {"method": "cv", "folds", "grid", "results": [...], "chosen": {...}}.
     """
     from sklearn.metrics import accuracy_score, f1_score, log_loss
@@ -129,14 +112,11 @@ def classifier_selection(clf, data, y, method_cls) -> dict | None:
     if clf.select is None:
         return None
     # clf.select was checked by FewShotClassifier.check_options before any data was read.
-    from .classifier import FewShotClassifier  # every grid point is a classifier, cross-validated
-
     grid = clf.grid if clf.grid is not None else method_cls.selection_grid
     X = data.texts if data.text_pairs is None else list(zip(data.texts, data.text_pairs))
 
-    def make(point):
-        return FewShotClassifier(clf.backbone, clf.method, params={**(clf.params or {}), **point},
-                                 seed=clf.seed, device=clf.device, trust=clf.trust)
+    def make(point):  # every grid point is a sibling of clf, cross-validated
+        return clf.sibling(params={**(clf.params or {}), **point})
 
     with Progress(clf.show_progress) as progress:
         return select_by_cv(make, X, y, grid, folds=clf.cv_folds, seed=clf.seed, progress=progress)

@@ -36,8 +36,8 @@ from fewtune.backbones import (
 )
 from fewtune.backbones import install as install_module
 from fewtune.backbones import recipes
-from fewtune.backbones.quiet import quiet_libraries
-from fewtune.backbones.registry import BackboneSpec
+from fewtune.backbones.quiet_loading import quiet_libraries
+from fewtune.backbones.catalog import BackboneSpec
 from fewtune.errors import BackboneError, ModelFolderError
 
 from tests.conftest import minilm_folder as _minilm_folder

@@ -131,7 +131,7 @@ def test_the_converted_tokenizer_counts_tokens_as_the_engine(me5, engine):
 
 @pytest.mark.integration
 def test_the_converted_encoder_embeds_as_the_engine(me5, engine):
-    from fewtune.training.encoding import encode
+    from fewtune.training.embed_texts import encode
 
     body = load_encoder(me5, device="cpu")
     assert text_prefix(body) == BACKBONES["me5-small"].prefix == "query: "
@@ -243,7 +243,7 @@ def prompted_folder(st_folder, tmp_path_factory) -> Path:
 def test_every_path_puts_the_prefix_before_the_text(prompted_folder, st_folder, tmp_path):
     from fewtune import FewShotClassifier
     from fewtune.backbones import ResolvedBackbone
-    from fewtune.training.encoding import encode
+    from fewtune.training.embed_texts import encode
 
     prompted = load_encoder(ResolvedBackbone("p", ENCODER, str(prompted_folder), "local"), device="cpu")
     plain = load_encoder(ResolvedBackbone("q", ENCODER, str(st_folder), "local"), device="cpu")

@@ -219,6 +219,19 @@ def test_unsupported_combinations_are_clear_errors(st_folder):
         FewShotClassifier(backbone=str(st_folder), posterior="laplace").fit(X, [[label] for label in y])
 
 
+def test_strategies_register_in_the_same_registry_as_the_methods():
+    from fewtune.bayes import CALIBRATIONS, POSTERIORS, SAMPLED_POSTERIORS
+    from fewtune.bayes.strategy import CALIBRATION_STRATEGIES, POSTERIOR_STRATEGIES, register_posterior
+    from fewtune.registry import Registry
+
+    assert isinstance(POSTERIOR_STRATEGIES, Registry) and isinstance(CALIBRATION_STRATEGIES, Registry)
+    assert POSTERIORS == ("laplace", "laplace-cv", "ensemble", "mc-dropout") == tuple(POSTERIOR_STRATEGIES)
+    assert CALIBRATIONS == ("temperature", "auto") and SAMPLED_POSTERIORS == ("ensemble", "mc-dropout")
+    assert all(POSTERIOR_STRATEGIES[name].name == name for name in POSTERIORS)
+    with pytest.raises(RuntimeError, match="posterior 'laplace' registered twice"):
+        register_posterior(type("Again", (POSTERIOR_STRATEGIES["laplace"],), {}))
+
+
 def test_predict_abstains_below_a_probability(laplace_clf, tmp_path, capfd):
     import json
 
@@ -299,7 +312,7 @@ def test_auto_calibration_picks_what_the_held_out_shots_favour(st_folder, monkey
     knows = np.where(np.eye(2)[truth] == 1, 0.9, 0.1)  # right on every shot
     laplace = knows if case == "laplace-best" else confident
     folds = [(np.arange(len(y))[i::2], np.arange(len(y))[1 - i::2]) for i in (0, 1)]
-    monkeypatch.setattr("fewtune.posteriors.out_of_fold.out_of_fold", lambda *a, **k: (oof, laplace, folds))
+    monkeypatch.setattr("fewtune.bayes.out_of_fold.out_of_fold", lambda *a, **k: (oof, laplace, folds))
     clf = FewShotClassifier(backbone=str(st_folder), params=FAST, seed=0, calibrate="auto").fit(X, y)
     expected = {"overconfident": "temperature", "laplace-best": "laplace-cv", "already-right": "none"}[case]
     assert clf.train_info_["calibration"]["chosen"] == expected

@@ -16,7 +16,7 @@ import pytest
 
 from fewtune.bench.plan import DataSource, Variant, check_variant, data_source, held_out_rows, parse_variant, plan_runs
 from fewtune.bench.records import load_runs
-from fewtune.bench.stats import paired_tests, sign_flip_p
+from fewtune.bench.stats import format_mean_std, paired_tests, sign_flip_p
 from fewtune.cli import main
 from fewtune.errors import DataError, FewtuneError
 
@@ -242,6 +242,14 @@ def test_variants_parse_json_values():
         parse_variant("setfit:l2sp")
     assert check_variant(Variant("setfit", {"select": "grid"}), {"setfit": ["l2sp"]}) == "setfit: select must be 'cv' or 'evidence'"
     assert check_variant(Variant("setfit", {"posterior": "laplace", "calibrate": "temperature"}), {"setfit": []}) is None
+
+
+def test_format_mean_std_is_exact_on_rounding_ties():
+    assert format_mean_std([]) == "" and format_mean_std([0.5]) == "50.0"
+    assert format_mean_std([0.5, 0.7]) == "60.0 ± 14.1"
+    assert format_mean_std([1.25, 1.5], 1, 3) == "1.375 ± 0.177"
+    # These accuracies' mean is a rounding tie: numpy's float sum lands below it ("61.7"), the exact mean not.
+    assert format_mean_std([0.634, 0.588, 0.636, 0.612]) == "61.8 ± 2.2"
 
 
 def test_paired_tests_against_known_values():

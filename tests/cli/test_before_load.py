@@ -66,14 +66,14 @@ def no_model_loads(monkeypatch):
     import fewtune.backbones.loading
     import fewtune.distill.api
     import fewtune.pretrain.loop
-    import fewtune.storage.saved_models
+    import fewtune.saved_models
     from fewtune import FewShotClassifier, FewShotGenerator
     from fewtune.recommend.api import FewShotRecommender
 
     def loaded(*args, **kwargs):
         raise AssertionError("a model was loaded before the bad input was reported")
 
-    for module, name in [(fewtune.storage.saved_models, "load_classifier"), (fewtune.distill.api, "load_teacher"),
+    for module, name in [(fewtune.saved_models, "load_classifier"), (fewtune.distill.api, "load_teacher"),
                          (fewtune.pretrain.loop, "make_accelerator"), (fewtune.backbones, "load_causal_lm"),
                          (fewtune.backbones, "load_encoder"), (fewtune.backbones.loading, "load_causal_lm"),
                          (fewtune.backbones.loading, "load_encoder")]:
@@ -227,12 +227,12 @@ def test_the_pickle_refusal_names_trust_in_each_audiences_words(files, tmp_path,
 
 
 def test_ctrl_c_says_in_one_line_that_nothing_was_saved(files, tmp_path, capfd, monkeypatch):
-    import fewtune.storage.saved_models
+    import fewtune.saved_models
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(fewtune.storage.saved_models, "load_classifier", interrupted)
+    monkeypatch.setattr(fewtune.saved_models, "load_classifier", interrupted)
     r = run_cli(capfd, "predict", files.classifier, files.texts, "-o", tmp_path / "out.csv")
     assert r.code == 130
     assert r.err_lines == ["interrupted; nothing was saved (outputs are written whole at the end, or not at all)"]

@@ -82,7 +82,7 @@ class Case:
 @pytest.fixture(scope="module")
 def reference(trained):
     """The trained model's classes and labels for PREDICT_TEXTS, from the Python API."""
-    from fewtune.storage.saved_models import load_classifier
+    from fewtune.saved_models import load_classifier
 
     clf = load_classifier(trained.model)
     proba = clf.predict_proba(PREDICT_TEXTS)
@@ -201,7 +201,7 @@ def same_labels_where_clear(rows: list[dict], reference: dict, margin: float = 1
 
 
 def check_train(f: Fixtures, r: Result) -> None:
-    from fewtune.storage.saved_models import load_classifier
+    from fewtune.saved_models import load_classifier
 
     out = f.tmp / "model"
     assert (out / "fewtune.json").is_file() and str(out) in r.out

@@ -185,7 +185,7 @@ def test_an_input_column_named_like_a_prediction_is_kept_beside_it(api_model, tm
     (0.03, 0.84, 0.85, ""),
 ])
 def test_evaluate_names_the_fix_for_probabilities_that_do_not_match_the_accuracy(ece, confidence, accuracy, expected):
-    from fewtune.cli.predict import calibration_hint
+    from fewtune.cli.evaluate import calibration_hint
 
     calibration = {"ece": ece, "reliability": [{"n": 10, "confidence": confidence, "accuracy": accuracy},
                                                {"n": 0, "confidence": 0.0, "accuracy": 0.0}]}

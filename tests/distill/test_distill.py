@@ -21,7 +21,7 @@ from fewtune.distill import distill
 from fewtune.distill.pool import warn_if_foreign, warn_if_one_sided
 from fewtune.distill.students import fit_static_head
 from fewtune.export.static import StaticClassifier, is_static
-from fewtune.storage.saved_models import load_classifier
+from fewtune.saved_models import load_classifier
 
 POS = ["a great film", "wonderful acting", "loved every minute", "excellent and moving", "truly great", "superb"]
 NEG = ["an awful film", "terrible acting", "hated every minute", "boring and dull", "truly awful", "dreadful"]

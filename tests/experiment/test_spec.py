@@ -13,7 +13,8 @@ from fewtune.cli import app
 from fewtune.errors import FewtuneError
 from fewtune.experiment import RunSpec
 
-CLI_ONLY = {"param", "json_out"}  # -p items become spec.params; --json is how the CLI prints, not the run
+CLI_ONLY = {"param", "json_out", "config", "print_config"}  # -p items become spec.params; --json is how the CLI
+# prints, not the run; --config / --print-config read and print the spec itself
 
 
 def _train_command():

@@ -285,14 +285,14 @@ def test_builtin_chitchat_is_real_two_person_dialogue_with_a_fixed_split():
 
 
 def test_an_interrupted_fine_tuning_resumes_to_the_uninterrupted_weights(chat_llama_folder, tmp_path, monkeypatch):
-    import fewtune.generation.tuner as tuner
+    import fewtune.generation.generator as generator
 
     params = {"lr": 1e-2, "epochs": 3, "batch_size": 2}
     whole = FewShotGenerator(str(chat_llama_folder), params=params, seed=4, show_progress=False).fit(PAIRS)
     expected = {n: t.detach().clone() for n, t in whole.model.named_parameters() if t.requires_grad}
 
     checkpoint = tmp_path / "ckpt"
-    real_update, calls = tuner.update, []
+    real_update, calls = generator.update, []
     steps_per_epoch = -(-len(PAIRS) // 2)
 
     def crash_in_epoch_two(*args):
@@ -301,14 +301,14 @@ def test_an_interrupted_fine_tuning_resumes_to_the_uninterrupted_weights(chat_ll
             raise KeyboardInterrupt  # as Ctrl-C (or a kill) would, after one finished epoch
         return real_update(*args)
 
-    monkeypatch.setattr(tuner, "update", crash_in_epoch_two)
+    monkeypatch.setattr(generator, "update", crash_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         FewShotGenerator(str(chat_llama_folder), params=params, seed=4, show_progress=False).fit(
             PAIRS, checkpoint=checkpoint)
     assert json.loads((checkpoint / "state.json").read_text())["epoch"] == 1
     assert not list(checkpoint.glob("*.bin")) and (checkpoint / "model.safetensors").is_file()
     calls.clear()
-    monkeypatch.setattr(tuner, "update", lambda *args: calls.append(1) or real_update(*args))
+    monkeypatch.setattr(generator, "update", lambda *args: calls.append(1) or real_update(*args))
     resumed = FewShotGenerator(str(chat_llama_folder), params=params, seed=4, show_progress=False).fit(
         PAIRS, checkpoint=checkpoint, resume=True)
     assert len(calls) == 2 * steps_per_epoch  # only the two unfinished epochs were trained

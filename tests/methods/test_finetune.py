@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 from fewtune import FewShotClassifier, FewtuneError
 from fewtune.backbones import ResolvedBackbone, load_encoder
 from fewtune.methods.finetune import Finetune, stratified_holdout
-from fewtune.training.encoder_layers import hf_model, reinit_top_layers, transformer_layers
+from fewtune.training.transformer_layers import hf_model, reinit_top_layers, transformer_layers
 from fewtune.training.lora import lora_target_modules
 
 from tests.helpers import synthetic

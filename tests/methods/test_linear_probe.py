@@ -7,7 +7,7 @@ import pytest
 
 from fewtune import FewShotClassifier
 from fewtune.errors import FewtuneError
-from fewtune.selection import cv_folds
+from fewtune.data.sampling import cv_folds
 from fewtune.training.heads import cross_validated_nll
 
 from ..conftest import minilm_folder

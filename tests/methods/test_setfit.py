@@ -8,7 +8,8 @@ import torch
 from fewtune import FewShotClassifier, FewtuneError
 from fewtune.training.optim import encoder_dropout
 from fewtune.methods.setfit import SetFitParams, contrastive_steps, supcon_loss
-from fewtune.selection import cv_folds, grid_points, parse_grid
+from fewtune.data.sampling import cv_folds
+from fewtune.selection import grid_points, parse_grid
 
 from tests.helpers import synthetic
 

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from fewtune.errors import DataError, FewtuneError
+from fewtune.numeric import mean_std
 from fewtune.recommend.data import (LikeScale, choose_known, cold_start_users, from_triples, item_text, read_atomic,
                                     split_users, user_history)
-from fewtune.recommend.metrics import mean_std, ndcg_at_k, recall_at_k, user_auc
+from fewtune.recommend.metrics import ndcg_at_k, recall_at_k, user_auc
 
 
 def small():
@@ -35,6 +36,7 @@ def test_metrics_match_hand_computed_values():
     assert recall_at_k(scores, relevant, k=2) == pytest.approx(0.5)  # 1 hit of min(2, 2)
     assert recall_at_k(scores, relevant, k=10) == 1.0
     assert recall_at_k(scores, np.zeros(4, bool)) is None
+    # The summary's mean ± std over seeds: a run without a value (None) is left out.
     assert mean_std([0.5, 0.7, None]) == (pytest.approx(0.6), pytest.approx(np.std([0.5, 0.7], ddof=1)))
 
 
@@ -115,7 +117,7 @@ def test_item_text_and_atomic_file_errors(tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("recbole") is None, reason="recbole (MovieLens-100k) is not installed")
 def test_movielens_100k_loads_and_popularity_is_scored():
-    from fewtune.recommend.api import train_set
+    from fewtune.recommend.data import train_set
     from fewtune.recommend.methods import build_recommender
     from fewtune.recommend.data import load_movielens
     from fewtune.recommend.evaluate import evaluate

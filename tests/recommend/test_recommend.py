@@ -13,7 +13,7 @@ import pytest
 
 from fewtune.errors import FewtuneError
 from fewtune.recommend import FewShotRecommender, LikeScale, cold_start_users, split_users
-from fewtune.recommend.api import train_set
+from fewtune.recommend.data import train_set
 from fewtune.recommend.methods import RECOMMENDERS, build_recommender, get_recommender
 from fewtune.recommend.evaluate import evaluate
 from fewtune.recommend.logistic import map_fit

@@ -11,10 +11,9 @@ import pytest
 
 from fewtune.errors import FewtuneError
 from fewtune.recommend import FewShotRecommender, LikeScale, cold_start_users, from_triples, split_users
-from fewtune.recommend.api import train_set
 from fewtune.recommend.methods import build_recommender
 from fewtune.recommend.protocol import Protocol
-from fewtune.recommend.data import cap_heldout
+from fewtune.recommend.data import cap_heldout, train_set
 from fewtune.recommend.evaluate import evaluate
 from fewtune.recommend.tallrec import build_prompt, draw_samples, item_title
 

@@ -11,8 +11,8 @@ from sklearn.metrics import roc_auc_score
 from fewtune.errors import DataError, FewtuneError
 from fewtune.recommend import from_triples
 from fewtune.recommend.methods import build_recommender
-from fewtune.recommend.tallrec_protocol import (auc_interval, budget_train_set, draw_budget, rank_auc,
-                                                time_ordered_samples)
+from fewtune.recommend.metrics import rank_auc
+from fewtune.recommend.tallrec_protocol import auc_interval, budget_train_set, draw_budget, time_ordered_samples
 from tests.helpers.ratings import synthetic
 
 

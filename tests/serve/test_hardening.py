@@ -183,7 +183,7 @@ def static_classifier(class_counts=None):
 
 
 def test_a_text_a_static_student_cannot_read_is_marked_not_labeled_confidently():
-    from fewtune.serve.registry import CLASSIFIER, Served
+    from fewtune.serve.loaded_models import CLASSIFIER, Served
 
     served = Served("static", CLASSIFIER, "static", static_classifier(), {"kind": CLASSIFIER, "runtime": "static"})
     with TestClient(create_app({"static": served}, teach=False)) as c:

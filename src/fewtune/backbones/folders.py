@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BackboneError, ModelFolderError, TrustRequired
-from .registry import CAUSAL_LM, ENCODER
+from ..storage.model_folder import verify_files
+from .catalog import CAUSAL_LM, ENCODER
 
 # Weight files that are Python pickles. `training_args.bin` and OpenVINO's `openvino_model.bin` are
 # deliberately absent: the former is never loaded as weights and the latter is not a pickle.
@@ -147,8 +148,6 @@ PRETRAIN_FACTS = "fewtune_pretrain.json"
 
 def _verify_recorded_checksums(folder: Path) -> None:
     """Refuse a folder fewtune wrote whose files no longer match the checksums taken at save time."""
-    from ..storage.model_folder import verify_files
-
     facts_file = folder / PRETRAIN_FACTS
     if facts_file.is_file():
         facts = _read_json(facts_file)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..storage.atomic import atomic_folder
 from ..errors import BackboneError
-from .quiet import quiet_libraries
+from .quiet_loading import quiet_libraries
 
 PROVENANCE_FILE = "fewtune_backbone.json"
 

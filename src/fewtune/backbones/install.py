@@ -7,8 +7,8 @@ import sys
 from ..errors import BackboneError
 from . import recipes
 from .gguf import require_gguf
-from .quiet import progress
-from .registry import BACKBONES, known_names
+from .quiet_loading import progress
+from .catalog import BACKBONES, known_names
 from .resolve import ResolvedBackbone
 
 

@@ -14,8 +14,8 @@ from safetensors import SafetensorError
 
 from ..errors import BackboneError
 from .folders import FolderInfo, check_loadable, has_safetensors, has_weights, inspect_folder
-from .quiet import quiet_libraries
-from .registry import CAUSAL_LM, DEFAULT_CAUSAL_LM
+from .quiet_loading import quiet_libraries
+from .catalog import CAUSAL_LM, DEFAULT_CAUSAL_LM
 from .resolve import ResolvedBackbone, cached_hub_snapshot, hub_offline
 
 if TYPE_CHECKING:

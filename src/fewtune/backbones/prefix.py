@@ -1,9 +1,9 @@
 """The text an encoder expects before every input, in one place.
 
 Some encoders were trained with a fixed text before each input (e5: "query: "). The registry entry
-declares it (registry.BackboneSpec.prefix); the prepared folder, and every body fewtune saves, carry
+declares it (catalog.BackboneSpec.prefix); the prepared folder, and every body fewtune saves, carry
 it as sentence-transformers' default prompt; and every fewtune path that feeds an encoder reads it
-here: training and prediction (training.encoding.body_features), check-data's token counts,
+here: training and prediction (training.embed_texts.body_features), check-data's token counts,
 continued pretraining, and the exports (ONNX, the static student), which record it beside their
 own tokenizer and put it before each text at run time. Torch-free, for those runtimes.
 """

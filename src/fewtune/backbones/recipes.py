@@ -20,8 +20,8 @@ from ..paths import fewtune_home
 from . import locate
 from .gguf import PROVENANCE_FILE, convert_gguf, require_gguf
 from .packed_e5 import CONVERTER_VERSION, convert_packed_e5
-from .quiet import Report
-from .registry import BACKBONES, BackboneSpec
+from .quiet_loading import Report
+from .catalog import BACKBONES, BackboneSpec
 
 
 def cache_root() -> Path:

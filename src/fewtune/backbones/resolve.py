@@ -11,8 +11,8 @@ from ..errors import BackboneError, FewtuneError
 from . import recipes
 from .folders import inspect_folder, kind_from_config
 from .locate import folder_size_bytes
-from .quiet import progress
-from .registry import BACKBONES, ENCODER, known_names, spec_for_hub_id
+from .quiet_loading import progress
+from .catalog import BACKBONES, ENCODER, known_names, spec_for_hub_id
 
 # owner/name, as the Hugging Face hub spells repository ids.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")

@@ -17,7 +17,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import torch
+
 from ..data.language import ALWAYS_KEPT, script_of
+# The one arrow from backbones up to training: pruning edits the transformer inside a loaded encoder.
+# Only torch-side code imports this module (the ONNX export, the static table of distill).
+from ..training.transformer_layers import hf_model
 
 
 @dataclass(frozen=True)
@@ -88,10 +93,7 @@ def prune_body(body, scripts, *, max_pieces: int | None = None) -> dict | None:
     """Shrink a SentenceTransformer's vocabulary and word-embedding table to `scripts`, in place.
 
     Returns {"scripts", "pieces", "of"}, or None when its tokenizer is not a unigram one (left whole)."""
-    import torch
     from transformers import PreTrainedTokenizerFast
-
-    from ..training.encoder_layers import hf_model
 
     module = body[0]
     tokenizer = module.tokenizer

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import FewtuneError
-from .laplace import softmax
+from ..numeric import softmax
 
 STRATEGIES = ("bald", "entropy", "margin")
 

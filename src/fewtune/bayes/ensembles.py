@@ -16,6 +16,8 @@ import contextlib
 import numpy as np
 import torch
 
+from ..errors import FewtuneError
+
 DEFAULT_MEMBERS = 5
 DEFAULT_DROPOUT_SAMPLES = 20
 
@@ -54,8 +56,6 @@ def sampled_dropout_layers(method) -> list[torch.nn.Dropout]:
     """The dropout layers MC dropout samples (rate above 0); a clear error when there are none."""
     layers = [m for m in dropout_layers(method) if m.p > 0]
     if not layers:
-        from ..errors import FewtuneError
-
         raise FewtuneError(f"method '{method.name}' on this backbone has no dropout to sample; "
                            "posterior='mc-dropout' needs a backbone built with dropout")
     return layers

@@ -41,7 +41,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..data.sampling import cv_folds
 from ..errors import FewtuneError
+from ..numeric import softmax
 from .temperature import nll
 
 TAU_GRID = tuple(float(t) for t in np.logspace(-4, 3, 29))
@@ -58,12 +60,6 @@ def span_basis(x_aug: np.ndarray) -> np.ndarray:
     _, s, vt = np.linalg.svd(x_aug, full_matrices=False)
     keep = s > 1e-10 * max(float(s[0]), 1e-300)
     return vt[keep].T
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def fit_map(x: np.ndarray, y: np.ndarray, n_classes: int, tau: float, init: np.ndarray | None = None) -> np.ndarray:
@@ -182,8 +178,6 @@ class LaplaceHead:
 
     @classmethod
     def _cv_tau(cls, features, y, weight, bias, *, refit, grid, folds, seed) -> tuple[float, list[float]]:
-        from ..selection import cv_folds
-
         splits = cv_folds(y, folds, seed)
         table = []
         for t in sorted(grid):

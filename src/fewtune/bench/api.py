@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import FewtuneError
-from .plan import Variant, check_variant, data_source, parse_variant, plan_runs
+from .plan import ANCHORS, Variant, check_variant, data_source, json_value, parse_variant, plan_runs
+from .ray_runner import run_all_ray
+from .records import done_keys
 from .runner import probe, run_all
-
 
 
 def split_list(text: str) -> list[str]:
@@ -54,8 +55,6 @@ def seed_list(text: str) -> list[int]:
 
 def parse_overrides(items: list[str]) -> dict[str, dict]:
     """--param METHOD.KEY=VALUE items -> {method: {key: value}}; values are read as JSON when they parse."""
-    from .plan import json_value
-
     overrides: dict[str, dict] = {}
     for item in items:
         name, sep, value = item.partition("=")
@@ -69,8 +68,6 @@ def parse_overrides(items: list[str]) -> dict[str, dict]:
 def resolve_variants(methods: str, baselines: str, extra: list[str], params: list[str],
                      registry: dict[str, list[str]], anchors: set[str], probe_error: str | None) -> tuple[list[Variant], list[str]]:
     """The variants to run and notes on what was skipped (a baseline whose library is missing)."""
-    from .plan import ANCHORS
-
     overrides = parse_overrides(params)
     if probe_error:
         raise FewtuneError(f"the worker interpreter cannot import fewtune's methods: {probe_error}")
@@ -129,14 +126,10 @@ def bench(*, datasets: str, methods: str, baselines: str, variants: list[str], p
     if on_plan:
         on_plan(runs, notes)
     if dry_run:
-        from .records import done_keys
-
         done = done_keys(out) if out.exists() else set()
         return {"planned": len(runs), "skipped": sum(r["key"] in done for r in runs), "done": 0, "failed": 0,
                 "todo": [r["key"] for r in runs if r["key"] not in done], "notes": notes}
     if ray is not None:
-        from .ray_runner import run_all_ray
-
         counts = run_all_ray(runs, out, address=ray, cpus_per_run=max(1, (os.cpu_count() or 1) // jobs),
                              timeout=timeout, notes=notes, on_event=on_event)
     else:

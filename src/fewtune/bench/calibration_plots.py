@@ -4,8 +4,8 @@
 - risk_coverage_curves: accuracy on the most confident fraction of test examples against that fraction.
 
 pooled_bins and selective_points are the numbers behind the figures, for tests and for reports. The
-conventions are plots.py's: records as load_runs returns them, one file per dataset, matplotlib
-imported on first use and never through pyplot.
+conventions are plots.py's: records as load_runs returns them, one file per dataset, figures built as
+figures.py builds them (matplotlib imported on first use and never through pyplot).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable
 
-from .plots import _by_dataset, _colors, _mean_std, _new_figure, _save, safe_name
+from ..numeric import mean_std
+from .figures import by_dataset, label_colors, new_figure, safe_name, save_figure
 from .records import label
 
 
@@ -67,7 +68,7 @@ def _reliability_figure(dataset: str, records: list[dict], K: int):
     ncols = min(4, len(names))
     nrows = math.ceil(len(names) / ncols)
     # Square panels plus a two-line title and an axis label each: taller than wide, or they overlap.
-    fig = _new_figure(3.2 * ncols + 0.4, 4.1 * nrows + 0.6)
+    fig = new_figure(3.2 * ncols + 0.4, 4.1 * nrows + 0.6)
     axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
     for i, ax in enumerate(axes.flat):
         if i >= len(names):
@@ -111,11 +112,11 @@ def _one_k_per_dataset(records, out_dir, K, pick_k, make_figure, prefix: str) ->
     """{prefix}_{dataset}_K{k}.png per dataset, at K or at the K pick_k(rows, K) chooses for it."""
     out_dir = Path(out_dir)
     written = []
-    for dataset, rows in _by_dataset(records).items():
+    for dataset, rows in by_dataset(records).items():
         k = pick_k(rows, K)
         fig = make_figure(dataset, rows, k) if k is not None else None
         if fig is not None:
-            written.append(_save(fig, out_dir / f"{prefix}_{safe_name(dataset)}_K{k}.png"))
+            written.append(save_figure(fig, out_dir / f"{prefix}_{safe_name(dataset)}_K{k}.png"))
     return written
 
 
@@ -145,7 +146,7 @@ def selective_points(records: Iterable[dict]) -> dict[str, list[tuple[float, flo
         for coverage, accuracy in _selective(r):
             values[label(r)][coverage].append(accuracy)
     return {
-        name: [(c, *_mean_std(per_c[c]), len(per_c[c])) for c in sorted(per_c)]
+        name: [(c, *mean_std(per_c[c]), len(per_c[c])) for c in sorted(per_c)]
         for name, per_c in sorted(values.items())
     }
 
@@ -161,8 +162,8 @@ def _risk_coverage_figure(dataset: str, records: list[dict], K: int):
     points = selective_points([r for r in records if int(r["K"]) == K])
     if not points:
         return None
-    colors = _colors(list(points))
-    fig = _new_figure(7.5, 4.8)
+    colors = label_colors(list(points))
+    fig = new_figure(7.5, 4.8)
     ax = fig.add_subplot()
     for name, rows in points.items():
         coverages = [c for c, *_ in rows]

@@ -18,7 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from ..backbones import CAUSAL_LM, DEFAULT_ENCODER
+from ..data import BUILTIN_DATASETS, check_trainable, load_builtin, load_labeled
+from ..data.sampling import fixed_subset_indices, shot_indices
 from ..errors import DataError, FewtuneError
+from ..selection import SELECTIONS
 
 # Libraries run as themselves (not through fewtune), when the worker's interpreter has them.
 ANCHORS = {"setfit-lib": "setfit"}
@@ -62,8 +66,6 @@ class DataSource:
 
     def load(self):
         """(training pool, test set) as LabeledTexts; the same every time for the same source."""
-        from ..data import check_trainable, load_builtin, load_labeled
-
         if self.path is None:
             return load_builtin(self.builtin_name)
         pool = load_labeled(self.path, text_col=self.text_col, label_col=self.label_col, encoding=self.encoding)
@@ -82,8 +84,6 @@ USER_FILE_SUFFIX = "-as-file"  # a built-in run as a user's file is reported und
 def data_source(spec: str, *, text_col: str = "text", label_col: str = "label", test_path: str | None = None,
                 encoding: str = "utf-8", user_file: bool = False) -> DataSource:
     """A --dataset entry: a built-in name, or a path to a data file (anything that exists on disk)."""
-    from ..data import BUILTIN_DATASETS
-
     if spec in BUILTIN_DATASETS:
         if test_path is not None:
             raise FewtuneError(f"--test applies to a data file, not to the built-in {spec!r} (it has its own test split)")
@@ -155,8 +155,7 @@ def check_variant(variant: Variant, registry: dict[str, list[str]]) -> str | Non
     unknown = sorted(set(variant.params) - set(registry[variant.method]) - set(CLASSIFIER_OPTIONS))
     if unknown:
         return f"{variant.method} has no parameter {', '.join(unknown)}"
-    from ..posteriors import CALIBRATIONS, POSTERIORS
-    from ..selection import SELECTIONS
+    from ..bayes import CALIBRATIONS, POSTERIORS  # why: torch; recommend.runner imports this module at its top
 
     for option, allowed in (("select", SELECTIONS), ("posterior", POSTERIORS), ("calibrate", CALIBRATIONS)):
         if variant.params.get(option, allowed[0]) not in allowed:
@@ -172,8 +171,7 @@ def run_key(dataset: str, k: int, seed: int, method: str, params: dict, max_test
 
 def default_encoder(v: Variant) -> str | None:
     """The encoder a variant runs on when no backbone is given; None for a causal-LM method."""
-    from ..backbones import CAUSAL_LM, DEFAULT_ENCODER
-    from ..methods import get_method
+    from ..methods import get_method  # why: torch; recommend.runner imports this module at its top
 
     if v.kind == "fewtune" and get_method(v.method).backbone_kinds[0] == CAUSAL_LM:
         return None  # its default is the causal LM's, which did not change
@@ -192,8 +190,6 @@ def digest(*parts) -> str:
 def plan_runs(sources: list[DataSource], shots: list[int], seeds: list[int], variants: list[Variant], *,
               max_test: int, max_seq_length: int = 0, backbone: str | None = None) -> list[dict]:
     """One task per (data set, K, seed, variant), in that order; each names its split by indices."""
-    from ..data.sampling import fixed_subset_indices, shot_indices
-
     runs = []
     suffixes = {v: _backbone_suffix(v, backbone) for v in variants}
     for source in sources:

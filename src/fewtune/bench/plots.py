@@ -9,20 +9,20 @@ curve_points is the numbers behind the learning curves, for tests and for report
 
 Every function takes records as load_runs returns them, writes one file per dataset with a
 deterministic name, skips datasets (and methods) that lack the data a figure needs, and returns the
-paths it wrote. Figures are built as matplotlib Figure objects drawn by the Agg canvas, never through
-pyplot: no GUI backend is ever chosen and no global figure state is left behind for other users of
-matplotlib in the same process. matplotlib is imported on first use only, so importing this module
-stays cheap for commands that draw nothing.
+paths it wrote. Figures are built as figures.py builds them: matplotlib Figure objects drawn by the
+Agg canvas, never through pyplot, and matplotlib imported on first use only.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Iterable
 
+from ..numeric import mean_std
+from .calibration_plots import reliability_diagrams, risk_coverage_curves
+from .figures import by_dataset, label_colors, new_figure, safe_name, save_figure
 from .records import label
 
 # Fractions shown as percentages; other metrics (nll, brier, seconds) keep their own unit.
@@ -31,14 +31,6 @@ METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro F1", "ece": "ECE", "n
 
 # A log axis cannot show 0 s: methods that do not train (zero-shot prompting) sit at this floor.
 MIN_SECONDS = 0.01
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
-
-
-def safe_name(name: object) -> str:
-    """A file-name part: every character other than [A-Za-z0-9_.-] becomes "_"."""
-    return _UNSAFE.sub("_", str(name))
-
 
 def _value(record: dict, key: str) -> float | None:
     # Old records lack ece/nll/brier, and a metric that could not be computed is stored as null or NaN.
@@ -52,22 +44,6 @@ def _value(record: dict, key: str) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof=1); the std of a single value is 0."""
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, 0.0
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-
-
-def _by_dataset(records: Iterable[dict]) -> dict[str, list[dict]]:
-    groups: dict[str, list[dict]] = defaultdict(list)
-    for r in records:
-        groups[str(r["dataset"])].append(r)
-    return {d: groups[d] for d in sorted(groups)}
-
-
 def curve_points(records: Iterable[dict], metric: str = "accuracy") -> dict[str, list[tuple[int, float, float, int]]]:
     """Per method label, (K, mean, std, n_seeds) of `metric` for each K, in K order, in the metric's own unit.
 
@@ -79,32 +55,9 @@ def curve_points(records: Iterable[dict], metric: str = "accuracy") -> dict[str,
         if v is not None:
             values[label(r)][int(r["K"])].append(v)
     return {
-        name: [(k, *_mean_std(per_k[k]), len(per_k[k])) for k in sorted(per_k)]
+        name: [(k, *mean_std(per_k[k]), len(per_k[k])) for k in sorted(per_k)]
         for name, per_k in sorted(values.items())
     }
-
-
-def _new_figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
-    # Not registered with pyplot, so nothing else holds it; clearing drops the artists at once.
-    fig.clear()
-    return path
-
-
-def _colors(names: list[str]) -> dict[str, str]:
-    # Fixed per label in sorted order, so a method keeps its colour across a dataset's figures.
-    palette = [f"C{i}" for i in range(10)]
-    return {name: palette[i % len(palette)] for i, name in enumerate(sorted(names))}
 
 
 def _metric_axis(metric: str) -> tuple[float, str]:
@@ -126,8 +79,8 @@ def _learning_curve_figure(dataset: str, records: list[dict], metric: str):
     if not points:
         return None
     scale, ylabel = _metric_axis(metric)
-    colors = _colors(list(points))
-    fig = _new_figure(7.5, 4.8)
+    colors = label_colors(list(points))
+    fig = new_figure(7.5, 4.8)
     ax = fig.add_subplot()
     for name, rows in points.items():
         ks = [k for k, *_ in rows]
@@ -156,10 +109,10 @@ def learning_curves(records: Iterable[dict], out_dir: str | Path, metric: str = 
     """
     out_dir = Path(out_dir)
     written = []
-    for dataset, rows in _by_dataset(records).items():
+    for dataset, rows in by_dataset(records).items():
         fig = _learning_curve_figure(dataset, rows, metric)
         if fig is not None:
-            written.append(_save(fig, out_dir / f"learning_curve_{safe_name(dataset)}_{safe_name(metric)}.png"))
+            written.append(save_figure(fig, out_dir / f"learning_curve_{safe_name(dataset)}_{safe_name(metric)}.png"))
     return written
 
 
@@ -176,11 +129,11 @@ def _accuracy_vs_time_figure(dataset: str, records: list[dict]):
     series = {}
     for name in sorted(pairs):
         ks = sorted(pairs[name])
-        times = [_mean_std(pairs[name][k][0]) for k in ks]
-        accs = [_mean_std(pairs[name][k][1]) for k in ks]
+        times = [mean_std(pairs[name][k][0]) for k in ks]
+        accs = [mean_std(pairs[name][k][1]) for k in ks]
         series[name] = ks, times, accs
-    colors = _colors(list(series))
-    fig = _new_figure(7.5, 4.8)
+    colors = label_colors(list(series))
+    fig = new_figure(7.5, 4.8)
     ax = fig.add_subplot()
     ax.set_xscale("log")
     all_x = {m for _, times, _ in series.values() for m, _ in times}
@@ -214,10 +167,10 @@ def accuracy_vs_time(records: Iterable[dict], out_dir: str | Path) -> list[Path]
     """
     out_dir = Path(out_dir)
     written = []
-    for dataset, rows in _by_dataset(records).items():
+    for dataset, rows in by_dataset(records).items():
         fig = _accuracy_vs_time_figure(dataset, rows)
         if fig is not None:
-            written.append(_save(fig, out_dir / f"accuracy_vs_time_{safe_name(dataset)}.png"))
+            written.append(save_figure(fig, out_dir / f"accuracy_vs_time_{safe_name(dataset)}.png"))
     return written
 
 
@@ -225,8 +178,6 @@ def all_plots(records: Iterable[dict], out_dir: str | Path) -> list[Path]:
     """Every figure into out_dir (created): learning curves of accuracy and of ECE (where recorded),
     reliability diagrams at each dataset's largest K with bins, accuracy against train time, and
     risk-coverage curves at each dataset's largest K with selective points (where recorded)."""
-    from .calibration_plots import reliability_diagrams, risk_coverage_curves  # it imports this module's helpers
-
     records = list(records)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -16,13 +16,12 @@ from typing import Callable
 
 from ..errors import FewtuneError
 from .runner import OFFLINE_ENV, Records, todo_runs
+from .worker import run_one
 
 
 def _run_task(task: dict) -> dict:
     """In a Ray worker: one run, or its error as text (a failed run is a record of its own, not a crash)."""
     import tempfile
-
-    from .worker import run_one
 
     try:
         with tempfile.TemporaryDirectory(prefix="fewtune-bench-") as workdir:

@@ -16,8 +16,10 @@ from pathlib import Path
 
 from ..storage.atomic import atomic_write_text
 from ..errors import FewtuneError
+from .calibration_plots import reliability_diagrams, risk_coverage_curves
+from .plots import accuracy_vs_time, learning_curves
 from .records import cpu_seconds, label, load_runs
-from .stats import fmt_p, mean_std, paired_tests
+from .stats import fmt_p, format_mean_std, paired_tests
 
 
 @dataclass
@@ -74,10 +76,11 @@ def summary_table(records: list[dict]) -> Block:
         for name, runs in by_label(records, d, k).items():
             rs = list(runs.values())
             has = all("ece" in r for r in rs)
-            rows.append((d, k, name, len(rs), mean_std([r["accuracy"] for r in rs]), mean_std([r["macro_f1"] for r in rs]),
-                         mean_std([r["ece"] for r in rs]) if has else "",
-                         mean_std([r["nll"] for r in rs], 1, 3) if has else "",
-                         mean_std([r["brier"] for r in rs], 1, 3) if has else "",
+            rows.append((d, k, name, len(rs), format_mean_std([r["accuracy"] for r in rs]),
+                         format_mean_std([r["macro_f1"] for r in rs]),
+                         format_mean_std([r["ece"] for r in rs]) if has else "",
+                         format_mean_std([r["nll"] for r in rs], 1, 3) if has else "",
+                         format_mean_std([r["brier"] for r in rs], 1, 3) if has else "",
                          f"{statistics.mean(r['train_seconds'] for r in rs):.1f}",
                          f"{statistics.mean(r['predict_seconds'] for r in rs):.1f}",
                          f"{statistics.mean(cpu_seconds(r) for r in rs):.1f}",
@@ -104,7 +107,8 @@ def comparisons(records: list[dict], pairs: list[tuple[str, str]] = (), metric: 
             xa = [table[a][s][metric] for s in seeds]
             xb = [table[b][s][metric] for s in seeds]
             t = paired_tests(xa, xb)
-            rows.append((d, k, a, b, len(seeds), mean_std(xa), mean_std(xb), f"{100 * t['mean_diff']:+.1f}",
+            rows.append((d, k, a, b, len(seeds), format_mean_std(xa), format_mean_std(xb),
+                         f"{100 * t['mean_diff']:+.1f}",
                          f"{t['wins']}/{len(seeds)}", fmt_p(t["t_p"]), fmt_p(t["wilcoxon_p"]), fmt_p(t["sign_flip_p"])))
     return Block("table", header=header, rows=tuple(rows)) if rows else None
 
@@ -136,9 +140,6 @@ def build(records: list[dict], out_dir: Path, *, title: str, note: str | None = 
                               + ("Pairs as asked." if pairs else "The best method by mean accuracy against each other.")),
                    compared]
     if plots:
-        from .calibration_plots import reliability_diagrams, risk_coverage_curves
-        from .plots import accuracy_vs_time, learning_curves
-
         figures = [("Learning curves", "Accuracy against K, mean ± one std over seeds (band).",
                     learning_curves(records, out_dir, "accuracy")),
                    ("Calibration against K", "ECE against K, mean ± std.",

@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from .plan import ANCHORS
 from .records import done_keys
 
 OFFLINE_ENV = {
@@ -47,8 +48,6 @@ def worker_env(threads: int | None = None) -> dict[str, str]:
 @functools.lru_cache(maxsize=4)
 def probe(python: str) -> tuple[dict[str, list[str]], set[str], str | None]:
     """What the worker interpreter offers: {fewtune method: parameter names}, importable anchors, error."""
-    from .plan import ANCHORS
-
     code = (
         "import dataclasses, importlib.util, json\n"
         "from fewtune.methods import METHODS\n"

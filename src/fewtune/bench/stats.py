@@ -12,8 +12,12 @@ import math
 import statistics
 
 
-def mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
-    """"61.2 ± 3.4" (sample std) in percentage points by default; one value is shown alone."""
+def format_mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
+    """"61.2 ± 3.4" (sample std) in percentage points by default; one value is shown alone.
+
+    Exact (statistics.mean and stdev), unlike numeric.mean_std's float sums: published tables keep their
+    last digit where a mean sits on a rounding tie (61.75 → "61.8").
+    """
     values = [v * scale for v in values]
     if not values:
         return ""

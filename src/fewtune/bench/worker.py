@@ -23,7 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backbones.registry import DEFAULT_ENCODER
+from .. import experiment
+from ..backbones import resolve_backbone
+from ..backbones.catalog import DEFAULT_ENCODER
+from ..backbones.prefix import text_prefix, with_prefix
+from ..data.builtin import BUILTIN_DATASETS
+from ..metrics import calibration_report, classification_report, risk_coverage
 from .plan import ANCHORS, CLASSIFIER_OPTIONS, DataSource, digest
 
 VERSIONED = ("torch", "transformers", "sentence-transformers", "peft", "setfit", "datasets", "scikit-learn",
@@ -65,10 +70,9 @@ def versions() -> dict[str, str | None]:
 
 def train_fewtune(task: dict, train, test) -> tuple[np.ndarray, tuple[float, float], float, dict]:
     """A fewtune run through the same door as `fewtune train` (fewtune.experiment), on the plan's draw."""
-    from ..data.builtin import BUILTIN_DATASETS
-    from ..experiment import Prepared, RunSpec, run
-    from ..method import get_method
+    from ..methods.base import get_method  # why: torch; recommend.runner imports this module at its top
 
+    run = experiment.run  # opens the package's training module (torch) now, before the clock starts
     params = {k: v for k, v in task["params"].items() if k not in CLASSIFIER_OPTIONS}
     options = {k: v for k, v in task["params"].items() if k in CLASSIFIER_OPTIONS}
     for length_param in get_method(task["method"]).length_params:  # methods that read no text (majority) have none
@@ -76,11 +80,11 @@ def train_fewtune(task: dict, train, test) -> tuple[np.ndarray, tuple[float, flo
             params[length_param] = task["max_seq_length"]
     source = DataSource.from_dict(task["source"])
     builtin = source.name in BUILTIN_DATASETS  # label-word methods take its template and words, as `train --dataset`
-    spec = RunSpec(dataset=source.name if builtin else None, as_user_file=builtin and source.withholds_prompt,
-                   method=task["method"], params=params, backbone=task.get("backbone"), seed=task["seed"],
-                   device="cpu", quiet=True, **options)
+    spec = experiment.RunSpec(dataset=source.name if builtin else None, as_user_file=builtin and source.withholds_prompt,
+                              method=task["method"], params=params, backbone=task.get("backbone"), seed=task["seed"],
+                              device="cpu", quiet=True, **options)
     started, cpu_started = time.perf_counter(), time.process_time()
-    clf = run(spec, Prepared(train, source=source.name)).model
+    clf = run(spec, experiment.Prepared(train, source=source.name)).model
     train_seconds, train_cpu = time.perf_counter() - started, time.process_time() - cpu_started
     started = time.perf_counter()
     proba = clf.predict_proba(test.texts)
@@ -99,9 +103,6 @@ def train_setfit_lib(task: dict, train, test) -> tuple[np.ndarray, tuple[float, 
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
     from transformers import set_seed
-
-    from ..backbones import resolve_backbone
-    from ..backbones.prefix import text_prefix, with_prefix
 
     folder = resolve_backbone(task.get("backbone") or DEFAULT_ENCODER).path  # the folder fewtune's runs load
     classes = sorted(map(str, set(train.labels)))
@@ -149,8 +150,6 @@ def load_source(source_json: str):
 
 
 def run_one(task: dict) -> dict:
-    from ..metrics import calibration_report, classification_report, risk_coverage
-
     pool, test_all = load_source(json.dumps(task["source"], sort_keys=True))
     train = pool.subset(task["train_idx"])
     test = test_all.subset(task["test_idx"])

@@ -16,7 +16,8 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import FewtuneError
-from . import bench, catalog, check_data, distill, export, generate, predict, pretrain, recommend, serve, train
+from . import (bench, catalog, check_data, distill, evaluate, export, generate, predict, pretrain, recommend, serve,
+               train)
 
 # "\b" keeps click from re-wrapping a paragraph: these are lines to copy.
 EPILOG = """\b
@@ -66,7 +67,7 @@ def _options(version: Annotated[bool, typer.Option("--version", callback=_versio
 
 # Registered in this order, which is the order `fewtune --help` lists them in.
 app.command(epilog=train.EXAMPLES)(train.train)  # the first hour's commands first
-for command in (predict.predict, predict.evaluate):
+for command in (predict.predict, evaluate.evaluate):
     app.command()(command)
 app.command("check-data")(check_data.check_data)
 for command in (catalog.methods, catalog.datasets):

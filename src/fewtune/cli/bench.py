@@ -9,10 +9,13 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..errors import FewtuneError
+from . import config as config_file
 from .options import Encoding, Json, MaxTest, Quiet, TextCol, note, print_json
 
 
 def bench(
+    ctx: typer.Context,
+    config: config_file.Config = None,
     dataset: Annotated[str, typer.Option(help="Built-in data sets and/or data files, comma-separated (a file's test set: --test, else a fixed 30% of each class).")] = "mr,bbc",
     methods: Annotated[str, typer.Option(help="fewtune methods, comma-separated; METHOD:KEY=VALUE,... (quoted) sets parameters, e.g. setfit:select=cv.")] = "setfit,finetune,linear-probe",
     baselines: Annotated[str, typer.Option(help="Baselines run beside them; setfit-lib (the SetFit library) only when the worker's Python has setfit. '' for none.")] = "majority,setfit-lib",
@@ -37,8 +40,14 @@ def bench(
     as_user_file: Annotated[bool, typer.Option("--as-user-file", help="Run built-in data sets as a user's file: their templates and label words withheld (reported as NAME-as-file).")] = False,
     quiet: Quiet = False,
     json_out: Json = False,
+    print_config: config_file.PrintConfig = False,
 ):
     """Few-shot benchmark: every method on the same K-shot draws over several seeds, one JSON line per run (resumable)."""
+    for line in config_file.overrides(ctx):
+        note(quiet, line)
+    if print_config:
+        typer.echo(config_file.as_yaml(config_file.resolved(ctx)), nl=False)
+        return
     from ..bench.api import bench as run_bench
     from ..progress import progress_bar
 

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..backbones.registry import DEFAULT_ENCODER
+from ..backbones.catalog import DEFAULT_ENCODER
 from ..data.audit_backbone import run_audit, render
 from ..data.audit import ERROR, IMBALANCE, NEAR_DUPLICATE
 from ..errors import FewtuneError

@@ -53,6 +53,25 @@ def output_file(path: Optional[Path], *, overwrite: bool, option: str = "--outpu
     writable_parent(path, option)
 
 
+def figure_folder(path: Optional[Path], names: tuple[str, ...], option: str = "--plot") -> None:
+    """Figures named `names` can be written into the folder `path`: it is a folder (made if missing, with
+    any missing ones above it) that this process may write in, and none of the names in it is a folder.
+    Files of those names there are replaced."""
+    if path is None:
+        return
+    if path.exists() and not path.is_dir():
+        raise FewtuneError(f"{option} {path} is a file; give a folder for the figures (it is made if missing)")
+    if not path.is_dir():
+        writable_parent(path, option)
+        return
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise FewtuneError(f"{option} {path}: no permission to write in {path}; choose a folder you can write to")
+    for name in names:
+        if (path / name).is_dir():
+            raise FewtuneError(f"{option} {path}: {path / name} is a folder, where a figure goes; choose another "
+                               f"{option}")
+
+
 def output_folder(path: Path, *, overwrite: bool, option: str = "--output") -> None:
     """A model folder can be written at `path` (as `train` checks its own)."""
     from ..experiment.spec import check_output_folder

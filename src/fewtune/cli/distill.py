@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..backbones.registry import FAST_ENCODER
+from ..backbones.catalog import FAST_ENCODER
 from . import checks
 from .options import Json, Quiet, note, parse_params, print_json
 

@@ -25,7 +25,7 @@ def export(
     from ..export import is_exported
     from ..export.onnx import VOCABULARIES, default_output, export_onnx
     from ..export.static import is_static
-    from ..storage.saved_models import check_classifier_folder
+    from ..saved_models import check_classifier_folder
 
     # Everything but the model itself is checked before it loads (seconds).
     if format != "onnx":

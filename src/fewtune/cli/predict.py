@@ -1,4 +1,4 @@
-"""`fewtune predict`, `suggest` and `evaluate`: a saved classifier on texts, a pool or labeled data."""
+"""`fewtune predict` and `suggest`: a saved classifier on texts or a pool (`evaluate`, on labeled data: evaluate.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import typer
 
 from ..errors import FewtuneError
 from . import checks
-from .options import (ClassPrior, Encoding, Json, LabelSep, MaxTest, Quiet, TextCol, Trust,
-                      note, print_json, stdin_texts, table)
+from .options import ClassPrior, Encoding, Json, LabelSep, Quiet, TextCol, Trust, note, print_json, stdin_texts, table
 
 
 def predict(
@@ -36,7 +35,7 @@ def predict(
     from ..batch import predict_file, write_rows
     from ..data import as_labeled
     from ..label_shift import check_class_prior
-    from ..storage.saved_models import check_classifier_folder, load_classifier, saved_facts
+    from ..saved_models import check_classifier_folder, load_classifier, saved_facts
 
     # Everything that can be wrong with the options, the model folder, the input and the output is said
     # before the model loads (seconds).
@@ -139,7 +138,7 @@ def suggest(
     from ..bayes.acquisition import STRATEGIES, suggest as rank
     from ..classifier import FewShotClassifier
     from ..data import load_labeled
-    from ..storage.saved_models import check_classifier_folder, saved_facts
+    from ..saved_models import check_classifier_folder, saved_facts
 
     if strategy not in STRATEGIES:
         raise FewtuneError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
@@ -167,100 +166,3 @@ def suggest(
     table(["where", strategy, "predicted", "p", "text"],
           [[str(r["row"]), f"{r['score']:.4f}", r["predicted"], f"{r['probability']:.2f}",
             r["text"][:80] + ("…" if len(r["text"]) > 80 else "")] for r in rows])
-
-
-def evaluate(
-    model: Annotated[Path, typer.Argument(help="A model folder saved by `fewtune train`, an ONNX export or a static student.")],
-    data: Annotated[Optional[Path], typer.Option(help="Labeled data file.")] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="A built-in dataset's test split instead.")] = None,
-    text_col: TextCol = "text",
-    text_pair_col: Annotated[Optional[str], typer.Option(help="Second text column.")] = None,
-    label_col: Annotated[str, typer.Option(help="Column holding the label.")] = "label",
-    label_sep: LabelSep = ",",
-    max_test: MaxTest = 0,
-    encoding: Encoding = "utf-8",
-    trust: Trust = False,
-    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, mps.")] = None,
-    allow_unknown_labels: Annotated[bool, typer.Option("--allow-unknown-labels", help="Count rows whose label the model does not know as wrong (by default they are an error that names them).")] = False,
-    quiet: Quiet = False,
-    json_out: Json = False,
-):
-    """Accuracy, macro-F1, a per-class report and the confusion matrix on labeled data."""
-    from ..data import fixed_subset, load_builtin, load_labeled
-    from ..storage.saved_models import check_classifier_folder, load_classifier, saved_facts
-
-    if (data is None) == (dataset is None):
-        raise FewtuneError("give exactly one of --data FILE or --dataset NAME")
-    if max_test < 0:
-        raise FewtuneError(f"--max-test must be 0 (all) or more, got {max_test}")
-    if check_classifier_folder(model, trust=trust) == "pytorch":
-        checks.device(device)
-    # The data is read and checked before the model loads (seconds).
-    if dataset is not None:
-        heldout = load_builtin(dataset)[1]
-    else:
-        heldout = load_labeled(data, text_col=text_col, label_col=label_col, text_pair_col=text_pair_col,
-                               encoding=encoding)
-    heldout = fixed_subset(heldout, max_test)
-    from ..data.ingest import check_known_labels
-
-    facts = saved_facts(model)  # the classes, known before the load: a wrong label file fails at once
-    checked = isinstance(facts.get("classes"), list) and not facts.get("multi_label")
-    if checked:
-        check_known_labels(heldout.labels, facts["classes"], heldout.source, allow_unknown=allow_unknown_labels)
-    clf = load_classifier(model, device=device, trust=trust, show_progress=not quiet)
-    if not checked and not clf.multi_label_:  # a manifest without its classes: checked once they are loaded
-        check_known_labels(heldout.labels, clf.classes_, heldout.source, allow_unknown=allow_unknown_labels)
-    from ..experiment import held_out_report
-
-    report = held_out_report(clf, heldout, label_sep)
-    if json_out:
-        print_json(report)
-    else:
-        _print_report(report)
-
-
-HIGH_ECE = 0.05  # above this the probabilities mislead a threshold such as --abstain-below
-
-
-def calibration_hint(calibration: dict, accuracy: float) -> str:
-    """What to do about probabilities that do not match the accuracy (empty when they do)."""
-    if calibration["ece"] <= HIGH_ECE:
-        return ""
-    bins = [b for b in calibration["reliability"] if b["n"]]
-    confidence = sum(b["n"] * b["confidence"] for b in bins) / max(1, sum(b["n"] for b in bins))
-    how = "timid" if confidence < accuracy else "overconfident"
-    return (f"          the probabilities are {how}: {confidence:.0%} confidence on average where {accuracy:.0%} "
-            "are right; retrain with --calibrate temperature (fitted on the shots) or --calibrate auto before "
-            "trusting them, e.g. for --abstain-below")
-
-
-def _print_report(report: dict) -> None:
-    typer.echo(f"examples  {report['n']}")
-    if report.get("multi_label"):
-        typer.echo(f"subset accuracy  {report['accuracy']:.4f}")
-        typer.echo(f"micro-F1         {report['micro_f1']:.4f}")
-        typer.echo(f"macro-F1         {report['macro_f1']:.4f}")
-        typer.echo(f"Hamming loss     {report['hamming_loss']:.4f}\n")
-    else:
-        typer.echo(f"accuracy  {report['accuracy']:.4f}")
-        typer.echo(f"macro-F1  {report['macro_f1']:.4f}")
-        if "calibration" in report:
-            cal = report["calibration"]
-            typer.echo(f"ECE       {cal['ece']:.4f}   (expected calibration error, 10 bins; 0 = probabilities match accuracy)")
-            typer.echo(f"NLL       {cal['nll']:.4f}   (mean −log p(true class))")
-            typer.echo(f"Brier     {cal['brier']:.4f}")
-            hint = calibration_hint(cal, report["accuracy"])
-            if hint:
-                typer.echo(hint)
-        typer.echo("")
-    table(
-        ["class", "precision", "recall", "f1", "support"],
-        [[c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", str(v["support"])]
-         for c, v in report["per_class"].items()],
-    )
-    if "confusion_matrix" not in report:
-        return
-    typer.echo("\nconfusion matrix (rows: true, columns: predicted)")
-    labels = report["labels"]
-    table(["", *labels], [[t, *map(str, row)] for t, row in zip(labels, report["confusion_matrix"])])

@@ -219,7 +219,7 @@ def bench(
     Recall@10 per method, K, seed) or TALLRec's (AUC over its test samples, with a bootstrap interval)."""
     from ..bench.api import seed_list
     from ..progress import progress_bar
-    from ..recommend.protocol import parse_methods
+    from ..recommend.runner import parse_methods
 
     if protocol not in PROTOCOLS:
         raise FewtuneError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")

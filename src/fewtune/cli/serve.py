@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..backbones.registry import DEFAULT_ENCODER
+from ..backbones.catalog import DEFAULT_ENCODER
 from ..errors import FewtuneError
 
 

@@ -9,7 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..errors import FewtuneError
 from ..experiment.spec import RunSpec
+from . import config as config_file
 from .options import Json, note, parse_params, print_json
 from .train_output import print_generation, print_result
 
@@ -22,12 +24,25 @@ Examples:
   fewtune train --dataset mr --shots 8 --posterior laplace -o m                  # calibrated probabilities
   fewtune train --data shots.csv --test held-out.csv --log-with tensorboard      # scored, loss curve in runs/
   fewtune train --task generate --dataset chitchat --shots 64 -o bot             # a dialogue model
+  fewtune train --dataset mr --shots 8 --print-config > run.yaml                 # every setting, as YAML
+  fewtune train --config run.yaml --seed 1 -o m                                  # rerun it, one setting changed
+  fewtune train --config my-model/spec.yaml -o again                             # what my-model was trained with
 \b
 The held-out rows (those not drawn by --shots, --test, or a built-in test split) are scored after
 training; `fewtune methods` lists every method's -p parameters."""
 
 
+def _check_params(value, where: str) -> None:
+    if value is not None and not isinstance(value, dict):
+        raise FewtuneError(f"{where}: must be a mapping of method parameters (KEY: VALUE), got {value!r}")
+
+
+config_file.EXTRA_KEYS["train"] = {"params": _check_params}
+
+
 def train(
+    ctx: typer.Context,
+    config: config_file.Config = None,
     data: Annotated[Optional[Path], typer.Option(help=H("data"))] = None,
     dataset: Annotated[Optional[str], typer.Option(help=H("dataset"))] = None,
     text_col: Annotated[str, typer.Option(help=H("text_col"))] = "text",
@@ -68,6 +83,7 @@ def train(
     check_data: Annotated[bool, typer.Option("--check-data", help=H("check_data"))] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help=H("quiet"))] = False,
     json_out: Json = False,
+    print_config: config_file.PrintConfig = False,
 ):
     """Few-shot train a classifier (or fine-tune a causal LM: --task generate/lm), evaluate it on held-out data, and save it."""
     from ..experiment import run
@@ -76,11 +92,17 @@ def train(
                    multi_label=multi_label, label_sep=label_sep, encoding=encoding, shots=shots, seed=seed, test=test,
                    max_test=max_test, as_user_file=as_user_file, allow_unknown_labels=allow_unknown_labels,
                    task=task, method=method, backbone=backbone,
-                   params=parse_params(param), time_budget=time_budget, select=select, grid=list(grid or []),
+                   params={**(config_file.from_file(ctx).get("params") or {}), **parse_params(param)},
+                   time_budget=time_budget, select=select, grid=list(grid or []),
                    cv_folds=cv_folds, posterior=posterior, posterior_samples=posterior_samples, calibrate=calibrate,
                    class_prior=class_prior, prompt_col=prompt_col, response_col=response_col, merge=merge,
                    resume=resume, device=device, trust=trust, output=output, overwrite=overwrite, standalone=standalone,
                    check_data=check_data, quiet=quiet, log_with=list(log_with or []), logging_dir=logging_dir)
+    for line in config_file.overrides(ctx):
+        note(quiet, line)
+    if print_config:
+        typer.echo(spec.to_yaml(), nl=False)
+        return
     done = run(spec, note=lambda message: note(quiet, message))
     if json_out:
         print_json(done.result)

@@ -2,7 +2,8 @@
 
 The checks themselves are `fewtune.data.audit` (pure logic); this module supplies what they need
 from a backbone: embeddings (a causal LM is mean-pooled, see backbones.load_encoder) and lengths in
-the backbone's own tokens. Heavy libraries are imported inside the functions, so the CLI stays quick.
+the backbone's own tokens. Torch is imported only when an audit runs (the encoder and its embeddings), so
+the CLI, which imports this module for check-data, stays quick.
 """
 
 from __future__ import annotations
@@ -11,27 +12,27 @@ import dataclasses
 
 import typer
 
-from ..backbones.registry import DEFAULT_ENCODER
-from .audit import IMBALANCE, NEAR_DUPLICATE, AuditReport
+from .. import backbones
+from ..backbones.catalog import CAUSAL_LM, DEFAULT_ENCODER
+from ..backbones.prefix import text_prefix, with_prefix
+from ..backbones.quiet_loading import quiet_libraries
 from ..errors import FewtuneError
+from ..model_texts import join_pairs
+from ..progress import Progress
+from .audit import IMBALANCE, NEAR_DUPLICATE, AuditReport, audit
+from .language import warn_if_unreadable
 
 
 def run_audit(data, *, backbone: str = DEFAULT_ENCODER, max_tokens: int | None = None,
               near_duplicate: float = NEAR_DUPLICATE, imbalance: float = IMBALANCE, seed: int = 0,
               trust: bool = False, device: str | None = None, show_progress: bool = False) -> AuditReport:
     """Audit LabeledTexts with `backbone`'s embeddings and tokenizer; max_tokens None: the backbone's own limit."""
-    from ..backbones import CAUSAL_LM, load_encoder, resolve_backbone
-    from ..backbones.quiet import quiet_libraries
-    from .audit import audit
-    from .language import warn_if_unreadable
-    from ..backbones.prefix import text_prefix, with_prefix
-    from ..training.encoding import encode
-    from ..progress import Progress
+    from ..training.embed_texts import encode  # why: torch; the CLI imports this module for check-data's --help
 
     if data.labels is None:
         raise FewtuneError(f"{data.source}: no labels to check")
-    resolved = dataclasses.replace(resolve_backbone(backbone), trusted=trust)
-    encoder = load_encoder(resolved, device=device)
+    resolved = dataclasses.replace(backbones.resolve_backbone(backbone), trusted=trust)
+    encoder = backbones.load_encoder(resolved, device=device)
     texts = joined_texts(data, encoder.tokenizer)
     # An English-only encoder's embeddings say little about Chinese text: the suspects would be noise.
     warn_if_unreadable(texts, resolved.name, resolved.kind)
@@ -52,8 +53,7 @@ def joined_texts(data, tokenizer) -> list[str]:
     """Sentence pairs as the encoder methods see them: one input, the two joined by the separator."""
     if data.text_pairs is None:
         return list(data.texts)
-    sep = getattr(tokenizer, "sep_token", None) or "\n"
-    return [f"{a} {sep} {b}" for a, b in zip(data.texts, data.text_pairs)]
+    return join_pairs(data.texts, data.text_pairs, getattr(tokenizer, "sep_token", None))
 
 
 def render(report: AuditReport, texts_by_row: dict[str, str] | None = None) -> str:

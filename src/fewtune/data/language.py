@@ -12,6 +12,7 @@ import unicodedata
 import warnings
 from typing import Iterable
 
+from ..backbones.catalog import BACKBONES, CAUSAL_LM, MULTILINGUAL
 from .labeled import DataWarning
 
 # Han (CJK unified ideographs and extension A, compatibility ideographs), kana and Hangul.
@@ -101,8 +102,6 @@ def warn_if_unreadable(texts: list[str], backbone_name: str, kind: str = "encode
     backbone of that kind. Local folders and hub ids are not judged: fewtune does not know what they
     were trained on.
     """
-    from ..backbones.registry import BACKBONES
-
     spec = BACKBONES.get(str(backbone_name).lower())
     if spec is None or spec.multilingual:
         return None
@@ -120,8 +119,6 @@ def warn_if_unreadable(texts: list[str], backbone_name: str, kind: str = "encode
 
 def multilingual_hint(kind: str) -> str:
     """Which multilingual backbone to use instead, for a method that reads `kind`."""
-    from ..backbones.registry import CAUSAL_LM, MULTILINGUAL
-
     if kind == CAUSAL_LM:
         return f"--backbone {MULTILINGUAL[CAUSAL_LM]} (methods zero-shot, prompt, icl, finetune)"
     return f"--backbone {MULTILINGUAL['encoder']} (methods setfit, linear-probe, finetune, hybrid)"

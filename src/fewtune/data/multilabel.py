@@ -14,15 +14,16 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-
-COLLECTIONS = (list, tuple, set, frozenset)
+# Reading targets against a fitted classifier (to_indicator, for scoring) lives below fewtune.data, where
+# labels.py can reach it; it is named here too, beside the training-side helpers.
+from ..label_sets import COLLECTIONS, is_matrix, label_set, to_indicator  # noqa: F401
 
 
 def looks_multi_label(y: Any) -> bool:
     """True for a 2-D indicator matrix or a sequence whose entries are label collections."""
     if y is None or isinstance(y, str):
         return False
-    if _is_matrix(y):
+    if is_matrix(y):
         return True
     try:
         first = next(iter(y))
@@ -33,7 +34,7 @@ def looks_multi_label(y: Any) -> bool:
 
 def binarize(y: Any, n_texts: int, *, source: str) -> tuple[list[Any], np.ndarray]:
     """(classes, indicator matrix) from multi-label targets; refuses anything a classifier cannot learn."""
-    if _is_matrix(y):
+    if is_matrix(y):
         matrix = np.asarray(y)
         if matrix.shape[0] != n_texts:
             raise DataError(f"{source}: {n_texts} texts but {matrix.shape[0]} label rows")
@@ -46,7 +47,7 @@ def binarize(y: Any, n_texts: int, *, source: str) -> tuple[list[Any], np.ndarra
         rows = list(y)
         if len(rows) != n_texts:
             raise DataError(f"{source}: {n_texts} texts but {len(rows)} label sets")
-        sets = [_label_set(row, i, source) for i, row in enumerate(rows)]
+        sets = [label_set(row, i, source) for i, row in enumerate(rows)]
         classes = sorted(set().union(*sets), key=lambda v: (str(type(v)), v))
         index = {c: j for j, c in enumerate(classes)}
         matrix = np.zeros((n_texts, len(classes)), dtype=np.int64)
@@ -54,24 +55,6 @@ def binarize(y: Any, n_texts: int, *, source: str) -> tuple[list[Any], np.ndarra
             matrix[i, [index[c] for c in labels]] = 1
     check_multi_label_trainable(matrix, classes, source)
     return classes, matrix
-
-
-def to_indicator(y: Any, classes: Sequence[Any], *, source: str) -> np.ndarray:
-    """Targets in the layout of an already-fitted classifier (for scoring); unknown labels are errors."""
-    if _is_matrix(y):
-        matrix = np.asarray(y).astype(np.int64)
-        if matrix.shape[1] != len(classes):
-            raise DataError(f"{source}: {matrix.shape[1]} label columns but the model has {len(classes)}")
-        return matrix
-    index = {c: j for j, c in enumerate(classes)}
-    rows = list(y)
-    matrix = np.zeros((len(rows), len(classes)), dtype=np.int64)
-    for i, row in enumerate(rows):
-        for label in _label_set(row, i, source):
-            if label not in index:
-                raise DataError(f"{source}, example {i}, labels: {label!r} is not one of the model's labels")
-            matrix[i, index[label]] = 1
-    return matrix
 
 
 def check_multi_label_trainable(matrix: np.ndarray, classes: Sequence[Any], source: str) -> None:
@@ -86,34 +69,3 @@ def check_multi_label_trainable(matrix: np.ndarray, classes: Sequence[Any], sour
             raise DataError(
                 f"{source}: label {c!r} is on {where} example; each label needs examples with it and without it"
             )
-
-
-def _label_set(row: Any, i: int, source: str) -> list[Any]:
-    if isinstance(row, np.ndarray):
-        row = row.tolist()
-    if not isinstance(row, COLLECTIONS):
-        raise DataError(f"{source}, example {i}, labels: expected a list of labels, got {type(row).__name__} {row!r}")
-    out = []
-    for label in row:
-        label = label.item() if isinstance(label, np.generic) else label
-        if isinstance(label, str):
-            label = label.strip()
-            if not label:
-                raise DataError(f"{source}, example {i}, labels: empty label")
-        elif label is None or isinstance(label, float) and np.isnan(label):
-            raise DataError(f"{source}, example {i}, labels: missing label")
-        elif not isinstance(label, (int, float, bool)):
-            raise DataError(f"{source}, example {i}, labels: expected a label, got {type(label).__name__}")
-        if label not in out:
-            out.append(label)
-    return out
-
-
-def _is_matrix(y: Any) -> bool:
-    """A numeric 2-D array (or equal-length lists of numbers): an indicator matrix."""
-    if isinstance(y, str):
-        return False
-    try:
-        return np.asarray(y, dtype=float).ndim == 2
-    except (ValueError, TypeError):
-        return False

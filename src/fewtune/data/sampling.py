@@ -4,6 +4,8 @@
 - ``draw``: the K-shot training draw from a pool and the rows it left, for `train` and `check-data`.
 - ``fixed_subset`` / ``fixed_subset_indices``: at most N held-out examples, the same whatever the
   training seed (a generator seeded 0), so that runs with different seeds are scored on the same ones.
+- ``cv_folds``: stratified cross-validation folds over the shots, for choosing hyper-parameters and
+  fitting calibrations on the shots alone.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from fewtune.errors import DataError
+from fewtune.errors import DataError, FewtuneError
 
 from .labeled import LabeledTexts
 
@@ -90,6 +92,25 @@ def fixed_subset(data, limit: int | None):
     if not limit or len(data) <= limit:
         return data
     return _take(data, fixed_subset_indices(len(data), limit))
+
+
+def cv_folds(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified folds over the shots; as many as the rarest class allows (at least 2)."""
+    from sklearn.model_selection import KFold, StratifiedKFold  # why: scikit-learn is slow to import; data is not
+
+    y = np.asarray(y)
+    if y.ndim == 2:  # multi-label: folds over examples
+        n = min(folds, len(y))
+        if n < 2:
+            raise FewtuneError("cross-validation needs at least 2 examples")
+        return list(KFold(n, shuffle=True, random_state=seed).split(np.zeros(len(y))))
+    _, counts = np.unique(y, return_counts=True)
+    n = min(folds, int(counts.min()))
+    if n < 2:
+        raise FewtuneError(
+            f"--select cv needs at least 2 examples of every class to cross-validate; the rarest has {counts.min()}"
+        )
+    return list(StratifiedKFold(n, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
 
 
 def _take(data, indices):

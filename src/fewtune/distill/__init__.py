@@ -17,7 +17,7 @@ __all__ = ["distill"]
 
 def __getattr__(name: str):
     if name == "distill":
-        from .api import distill
+        from .api import distill  # why: torch (the teacher, the students); `fewtune --help` imports this package
 
         return distill
     raise AttributeError(f"module 'fewtune.distill' has no attribute {name!r}")

@@ -15,12 +15,20 @@ from typing import Any
 
 import numpy as np
 
-from ..backbones.registry import FAST_ENCODER
+from ..backbones import ENCODER, FAST_ENCODER, resolve_backbone
+from ..data import as_labeled
+from ..data.language import text_scripts
 from ..errors import FewtuneError
+from ..export.static import StaticClassifier, embed, write_static_classifier
 from ..labels import plain_label
-from ..storage.saved_models import check_classifier_folder, saved_facts
+from ..methods import get_method  # the package: importing it registers every method
+from ..model_card import render_static_card
+from ..paths import fewtune_home
+from ..saved_models import check_classifier_folder, saved_facts
+from ..storage.atomic import atomic_write_bytes
 from .pool import read_pool, warn_if_foreign, warn_if_one_sided
-from .students import shot_repeats
+from .static_table import static_table
+from .students import ENCODER_DEFAULTS, _soft_logistic, fit_static_head, shot_repeats, train_encoder_student
 from .teacher import check_teacher, describe_teacher, label, load_teacher
 
 STUDENTS = ("encoder", "static")
@@ -110,8 +118,6 @@ def distill(teacher: str | Path, unlabeled: str | Path, output: str | Path, *, s
 
 
 def _labels_file(teacher: dict, texts: list[str]) -> Path:
-    from ..paths import fewtune_home
-
     h = hashlib.sha256(teacher["config_sha256"].encode())
     for text in texts:
         h.update(text.encode("utf-8") + b"\n")
@@ -136,8 +142,6 @@ def cached_labels(teacher: dict, texts: list[str]) -> np.ndarray | None:
 def cache_labels(teacher: dict, texts: list[str], soft: np.ndarray) -> None:
     from safetensors.numpy import save
 
-    from ..storage.atomic import atomic_write_bytes
-
     file = _labels_file(teacher, texts)
     file.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(file, save({"probabilities": np.ascontiguousarray(soft)}))
@@ -145,8 +149,6 @@ def cache_labels(teacher: dict, texts: list[str], soft: np.ndarray) -> None:
 
 def _check_options(output: Path, student: str, backbone: str, rounds: int, max_pool: int, params: dict,
                    overwrite: bool) -> None:
-    from ..backbones import ENCODER, resolve_backbone
-
     if output.exists() and not overwrite:
         raise FewtuneError(f"{output} already exists; choose another output folder or pass --overwrite")
     if student not in STUDENTS:
@@ -161,17 +163,12 @@ def _check_options(output: Path, student: str, backbone: str, rounds: int, max_p
     if resolved.kind != ENCODER:
         raise FewtuneError(f"the student's backbone must be a sentence encoder; '{backbone}' is a {resolved.kind}")
     if student == "encoder":
-        from ..methods import get_method  # the package: importing it registers every method
-        from .students import ENCODER_DEFAULTS
-
         get_method("finetune").params_class.from_dict({**ENCODER_DEFAULTS, **params}, method="finetune")
 
 
 def _shots(shots, classes: list) -> tuple[list[str], list]:
     if shots is None:
         return [], []
-    from ..data import as_labeled
-
     data = shots if hasattr(shots, "texts") else as_labeled(*shots, source="shots")
     if data.labels is None:
         raise FewtuneError(f"{data.source}: the shots need labels")
@@ -186,8 +183,6 @@ def _shots(shots, classes: list) -> tuple[list[str], list]:
 
 def _train(student: str, texts, targets, classes, *, backbone, params, seed, device, trust, show_progress):
     if student == "encoder":
-        from .students import train_encoder_student
-
         return train_encoder_student(texts, targets, classes, backbone=backbone, params=params, seed=seed,
                                      device=device, trust=trust, show_progress=show_progress)
     return StaticStudent.fit(texts, targets, classes, backbone=backbone, seed=seed, trust=trust,
@@ -210,11 +205,6 @@ class StaticStudent:
     def fit(cls, texts, targets, classes, *, backbone: str, seed: int, trust: bool, show_progress: bool):
         from model2vec import StaticModel
 
-        from ..data.language import text_scripts
-        from ..export.static import StaticClassifier, embed
-        from .static_table import static_table
-        from .students import fit_static_head
-
         folder = static_table(backbone, scripts=text_scripts(texts), trust=trust, show_progress=show_progress)
         table = StaticModel.from_pretrained(folder)
         x = embed(table, texts)
@@ -224,8 +214,6 @@ class StaticStudent:
         fit = order[len(val):]
         weight, bias, head_info = fit_static_head(x[fit], targets[fit], x[val], targets[val], seed=seed)
         if len(val):
-            from .students import _soft_logistic
-
             weight, bias = _soft_logistic(x, targets, head_info["C"], seed)
         counts = np.bincount(targets.argmax(1), minlength=len(classes))
         class_counts = {str(c): int(n) for c, n in zip(classes, counts)}
@@ -241,9 +229,6 @@ class StaticStudent:
         return self.runtime.predict_proba(X)
 
     def save(self, output: Path, info: dict, *, overwrite: bool) -> None:
-        from ..export.static import write_static_classifier
-        from ..model_card import render_static_card
-
         manifest = {
             "method": "static",
             "classes": self.runtime.manifest_["classes"],

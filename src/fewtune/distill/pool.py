@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backbones.catalog import BACKBONES, MULTILINGUAL
 from ..data import DataWarning
 from ..data.language import MOSTLY_CJK, cjk_fraction
 from ..data.stream import stream_texts
@@ -55,8 +56,6 @@ def read_pool(path: str | Path, *, text_col: str = "text", encoding: str = "utf-
 
 def warn_if_foreign(texts: list[str], backbone_name: str | None, role: str, source: str) -> None:
     """Warn when a named English-only backbone (the teacher's or the student's) meets a mostly-CJK pool."""
-    from ..backbones.registry import BACKBONES, MULTILINGUAL
-
     spec = BACKBONES.get(str(backbone_name).lower())
     if spec is None or spec.multilingual:
         return  # a local folder or hub id: fewtune does not know what it was trained on

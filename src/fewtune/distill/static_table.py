@@ -16,10 +16,15 @@ import re
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..storage.atomic import atomic_folder
 from ..backbones import ENCODER, FAST_ENCODER, load_encoder, resolve_backbone
+from ..backbones.quiet_loading import quiet_libraries
+from ..backbones.vocabulary import prunable, prune_body
+from ..data.language import ALWAYS_KEPT
 from ..errors import BackboneError
 from ..paths import fewtune_home
+from ..progress import Progress
+from ..storage.atomic import atomic_folder
+from ..training.transformer_layers import hf_model
 
 PCA_DIMS = 256  # model2vec's default: most of the signal at a quarter of MiniLM's table
 FILES = ("model.safetensors", "tokenizer.json", "config.json")
@@ -43,10 +48,6 @@ def static_table(backbone: str = FAST_ENCODER, *, scripts=None, pca_dims: int = 
         return folder
     from model2vec.distill import distill_from_model
 
-    from ..backbones.quiet import quiet_libraries
-    from ..backbones.vocabulary import prune_body
-    from ..training.encoder_layers import hf_model
-
     body = load_encoder(dataclasses.replace(resolved, trusted=trust), device="cpu")
     if cut:
         prune_body(body, scripts, max_pieces=MAX_PIECES)
@@ -64,13 +65,9 @@ def static_table(backbone: str = FAST_ENCODER, *, scripts=None, pca_dims: int = 
 
 def _vocabulary_key(path: Path, scripts) -> str:
     """"" for a vocabulary kept whole (not unigram, or no scripts given), else the cut's part of the cache name."""
-    from ..backbones.vocabulary import prunable
-
     tokenizer = path / "tokenizer.json"
     if not scripts or not tokenizer.is_file() or not prunable(tokenizer.read_text(encoding="utf-8")):
         return ""
-    from ..data.language import ALWAYS_KEPT
-
     return "-" + "+".join(sorted(set(scripts) - ALWAYS_KEPT) or ["latin"]).lower() + f"-{MAX_PIECES}"
 
 
@@ -92,8 +89,6 @@ def _tqdm(show: bool):
     # model2vec draws its own tqdm bar over the vocabulary (a line per update where stderr is no terminal);
     # its bar factory is swapped for the call, so the pass shows as one of fewtune's bars, gone with --quiet.
     from model2vec.distill import inference
-
-    from ..progress import Progress
 
     before = inference.tqdm
     with Progress(show) as progress:

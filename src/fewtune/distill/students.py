@@ -18,7 +18,9 @@ import warnings
 
 import numpy as np
 
+from ..classifier import FewShotClassifier
 from ..data import DataWarning
+from ..numeric import softmax
 
 ENCODER_DEFAULTS = {"epochs": 3, "batch_size": 32, "lr": 5e-5, "max_seq_length": 128}
 # Three passes are plenty over thousands of texts but a dozen steps over a small pool, too few for the
@@ -45,8 +47,6 @@ def student_epochs(n_texts: int, params: dict) -> int:
 def train_encoder_student(texts: list[str], soft: np.ndarray, classes: list, *, backbone: str, params: dict,
                           seed: int, device: str | None, trust: bool, show_progress: bool):
     """A FewShotClassifier(method="finetune") trained on (texts, soft)."""
-    from ..classifier import FewShotClassifier
-
     labels = [classes[i] for i in soft.argmax(1)]
     params = {**ENCODER_DEFAULTS, **params, "epochs": params.get("epochs") or student_epochs(len(texts), params)}
     student = FewShotClassifier(backbone, "finetune", params=params, seed=seed, device=device,
@@ -68,7 +68,7 @@ def fit_static_head(x: np.ndarray, soft: np.ndarray, x_val: np.ndarray | None, s
     for c in grid:
         weight, bias = _soft_logistic(x, soft, c, seed)
         if x_val is not None and len(x_val):
-            p = _softmax(x_val @ weight.T + bias)
+            p = softmax(x_val @ weight.T + bias)
             results[str(c)] = round(float(-(soft_val * np.log(np.clip(p, 1e-12, 1))).sum(1).mean()), 5)
             score = results[str(c)]
         else:
@@ -94,9 +94,3 @@ def _soft_logistic(x: np.ndarray, soft: np.ndarray, c: float, seed: int) -> tupl
     else:
         weight, bias = model.coef_, model.intercept_
     return weight.astype(np.float64), bias.astype(np.float64)
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    from ..export.static import softmax
-
-    return softmax(z)

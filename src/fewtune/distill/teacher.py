@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import FewtuneError
-from ..storage.saved_models import load_classifier, runtime_of
+from ..export.runtime import MANIFEST_NAME
+from ..export.static import MANIFEST_NAME as STATIC_MANIFEST
+from ..saved_models import load_classifier, runtime_of
 from ..storage.model_folder import CONFIG_NAME, sha256
 from ..progress import Progress
 
@@ -38,9 +40,6 @@ def describe_teacher(path: str | Path, teacher) -> dict[str, Any]:
     if runtime == "pytorch":
         method, backbone, marker = teacher.method, teacher.backbone_.name, path / CONFIG_NAME
     else:
-        from ..export import MANIFEST_NAME
-        from ..export.static import MANIFEST_NAME as STATIC_MANIFEST
-
         facts = teacher.manifest_.get("source", teacher.manifest_)
         method, backbone = facts.get("method"), (facts.get("backbone") or {}).get("name")
         marker = path / (MANIFEST_NAME if runtime == "onnx" else STATIC_MANIFEST)

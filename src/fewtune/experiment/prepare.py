@@ -10,6 +10,9 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from .. import data
+from ..data import check_overlap, check_trainable, draw, fixed_subset
+from ..data.ingest import check_known_labels
 from ..errors import DataError
 from .spec import RunSpec
 
@@ -42,9 +45,6 @@ def prepare(spec: RunSpec, *, heldout: bool = True, note: Callable[[str], None] 
     """The training examples (the K-shot draw with shots) and, unless heldout=False, the held-out ones.
     heldout=False is check-data's view: the rows are audited, so duplicates are not warned about on
     reading, and one class alone is a finding rather than an error unless shots are drawn."""
-    from ..data import check_overlap, check_trainable, draw, fixed_subset
-    from ..data.ingest import check_known_labels
-
     classify = spec.task == "classify"
     pool, test_split, what = _pool(spec, quiet_reading=not heldout)
     shots = spec.shots
@@ -85,27 +85,29 @@ def _pool(spec: RunSpec, *, quiet_reading: bool):
             return _read(spec, spec.data), None, None
     what = f"the {spec.dataset} test split"
     if spec.task == "classify":
-        from ..data import load_builtin
-
-        return (*load_builtin(spec.dataset), what)
-    from ..generation.builtin import DIALOGUE_DATASETS, load_dialogues, load_text_dataset
-
+        return (*data.load_builtin(spec.dataset), what)
+    generation = _generation()
     if spec.task == "lm":
-        return (*load_text_dataset(spec.dataset), what)
-    if spec.dataset not in DIALOGUE_DATASETS:
-        raise DataError(f"--task generate needs a dialogue data set ({', '.join(DIALOGUE_DATASETS)}), "
+        return (*generation.load_text_dataset(spec.dataset), what)
+    if spec.dataset not in generation.DIALOGUE_DATASETS:
+        raise DataError(f"--task generate needs a dialogue data set ({', '.join(generation.DIALOGUE_DATASETS)}), "
                         f"got {spec.dataset!r}")
-    return (*load_dialogues(spec.dataset), what)
+    return (*generation.load_dialogues(spec.dataset), what)
 
 
 def _read(spec: RunSpec, path):
     if spec.task == "classify":
-        from ..data import load_labeled
-
-        return load_labeled(path, text_col=spec.text_col, label_col=spec.label_col, text_pair_col=spec.text_pair_col,
-                            encoding=spec.encoding)
-    from ..generation.data import load_chats, load_texts
-
+        return data.load_labeled(path, text_col=spec.text_col, label_col=spec.label_col,
+                                 text_pair_col=spec.text_pair_col, encoding=spec.encoding)
+    generation = _generation()
     if spec.task == "generate":
-        return load_chats(path, prompt_col=spec.prompt_col, response_col=spec.response_col, encoding=spec.encoding)
-    return load_texts(path, text_col=spec.text_col, encoding=spec.encoding)
+        return generation.load_chats(path, prompt_col=spec.prompt_col, response_col=spec.response_col,
+                                     encoding=spec.encoding)
+    return generation.load_texts(path, text_col=spec.text_col, encoding=spec.encoding)
+
+
+def _generation():
+    """The dialogue and raw-text readers of --task generate and lm (their package also holds FewShotGenerator)."""
+    from .. import generation  # why: torch (the package holds FewShotGenerator); classification needs none of it
+
+    return generation

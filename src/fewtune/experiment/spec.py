@@ -9,93 +9,92 @@ it. `check` refuses what no run can do before any data or model is read. Torch-f
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any, Optional
 
+from ..backbones import CAUSAL_LM, DEFAULT_CAUSAL_LM, DEFAULT_ENCODER
+from ..backbones.loading import check_device
 from ..errors import FewtuneError
+from ..params import param
+from ..training.tracking import check_trackers
 
 TASKS = ("classify", "generate", "lm")
-
-
-def _field(default: Any, help: str, **kwargs) -> Any:
-    if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help}, **kwargs)
-    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
 
 
 @dataclasses.dataclass
 class RunSpec:
     # -- the data --------------------------------------------------------------------------------
-    data: Optional[Path] = _field(None, "Training data: CSV, TSV, JSONL or Parquet.")
-    dataset: Optional[str] = _field(None, "A built-in dataset instead (see `fewtune datasets`).")
-    text_col: str = _field("text", "Column holding the text.")
-    text_pair_col: Optional[str] = _field(None, "Second text column, for sentence-pair tasks.")
-    label_col: str = _field("label", "Column holding the label.")
-    multi_label: bool = _field(False, "Each row has several labels in the label column, split at --label-sep "
-                                      "(one-vs-rest).")
-    label_sep: str = _field(",", "With --multi-label: what separates the labels in a cell.")
-    encoding: str = _field("utf-8", "Text encoding of the data file, e.g. latin-1.")
-    shots: Optional[int] = _field(None, "Examples per class to train on, drawn with --seed; the rest are held "
-                                        "out. Default: all rows.")
-    seed: int = _field(0, "Seed for the k-shot draw and training.")
-    test: Optional[Path] = _field(None, "Held-out data file to evaluate on (same columns).")
-    max_test: Optional[int] = _field(None, "Evaluate on at most this many held-out examples, a fixed subset "
-                                           "(default 1000 to classify, 100 for perplexity; 0 = all).")
-    allow_unknown_labels: bool = _field(False, "Score held-out rows whose label the model does not know as wrong "
-                                               "(by default they are an error that names them).")
-    as_user_file: bool = _field(False, "With --dataset: withhold the data set's own template and label words, as "
-                                       "for a user's file (texts and labels only).")
+    data: Optional[Path] = param(None, "Training data: CSV, TSV, JSONL or Parquet.")
+    dataset: Optional[str] = param(None, "A built-in dataset instead (see `fewtune datasets`).")
+    text_col: str = param("text", "Column holding the text.")
+    text_pair_col: Optional[str] = param(None, "Second text column, for sentence-pair tasks.")
+    label_col: str = param("label", "Column holding the label.")
+    multi_label: bool = param(False, "Each row has several labels in the label column, split at --label-sep "
+                                     "(one-vs-rest).")
+    label_sep: str = param(",", "With --multi-label: what separates the labels in a cell.")
+    encoding: str = param("utf-8", "Text encoding of the data file, e.g. latin-1.")
+    shots: Optional[int] = param(None, "Examples per class to train on, drawn with --seed; the rest are held "
+                                       "out. Default: all rows.")
+    seed: int = param(0, "Seed for the k-shot draw and training.")
+    test: Optional[Path] = param(None, "Held-out data file to evaluate on (same columns).")
+    max_test: Optional[int] = param(None, "Evaluate on at most this many held-out examples, a fixed subset "
+                                          "(default 1000 to classify, 100 for perplexity; 0 = all).")
+    allow_unknown_labels: bool = param(False, "Score held-out rows whose label the model does not know as wrong "
+                                              "(by default they are an error that names them).")
+    as_user_file: bool = param(False, "With --dataset: withhold the data set's own template and label words, as "
+                                      "for a user's file (texts and labels only).")
     # -- what to train ---------------------------------------------------------------------------
-    task: str = _field("classify", "classify (labels); generate (dialogue: chat messages or prompt/response "
-                                   "pairs); lm (adapt an LM to raw texts).")
-    method: str = _field("setfit", "Few-shot method (--task classify); 'auto' cross-validates a small portfolio "
-                                   "on the shots and keeps the best.")
-    backbone: Optional[str] = _field(None, "Backbone name (`fewtune models`), model folder or hub id. Default: "
-                                           "the method's kind of model, me5-small for encoder methods, smollm2-135m "
-                                           "for label-word methods and --task generate/lm.")
-    params: dict = _field({}, "Method parameter KEY=VALUE (see `fewtune methods`).")
-    time_budget: Optional[float] = _field(None, "--method auto: seconds for the search and the final training; "
-                                                "candidates that would run past it are dropped.")
-    select: Optional[str] = _field(None, "'cv': choose parameters by cross-validation on the training shots only, "
-                                         "then train on all of them; 'evidence': choose the L2-SP strength (the "
-                                         "pull toward the pretrained weights) by the Laplace marginal likelihood, "
-                                         "one training per value (finetune).")
-    grid: list = _field([], "With --select: KEY=A,B,... (repeatable) instead of the method's own grid.")
-    cv_folds: int = _field(4, "With --select cv or --calibrate: number of folds.")
-    posterior: Optional[str] = _field(None, "'laplace': a Laplace posterior over the head, prior precision from "
-                                            "the evidence; 'laplace-cv': precision by cross-validated NLL on the "
-                                            "shots; 'ensemble': models from several seeds, probabilities averaged; "
-                                            "'mc-dropout': predictions averaged over dropout masks.")
-    posterior_samples: int = _field(0, "With --posterior ensemble / mc-dropout: members / dropout samples "
-                                       "(0 = 5 / 20).")
-    calibrate: Optional[str] = _field(None, "'temperature': temperature scaling fitted on out-of-fold predictions "
-                                            "of the shots; 'auto': none, temperature or the laplace-cv posterior, "
-                                            "whichever has the lowest out-of-fold NLL on the shots.")
-    class_prior: Optional[str] = _field(None, "The class mix of the texts to label, LABEL=WEIGHT,... (or a JSON "
-                                              "object), when known and unlike the shots' mix: probabilities are "
-                                              "re-weighted by Bayes' rule for label shift.")
+    task: str = param("classify", "classify (labels); generate (dialogue: chat messages or prompt/response "
+                                  "pairs); lm (adapt an LM to raw texts).")
+    method: str = param("setfit", "Few-shot method (--task classify); 'auto' cross-validates a small portfolio "
+                                  "on the shots and keeps the best.")
+    backbone: Optional[str] = param(None, "Backbone name (`fewtune models`), model folder or hub id. Default: "
+                                          "the method's kind of model, me5-small for encoder methods, smollm2-135m "
+                                          "for label-word methods and --task generate/lm.")
+    params: dict = param({}, "Method parameter KEY=VALUE (see `fewtune methods`).")
+    time_budget: Optional[float] = param(None, "--method auto: seconds for the search and the final training; "
+                                               "candidates that would run past it are dropped.")
+    select: Optional[str] = param(None, "'cv': choose parameters by cross-validation on the training shots only, "
+                                        "then train on all of them; 'evidence': choose the L2-SP strength (the "
+                                        "pull toward the pretrained weights) by the Laplace marginal likelihood, "
+                                        "one training per value (finetune).")
+    grid: list = param([], "With --select: KEY=A,B,... (repeatable) instead of the method's own grid.")
+    cv_folds: int = param(4, "With --select cv or --calibrate: number of folds.")
+    posterior: Optional[str] = param(None, "'laplace': a Laplace posterior over the head, prior precision from "
+                                           "the evidence; 'laplace-cv': precision by cross-validated NLL on the "
+                                           "shots; 'ensemble': models from several seeds, probabilities averaged; "
+                                           "'mc-dropout': predictions averaged over dropout masks.")
+    posterior_samples: int = param(0, "With --posterior ensemble / mc-dropout: members / dropout samples "
+                                      "(0 = 5 / 20).")
+    calibrate: Optional[str] = param(None, "'temperature': temperature scaling fitted on out-of-fold predictions "
+                                           "of the shots; 'auto': none, temperature or the laplace-cv posterior, "
+                                           "whichever has the lowest out-of-fold NLL on the shots.")
+    class_prior: Optional[str] = param(None, "The class mix of the texts to label, LABEL=WEIGHT,... (or a JSON "
+                                             "object), when known and unlike the shots' mix: probabilities are "
+                                             "re-weighted by Bayes' rule for label shift.")
     # -- --task generate / lm --------------------------------------------------------------------
-    prompt_col: str = _field("prompt", "--task generate: column of the user's message (when there is no "
-                                       "'messages' column).")
-    response_col: str = _field("response", "--task generate: column of the reply to learn.")
-    merge: bool = _field(False, "--task generate/lm: save a standalone model with the LoRA adapter merged in.")
-    resume: bool = _field(False, "--task generate/lm: continue an interrupted run from its last epoch's "
-                                 "checkpoint (kept beside --output).")
+    prompt_col: str = param("prompt", "--task generate: column of the user's message (when there is no "
+                                      "'messages' column).")
+    response_col: str = param("response", "--task generate: column of the reply to learn.")
+    merge: bool = param(False, "--task generate/lm: save a standalone model with the LoRA adapter merged in.")
+    resume: bool = param(False, "--task generate/lm: continue an interrupted run from its last epoch's "
+                                "checkpoint (kept beside --output).")
     # -- where it runs and what it keeps -----------------------------------------------------------
-    device: Optional[str] = _field(None, "cpu, cuda, mps (default: best available).")
-    trust: bool = _field(False, "Load pickle weights and a model folder's own code (both can run anything: only "
-                                "from a source you trust).")
-    output: Optional[Path] = _field(None, "Folder to save the trained model in.")
-    log_with: list = _field([], "Send the loss of every training step and the held-out scores to this Accelerate "
-                                "tracker: tensorboard, mlflow or trackio (repeatable; the package must be installed).")
-    logging_dir: Optional[Path] = _field(None, "Where --log-with trackers write (default: runs/ in the current "
-                                               "folder; `tensorboard --logdir runs` shows it).")
-    overwrite: bool = _field(False, "Replace an existing model folder.")
-    standalone: bool = _field(False, "Copy every encoder weight into the model folder; by default the weights training "
-                                     "left unchanged (the word embeddings: 367 MB of me5-small) are read from the "
-                                     "installed backbone instead.")
-    check_data: bool = _field(False, "Audit the training examples first (`fewtune check-data`); stop on errors.")
-    quiet: bool = _field(False, "No progress bars or notes on stderr.")
+    device: Optional[str] = param(None, "cpu, cuda, mps (default: best available).")
+    trust: bool = param(False, "Load pickle weights and a model folder's own code (both can run anything: only "
+                               "from a source you trust).")
+    output: Optional[Path] = param(None, "Folder to save the trained model in.")
+    log_with: list = param([], "Send the loss of every training step and the held-out scores to this Accelerate "
+                               "tracker: tensorboard, mlflow or trackio (repeatable; the package must be installed).")
+    logging_dir: Optional[Path] = param(None, "Where --log-with trackers write (default: runs/ in the current "
+                                              "folder; `tensorboard --logdir runs` shows it).")
+    overwrite: bool = param(False, "Replace an existing model folder.")
+    standalone: bool = param(False, "Copy every encoder weight into the model folder; by default the weights training "
+                                    "left unchanged (the word embeddings: 367 MB of me5-small) are read from the "
+                                    "installed backbone instead.")
+    check_data: bool = param(False, "Audit the training examples first (`fewtune check-data`); stop on errors.")
+    quiet: bool = param(False, "No progress bars or notes on stderr.")
 
     # Options that only classification reads, by their flag: --task generate/lm refuses them when set.
     CLASSIFY_ONLY = ("method", "multi_label", "select", "grid", "posterior", "calibrate", "class_prior",
@@ -121,6 +120,13 @@ class RunSpec:
         return {f.name: (str(v) if isinstance(v, Path) else v)
                 for f in dataclasses.fields(self) for v in [getattr(self, f.name)]}
 
+    def to_yaml(self) -> str:
+        """Every setting as YAML, in field order: what `train --print-config` prints and a model folder's
+        spec.yaml holds; `train --config` reads it back to the same run."""
+        import yaml  # only saving or printing a spec needs it
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, default_flow_style=False)
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunSpec:
         fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -134,13 +140,12 @@ class RunSpec:
 
     def default_backbone(self) -> str:
         """The backbone when none is given: the kind of model the method (or the generation task) needs."""
-        from ..backbones import CAUSAL_LM, DEFAULT_CAUSAL_LM, DEFAULT_ENCODER
-
         if self.backbone:
             return self.backbone
         if self.task != "classify":
             return DEFAULT_CAUSAL_LM
-        from ..methods import get_method  # the package: importing it registers every method
+        # why: torch; `fewtune --help` reads RunSpec. The package, not methods.base: importing it registers every method.
+        from ..methods import get_method
 
         return DEFAULT_CAUSAL_LM if get_method(self.method).backbone_kinds[0] == CAUSAL_LM else DEFAULT_ENCODER
 
@@ -157,14 +162,10 @@ class RunSpec:
         if self.max_test is not None and self.max_test < 0:
             raise FewtuneError(f"--max-test must be 0 (all) or more, got {self.max_test}")
         if self.device:
-            from ..backbones.loading import check_device
-
             check_device(self.device)
         if self.output is not None:
             check_output_folder(self.output, overwrite=self.overwrite)
         if self.log_with:
-            from ..training.tracking import check_trackers
-
             check_trackers(self.log_with)
         if self.task == "classify":
             self._check_classify()
@@ -201,8 +202,6 @@ class RunSpec:
 def check_output_folder(path: Path, *, overwrite: bool, flag: str = "--output") -> None:
     """A model folder can be written at `path`: its parent is a folder this process may write in, and
     nothing is there unless `overwrite` (then it must be a folder). Checked before any training."""
-    import os
-
     if path.exists() and not overwrite:
         raise FewtuneError(f"{path} already exists; choose another {flag} or pass --overwrite")
     if path.exists() and not path.is_dir():

@@ -5,19 +5,17 @@
 
 Exporting needs torch; the runtime needs only onnxruntime, tokenizers and numpy, so an exported
 folder predicts without importing torch (`fewtune predict` and `fewtune serve` take it as is).
-Names are imported on first use, so the command line's `--help` does not pay for them.
+The exporter is imported on first use: it imports torch, which predicting with an export never does.
 """
+
+from .runtime import MANIFEST_NAME, OnnxClassifier, is_exported
 
 __all__ = ["MANIFEST_NAME", "OnnxClassifier", "export_onnx", "is_exported"]
 
 
 def __getattr__(name: str):
     if name == "export_onnx":
-        from .onnx import export_onnx
+        from .onnx import export_onnx  # why: torch; predicting with an export imports this package, never torch
 
         return export_onnx
-    if name in ("MANIFEST_NAME", "OnnxClassifier", "is_exported"):
-        from . import runtime
-
-        return getattr(runtime, name)
     raise AttributeError(f"module 'fewtune.export' has no attribute {name!r}")

@@ -23,8 +23,9 @@ import torch
 
 from ..backbones.prefix import text_prefix
 from ..backbones.vocabulary import prune_body
+from ..classifier import FewShotClassifier
 from ..storage.atomic import atomic_folder
-from ..training.encoding import body_features
+from ..training.embed_texts import body_features
 from ..errors import FewtuneError
 from ..storage.integrity import seal
 from ..storage.model_folder import CONFIG_NAME, library_versions, sha256
@@ -72,8 +73,6 @@ def export_onnx(model_dir: str | Path, output: str | Path | None = None, *, int8
     of its 250k rows), "full" all of them. Models without a unigram vocabulary, or saved before the
     scripts were recorded, keep all.
     """
-    from ..classifier import FewShotClassifier
-
     if vocabulary not in VOCABULARIES:
         raise FewtuneError(f"--vocabulary must be one of {', '.join(VOCABULARIES)}, got {vocabulary!r}")
     model_dir = Path(model_dir)

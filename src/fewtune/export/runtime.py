@@ -18,6 +18,7 @@ from ..data import as_labeled
 from ..errors import FewtuneError, ModelFolderError
 from ..label_shift import parse_class_prior, prior_ratio
 from ..labels import ProbabilityLabels
+from ..model_texts import join_pairs
 from ..storage.model_folder import read_format_file, verify_files
 from ..progress import Progress
 
@@ -110,9 +111,8 @@ class OnnxClassifier(ProbabilityLabels):
             want = "(text, text_pair) pairs" if self.text_pairs_ else "single texts"
             raise FewtuneError(f"this model was trained on {want}; give it the same kind of input")
         texts = data.texts
-        if data.text_pairs is not None:
-            sep = self.manifest_["tokenizer"].get("sep_token") or "\n"  # joined as FewShotClassifier joins them
-            texts = [f"{a} {sep} {b}" for a, b in zip(data.texts, data.text_pairs)]
+        if data.text_pairs is not None:  # joined as FewShotClassifier joins them
+            texts = join_pairs(data.texts, data.text_pairs, self.manifest_["tokenizer"].get("sep_token"))
         out = np.empty((len(texts), len(self.classes_)), dtype=np.float32)
         # Sorted by length, as fewtune's encode does, so a batch pads short texts to short lengths.
         order = np.argsort([-len(t) for t in texts], kind="stable")

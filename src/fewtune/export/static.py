@@ -27,6 +27,7 @@ from ..errors import FewtuneError, ModelFolderError
 from ..label_shift import parse_class_prior, prior_ratio
 from ..labels import ProbabilityLabels
 from ..model_card import with_metadata
+from ..numeric import softmax
 from ..storage.integrity import seal
 from ..storage.model_folder import CARD_NAME, library_versions, read_format_file, sha256, verify_files
 
@@ -194,9 +195,3 @@ def embed(table, texts: list[str]) -> np.ndarray:
     """model2vec's embedding of each text, in float64 (the table is stored in float16)."""
     # One process: model2vec's multiprocessing pays a pool start-up for big batches, a loss on 2 cores.
     return np.asarray(table.encode(list(texts), use_multiprocessing=False), dtype=np.float64)
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)

@@ -2,7 +2,7 @@
 
 from .builtin import DIALOGUE_DATASETS, load_dialogues, load_text_dataset
 from .data import as_chats, as_texts, load_chats, load_texts
-from .tuner import TASKS, FewShotGenerator, GenerationParams
+from .generator import TASKS, FewShotGenerator, GenerationParams
 
 __all__ = ["DIALOGUE_DATASETS", "TASKS", "FewShotGenerator", "GenerationParams", "as_chats", "as_texts",
            "load_chats", "load_dialogues", "load_text_dataset", "load_texts"]

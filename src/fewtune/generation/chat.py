@@ -6,7 +6,7 @@ import sys
 from typing import Callable, Optional
 
 from ..errors import FewtuneError
-from .tuner import FewShotGenerator
+from .generator import FewShotGenerator
 
 
 def chat_loop(gen: FewShotGenerator, *, system: Optional[str], max_new_tokens: int, temperature: float,

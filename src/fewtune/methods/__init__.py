@@ -1,24 +1,12 @@
 """Few-shot methods, one module each. Each module registers its method on import; METHODS is the one list.
 
-Every module of this package is imported here, so adding a method means adding a module. Methods
-that combine others (auto, hybrid) look them up in METHODS when they run, so import order does not
-matter to them; it only sets the order `fewtune methods` lists them in (LISTED_FIRST, then the rest).
+Every module of this package but base (what the methods build on) is imported the first time METHODS is
+read (registry.import_all, through the registry's `found_in`), so adding a method means adding a module.
+Not at import: the methods' support code in training/ imports methods.base, which runs this __init__
+first. Methods that combine others (auto, hybrid) look them up in METHODS when they run; the order only
+sets how `fewtune methods` lists them (base.LISTED_FIRST, then the rest).
 """
 
-import importlib
-import pkgutil
-
-from ..method import METHODS, FewShotMethod, MethodParams, get_method, register_method
-
-# The baselines and the encoder methods first, then the causal-LM ones, then those combining others.
-LISTED_FIRST = ("linear_probe", "setfit", "finetune", "majority", "zero_shot", "prompt", "icl", "auto", "hybrid")
-
-
-def _listing_key(module: str) -> tuple[int, str]:
-    return (LISTED_FIRST.index(module) if module in LISTED_FIRST else len(LISTED_FIRST), module)
-
-
-for _module in sorted((m.name for m in pkgutil.iter_modules(__path__)), key=_listing_key):
-    importlib.import_module(f"{__name__}.{_module}")
+from .base import METHODS, FewShotMethod, MethodParams, get_method, register_method
 
 __all__ = ["METHODS", "FewShotMethod", "MethodParams", "get_method", "register_method"]

@@ -22,10 +22,11 @@ import numpy as np
 
 from ..backbones import CAUSAL_LM, DEFAULT_CAUSAL_LM, DEFAULT_ENCODER, ENCODER, ResolvedBackbone, resolve_backbone
 from ..bayes.temperature import nll
+from ..data.sampling import cv_folds
 from ..errors import FewtuneError
-from ..method import METHODS, FewShotMethod, MethodParams, get_method, register_method
+from .base import METHODS, FewShotMethod, MethodParams, get_method, register_method
+from ..params import param
 from ..training.label_words import is_id_name
-from ..training.lm_training import param
 
 # Cheapest first: the budget then cuts the costly ones.
 PORTFOLIO = ("linear-probe", "zero-shot", "setfit", "hybrid", "finetune", "prompt")
@@ -53,11 +54,11 @@ class AutoParams(MethodParams):
     lm: str = param(DEFAULT_CAUSAL_LM, "the causal LM of zero-shot, hybrid and prompt (when the backbone is an encoder)")
     encoder: str = param(DEFAULT_ENCODER, "the encoder of setfit, linear-probe, finetune and hybrid (when the backbone "
                                           "is a causal LM)")
-    folds: int = param(4, "cross-validation folds over the shots (fewer when a class has fewer shots)")
-    time_budget: float = param(0.0, "seconds for the search and the final training (0 = no limit)")
+    folds: int = param(4, "cross-validation folds over the shots (fewer when a class has fewer shots)", minimum=2)
+    time_budget: float = param(0.0, "seconds for the search and the final training (0 = no limit)", minimum=0)
     stack: bool = param(True, "also try a log-linear pool of the candidates, kept when its out-of-fold NLL is lower")
-    max_seq_length: int = param(0, "the encoder candidates' token limit (0 = the encoder's own)")
-    max_text_tokens: int = param(256, "the LM candidates' token limit per text")
+    max_seq_length: int = param(0, "the encoder candidates' token limit (0 = the encoder's own)", minimum=0)
+    max_text_tokens: int = param(256, "the LM candidates' token limit per text", minimum=0)
 
     def check(self, problems: list[str]) -> None:
         names = [c.strip() for c in self.candidates.split(",") if c.strip()]
@@ -67,11 +68,7 @@ class AutoParams(MethodParams):
             if name == "auto" or name not in METHODS:
                 problems.append(f"candidate {name!r} is not a method auto can run "
                                 f"(choose from {', '.join(PORTFOLIO)})")
-        if self.folds < 2:
-            problems.append(f"folds must be at least 2, got {self.folds}")
-        if self.time_budget < 0:
-            problems.append(f"time_budget must not be negative, got {self.time_budget}")
-        elif 0 < self.time_budget < MIN_BUDGET:
+        if 0 < self.time_budget < MIN_BUDGET:
             problems.append(f"time_budget {self.time_budget:g}s is too small for any candidate's cross-validation; give "
                             f"at least {MIN_BUDGET:g}s (or 0 for no limit), or choose a method yourself (setfit is "
                             "the fast one)")
@@ -157,8 +154,6 @@ class Auto(FewShotMethod):
         return self.backbone, lm.name, None
 
     def fit(self, texts, y, n_classes, *, seed, progress) -> dict:
-        from ..selection import cv_folds
-
         if np.ndim(y) == 2:
             raise FewtuneError("method 'auto' covers single-label data; for multi-label use setfit, finetune or "
                                "linear-probe")

@@ -28,21 +28,22 @@ import numpy as np
 import torch
 
 from ..backbones import CAUSAL_LM, ENCODER, ResolvedBackbone
-from ..backbones.quiet import quiet_libraries
+from ..backbones.quiet_loading import quiet_libraries
 from ..bayes import L2SPPrior
 from ..bayes.evidence import L2SP_EVIDENCE_GRID, ggn_eigenvalues, log_evidence
 from ..errors import FewtuneError
-from ..method import MethodParams, register_method
-from ..training.encoder_body import EncoderBodyMethod
-from ..training.encoder_layers import ClassificationHead, hf_model, reinit_top_layers
-from ..training.encoding import body_features, embedding_dimension, encode
+from .base import MethodParams, register_method
+from ..params import param
+from ..training.encoder_method import EncoderBodyMethod
+from ..training.transformer_layers import ClassificationHead, hf_model, reinit_top_layers
+from ..training.embed_texts import body_features, embedding_dimension, encode
 from ..training.lora import LoraDeltaPrior, apply_lora
 from ..training.heads import (
     CLASS_WEIGHT_HELP,
+    CLASS_WEIGHTS,
     SIGMOID,
     SOFTMAX,
     batch_keys,
-    check_class_weight,
     class_weights,
     classification_loss,
     is_multi_label,
@@ -52,54 +53,45 @@ from ..training.heads import (
 )
 from ..training.optim import BestEpoch, make_optimizer, trainable_parameters, update
 
-field = dataclasses.field
-
 VALIDATION_FRACTION = 0.2
-
-
-def _param(default, help_text: str):
-    return field(default=default, metadata={"help": help_text})
 
 
 @dataclasses.dataclass
 class FinetuneParams(MethodParams):
-    epochs: int = _param(10, "passes over the training texts (few shots need more than the usual 3)")
-    batch_size: int = _param(8, "texts per optimisation step")
-    lr: float = _param(2e-5, "learning rate of the encoder (full fine-tuning)")
-    head_lr: float = _param(3e-2, "learning rate of the classification head, which starts from scratch")
-    weight_decay: float = _param(0.01, "AdamW weight decay of weight matrices (biases and norms are not decayed)")
-    warmup_ratio: float = _param(0.1, "fraction of steps with linear learning-rate warm-up, then linear decay")
-    dropout: float = _param(0.1, "dropout on the sentence embedding before the head")
-    l2sp: float = _param(
-        0.0, "L2-SP strength λ: penalty λ/2·‖θ−θ₀‖² toward the pretrained encoder (0 = off; 1 mild, 10 strong)"
-    )
-    reinit_layers: int = _param(0, "re-initialise the top N transformer layers before training (Zhang et al. 2021)")
-    lora: bool = _param(False, "train LoRA adapters (merged into the encoder afterwards) instead of every weight")
-    lora_r: int = _param(8, "LoRA rank")
-    lora_alpha: int = _param(16, "LoRA scaling α (the update is scaled by α/r)")
-    lora_lr: float = _param(5e-4, "learning rate of the LoRA adapters (replaces lr when lora=true)")
-    early_stopping: bool = _param(
+    epochs: int = param(10, "passes over the training texts (few shots need more than the usual 3)", minimum=1)
+    batch_size: int = param(8, "texts per optimisation step", minimum=1)
+    lr: float = param(2e-5, "learning rate of the encoder (full fine-tuning)", above=0)
+    head_lr: float = param(3e-2, "learning rate of the classification head, which starts from scratch", above=0)
+    weight_decay: float = param(0.01, "AdamW weight decay of weight matrices (biases and norms are not decayed)",
+                                minimum=0)
+    warmup_ratio: float = param(0.1, "fraction of steps with linear learning-rate warm-up, then linear decay",
+                                minimum=0, maximum=1)
+    dropout: float = param(0.1, "dropout on the sentence embedding before the head")
+    l2sp: float = param(
+        0.0, "L2-SP strength λ: penalty λ/2·‖θ−θ₀‖² toward the pretrained encoder (0 = off; 1 mild, 10 strong)",
+        minimum=0)
+    reinit_layers: int = param(0, "re-initialise the top N transformer layers before training (Zhang et al. 2021)",
+                               minimum=0)
+    lora: bool = param(False, "train LoRA adapters (merged into the encoder afterwards) instead of every weight")
+    lora_r: int = param(8, "LoRA rank", minimum=1)
+    lora_alpha: int = param(16, "LoRA scaling α (the update is scaled by α/r)", above=0)
+    lora_lr: float = param(5e-4, "learning rate of the LoRA adapters (replaces lr when lora=true)", above=0)
+    early_stopping: bool = param(
         False, "hold out a stratified 20% of the training shots; keep the epoch with the lowest validation loss"
     )
-    patience: int = _param(3, "with early_stopping: epochs without improvement before stopping")
-    max_seq_length: int = _param(0, "truncate texts to this many tokens (0 = backbone's own)")
-    train_embeddings: bool = _param(False, "also update the word-embedding matrix (full fine-tuning only)")
-    class_weight: str = _param("none", CLASS_WEIGHT_HELP)
-    encode_batch_size: int = _param(64, "batch size when predicting")
+    patience: int = param(3, "with early_stopping: epochs without improvement before stopping", minimum=1)
+    max_seq_length: int = param(0, "truncate texts to this many tokens (0 = backbone's own)", minimum=0)
+    train_embeddings: bool = param(False, "also update the word-embedding matrix (full fine-tuning only)")
+    class_weight: str = param("none", CLASS_WEIGHT_HELP, choices=CLASS_WEIGHTS)
+    encode_batch_size: int = param(64, "batch size when predicting", minimum=1)
 
     def check(self, problems: list[str]) -> None:
-        # The ranges every method shares are params.check_ranges'; finetune needs at least one epoch.
-        if self.epochs < 1:
-            problems.append(f"epochs must be at least 1, got {self.epochs}")
-        if not 0 <= self.warmup_ratio <= 1:
-            problems.append(f"warmup_ratio must be between 0 and 1, got {self.warmup_ratio}")
         if not 0 <= self.dropout < 1:
             problems.append(f"dropout must be in [0, 1), got {self.dropout}")
         if self.lora and self.reinit_layers:
             problems.append(
                 "reinit_layers needs full fine-tuning: with lora=true re-initialised layers would stay random"
             )
-        check_class_weight(self.class_weight, problems)
 
 
 def stratified_holdout(y: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

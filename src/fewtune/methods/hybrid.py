@@ -18,12 +18,13 @@ import numpy as np
 import torch
 
 from ..backbones import ENCODER, load_encoder, resolve_backbone, resolve_base
+from ..data.sampling import cv_folds
 from ..errors import FewtuneError
-from ..method import FewShotMethod, get_method, register_method
-from ..training.encoding import encode
-from ..training.heads import CLASS_WEIGHT_HELP, SOFTMAX, LinearHead, check_class_weight, cross_validated_nll
+from .base import FewShotMethod, get_method, register_method
+from ..params import param
+from ..training.embed_texts import encode
+from ..training.heads import CLASS_WEIGHT_HELP, CLASS_WEIGHTS, SOFTMAX, LinearHead, cross_validated_nll
 from ..training.label_word_method import LabelWordMethod, ZeroShotParams
-from ..training.lm_training import param
 
 HYBRID_FILE = "hybrid.json"
 # How much the head may lean on the LM, and how hard it is held: on bbc (K=8) the LM's columns at the
@@ -38,27 +39,23 @@ ZERO_SHOT = "zero-shot"  # the method of the LM part, looked up when used: metho
 @dataclasses.dataclass
 class HybridParams(ZeroShotParams):
     lm: str = param("smollm2-135m", "the causal LM whose calibrated label-word log-probabilities join the embedding")
-    max_seq_length: int = param(0, "truncate texts to this many tokens for the encoder (0 = its own limit)")
-    head_c: float = param(1.0, "inverse L2 strength of the logistic-regression head (when choose_by_cv is false)")
+    max_seq_length: int = param(0, "truncate texts to this many tokens for the encoder (0 = its own limit)", minimum=0)
+    head_c: float = param(1.0, "inverse L2 strength of the logistic-regression head (when choose_by_cv is false)",
+                          above=0)
     lm_feature_scale: float = param(
         4.0, "the LM's columns are multiplied by this before the head is fitted: under the same L2 penalty a "
              "larger scale makes the LM's evidence cheaper to use than the 384 embedding columns (when "
-             "choose_by_cv is false; 0 leaves the LM out)")
+             "choose_by_cv is false; 0 leaves the LM out)", minimum=0)
     choose_by_cv: bool = param(
         True, "choose lm_feature_scale and head_c on the shots, by the lowest cross-validated log-loss over "
               f"scales {SCALE_GRID} and C {C_GRID} (scale 0: the LM adds nothing there, and is not run at predict)")
-    class_weight: str = param("none", CLASS_WEIGHT_HELP)
-    encode_batch_size: int = param(64, "batch size when embedding texts")
+    class_weight: str = param("none", CLASS_WEIGHT_HELP, choices=CLASS_WEIGHTS)
+    encode_batch_size: int = param(64, "batch size when embedding texts", minimum=1)
 
     def check(self, problems: list[str]) -> None:
         super().check(problems)
-        check_class_weight(self.class_weight, problems)
-        if self.lm_feature_scale < 0:
-            problems.append(f"lm_feature_scale must not be negative, got {self.lm_feature_scale}")
         if not self.lm.strip():
             problems.append("lm must name a causal LM backbone")
-        if not self.head_c > 0:
-            problems.append(f"head_c must be positive, got {self.head_c}")
 
 
 def _zero_shot_params(p: HybridParams) -> ZeroShotParams:
@@ -133,8 +130,6 @@ class Hybrid(FewShotMethod):
 
     def _choose(self, emb, lm_logp, y, n_classes, seed) -> tuple[dict | None, dict]:
         """The grid point with the lowest out-of-fold NLL on the shots (the LM's columns are already out of fold)."""
-        from ..selection import cv_folds
-
         try:
             folds = cv_folds(y, 4, seed)
         except FewtuneError:  # a class with a single shot: nothing to hold out, keep the given values

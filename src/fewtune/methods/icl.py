@@ -8,29 +8,28 @@ import dataclasses
 import numpy as np
 import torch
 
-from ..method import register_method
+from .base import register_method
+from ..params import param
 from ..training.heads import probabilities
 from ..training.label_word_method import DemoParams, LabelWordMethod, load_demonstrations, save_demonstrations
-from ..training.lm_training import param as _param
 from ..training.prefix_cache import logprobs_after_prefix, prefix_cache
 from ..training.scorer import LabelScorer
 
 
 @dataclasses.dataclass
 class ICLParams(DemoParams):
-    max_demonstrations: int = _param(64, "at most this many training examples go into the context, in a seeded order")
-    calibrate: bool = _param(True, "contextual calibration: divide out the label bias measured on content-free inputs")
-    cache_prefix: bool = _param(True, "encode the demonstrations once and reuse their key/value cache for every query")
-    calibration: str = _param("none", "icl calibrates by content-free inputs (calibrate=true), not on the shots, "
-                                      "which sit in its context")
+    max_demonstrations: int = param(64, "at most this many training examples go into the context, in a seeded order",
+                                    minimum=1)
+    calibrate: bool = param(True, "contextual calibration: divide out the label bias measured on content-free inputs")
+    cache_prefix: bool = param(True, "encode the demonstrations once and reuse their key/value cache for every query")
+    calibration: str = param("none", "icl calibrates by content-free inputs (calibrate=true), not on the shots, "
+                                     "which sit in its context")
 
     def check(self, problems: list[str]) -> None:
         super().check(problems)
         if self.calibration != "none":
             problems.append("icl takes calibration='none': its calibration is contextual (calibrate=true), since "
                             "the shots it would fit on are its demonstrations")
-        if self.max_demonstrations < 1:
-            problems.append(f"max_demonstrations must be at least 1, got {self.max_demonstrations}")
 
 
 CONTENT_FREE = ("N/A", "", "[MASK]")  # Zhao et al. (2021), "Calibrate before use"

@@ -16,29 +16,28 @@ import time
 
 import numpy as np
 
+from ..data.sampling import cv_folds
 from ..errors import FewtuneError
-from ..method import MethodParams, register_method
-from ..training.encoder_body import LinearHeadEncoderMethod
-from ..training.encoding import encode
-from ..training.heads import CLASS_WEIGHT_HELP, LinearHead, check_class_weight, cross_validated_nll, is_multi_label
+from .base import MethodParams, register_method
+from ..params import param
+from ..training.encoder_method import LinearHeadEncoderMethod
+from ..training.embed_texts import encode
+from ..training.heads import CLASS_WEIGHT_HELP, CLASS_WEIGHTS, LinearHead, cross_validated_nll, is_multi_label
 
-field = dataclasses.field
 C_GRID = (1.0, 10.0, 100.0, 1000.0)  # scikit-learn's default first: it wins ties
 
 
 @dataclasses.dataclass
 class LinearProbeParams(MethodParams):
-    max_seq_length: int = field(default=0, metadata={"help": "truncate texts to this many tokens (0 = backbone's own)"})
-    head_c: float = field(default=1.0, metadata={"help": "inverse L2 strength of the logistic-regression head "
-                                                         "(when choose_c is false)"})
-    choose_c: bool = field(default=True, metadata={
-        "help": f"choose head_c on the shots by the lowest 4-fold cross-validated log-loss over {C_GRID} (single-label, "
-                "every class with 2+ shots; otherwise head_c is used)"})
-    class_weight: str = field(default="none", metadata={"help": CLASS_WEIGHT_HELP})
-    encode_batch_size: int = field(default=64, metadata={"help": "batch size when embedding texts"})
+    max_seq_length: int = param(0, "truncate texts to this many tokens (0 = backbone's own)", minimum=0)
+    head_c: float = param(1.0, "inverse L2 strength of the logistic-regression head (when choose_c is false)",
+                          above=0)
+    choose_c: bool = param(True, f"choose head_c on the shots by the lowest 4-fold cross-validated log-loss over "
+                                 f"{C_GRID} (single-label, every class with 2+ shots; otherwise head_c is used)")
+    class_weight: str = param("none", CLASS_WEIGHT_HELP, choices=CLASS_WEIGHTS)
+    encode_batch_size: int = param(64, "batch size when embedding texts", minimum=1)
 
     def check(self, problems: list[str]) -> None:
-        check_class_weight(self.class_weight, problems)
         if self.choose_c and self.head_c != 1.0:  # a given C silently overruled would be a trap
             problems.append(f"head_c={self.head_c:g} is not used while choose_c is true (C is chosen on the shots); "
                             "add choose_c=false to fix C")
@@ -70,8 +69,6 @@ class LinearProbe(LinearHeadEncoderMethod):
         return info
 
     def _choose_c(self, emb, y, n_classes, seed) -> tuple[float, dict]:
-        from ..selection import cv_folds
-
         if is_multi_label(y):
             return self.params.head_c, {"skipped": "multi-label heads keep head_c"}
         try:

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..backbones import CAUSAL_LM, ENCODER
 from ..errors import FewtuneError
-from ..method import FewShotMethod, MethodParams, register_method
+from .base import FewShotMethod, MethodParams, register_method
 from ..training.heads import is_multi_label
 
 

@@ -21,14 +21,14 @@ import torch
 import torch.nn.functional as F
 
 from ..backbones import CAUSAL_LM, ResolvedBackbone, resolve_base
-from ..backbones.quiet import quiet_libraries
-from ..backbones.registry import hub_id
+from ..backbones.quiet_loading import quiet_libraries
+from ..data.sampling import cv_folds
 from ..errors import FewtuneError
-from ..method import register_method
+from .base import register_method
+from ..params import param
 from ..training.label_word_method import DemoParams, LabelWordMethod, load_demonstrations, rounded, save_demonstrations
 from ..training.label_words import ScoreCalibration
 from ..training.lm_training import LMTrainingParams, prepare_for_training
-from ..training.lm_training import param as _param
 from ..training.lora import load_adapter, save_adapter
 from ..training.optim import make_optimizer, update
 from ..training.scorer import LabelScorer
@@ -36,20 +36,15 @@ from ..training.scorer import LabelScorer
 
 @dataclasses.dataclass
 class PromptParams(DemoParams, LMTrainingParams):
-    demonstrations: bool = _param(False, "LM-BFF: one labelled training example per class, drawn at random, before each prompt")
+    demonstrations: bool = param(False, "LM-BFF: one labelled training example per class, drawn at random, before each prompt")
     # On by default: with a handful of shots the failure to guard against is ending below zero-shot.
-    early_stopping: bool = _param(
+    early_stopping: bool = param(
         True, "choose the number of epochs by the validation loss of k-fold runs over the shots, counting the "
               "untrained start (epoch 0), so training that never helps returns the calibrated zero-shot model")
-    patience: int = _param(3, "with early_stopping: epochs without improvement before stopping")
-    early_stopping_folds: int = _param(
+    patience: int = param(3, "with early_stopping: epochs without improvement before stopping", minimum=1)
+    early_stopping_folds: int = param(
         2, "with early_stopping: the epoch count is chosen by this many folds over the shots (every shot "
-           "validated once), then the model is trained on all of them")
-
-    def check(self, problems: list[str]) -> None:
-        super().check(problems)
-        if self.early_stopping_folds < 2:
-            problems.append(f"early_stopping_folds must be at least 2, got {self.early_stopping_folds}")
+           "validated once), then the model is trained on all of them", minimum=2)
 
 
 @register_method
@@ -59,8 +54,6 @@ class Prompt(LabelWordMethod):
     params_class = PromptParams
 
     def fit(self, texts, y, n_classes, *, seed, progress) -> dict:
-        from ..selection import cv_folds
-
         self._check_single_label(y)
         p = self.params
         y = np.asarray(y)
@@ -140,7 +133,7 @@ class Prompt(LabelWordMethod):
         if self.params.demonstrations:
             save_demonstrations(folder, self.demonstrations)
         if self.params.lora:
-            save_adapter(self.model, folder, base_model=hub_id(self.backbone.name))
+            save_adapter(self.model, folder, backbone=self.backbone.name)
         else:
             with quiet_libraries():
                 self.model.save_pretrained(str(folder / "lm"), safe_serialization=True)

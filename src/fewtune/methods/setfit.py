@@ -19,85 +19,58 @@ import torch
 import torch.nn.functional as F
 
 from ..bayes import L2SPPrior
-from ..method import MethodParams, register_method
-from ..training.encoder_body import LinearHeadEncoderMethod
-from ..training.encoding import body_features, encode
+from .base import MethodParams, register_method
+from ..params import param
+from ..training.encoder_method import LinearHeadEncoderMethod
+from ..training.embed_texts import body_features, encode
 from ..training.heads import (
     CLASS_WEIGHT_HELP,
+    CLASS_WEIGHTS,
     LinearHead,
     batch_keys,
-    check_class_weight,
     class_weights,
     classification_loss,
 )
 from ..training.optim import encoder_dropout, make_optimizer, trainable_parameters, update
 
-field = dataclasses.field
-
 
 @dataclasses.dataclass
 class SetFitParams(MethodParams):
-    epochs: float = field(
-        default=4.0,
-        metadata={"help": "contrastive passes over each training text: steps = ceil(epochs × texts / batch_size)"},
-    )
-    steps: int = field(
-        default=-1, metadata={"help": "a fixed number of contrastive steps instead (0 = train the head only, -1 = use epochs)"}
-    )
-    batch_size: int = field(default=16, metadata={"help": "texts per contrastive step; all pairs in it are scored"})
-    loss: str = field(
-        default="pairs",
-        metadata={"help": "'pairs': SetFit's cosine loss on every pair in the batch; "
-                          "'supcon': supervised-contrastive (InfoNCE) loss over the batch, as FastFit"},
-    )
-    temperature: float = field(default=0.1, metadata={"help": "temperature of the 'supcon' loss"})
-    body_lr: float = field(default=2e-4, metadata={"help": "learning rate of the encoder (peak, then linear decay)"})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay of the encoder (a prior centred on 0)"})
-    l2sp: float = field(
-        default=0.0, metadata={"help": "L2-SP strength λ: penalty λ/2·‖θ−θ₀‖² toward the pretrained encoder (0 = off)"}
-    )
+    epochs: float = param(4.0, "contrastive passes over each training text: steps = ceil(epochs × texts / batch_size)",
+                          minimum=0)  # 0: no contrastive stage
+    steps: int = param(-1, "a fixed number of contrastive steps instead (0 = train the head only, -1 = use epochs)")
+    batch_size: int = param(16, "texts per contrastive step; all pairs in it are scored", minimum=2)
+    loss: str = param("pairs", "'pairs': SetFit's cosine loss on every pair in the batch; "
+                               "'supcon': supervised-contrastive (InfoNCE) loss over the batch, as FastFit")
+    temperature: float = param(0.1, "temperature of the 'supcon' loss", above=0)
+    body_lr: float = param(2e-4, "learning rate of the encoder (peak, then linear decay)", above=0)
+    weight_decay: float = param(0.0, "AdamW weight decay of the encoder (a prior centred on 0)", minimum=0)
+    l2sp: float = param(0.0, "L2-SP strength λ: penalty λ/2·‖θ−θ₀‖² toward the pretrained encoder (0 = off)",
+                        minimum=0)
     # 0.7, not 1: on BBC topics the trained encoder alone lost to the SetFit library by 0.6-0.8 points
     # and 0.7 gains 0.9-1.0 there, at a cost of 0.4-0.6 on tweets K=16 and mr K=16 (benchmarks/README.md).
-    wise: float = field(
-        default=0.7,
-        metadata={"help": "weight-space ensemble (WiSE-FT): the encoder kept is θ₀ + wise·(θ−θ₀), between the "
-                          "pretrained (0) and the contrastively trained (1) weights"},
-    )
-    dropout: float = field(
-        default=-1.0, metadata={"help": "dropout rate inside the encoder while it trains (-1 = the backbone's own)"}
-    )
-    warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of steps with linear learning-rate warm-up"})
-    max_seq_length: int = field(default=0, metadata={"help": "truncate texts to this many tokens (0 = backbone's own)"})
-    head: str = field(
-        default="logistic",
-        metadata={"help": "'logistic': logistic regression on the embeddings; 'differentiable': the same linear "
-                          "head then trained with cross-entropy end to end with the encoder"},
-    )
-    head_c: float = field(default=1.0, metadata={"help": "inverse L2 strength of the logistic-regression head"})
-    head_epochs: int = field(default=2, metadata={"help": "differentiable head: passes of end-to-end training"})
-    head_lr: float = field(default=1e-2, metadata={"help": "differentiable head: learning rate of the head"})
-    class_weight: str = field(default="none", metadata={"help": CLASS_WEIGHT_HELP})
-    encode_batch_size: int = field(default=64, metadata={"help": "batch size when embedding texts"})
-    train_embeddings: bool = field(
-        default=False, metadata={"help": "also update the word-embedding matrix (slower; rarely helps with few shots)"}
-    )
+    wise: float = param(0.7, "weight-space ensemble (WiSE-FT): the encoder kept is θ₀ + wise·(θ−θ₀), between the "
+                             "pretrained (0) and the contrastively trained (1) weights", minimum=0, maximum=1)
+    dropout: float = param(-1.0, "dropout rate inside the encoder while it trains (-1 = the backbone's own)")
+    warmup_ratio: float = param(0.1, "fraction of steps with linear learning-rate warm-up", minimum=0, maximum=1)
+    max_seq_length: int = param(0, "truncate texts to this many tokens (0 = backbone's own)", minimum=0)
+    head: str = param("logistic", "'logistic': logistic regression on the embeddings; 'differentiable': the same "
+                                  "linear head then trained with cross-entropy end to end with the encoder",
+                      choices=("logistic", "differentiable"))
+    head_c: float = param(1.0, "inverse L2 strength of the logistic-regression head", above=0)
+    head_epochs: int = param(2, "differentiable head: passes of end-to-end training", minimum=0)
+    head_lr: float = param(1e-2, "differentiable head: learning rate of the head", above=0)
+    class_weight: str = param("none", CLASS_WEIGHT_HELP, choices=CLASS_WEIGHTS)
+    encode_batch_size: int = param(64, "batch size when embedding texts", minimum=2)
+    train_embeddings: bool = param(False, "also update the word-embedding matrix (slower; rarely helps with few shots)")
 
     def check(self, problems: list[str]) -> None:
         if self.loss not in LOSSES:
             problems.append(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        if self.head not in ("logistic", "differentiable"):
-            problems.append(f"head must be 'logistic' or 'differentiable', got {self.head!r}")
-        for name in ("batch_size", "encode_batch_size"):
-            if getattr(self, name) < 2:
-                problems.append(f"{name} must be at least 2, got {getattr(self, name)}")
         if self.steps < -1:
             problems.append(f"steps must be -1 (use epochs), 0 (head only) or more, got {self.steps}")
         if not (self.dropout == -1 or 0 <= self.dropout < 1):
             problems.append(f"dropout must be in [0, 1) or -1 (the backbone's own), got {self.dropout}")
-        for name in ("warmup_ratio", "wise"):
-            if not 0 <= getattr(self, name) <= 1:
-                problems.append(f"{name} must be between 0 and 1, got {getattr(self, name)}")
-        check_class_weight(self.class_weight, problems)
 
 
 def balanced_batches(y: np.ndarray, batch_size: int, steps: int, rng: np.random.Generator):

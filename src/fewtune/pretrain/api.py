@@ -26,15 +26,28 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from ..storage.atomic import atomic_folder
+import torch
+from accelerate.utils import DistributedType
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from .. import backbones
 from ..backbones.folders import PRETRAIN_FACTS
+from ..backbones.quiet_loading import quiet_libraries
+from ..backbones.quiet_loading import progress as spinner
 from ..errors import FewtuneError
-from ..storage.model_folder import library_versions, sha256
 from ..progress import progress_bar
+from ..storage.atomic import atomic_folder
+from ..storage.checkpoint import full_state
+from ..storage.model_folder import library_versions, sha256
 from ..training.tracking import check_trackers
-from .corpus import open_corpora
+# loop's functions are looked up there at call time (tests replace make_accelerator to stop a run early).
+from . import loop
+from .corpus import TRAIN, iter_texts, open_corpora
+from .encoders import train_encoder
 from .params import ADAPT_LR, AdaptParams, PretrainParams
-from .presets import SHAPE_FIELDS, check_shape, get_preset
+from .presets import SHAPE_FIELDS, check_shape, count_parameters, get_preset, llama_config
+from .tokenizer import backbone_tokenizer, separator_id, train_bpe
+from .tokens import build_streams
 
 FACTS_FILE = PRETRAIN_FACTS  # the backbone loader verifies the checksums listed in it
 Note = Callable[[str], None]
@@ -51,12 +64,6 @@ def pretrain(corpora: list[str], out: str | Path, *, preset: str = "tiny", param
     `log_with`: Accelerate trackers that get the loss of every step and the held-out perplexity.
     Returns the facts written to fewtune_pretrain.json.
     """
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from .loop import make_accelerator
-    from .presets import count_parameters, llama_config
-
     p = PretrainParams.from_dict(params, method="pretrain")
     check_trackers(log_with or [])
     base = get_preset(preset)
@@ -66,8 +73,8 @@ def pretrain(corpora: list[str], out: str | Path, *, preset: str = "tiny", param
     out = Path(out)
     _check_output(out, overwrite)
     sources = open_corpora(corpora, text_col=text_col, encoding=encoding, heldout=p.heldout)
-    accelerator = make_accelerator(device, log_with=log_with, logging_dir=logging_dir, run_name=f"pretrain-{out.name}",
-                                   config={"preset": preset, **p.to_dict()})
+    accelerator = loop.make_accelerator(device, log_with=log_with, logging_dir=logging_dir,
+                                        run_name=f"pretrain-{out.name}", config={"preset": preset, **p.to_dict()})
     note = _main_only(note, accelerator)
     work = work_folder(out)
     recipe = {"kind": "pretrain", "preset": preset, "params": _recipe_params(p), "block_size": block,
@@ -101,11 +108,8 @@ def adapt(backbone: str, corpora: list[str], out: str | Path, *, objective: str 
     """Continue pretraining `backbone` on unlabeled in-domain text: next-token prediction for a causal LM
     (objective "clm"), SimCSE ("simcse") or masked-LM ("mlm") for an encoder. "auto" picks clm or simcse
     by the backbone's kind. Returns the facts written to fewtune_pretrain.json."""
-    from ..backbones import CAUSAL_LM, resolve_backbone
-    from .loop import make_accelerator
-
-    resolved = resolve_backbone(backbone)
-    causal = resolved.kind == CAUSAL_LM
+    resolved = backbones.resolve_backbone(backbone)
+    causal = resolved.kind == backbones.CAUSAL_LM
     objective = ("clm" if causal else "simcse") if objective == "auto" else objective
     if objective not in ADAPT_LR:
         raise FewtuneError(f"objective must be auto, {', '.join(ADAPT_LR)}; got {objective!r}")
@@ -120,8 +124,9 @@ def adapt(backbone: str, corpora: list[str], out: str | Path, *, objective: str 
     out = Path(out)
     _check_output(out, overwrite)
     sources = open_corpora(corpora, text_col=text_col, encoding=encoding, heldout=p.heldout)
-    accelerator = make_accelerator(device, log_with=log_with, logging_dir=logging_dir, run_name=f"adapt-{out.name}",
-                                   config={"backbone": resolved.name, "objective": objective, **p.to_dict()})
+    accelerator = loop.make_accelerator(device, log_with=log_with, logging_dir=logging_dir,
+                                        run_name=f"adapt-{out.name}",
+                                        config={"backbone": resolved.name, "objective": objective, **p.to_dict()})
     note = _main_only(note, accelerator)
     backbone_facts = {"name": resolved.name, "kind": resolved.kind, "source": resolved.source}
     if not causal:
@@ -129,9 +134,7 @@ def adapt(backbone: str, corpora: list[str], out: str | Path, *, objective: str 
         return _save(out, payload, {"kind": "adapt", "objective": objective, "backbone": backbone_facts, **facts},
                      sources, accelerator, None)
 
-    from ..backbones import load_causal_lm
-
-    model, tok = load_causal_lm(resolved, device="cpu")
+    model, tok = backbones.load_causal_lm(resolved, device="cpu")
     block = p.block_size or min(256, getattr(model.config, "max_position_embeddings", 256) or 256)
     work = work_folder(out)
     recipe = {"kind": "adapt", "backbone": resolved.name, "params": _recipe_params(p), "block_size": block,
@@ -157,11 +160,6 @@ def work_folder(out: Path) -> Path:
 def _tokenizer_for(sources, backbone: str | None, folder: Path, *, vocab_size: int, max_texts: int, context: int,
                    note: Note, quiet: bool):
     """(tokenizer, facts): a backbone's, or a BPE vocabulary learned on the corpus (cached in `folder`)."""
-    from transformers import AutoTokenizer
-
-    from .corpus import TRAIN, iter_texts
-    from .tokenizer import backbone_tokenizer, train_bpe
-
     if backbone:
         tok = backbone_tokenizer(backbone)
         return tok, {"from_backbone": backbone, "vocab_size": len(tok)}
@@ -171,10 +169,8 @@ def _tokenizer_for(sources, backbone: str | None, folder: Path, *, vocab_size: i
     if stamp.is_file() and json.loads(stamp.read_text(encoding="utf-8")).get("recipe") == recipe:
         saved = json.loads(stamp.read_text(encoding="utf-8"))
         return AutoTokenizer.from_pretrained(str(folder)), saved["facts"]
-    from ..backbones.quiet import progress
-
     started = time.perf_counter()
-    with progress(f"Learning a byte-level BPE vocabulary of {vocab_size} tokens", quiet=quiet):
+    with spinner(f"Learning a byte-level BPE vocabulary of {vocab_size} tokens", quiet=quiet):
         tok, n_texts = train_bpe(iter_texts(sources, TRAIN), vocab_size=vocab_size, max_texts=max_texts,
                                  context=context, source=", ".join(s.spec for s in sources))
     note(f"learned a BPE vocabulary of {len(tok)} tokens from {n_texts:,} texts")
@@ -188,21 +184,15 @@ def _tokenizer_for(sources, backbone: str | None, folder: Path, *, vocab_size: i
 
 
 def _streams(sources, tok, work: Path, p, note: Note, quiet: bool):
-    from .tokenizer import separator_id
-    from .tokens import build_streams
-
     return build_streams(sources, tok, separator_id(tok), work / "tokens", heldout_tokens=p.eval_tokens, note=note,
                          quiet=quiet)
 
 
 def _train_causal(model, tok, streams, p, block: int, work: Path, accelerator, progress, resume: bool, on_step):
     """Train; return (what writes the model into a folder, on the main process; facts about the run)."""
-    from ..storage.checkpoint import full_state
-    from .loop import train_causal_lm
-
     train, heldout, built = streams
-    model, facts = train_causal_lm(model, train, heldout, p, block_size=block, accelerator=accelerator, work=work,
-                                   resume=resume, progress=progress, on_step=on_step)
+    model, facts = loop.train_causal_lm(model, train, heldout, p, block_size=block, accelerator=accelerator,
+                                        work=work, resume=resume, progress=progress, on_step=on_step)
     state, _ = full_state(model)  # every process takes part (FSDP gathers shards); the main one writes
     unwrapped = accelerator.unwrap_model(model)
     # The separator ends every document in the token stream: generation should stop there too.
@@ -227,10 +217,7 @@ def _train_causal(model, tok, streams, p, block: int, work: Path, accelerator, p
 
 
 def _adapt_encoder(resolved, sources, p, objective: str, accelerator, show_progress: bool, note: Note, on_step):
-    from ..backbones import load_encoder
-    from .encoders import train_encoder
-
-    body = load_encoder(resolved, device="cpu")
+    body = backbones.load_encoder(resolved, device="cpu")
     block = p.block_size or 64
     note(f"adapting {resolved.name} with {objective} for {p.steps} steps on {accelerator.num_processes} process(es)")
     with progress_bar(show_progress and accelerator.is_main_process) as progress:
@@ -249,11 +236,6 @@ def _adapt_encoder(resolved, sources, p, objective: str, accelerator, show_progr
 
 def _save(out: Path, payload, facts: dict, sources, accelerator, work: Path | None) -> dict:
     """Write the model, fewtune_pretrain.json and a card into `out` in one atomic step; drop the work folder."""
-    import torch
-    from accelerate.utils import DistributedType
-
-    from ..backbones.quiet import quiet_libraries
-
     facts = {
         **facts,
         "corpora": [{"spec": s.spec, **s.fingerprint()} for s in sources],
@@ -330,8 +312,6 @@ def _main_only(note: Note | None, accelerator) -> Note:
 
 
 def _model_facts(config, shape: dict) -> dict:
-    from .presets import count_parameters
-
     return {"architecture": "LlamaForCausalLM", "parameters": count_parameters(config),
             "context": config.max_position_embeddings, **shape, "vocab_size": config.vocab_size}
 

@@ -246,18 +246,15 @@ def _check_installed(name: str) -> None:
     else:
         import importlib.util
 
-        from ..generation.builtin import CHITCHAT
-
-        if importlib.util.find_spec(CHITCHAT["module"]) is None:
-            raise DataError(f"built-in corpus {name!r} needs the package {CHITCHAT['package']}: "
-                            f"pip install --no-deps {CHITCHAT['package']}=={CHITCHAT['version']}")
+        chitchat = _dialogues().CHITCHAT
+        if importlib.util.find_spec(chitchat["module"]) is None:
+            raise DataError(f"built-in corpus {name!r} needs the package {chitchat['package']}: "
+                            f"pip install --no-deps {chitchat['package']}=={chitchat['version']}")
 
 
 def _builtin_texts(name: str, part: str) -> Iterator[str]:
     if name in DIALOGUE_CORPORA:
-        from ..generation.builtin import load_dialogues
-
-        train, test = load_dialogues(name)
+        train, test = _dialogues().load_dialogues(name)
         for chat in test if part == HELDOUT else train:
             yield "\n".join(m["content"] for m in chat)
         return
@@ -267,3 +264,10 @@ def _builtin_texts(name: str, part: str) -> Iterator[str]:
     for text, _label, _row in dataset.read(dataset.location(), f"builtin:{name}"):
         if text.strip() and is_test(text) == (part == HELDOUT):
             yield text
+
+
+def _dialogues():
+    """The dialogue data sets' module (chitchat), whose package also holds FewShotGenerator."""
+    from ..generation import builtin  # why: the generation package imports torch; reading a text corpus needs none
+
+    return builtin

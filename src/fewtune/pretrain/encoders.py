@@ -25,7 +25,8 @@ import torch.nn.functional as F
 
 from ..errors import DataError, FewtuneError
 from ..backbones.prefix import text_prefix, with_prefix
-from ..training.encoding import body_features
+from ..training.embed_texts import body_features
+from ..training.transformer_layers import hf_model
 from .corpus import HELDOUT, TRAIN, iter_texts
 from .loop import lr_at, make_optimizer
 
@@ -94,8 +95,6 @@ class MaskedLM:
 
     def __init__(self, body, probability: float):
         from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling
-
-        from ..training.encoder_layers import hf_model
 
         if body.tokenizer.mask_token is None:
             raise FewtuneError("this encoder's tokenizer has no mask token, so it cannot be trained as a masked LM; "

@@ -19,6 +19,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ..backbones import pick_device
 from ..storage.checkpoint import load_checkpoint, save_checkpoint
 from .params import LoopParams
 from .tokens import TokenStream, eval_windows, sample_batch
@@ -41,8 +42,6 @@ def make_accelerator(device: str | None = None, *, log_with: list[str] | None = 
     training for processes started by mpirun). log_with: Accelerate trackers (tensorboard, mlflow,
     trackio) that `accelerator.log` in the loops writes to (the main process only), under logging_dir."""
     from accelerate import Accelerator
-
-    from ..backbones import pick_device
 
     accelerator = Accelerator(cpu=pick_device(device) == "cpu", log_with=list(log_with) if log_with else None,
                               project_dir=str(logging_dir or "runs"))

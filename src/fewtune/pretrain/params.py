@@ -5,30 +5,26 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..params import Params
+from ..params import Params, param
 from .presets import SHAPE_FIELDS
-
-
-def _param(default, help_text: str):
-    return dataclasses.field(default=default, metadata={"help": help_text})
 
 
 @dataclasses.dataclass
 class LoopParams(Params):
-    steps: int = _param(1000, "optimizer steps (0 = save the model as initialised)")
-    batch_size: int = _param(16, "sequences per step on each process")
-    block_size: int = _param(0, "tokens per sequence (0 = the preset's context, or 256 for a backbone)")
-    lr: float = _param(2e-3, "peak learning rate")
-    min_lr_ratio: float = _param(0.1, "the cosine decay ends at lr × this")
-    warmup_ratio: float = _param(0.05, "share of the steps with linear warm-up")
-    weight_decay: float = _param(0.1, "AdamW weight decay on the weight matrices (not on norms)")
-    grad_clip: float = _param(1.0, "clip the gradient norm to this (0 = off)")
-    eval_every: int = _param(0, "held-out perplexity every N steps, besides at the start and the end (0 = never)")
-    eval_tokens: int = _param(32768, "held-out tokens kept for perplexity (at most)")
-    save_every: int = _param(100, "write a checkpoint every N steps, for --resume (0 = never)")
-    heldout: float = _param(0.01, "share of a corpus file's texts held out (a hash of the text decides); "
-                                  "built-in corpora hold out their fixed test split")
-    seed: int = _param(0, "seed of the initial weights and of the windows drawn")
+    steps: int = param(1000, "optimizer steps (0 = save the model as initialised)")
+    batch_size: int = param(16, "sequences per step on each process")
+    block_size: int = param(0, "tokens per sequence (0 = the preset's context, or 256 for a backbone)")
+    lr: float = param(2e-3, "peak learning rate")
+    min_lr_ratio: float = param(0.1, "the cosine decay ends at lr × this")
+    warmup_ratio: float = param(0.05, "share of the steps with linear warm-up")
+    weight_decay: float = param(0.1, "AdamW weight decay on the weight matrices (not on norms)")
+    grad_clip: float = param(1.0, "clip the gradient norm to this (0 = off)")
+    eval_every: int = param(0, "held-out perplexity every N steps, besides at the start and the end (0 = never)")
+    eval_tokens: int = param(32768, "held-out tokens kept for perplexity (at most)")
+    save_every: int = param(100, "write a checkpoint every N steps, for --resume (0 = never)")
+    heldout: float = param(0.01, "share of a corpus file's texts held out (a hash of the text decides); "
+                                 "built-in corpora hold out their fixed test split")
+    seed: int = param(0, "seed of the initial weights and of the windows drawn")
 
     def check(self, problems: list[str]) -> None:
         for name in ("steps", "block_size", "eval_every", "save_every", "seed"):
@@ -55,13 +51,13 @@ class LoopParams(Params):
 
 @dataclasses.dataclass
 class PretrainParams(LoopParams):
-    vocab_size: int = _param(0, "BPE vocabulary size (0 = the preset's; ignored with --tokenizer)")
-    hidden_size: int = _param(0, "model width (0 = the preset's)")
-    intermediate_size: int = _param(0, "MLP width (0 = the preset's)")
-    num_hidden_layers: int = _param(0, "layers (0 = the preset's)")
-    num_attention_heads: int = _param(0, "attention heads (0 = the preset's)")
-    num_key_value_heads: int = _param(0, "key/value heads, fewer for grouped-query attention (0 = the preset's)")
-    tokenizer_texts: int = _param(100_000, "texts read to learn the BPE vocabulary (the first ones)")
+    vocab_size: int = param(0, "BPE vocabulary size (0 = the preset's; ignored with --tokenizer)")
+    hidden_size: int = param(0, "model width (0 = the preset's)")
+    intermediate_size: int = param(0, "MLP width (0 = the preset's)")
+    num_hidden_layers: int = param(0, "layers (0 = the preset's)")
+    num_attention_heads: int = param(0, "attention heads (0 = the preset's)")
+    num_key_value_heads: int = param(0, "key/value heads, fewer for grouped-query attention (0 = the preset's)")
+    tokenizer_texts: int = param(100_000, "texts read to learn the BPE vocabulary (the first ones)")
 
     def check(self, problems: list[str]) -> None:
         super().check(problems)
@@ -77,13 +73,13 @@ ADAPT_LR = {"clm": 1e-4, "simcse": 3e-5, "mlm": 5e-5}
 
 @dataclasses.dataclass
 class AdaptParams(LoopParams):
-    steps: int = _param(200, "optimizer steps")
-    batch_size: int = _param(8, "sequences (texts, for an encoder) per step on each process")
-    block_size: int = _param(0, "tokens per sequence, or per text for an encoder (0 = 256 causal LM, 64 encoder)")
-    lr: float = _param(0.0, "peak learning rate (0 = the objective's: 1e-4 clm, 3e-5 simcse, 5e-5 mlm)")
-    weight_decay: float = _param(0.01, "AdamW weight decay on the weight matrices")
-    temperature: float = _param(0.05, "simcse: softmax temperature of the cosine similarities")
-    mlm_probability: float = _param(0.15, "mlm: share of tokens masked")
+    steps: int = param(200, "optimizer steps")
+    batch_size: int = param(8, "sequences (texts, for an encoder) per step on each process")
+    block_size: int = param(0, "tokens per sequence, or per text for an encoder (0 = 256 causal LM, 64 encoder)")
+    lr: float = param(0.0, "peak learning rate (0 = the objective's: 1e-4 clm, 3e-5 simcse, 5e-5 mlm)")
+    weight_decay: float = param(0.01, "AdamW weight decay on the weight matrices")
+    temperature: float = param(0.05, "simcse: softmax temperature of the cosine similarities")
+    mlm_probability: float = param(0.15, "mlm: share of tokens masked")
 
     def check(self, problems: list[str]) -> None:
         super().check(problems)

@@ -10,6 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from itertools import islice
 
+from ..backbones import resolve_backbone
+from ..backbones.folders import inspect_folder
+from ..backbones.loading import _local_files_only
+from ..backbones.quiet_loading import quiet_libraries
 from ..errors import DataError, FewtuneError
 
 EOS = "<|endoftext|>"
@@ -51,16 +55,10 @@ def backbone_tokenizer(name: str):
     """The tokenizer of a backbone (name, folder or hub id), for pretraining with its vocabulary."""
     from transformers import AutoTokenizer
 
-    from ..backbones import resolve_backbone
-    from ..backbones.loading import _local_files_only
-    from ..backbones.quiet import quiet_libraries
-
     resolved = resolve_backbone(name)
     path = resolved.path
     if resolved.source != "hub":
         # A sentence-transformers folder keeps its tokenizer with the Transformer module.
-        from ..backbones.folders import inspect_folder
-
         info = inspect_folder(path)
         path = str(next((d for d in info.module_dirs if (d / "tokenizer_config.json").is_file()), info.folder))
     with quiet_libraries():

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..storage.atomic import atomic_write_text
-from ..backbones.quiet import quiet_libraries
+from ..backbones.quiet_loading import progress, quiet_libraries
 from ..errors import DataError, FewtuneError
+from ..storage.atomic import atomic_write_text
+from .corpus import HELDOUT, TRAIN, iter_texts
 
 TEXTS_PER_BATCH = 512  # texts tokenized per call: fast tokenizers parallelise within a batch
 
@@ -77,8 +78,6 @@ def build_streams(corpora, tokenizer, separator: int, folder: Path, *, heldout_t
                   quiet: bool) -> tuple[TokenStream, TokenStream, dict]:
     """The train and held-out token files of `corpora` in `folder`, reused when already built from the
     same corpora with the same tokenizer. Returns (train, held-out, what was built)."""
-    from .corpus import HELDOUT, TRAIN, iter_texts
-
     recipe = {"corpora": [c.spec for c in corpora], "fingerprints": [c.fingerprint() for c in corpora],
               "tokenizer": tokenizer_digest(tokenizer), "separator": separator, "heldout_tokens": heldout_tokens}
     manifest = folder / "tokens.json"
@@ -88,8 +87,6 @@ def build_streams(corpora, tokenizer, separator: int, folder: Path, *, heldout_t
             note(f"reusing the tokenized corpus in {folder}")
             return (TokenStream(folder / "train.bin", saved["dtype"], saved["train_tokens"]),
                     TokenStream(folder / "heldout.bin", saved["dtype"], saved["heldout_tokens"]), saved)
-    from ..backbones.quiet import progress
-
     folder.mkdir(parents=True, exist_ok=True)
     names = ", ".join(c.spec for c in corpora)
     # A spinner with a count, not a bar: how many texts a stream holds is known only at its end.

@@ -7,7 +7,8 @@
 Methods (fewtune.recommend.RECOMMENDERS): popularity, item-knn, mf (logistic matrix factorisation),
 bayes (a per-user Bayesian logistic model on item text embeddings whose prior is learned from
 the training users) and tallrec (a LoRA-tuned causal LM asked whether the user will like an item). Data: MovieLens-100k / -1M from installed packages (data.py), or your own
-ratings. The cold-start protocol and its metrics: data.py, evaluate.py, metrics.py, protocol.py.
+ratings. The cold-start protocol and its metrics: data.py, evaluate.py, metrics.py, protocol.py;
+TALLRec's protocol: tallrec_protocol.py; the benchmark loop both run through: runner.py.
 """
 
 # Exports load on first use: `fewtune --help` imports this package (for its CLI) and must stay quick.

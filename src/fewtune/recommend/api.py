@@ -22,24 +22,17 @@ import numpy as np
 
 from ..errors import FewtuneError, ModelFolderError
 from ..estimator import ParamsEstimator
+from ..model_card import with_front_matter
 from ..storage.model_folder import read_model_folder, write_model_folder
 from ..progress import progress_bar
-from .base import Recommender, TrainSet, check_history
-from .data import LikeScale, RatingsData, from_frame, load_movielens
+from .base import Recommender, check_history
+from .data import CITATION, LikeScale, RatingsData, from_frame, load_movielens, train_set
 from .history import ItemMatcher, as_pairs, parse_history
 from .methods import build_recommender
 
 KIND = "recommender"
 WEIGHTS = "recommender.safetensors"
 ITEMS = "items.json"
-
-
-def train_set(data: RatingsData, users: np.ndarray | None, scale: LikeScale) -> TrainSet:
-    """The chosen users' likes and dislikes as a sparse ±1 matrix; neutral ratings left out."""
-    matrix = data.matrix(users)
-    matrix.data = scale.labels(matrix.data).astype(np.float64)
-    matrix.eliminate_zeros()
-    return TrainSet(matrix, list(data.item_texts))
 
 
 class FewShotRecommender(ParamsEstimator):
@@ -162,7 +155,7 @@ class FewShotRecommender(ParamsEstimator):
             items = {"ids": self.item_ids_, "texts": self.item_texts_}
             (folder / ITEMS).write_text(json.dumps(items, ensure_ascii=False) + "\n", encoding="utf-8")
 
-        return write_model_folder(path, config, payload, _render_card, overwrite=overwrite)
+        return write_model_folder(path, config, payload, with_front_matter(_render_card), overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | Path) -> FewShotRecommender:
@@ -206,7 +199,5 @@ def _render_card(config: dict) -> str:
     lines += ["Use it:", "", "```", f"fewtune recommend MODEL --history my_ratings.csv", "```", "",
               "Parameters: `" + json.dumps(config["params"]) + "`", ""]
     if str(config.get("data", "")).startswith("ml-"):
-        from .data import CITATION
-
         lines += [f"Data: MovieLens. {CITATION}", ""]
     return "\n".join(lines)

@@ -4,8 +4,8 @@ A method learns from the training users' likes and dislikes (`fit`), then, for a
 the handful of items they rated into a per-user state (`personalise`) from which it scores any
 items (`like_proba`, `rank_scores`). Its learned state is arrays only (`state`/`from_state`),
 saved as safetensors beside a JSON config, never pickled. Methods register themselves with
-`@register_recommender`, so adding one means adding one module (and naming it in `methods`, which
-imports them all and is where they are looked up: get_recommender, build_recommender).
+`@register_recommender`, so adding one means adding one module (`methods` imports every module of the
+package but its NOT_RECOMMENDERS, and is where they are looked up: get_recommender, build_recommender).
 """
 
 from __future__ import annotations

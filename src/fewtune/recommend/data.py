@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, FewtuneError
+from .base import TrainSet
 
 # name -> (pip distribution, version, import name, folder inside the package, file stem)
 MOVIELENS = {
@@ -246,6 +247,14 @@ def split_users(data: RatingsData, test_fraction: float = 0.2, seed: int = 0) ->
     if n_test >= data.n_users:
         raise FewtuneError(f"{data.name}: {data.n_users} users cannot be split into training and test users")
     return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def train_set(data: RatingsData, users: np.ndarray | None, scale: LikeScale) -> TrainSet:
+    """The chosen users' likes and dislikes as a sparse ±1 matrix; neutral ratings left out."""
+    matrix = data.matrix(users)
+    matrix.data = scale.labels(matrix.data).astype(np.float64)
+    matrix.eliminate_zeros()
+    return TrainSet(matrix, list(data.item_texts))
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backbones import CAUSAL_LM, load_causal_lm, load_encoder, resolve_backbone
 from ..paths import fewtune_home
 
 
@@ -46,8 +47,7 @@ def item_embeddings(texts: list[str], backbone: str = "minilm", *, device: str |
     """(n_items, dim) float32 sentence embeddings of the item texts."""
     from safetensors.numpy import load_file, save_file
 
-    from ..backbones import CAUSAL_LM, load_encoder, resolve_backbone
-    from ..training.encoding import encode
+    from ..training.embed_texts import encode  # why: it imports torch (seconds); only the encoder methods' fit needs it
 
     resolved = resolve_backbone(backbone)
     path = cache_path(resolved, texts)
@@ -77,8 +77,6 @@ def lm_embeddings(resolved, texts: list[str], *, device: str | None = None, prog
                   batch_size: int = 32) -> np.ndarray:
     """(n, hidden) float32: a causal LM's last hidden states, mean-pooled over each text's tokens."""
     import torch
-
-    from ..backbones import load_causal_lm
 
     model, tokenizer = load_causal_lm(resolved, device=device)
     model.eval()

@@ -11,7 +11,7 @@ import numpy as np
 
 from .base import Recommender
 from .data import ColdStartUser, LikeScale
-from .metrics import mean_or_none, ndcg_at_k, recall_at_k, user_auc
+from .metrics import mean_or_none, ndcg_at_k, rank_auc, recall_at_k, user_auc
 
 
 def candidates_for(task: ColdStartUser, n_items: int, n_unrated: int, rng: np.random.Generator,
@@ -27,8 +27,6 @@ def candidates_for(task: ColdStartUser, n_items: int, n_unrated: int, rng: np.ra
 def evaluate(model: Recommender, tasks: list[ColdStartUser], scale: LikeScale, n_items: int, *,
              k: int = 10, n_unrated: int = 0, seed: int = 0, progress=None) -> dict:
     """Per-user AUC (mean over users with likes and dislikes held out), pooled AUC, NDCG@k, Recall@k."""
-    from sklearn.metrics import roc_auc_score
-
     aucs, ndcgs, recalls, pooled_y, pooled_p = [], [], [], [], []
     task_bar = progress.add("Scoring test users", total=len(tasks)) if progress else None
     start = time.perf_counter()
@@ -53,7 +51,7 @@ def evaluate(model: Recommender, tasks: list[ColdStartUser], scale: LikeScale, n
     y, p = np.concatenate(pooled_y), np.concatenate(pooled_p)
     return {
         "auc": mean_or_none(aucs),
-        "auc_pooled": float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else None,
+        "auc_pooled": float(rank_auc(y, p)[0]) if 0 < y.sum() < len(y) else None,
         f"ndcg@{k}": mean_or_none(ndcgs),
         f"recall@{k}": mean_or_none(recalls),
         "n_users": len(tasks),

@@ -39,12 +39,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import FewtuneError
+from ..params import param
 from .base import Recommender, RecommenderParams, TrainSet, register_recommender, smoothed_like_rate
+from .embeddings import item_embeddings
 from .logistic import log_evidence, map_fit, probit_proba
 
 
@@ -55,15 +57,15 @@ COMPONENT_GRID = (2, 4, 8, 16, 32)
 
 @dataclass
 class BayesParams(RecommenderParams):
-    components: int = field(default=32, metadata={
-        "help": f"principal components of the item embeddings kept (r); 0 = chosen among {COMPONENT_GRID} by "
-                "cross-validation over the training users (held-out users' half-hidden ratings, log-loss)"})
-    item_bias: bool = field(default=True, metadata={"help": "add the item's popularity (logit of its like rate) as a feature"})
-    smoothing: float = field(default=5.0, metadata={"help": "pseudo-ratings at the overall like rate in the popularity feature"})
-    max_iter: int = field(default=30, metadata={"help": "EM iterations at most"})
-    tol: float = field(default=1e-4, metadata={"help": "stop when the evidence per user improves by less than this"})
-    shrinkage: float = field(default=0.01, metadata={"help": "weight of (tr Σ/p)·I mixed into the prior covariance Σ"})
-    predictive: str = field(default="probit", metadata={"help": "probit (integrate over the posterior) or map (plug-in weights)"})
+    components: int = param(32, f"principal components of the item embeddings kept (r); 0 = chosen among "
+                                f"{COMPONENT_GRID} by cross-validation over the training users (held-out users' "
+                                "half-hidden ratings, log-loss)")
+    item_bias: bool = param(True, "add the item's popularity (logit of its like rate) as a feature")
+    smoothing: float = param(5.0, "pseudo-ratings at the overall like rate in the popularity feature")
+    max_iter: int = param(30, "EM iterations at most")
+    tol: float = param(1e-4, "stop when the evidence per user improves by less than this")
+    shrinkage: float = param(0.01, "weight of (tr Σ/p)·I mixed into the prior covariance Σ")
+    predictive: str = param("probit", "probit (integrate over the posterior) or map (plug-in weights)")
 
     def check(self, problems: list[str]) -> None:
         if self.components < 0:
@@ -107,8 +109,6 @@ class BayesEncoder(Recommender):
 
     # -- training --------------------------------------------------------------------------
     def fit(self, train: TrainSet, *, seed: int, progress=None, embeddings: np.ndarray | None = None) -> dict:
-        from .embeddings import item_embeddings
-
         p = self.params
         start = time.perf_counter()
         if embeddings is None:

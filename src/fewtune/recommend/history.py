@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.readers import read_table
 from ..errors import DataError
 from .data import LikeScale
 
@@ -130,8 +131,6 @@ def as_pairs(history) -> list[tuple]:
 def read_history_file(path: str | Path, matcher: ItemMatcher, scale: LikeScale, *, item_col: str | None = None,
                       rating_col: str | None = None, encoding: str = "utf-8") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A history file (CSV, TSV, JSONL or Parquet) with an item column and a rating column."""
-    from ..data.readers import read_table
-
     columns, records, rows = read_table(path, encoding=encoding)
     source = str(path)
     item_col = pick_column(columns, ITEM_COLUMNS, item_col, source, "item")

@@ -15,20 +15,21 @@ an item with no similar known item gets its popularity, never a coin flip.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import FewtuneError
+from ..params import param
 from .base import Recommender, RecommenderParams, TrainSet, register_recommender, smoothed_like_rate
 
 
 @dataclass
 class ItemKnnParams(RecommenderParams):
-    neighbors: int = field(default=100, metadata={"help": "similar items kept per item (0 = all)"})
-    shrinkage: float = field(default=10.0, metadata={"help": "co-raters at which a similarity counts half"})
-    backoff: float = field(default=1.0, metadata={"help": "pseudo-votes α at the item's popularity"})
-    smoothing: float = field(default=5.0, metadata={"help": "pseudo-ratings in the popularity back-off"})
+    neighbors: int = param(100, "similar items kept per item (0 = all)")
+    shrinkage: float = param(10.0, "co-raters at which a similarity counts half")
+    backoff: float = param(1.0, "pseudo-votes α at the item's popularity")
+    smoothing: float = param(5.0, "pseudo-ratings in the popularity back-off")
 
     def check(self, problems: list[str]) -> None:
         if self.neighbors < 0:

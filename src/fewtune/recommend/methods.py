@@ -3,8 +3,14 @@ look-ups by name. Here rather than in base, which the methods import: base knows
 
 from __future__ import annotations
 
-from . import hierarchical, item_knn, mf, popularity, tallrec, user_rate  # noqa: F401
+from ..registry import import_all
 from .base import RECOMMENDERS, Recommender
+
+# The modules of this package that hold no recommender; every other one is imported (registry.import_all),
+# in alphabetical order, which is the order the methods are listed in.
+NOT_RECOMMENDERS = ("api", "base", "data", "embeddings", "evaluate", "history", "logistic", "methods", "metrics",
+                    "protocol", "runner", "tallrec_protocol")
+import_all(__package__, skip=NOT_RECOMMENDERS)
 
 get_recommender = RECOMMENDERS.get
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import FewtuneError
+from ..params import param
 from .base import Recommender, RecommenderParams, TrainSet, register_recommender
 from .logistic import map_fit, sigmoid
 
@@ -36,10 +37,10 @@ def _one_thread():
 
 @dataclass
 class MfParams(RecommenderParams):
-    factors: int = field(default=32, metadata={"help": "latent dimensions"})
-    l2: float = field(default=5.0, metadata={"help": "λ: prior precision of user and item factors"})
-    epochs: int = field(default=300, metadata={"help": "full-batch Adam steps"})
-    lr: float = field(default=0.05, metadata={"help": "Adam learning rate"})
+    factors: int = param(32, "latent dimensions")
+    l2: float = param(5.0, "λ: prior precision of user and item factors")
+    epochs: int = param(300, "full-batch Adam steps")
+    lr: float = param(0.05, "Adam learning rate")
 
     def check(self, problems: list[str]) -> None:
         if self.factors < 1:

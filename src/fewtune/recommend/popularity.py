@@ -7,19 +7,20 @@ it is the baseline every personalised method must beat.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import FewtuneError
+from ..params import param
 from .base import Recommender, RecommenderParams, TrainSet, register_recommender, smoothed_like_rate
 
 
 @dataclass
 class PopularityParams(RecommenderParams):
-    smoothing: float = field(default=5.0, metadata={"help": "pseudo-ratings at the overall like rate added to every item"})
-    rank_by: str = field(default="like_rate", metadata={
-        "help": "like_rate (smoothed share of likes) or likes (number of training users who liked it, the classic MostPop)"})
+    smoothing: float = param(5.0, "pseudo-ratings at the overall like rate added to every item")
+    rank_by: str = param("like_rate", "like_rate (smoothed share of likes) or likes (number of training users who "
+                                      "liked it, the classic MostPop)")
 
     def check(self, problems: list[str]) -> None:
         if self.smoothing < 0:

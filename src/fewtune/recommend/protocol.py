@@ -6,25 +6,25 @@ ratings (`cold_start_users`), their held-out items cut to the same `max_items` w
 (`cap_heldout`). One JSON line per (method, K, seed) goes to the output file as soon as it is
 done; runs already there (same key) are skipped, so an interrupted benchmark resumes.
 A method's fit is shared by its K values: each line's train_seconds is that fit's, and
-peak_rss_mb is the process's peak from the start of the fit through that evaluation.
+peak_rss_mb is the process's peak from the start of the fit through that evaluation. The loop, the
+records and the resuming are runner.run_protocol's; this module supplies the protocol's part.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from ..bench.api import split_methods
-from ..bench.plan import digest, json_value
-from ..bench.records import done_keys, load_runs
-from ..bench.worker import reset_peak_rss, rss_mb, versions
+from ..bench.records import load_runs
 from ..errors import FewtuneError
-from .metrics import mean_std
+from ..numeric import mean_std
+from . import data as ratings  # load_movielens through the module: a test substitutes data.load_movielens
+from .data import LikeScale, RatingsData, cap_heldout, cold_start_users, split_users, train_set
+from .evaluate import evaluate
+from .runner import Score, method_label, run_protocol
 
 METRICS = ("auc", "auc_pooled", "ndcg@10", "recall@10")
+SUMMARY_HEADER = ["data", "method", "K", "seeds", "AUC (per user)", "AUC (pooled)", "NDCG@10", "Recall@10", "train s"]
 
 
 @dataclass(frozen=True)
@@ -42,102 +42,62 @@ class Protocol:
     backbone: str = "minilm"
     max_items: int = 0  # score at most this many held-out items per test user (0 = all), the same for every method
 
+    COUNT = "K"
+    PROGRESS = "Recommendation runs"
+    SUMMARY_HEADER = SUMMARY_HEADER
+
     def to_dict(self) -> dict:
         # max_items came later: left out at its default so the keys of runs recorded before it stay valid.
         return {k: v for k, v in self.__dict__.items() if not (k == "max_items" and v == 0)}
 
+    @property
+    def scale(self) -> LikeScale:
+        return LikeScale(self.like, self.dislike)
 
-def parse_methods(text: str) -> list[tuple[str, dict]]:
-    """'popularity,mf:l2=1,factors=16,bayes' -> [(name, params)], each checked against its method."""
-    from .methods import get_recommender
+    # -- runner.BenchProtocol ----------------------------------------------------------------
+    def check(self, counts: list[int]) -> None:
+        if any(k < 0 for k in counts) or not counts:
+            raise FewtuneError("--shots: give K values ≥ 0, e.g. 4,8,16")
+        if self.max_items < 0:
+            raise FewtuneError(f"--max-items must be 0 (all) or more, got {self.max_items}")
+        LikeScale(self.like, self.dislike)  # checks the thresholds before anything runs
 
-    parsed = []
-    for item in split_methods(text):
-        name, _, rest = item.partition(":")
-        params = {}
-        for pair in filter(None, (p.strip() for p in rest.split(","))):
-            key, sep, value = pair.partition("=")
-            if not sep:
-                raise FewtuneError(f"--methods {item!r}: expected METHOD:KEY=VALUE,KEY=VALUE")
-            params[key.strip().replace("-", "_")] = json_value(value.strip())
-        cls = get_recommender(name.strip())
-        cls.params_class.from_dict(params, method=name)  # a typo fails now, not after an hour
-        parsed.append((name.strip(), params))
-    if not parsed:
-        raise FewtuneError("--methods: give at least one method")
-    return parsed
+    def fit_groups(self, counts: list[int]) -> list[list[int]]:
+        return [list(counts)]  # one fit per method and seed, scored for every K
 
+    def load(self) -> RatingsData:
+        return ratings.load_movielens(self.dataset)
 
-def run_key(protocol: Protocol, method: str, params: dict, k: int, seed: int) -> str:
-    return digest(protocol.to_dict(), method, sorted(params.items()), k, seed)
+    def training(self, data: RatingsData, counts: list[int], seed: int):
+        """The seed's training users' ratings; the test users for scoring."""
+        train_users, test_users = split_users(data, self.test_fraction, seed)
+        return train_set(data, train_users, self.scale), test_users
 
+    def score(self, data: RatingsData, test_users, model, k: int, seed: int) -> Score:
+        """The test users' K known ratings (the same draws for every method), their held-out ones scored."""
+        users, skipped = cold_start_users(data, test_users, k, seed, self.scale, balanced=self.balanced,
+                                          min_heldout=self.min_heldout)
+        if self.max_users:
+            users = users[:self.max_users]
+        users = cap_heldout(users, self.max_items, seed)
+        scores = evaluate(model, users, self.scale, data.n_items, n_unrated=self.n_unrated, seed=seed)
+        return Score({**scores, "users_skipped": skipped})
 
-def run_bench(protocol: Protocol, methods: list[tuple[str, dict]], shots: list[int], seeds: list[int], out: Path, *,
-              progress=None, on_record: Callable[[dict], None] | None = None, device: str | None = None) -> dict:
-    """Run what is not yet in `out`; returns counts and the mean ± std table over seeds."""
-    from .api import train_set
-    from .methods import build_recommender
-    from .data import LikeScale, cap_heldout, cold_start_users, load_movielens, split_users
-    from .evaluate import evaluate
+    def summarize(self, out: Path, loaded=None) -> list[dict]:
+        return summarize(out)
 
-    if any(k < 0 for k in shots) or not shots:
-        raise FewtuneError("--shots: give K values ≥ 0, e.g. 4,8,16")
-    if protocol.max_items < 0:
-        raise FewtuneError(f"--max-items must be 0 (all) or more, got {protocol.max_items}")
-    done = done_keys(out) if out.exists() else set()
-    todo = [(m, p, s) for s in seeds for m, p in methods
-            if any(run_key(protocol, m, p, k, s) not in done for k in shots)]
-    n_runs = len(seeds) * len(methods) * len(shots)
-    task = progress.add("Recommendation runs", total=n_runs) if progress else None
-    if progress:
-        progress.advance(task, n_runs - sum(1 for m, p, s in todo for k in shots if run_key(protocol, m, p, k, s) not in done))
-    scale = LikeScale(protocol.like, protocol.dislike)
-    data = load_movielens(protocol.dataset) if todo else None
-    count = 0
-    for method, params, seed in todo:
-        train_users, test_users = split_users(data, protocol.test_fraction, seed)
-        reset_peak_rss()
-        model = build_recommender(method, params, backbone=protocol.backbone, device=device)
-        start = time.perf_counter()
-        info = model.fit(train_set(data, train_users, scale), seed=seed, progress=None)
-        train_seconds = time.perf_counter() - start
-        for k in shots:
-            key = run_key(protocol, method, params, k, seed)
-            if key in done:
-                continue
-            users, skipped = cold_start_users(data, test_users, k, seed, scale, balanced=protocol.balanced,
-                                              min_heldout=protocol.min_heldout)
-            if protocol.max_users:
-                users = users[:protocol.max_users]
-            users = cap_heldout(users, protocol.max_items, seed)
-            scores = evaluate(model, users, scale, data.n_items, n_unrated=protocol.n_unrated, seed=seed)
-            record = {"key": key, "dataset": protocol.dataset, "method": method, "params": params, "K": k,
-                      "seed": seed, **scores, "users_skipped": skipped, "train_seconds": round(train_seconds, 3),
-                      "peak_rss_mb": rss_mb(), "protocol": protocol.to_dict(),
-                      "train_info": {k2: v for k2, v in info.items() if k2 != "evidence_per_user"},
-                      "versions": versions()}
-            append_record(out, record)
-            count += 1
-            if on_record:
-                on_record(record)
-            if progress:
-                progress.advance(task)
-    return {"done": count, "skipped": n_runs - count, "out": str(out), "summary": summarize(out)}
+    def format_summary(self, rows: list[dict]) -> list[list[str]]:
+        return format_summary(rows)
 
 
-def append_record(out: Path, record: dict) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "a", encoding="utf-8") as f:  # one whole line per write: a crash loses at most this run
-        f.write(json.dumps(record, ensure_ascii=False) + "\n")
-        f.flush()
+run_bench = run_protocol  # run_bench(Protocol(...), methods, shots, seeds, out): the CLI's and benchmarks' name
 
 
 def summarize(out: Path) -> list[dict]:
     """Mean ± std over seeds of each metric, per (dataset, method and params, K)."""
     groups: dict[tuple, list[dict]] = {}
     for r in load_runs(out):
-        label = r["method"] + (" " + json.dumps(r["params"], sort_keys=True) if r.get("params") else "")
-        groups.setdefault((r["dataset"], label, r["K"]), []).append(r)
+        groups.setdefault((r["dataset"], method_label(r), r["K"]), []).append(r)
     rows = []
     for (dataset, label, k), runs in sorted(groups.items()):
         row = {"dataset": dataset, "method": label, "K": k, "seeds": len(runs)}
@@ -155,6 +115,3 @@ def format_summary(rows: list[dict]) -> list[list[str]]:
 
     return [[r["dataset"], r["method"], str(r["K"]), str(r["seeds"]), *(cell(r, m) for m in METRICS),
              cell(r, "train_seconds", 1)] for r in rows]
-
-
-SUMMARY_HEADER = ["data", "method", "K", "seeds", "AUC (per user)", "AUC (pooled)", "NDCG@10", "Recall@10", "train s"]

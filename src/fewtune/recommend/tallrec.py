@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FewtuneError
+from ..params import param
 from .base import Recommender, RecommenderParams, Sample, TrainSet, register_recommender
 
 LM_FOLDER = "lm"
@@ -48,25 +49,21 @@ TITLE_CHARS = 100  # a title longer than this is cut, so a prompt's length is bo
 CLASSES = ("no", "yes")
 
 
-def _param(default, help_text: str):
-    return dataclasses.field(default=default, metadata={"help": help_text})
-
-
 @dataclasses.dataclass
 class TallRecParams(RecommenderParams):
-    lm: str = _param("smollm2-135m", "causal LM (a fewtune backbone name or folder) tuned with LoRA; the "
-                                     "recommender's encoder backbone is not used")
-    samples: int = _param(64, "training prompts drawn from the training users, half liked and half disliked targets")
-    history: int = _param(10, "history items in each prompt: drawn per training prompt, the first known "
-                              "ratings of a new user")
-    epochs: int = _param(10, "passes over the training prompts (0 = the untuned LM, zero-shot)")
-    lr: float = _param(1e-3, "learning rate of the LoRA adapters")
-    batch_size: int = _param(8, "prompts per training step and per scoring forward pass")
-    lora_r: int = _param(8, "LoRA rank")
-    early_stopping: bool = _param(True, "hold out a fifth of the prompts and keep the best epoch, the untuned LM included")
-    titles_only: bool = _param(True, "name items by the text before ' — ' (MovieLens: 'Title (year)' without the "
-                                     "genres), as TALLRec's prompts do")
-    item_noun: str = _param("movie", "what the instruction calls an item")
+    lm: str = param("smollm2-135m", "causal LM (a fewtune backbone name or folder) tuned with LoRA; the "
+                                    "recommender's encoder backbone is not used")
+    samples: int = param(64, "training prompts drawn from the training users, half liked and half disliked targets")
+    history: int = param(10, "history items in each prompt: drawn per training prompt, the first known "
+                             "ratings of a new user")
+    epochs: int = param(10, "passes over the training prompts (0 = the untuned LM, zero-shot)")
+    lr: float = param(1e-3, "learning rate of the LoRA adapters")
+    batch_size: int = param(8, "prompts per training step and per scoring forward pass")
+    lora_r: int = param(8, "LoRA rank")
+    early_stopping: bool = param(True, "hold out a fifth of the prompts and keep the best epoch, the untuned LM included")
+    titles_only: bool = param(True, "name items by the text before ' — ' (MovieLens: 'Title (year)' without the "
+                                    "genres), as TALLRec's prompts do")
+    item_noun: str = param("movie", "what the instruction calls an item")
 
     def check(self, problems: list[str]) -> None:
         if not self.lm.strip():
@@ -166,7 +163,7 @@ class TallRec(Recommender):
 
     # -- training --------------------------------------------------------------------------
     def fit(self, train: TrainSet, *, seed: int, progress=None) -> dict:
-        from ..classifier import FewShotClassifier
+        from ..classifier import FewShotClassifier  # why: imports torch and the methods (~10 s)
 
         p = self.params
         self._set_titles(train.item_texts)
@@ -252,7 +249,7 @@ class TallRec(Recommender):
         self.classifier_.save(folder / LM_FOLDER)
 
     def load_files(self, folder: Path, item_texts: list[str]) -> None:
-        from ..classifier import FewShotClassifier
+        from ..classifier import FewShotClassifier  # why: imports torch and the methods (~10 s)
 
         if not (folder / LM_FOLDER).is_dir():
             raise FewtuneError(f"{folder}: no {LM_FOLDER}/ folder; this tallrec recommender was saved incompletely")

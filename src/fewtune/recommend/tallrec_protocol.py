@@ -19,7 +19,8 @@ A test sample is scored from its own history alone (`Recommender.score_samples`)
 
 The AUC comes with a bootstrap 95% interval over the test samples (`auc_interval`); a table row's
 interval resamples the test samples jointly for every seed, so it shows the test set's noise on the
-mean over seeds, and the std over seeds shows the draws'.
+mean over seeds, and the std over seeds shows the draws'. The loop, the records and the resuming are
+runner.run_protocol's; this module supplies the protocol's part.
 """
 
 from __future__ import annotations
@@ -27,16 +28,22 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import NamedTuple
 
 import numpy as np
 
+from ..bench.records import load_runs
 from ..errors import FewtuneError
+from . import data as ratings  # load_movielens through the module: a test substitutes data.load_movielens
 from .base import Sample, TrainSet
-from .data import RatingsData
+from .data import RatingsData, split_users
+from .methods import get_recommender
+from .metrics import rank_auc
+from .runner import Score, method_label, run_protocol
 
 BOOTSTRAP = 1000  # resamples of the test samples for an AUC interval
 SCORE_DIGITS = 5  # each test sample's score is kept in the run's record, for the joint intervals
+SUMMARY_HEADER = ["method", "samples", "seeds", "AUC (mean ± std)", "95% CI", "train s", "ratings used"]
 
 
 @dataclass(frozen=True)
@@ -50,14 +57,63 @@ class TallRecProtocol:
     max_test: int = 1000
     backbone: str = "minilm"
 
+    COUNT = "samples"
+    PROGRESS = "Recommendation runs (TALLRec protocol)"
+    SUMMARY_HEADER = SUMMARY_HEADER
+
     def to_dict(self) -> dict:
         return {"protocol": "tallrec", **self.__dict__}
 
-    def check(self) -> None:
+    # -- runner.BenchProtocol ----------------------------------------------------------------
+    def check(self, counts: list[int]) -> None:
         if self.history < 1:
             raise FewtuneError(f"--history must be at least 1, got {self.history}")
         if self.max_test < 2:
             raise FewtuneError(f"--max-test must be at least 2 test samples, got {self.max_test}")
+        if not counts or any(n < 1 for n in counts):
+            raise FewtuneError("--samples: give training sample counts ≥ 1, e.g. 16,64,256")
+
+    def fit_groups(self, counts: list[int]) -> list[list[int]]:
+        return [[n] for n in counts]  # each budget is its own training set: one fit per (method, N, seed)
+
+    def load(self) -> Loaded:
+        data = ratings.load_movielens(self.dataset)
+        pool, test = protocol_samples(data, self)
+        return Loaded(data, pool, test, liked(test))
+
+    def training(self, loaded: Loaded, counts: list[int], seed: int) -> tuple[TrainSet, int]:
+        """The seed's first N training samples' ratings; how many ratings that is."""
+        train = budget_train_set(draw_budget(loaded.pool, counts[0], seed), loaded.data.n_items,
+                                 loaded.data.item_texts)
+        return train, int(train.labels.nnz)
+
+    def score(self, loaded: Loaded, ratings_used: int, model, n: int, seed: int) -> Score:
+        """The AUC over the fixed test samples, with its bootstrap interval; each sample's score kept."""
+        start = time.perf_counter()
+        scores = model.score_samples(loaded.test)
+        predict_seconds = time.perf_counter() - start
+        y = loaded.y
+        lo, hi = auc_interval(y, scores)
+        return Score({"auc": float(rank_auc(y, scores)[0]), "auc_ci95": [lo, hi], "ratings_used": ratings_used,
+                      "n_test": len(loaded.test), "test_like_rate": float(y.mean())},
+                     timings={"predict_seconds": round(predict_seconds, 3)},
+                     payload={"scores": [round(float(v), SCORE_DIGITS) for v in scores]})
+
+    def summarize(self, out: Path, loaded: Loaded | None = None) -> list[dict]:
+        return summarize(out, self, loaded.y if loaded is not None else None)
+
+    def format_summary(self, rows: list[dict]) -> list[list[str]]:
+        return format_summary(rows)
+
+
+class Loaded(NamedTuple):
+    """What every run of the protocol reads: the ratings, the training users' samples, the test samples
+    and their labels."""
+
+    data: RatingsData
+    pool: list[Sample]
+    test: list[Sample]
+    y: np.ndarray
 
 
 def time_ordered_samples(data: RatingsData, users: np.ndarray, history: int = 10,
@@ -84,8 +140,6 @@ def time_ordered_samples(data: RatingsData, users: np.ndarray, history: int = 10
 
 def protocol_samples(data: RatingsData, protocol: TallRecProtocol) -> tuple[list[Sample], list[Sample]]:
     """(the training users' samples, the fixed test samples): one user split and one test subset, seed 0."""
-    from .data import split_users
-
     train_users, test_users = split_users(data, protocol.test_fraction, 0)
     pool = time_ordered_samples(data, train_users, protocol.history, protocol.like_above)
     test = time_ordered_samples(data, test_users, protocol.history, protocol.like_above)
@@ -119,17 +173,6 @@ def draw_budget(pool: list[Sample], n: int, seed: int) -> list[Sample]:
     return [pool[i] for i in order]
 
 
-def rank_auc(y: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """ROC AUC of each row of scores (…, n) against the 0/1 labels y (n,), ties counted half (Mann-Whitney)."""
-    from scipy.stats import rankdata
-
-    scores = np.atleast_2d(scores)
-    ranks = rankdata(scores, axis=-1)
-    pos = y.astype(bool)
-    n_pos, n_neg = pos.sum(), (~pos).sum()
-    return (ranks[:, pos].sum(-1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-
-
 def auc_interval(y: np.ndarray, scores: np.ndarray, *, level: float = 0.95, resamples: int = BOOTSTRAP,
                  seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of the AUC (of the mean AUC when scores is seeds × samples),
@@ -146,59 +189,12 @@ def auc_interval(y: np.ndarray, scores: np.ndarray, *, level: float = 0.95, resa
     return float(lo), float(hi)
 
 
-def run_key(protocol: TallRecProtocol, method: str, params: dict, n: int, seed: int) -> str:
-    from ..bench.plan import digest
-
-    return digest(protocol.to_dict(), method, sorted(params.items()), n, seed)
-
-
 def run_tallrec_bench(protocol: TallRecProtocol, methods: list[tuple[str, dict]], sizes: list[int], seeds: list[int],
-                      out: Path, *, progress=None, on_record: Callable[[dict], None] | None = None,
-                      device: str | None = None) -> dict:
-    """Every (method, samples, seed) not yet in `out`; returns counts and the table over seeds."""
-    from ..bench.records import done_keys
-    from ..bench.worker import reset_peak_rss, rss_mb, versions
-    from .data import load_movielens
-    from .methods import build_recommender
-    from .protocol import append_record
-
-    protocol.check()
-    if not sizes or any(n < 1 for n in sizes):
-        raise FewtuneError("--samples: give training sample counts ≥ 1, e.g. 16,64,256")
-    done = done_keys(out) if out.exists() else set()
-    todo = [(m, p, n, s) for s in seeds for m, p in methods for n in sizes
-            if run_key(protocol, m, p, n, s) not in done]
-    task = progress.add("Recommendation runs (TALLRec protocol)", total=len(todo)) if progress else None
-    if todo:
-        data = load_movielens(protocol.dataset)
-        pool, test = protocol_samples(data, protocol)
-        y = liked(test)
-    for method, params, n, seed in todo:
-        budget = draw_budget(pool, n, seed)
-        train = budget_train_set(budget, data.n_items, data.item_texts)
-        reset_peak_rss()
-        model = build_recommender(method, params, backbone=protocol.backbone, device=device)
-        start = time.perf_counter()
-        info = model.fit(train, seed=seed, progress=None)
-        train_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        scores = model.score_samples(test)
-        predict_seconds = time.perf_counter() - start
-        auc = float(rank_auc(y, scores)[0])
-        lo, hi = auc_interval(y, scores)
-        record = {"key": run_key(protocol, method, params, n, seed), "dataset": protocol.dataset, "method": method,
-                  "params": params, "samples": n, "seed": seed, "auc": auc, "auc_ci95": [lo, hi],
-                  "ratings_used": int(train.labels.nnz), "n_test": len(test), "test_like_rate": float(y.mean()),
-                  "train_seconds": round(train_seconds, 3), "predict_seconds": round(predict_seconds, 3),
-                  "peak_rss_mb": rss_mb(), "protocol": protocol.to_dict(),
-                  "train_info": {k: v for k, v in info.items() if k != "evidence_per_user"},
-                  "scores": [round(float(v), SCORE_DIGITS) for v in scores], "versions": versions()}
-        append_record(out, record)
-        if on_record:
-            on_record(record)
-        if progress:
-            progress.advance(task)
-    return {"done": len(todo), "out": str(out), "summary": summarize(out, protocol, y if todo else None)}
+                      out: Path, **options) -> dict:
+    """Every (method, samples, seed) not yet in `out` (runner.run_protocol); returns counts and the table over seeds."""
+    result = run_protocol(protocol, methods, sizes, seeds, out, **options)
+    del result["skipped"]  # the result's JSON (`recommend bench --json`) never carried it on this protocol
+    return result
 
 
 def liked(samples: list[Sample]) -> np.ndarray:
@@ -209,27 +205,20 @@ def liked(samples: list[Sample]) -> np.ndarray:
 def summarize(out: Path, protocol: TallRecProtocol, y: np.ndarray | None = None) -> list[dict]:
     """Per (method and params, samples): mean ± std of the AUC over seeds, the joint bootstrap interval of
     that mean, and the mean training time."""
-    import json
-
-    from ..bench.records import load_runs
-    from .data import load_movielens
-
-    from .methods import get_recommender
-
     def same(p: dict) -> bool:  # the item backbone is the method's choice, not the protocol's: rows differ by it
         return {**p, "backbone": None} == {**protocol.to_dict(), "backbone": None}
 
     runs = [r for r in load_runs(out) if same(r.get("protocol") or {})]
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
-        label = r["method"] + (" " + json.dumps(r["params"], sort_keys=True) if r.get("params") else "")
+        label = method_label(r)
         if get_recommender(r["method"]).needs_encoder:
             label += f" [{r['protocol']['backbone']}]"
         groups.setdefault((label, r["samples"]), []).append(r)
     rows = []
     for (label, n), group in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         if y is None:  # the test labels, rebuilt once: every run of this protocol scored the same samples
-            y = liked(protocol_samples(load_movielens(protocol.dataset), protocol)[1])
+            y = liked(protocol_samples(ratings.load_movielens(protocol.dataset), protocol)[1])
         aucs = np.array([r["auc"] for r in group])
         lo, hi = auc_interval(y, np.array([r["scores"] for r in group]))
         rows.append({"method": label, "samples": n, "seeds": len(group), "auc": float(aucs.mean()),
@@ -237,9 +226,6 @@ def summarize(out: Path, protocol: TallRecProtocol, y: np.ndarray | None = None)
                      "train_seconds": float(np.mean([r["train_seconds"] for r in group])),
                      "ratings_used": float(np.mean([r["ratings_used"] for r in group]))})
     return rows
-
-
-SUMMARY_HEADER = ["method", "samples", "seeds", "AUC (mean ± std)", "95% CI", "train s", "ratings used"]
 
 
 def format_summary(rows: list[dict]) -> list[list[str]]:

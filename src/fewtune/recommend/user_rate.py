@@ -10,17 +10,18 @@ Within one user the item's popularity breaks the ties, so a ranking is still a r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import FewtuneError
+from ..params import param
 from .base import Recommender, RecommenderParams, TrainSet, register_recommender, smoothed_like_rate
 
 
 @dataclass
 class UserRateParams(RecommenderParams):
-    smoothing: float = field(default=2.0, metadata={"help": "pseudo-ratings at the overall like rate added to the user's own"})
+    smoothing: float = param(2.0, "pseudo-ratings at the overall like rate added to the user's own")
 
     def check(self, problems: list[str]) -> None:
         if self.smoothing < 0:

@@ -3,19 +3,18 @@
     from fewtune.serve import create_app
     app = create_app({"reviews": "my-model"})   # FastAPI; `fewtune serve my-model` runs it with uvicorn
 
-Names are imported on first use, so the command line's `--help` does not import FastAPI.
+The app is imported on first use, so the command line's `--help` does not import FastAPI (the optional
+[serve] extra); TeachConfig needs none of it.
 """
+
+from .teach import TeachConfig
 
 __all__ = ["Limits", "TeachConfig", "create_app"]
 
 
 def __getattr__(name: str):
     if name in ("Limits", "create_app"):
-        from . import app
+        from . import app  # why: FastAPI, the optional [serve] extra, which `import fewtune.serve` must not need
 
         return getattr(app, name)
-    if name == "TeachConfig":
-        from .teach import TeachConfig
-
-        return TeachConfig
     raise AttributeError(f"module 'fewtune.serve' has no attribute {name!r}")

@@ -1,8 +1,8 @@
 """The shapes of the server's answers, as pydantic models: the OpenAPI schema (/docs, /openapi.json)
 types every response, and every refusal shares one error shape.
 
-Requests are validated by their own models in app.py; these only describe what comes back (FastAPI
-checks each answer against them, so the schema cannot drift from the handlers).
+Requests are validated by their own models in request_bodies.py; these only describe what comes back
+(FastAPI checks each answer against them, so the schema cannot drift from the handlers).
 """
 
 from __future__ import annotations

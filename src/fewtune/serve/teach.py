@@ -15,8 +15,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..backbones.registry import DEFAULT_ENCODER
+from .. import experiment
+from ..backbones.catalog import DEFAULT_ENCODER
+from ..data import as_labeled, check_trainable
 from ..errors import FewtuneError
+from ..progress import observe_progress
 
 # Texts are cut to 128 tokens: a page user pastes sentences, and it keeps a MiniLM setfit run on a
 # few dozen examples to seconds on two cores.
@@ -77,8 +80,6 @@ class Teacher:
         return self._running is not None
 
     def start(self, texts: list[str], labels: list[str], method: str | None) -> Job:
-        from ..data import as_labeled, check_trainable
-
         method = method or next(iter(self.config.methods))
         if method not in self.config.methods:
             raise FewtuneError(f"method {method!r} is not offered here; choose one of {', '.join(self.config.methods)}")
@@ -101,9 +102,6 @@ class Teacher:
         return job
 
     def _train(self, job: Job, name: str, data) -> None:
-        from ..experiment import Prepared, RunSpec, run
-        from ..progress import observe_progress
-
         def observe(event: str, task: int, value, total) -> None:
             if event == "add":
                 job.stage, job.done, job.total = str(value), 0, total
@@ -112,10 +110,11 @@ class Teacher:
 
         job.status = "running"
         try:
-            spec = RunSpec(backbone=self.config.backbone, method=job.method, params=self.config.methods[job.method],
-                           seed=self.config.seed, quiet=True)
+            spec = experiment.RunSpec(backbone=self.config.backbone, method=job.method,
+                                      params=self.config.methods[job.method], seed=self.config.seed, quiet=True)
+            prepared = experiment.Prepared(data, source=f"{len(data)} examples labeled on the page")
             with observe_progress(observe):
-                clf = run(spec, Prepared(data, source=f"{len(data)} examples labeled on the page")).model
+                clf = experiment.run(spec, prepared).model
             self.on_trained(name, clf)
             with self._lock:
                 self.taught.append(name)

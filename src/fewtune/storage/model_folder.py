@@ -22,12 +22,12 @@ from typing import Any
 from .atomic import atomic_folder
 from .integrity import check_seal, seal
 from ..errors import ModelFolderError, TrustRequired
-from ..model_card import with_metadata
 
 FORMAT = "fewtune-model"
 FORMAT_VERSION = 1
 CONFIG_NAME = "fewtune.json"
 CARD_NAME = "README.md"
+SPEC_NAME = "spec.yaml"  # the settings of the `fewtune train` run that made the model (train --config reads it)
 # Formats that torch.load would unpickle: arbitrary code runs when they are loaded.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
 
@@ -81,7 +81,7 @@ def write_model_folder(
         }
         config = seal(config)
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        (tmp / CARD_NAME).write_text(with_metadata(config, render_card(config)), encoding="utf-8")
+        (tmp / CARD_NAME).write_text(render_card(config), encoding="utf-8")
     return path
 
 

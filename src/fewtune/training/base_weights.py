@@ -3,7 +3,7 @@
 me5-small's word-embedding table is 96M of its 118M parameters (367 of 470 MB), and no encoder method
 trains it by default (setfit and finetune freeze it, LoRA leaves it, linear-probe trains nothing): a
 copy in every saved model would be 367 MB of the pretrained weights again. So after the body is
-written, every tensor bitwise equal to the registry backbone's is dropped from body/model.safetensors
+written, every tensor bitwise equal to the catalog backbone's is dropped from body/model.safetensors
 and listed in body/fewtune_base.json with the backbone's name and its weights' sha256; loading fills
 them back from the backbone (installed or cached), and refuses, naming the command that rebuilds it,
 when that backbone is missing or its weights changed. Local folders and hub ids are never referenced:
@@ -18,7 +18,12 @@ import functools
 import json
 from pathlib import Path
 
+from ..backbones.catalog import BACKBONES
+from ..backbones.gguf import PROVENANCE_FILE
+from ..backbones.resolve import resolve_backbone
 from ..errors import FewtuneError, ModelFolderError
+from ..storage.model_folder import sha256
+from .transformer_layers import hf_model
 
 BASE_FILE = "fewtune_base.json"
 WEIGHTS = "model.safetensors"
@@ -41,8 +46,6 @@ def drop_base_tensors(body_folder: Path, backbone_name: str) -> dict | None:
     import torch
     from safetensors import safe_open
     from safetensors.torch import save_file
-
-    from ..backbones.registry import BACKBONES
 
     if _STANDALONE.get():
         return None
@@ -73,8 +76,6 @@ def drop_base_tensors(body_folder: Path, backbone_name: str) -> dict | None:
 def fill_base_tensors(body, body_folder: Path) -> None:
     """Copy the tensors body_folder/fewtune_base.json lists from the backbone into `body` (loaded without them)."""
     from safetensors import safe_open
-
-    from .encoder_layers import hf_model
 
     facts_file = body_folder / BASE_FILE
     if not facts_file.is_file():
@@ -144,15 +145,11 @@ def _listed_tensors(body_folder: Path) -> list[str]:
 
 
 def _base_folder(name: str) -> Path:
-    from ..backbones.resolve import resolve_backbone
-
     return Path(resolve_backbone(name).path)
 
 
 def weights_sha256(folder: Path) -> str:
     """sha256 of folder/model.safetensors: the one recorded at conversion when fewtune converted it."""
-    from ..backbones.gguf import PROVENANCE_FILE
-
     try:
         recorded = json.loads((folder / PROVENANCE_FILE).read_text(encoding="utf-8")).get(f"{WEIGHTS}_sha256")
     except (OSError, ValueError):
@@ -164,8 +161,6 @@ def weights_sha256(folder: Path) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _file_sha256(path: str, size: int, mtime_ns: int) -> str:  # size and time: a changed file is hashed again
-    from ..storage.model_folder import sha256
-
     return sha256(Path(path))
 
 

@@ -65,12 +65,9 @@ def classification_loss(logits: torch.Tensor, targets: torch.Tensor, weights: to
     return F.cross_entropy(logits, targets, weight=weights)
 
 
+# A method's class_weight parameter: param("none", CLASS_WEIGHT_HELP, choices=CLASS_WEIGHTS).
+CLASS_WEIGHTS = ("none", "balanced")
 CLASS_WEIGHT_HELP = "'balanced': weight classes inversely to their frequency (imbalanced data); 'none': equal"
-
-
-def check_class_weight(mode: str, problems: list[str]) -> None:
-    if mode not in ("none", "balanced"):
-        problems.append(f"class_weight must be 'none' or 'balanced', got {mode!r}")
 
 
 def save_head(tensors: dict[str, torch.Tensor], path: Path, activation: str) -> None:

@@ -4,7 +4,8 @@ A template turns a text into a prompt ("Review: {text}\\nSentiment:") and each c
 words (" terrible" / " great"). A class's score is the log-probability of its label words' tokens
 after the prompt (optionally divided by their number, so long label words are not penalised); the
 class probabilities are the softmax of those scores over the classes. LabelWordMethod settles the
-template and the words on the shots, calibrates the scores, and saves both to prompt.json.
+template and the words on the shots, calibrates the scores, and saves both to prompt.json; each
+method (fewtune.methods.zero_shot, icl, prompt) trains, or not, on top of that.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import numpy as np
 import torch
 
 from ..backbones import CAUSAL_LM, ResolvedBackbone, load_causal_lm, resolve_base
+from ..data.sampling import cv_folds
 from ..errors import FewtuneError
-from ..method import FewShotMethod, MethodParams
+from ..methods.base import FewShotMethod, MethodParams
+from ..params import param
 from .heads import probabilities
-from .label_words import AUTO, ScoreCalibration, label_words_for, log_softmax, out_of_fold_logp, template_candidates
-from .lm_training import param as _param
+from .label_words import AUTO, ScoreCalibration, label_words_for, out_of_fold_logp, template_candidates
 from .scorer import LabelScorer, parse_label_words
 
 CALIBRATION_MODES = ("shots", "none")
@@ -29,21 +31,22 @@ PROMPT_FILE = "prompt.json"
 
 @dataclasses.dataclass
 class ZeroShotParams(MethodParams):
-    template: str = _param(AUTO, "prompt with a {text} slot; the label word follows it (empty: generic candidates "
-                                 "scored on the shots, see template_search)")
-    label_words: str = _param(
+    template: str = param(AUTO, "prompt with a {text} slot; the label word follows it (empty: generic candidates "
+                                "scored on the shots, see template_search)")
+    label_words: str = param(
         "", "label word per class, e.g. 'neg=terrible,pos=great' (default: the class names themselves)"
     )
-    calibration: str = _param(
+    calibration: str = param(
         "shots", "'shots': fit a scale and a bias per class on the shots' label-word scores (MAP), so the LM's "
                  "prior over the words cannot put every text in one class; 'none': raw scores")
-    template_search: str = _param(
+    template_search: str = param(
         "ensemble", "with no template: 'ensemble' averages the calibrated log-probabilities of every generic "
                     "candidate (a product of experts, robust where a few shots cannot tell the templates apart); "
                     "'best' keeps the candidate with the lowest cross-validated NLL on the shots (one pass per text)")
-    length_normalize: bool = _param(False, "divide a class's log-probability by its label words' token count")
-    max_text_tokens: int = _param(256, "truncate each text to this many tokens before filling the template")
-    batch_size: int = _param(8, "prompts per forward pass")
+    length_normalize: bool = param(False, "divide a class's log-probability by its label words' token count")
+    max_text_tokens: int = param(256, "truncate each text to this many tokens before filling the template",
+                                 minimum=1)
+    batch_size: int = param(8, "prompts per forward pass", minimum=1)
 
     def check(self, problems: list[str]) -> None:
         super().check(problems)
@@ -54,8 +57,6 @@ class ZeroShotParams(MethodParams):
         if self.template_search not in self.template_searches():
             problems.append(f"template_search must be {' or '.join(map(repr, self.template_searches()))}, "
                             f"got {self.template_search!r}")
-        if self.max_text_tokens < 1:  # stricter than the shared range: a template needs some of the text
-            problems.append(f"max_text_tokens must be at least 1, got {self.max_text_tokens}")
         try:
             parse_label_words(self.label_words)  # a malformed mapping fails here, before any model loads
         except FewtuneError as e:
@@ -70,24 +71,32 @@ class ZeroShotParams(MethodParams):
 class DemoParams(ZeroShotParams):
     """What shapes labelled demonstrations in the context (prompt with demonstrations=true, icl)."""
 
-    max_demo_tokens: int = _param(64, "truncate each demonstration's text to this many tokens")
-    template_search: str = _param("best", "with no template: the generic candidate with the lowest cross-validated "
-                                          "NLL on the shots (training and demonstrations use one template)")
-    separator: str = _param("\n\n", "between demonstrations, and between the last one and the query")
+    max_demo_tokens: int = param(64, "truncate each demonstration's text to this many tokens", minimum=1)
+    template_search: str = param("best", "with no template: the generic candidate with the lowest cross-validated "
+                                         "NLL on the shots (training and demonstrations use one template)")
+    separator: str = param("\n\n", "between demonstrations, and between the last one and the query")
 
     @classmethod
     def template_searches(cls) -> tuple[str, ...]:
         return ("best",)
 
-    def check(self, problems: list[str]) -> None:
-        super().check(problems)
-        if self.max_demo_tokens < 1:
-            problems.append(f"max_demo_tokens must be at least 1, got {self.max_demo_tokens}")
+
+@dataclasses.dataclass
+class TemplateChoice:
+    """The candidate templates scored on the shots, and the one chosen (LabelWordMethod._choose_template)."""
+
+    candidates: dict[str, str]  # name -> template: the user's ("given"), or the generic ones
+    scores: dict[str, np.ndarray]  # name -> the shots' raw label-word scores under it
+    oof: dict[str, np.ndarray]  # name -> out-of-fold calibrated log-probabilities (empty without folds)
+    results: dict[str, dict]  # name -> cv_nll and cv_accuracy (empty without folds)
+    folds: list | None  # None: a class with one shot, no held-out shot to compare on
+    chosen: str
 
 
 class LabelWordMethod(FewShotMethod):
-    """A causal LM scoring each class's label words after a template: the model that zero-shot is, and
-    that icl and prompt build on (with demonstrations in the context, with training)."""
+    """A causal LM scoring each class's label words after a template: what zero-shot uses as it is (adding
+    its ensemble of templates), and icl and prompt build on (demonstrations in the context, training).
+    Each method's fit is its own. prompt.json holds the ensemble for every method, so it is kept here."""
 
     backbone_kinds = (CAUSAL_LM,)
     kind = "label-words"
@@ -161,12 +170,9 @@ class LabelWordMethod(FewShotMethod):
         cache.update({(key, t): row for t, row in zip(todo, scores)})
         return np.stack([cache[(key, t)] for t in texts]) if texts else scores
 
-    def _settle_prompt(self, texts, y, *, seed: int, progress) -> tuple[dict, np.ndarray]:
-        """Choose the template (the user's, or the generic candidate whose calibrated scores have the
-        lowest cross-validated NLL on the shots) and fit the calibration on the shots.
-        Returns (what was chosen, for train_info; the shots' raw scores under the chosen template)."""
-        from ..selection import cv_folds
-
+    def _choose_template(self, texts, y, *, seed: int, progress) -> TemplateChoice:
+        """Score the shots under each candidate template (the user's, or the generic ones) and choose the
+        one whose calibrated scores have the lowest cross-validated NLL on the shots."""
         self.model.eval()
         self._resolve_words()
         y = np.asarray(y)
@@ -190,62 +196,36 @@ class LabelWordMethod(FewShotMethod):
                 results[name] = {"cv_nll": round(float(-oof[name][rows, y].mean()), 6),
                                  "cv_accuracy": round(float((oof[name].argmax(1) == y).mean()), 6)}
             chosen = min(results, key=lambda k: (results[k]["cv_nll"], list(results).index(k)))
+        return TemplateChoice(candidates, scores, oof, results, folds, chosen)
 
-        def calibrate(name: str) -> ScoreCalibration:
-            return ScoreCalibration.fit(scores[name], y) if self.params.calibration == "shots" else ScoreCalibration()
+    def _calibrated(self, scores: np.ndarray, y: np.ndarray) -> ScoreCalibration:
+        """The calibration of these raw scores: fitted on the shots, or none (calibration="none")."""
+        return ScoreCalibration.fit(scores, y) if self.params.calibration == "shots" else ScoreCalibration()
 
-        self.template, self.calibration = candidates[chosen], calibrate(chosen)
-        self.ensemble, self.ensemble_calibration = [], ScoreCalibration()
-        if len(candidates) > 1 and self.params.template_search == "ensemble":
-            self.ensemble = [(candidates[name], calibrate(name)) for name in candidates]
-            if oof and self.params.calibration == "shots":
-                # Averaging log-probabilities dilutes the sharp templates with the vague ones: the mean's own
-                # scale and bias are fitted on the out-of-fold means, which no member's calibration saw.
-                self.ensemble_calibration = ScoreCalibration.fit(np.mean([oof[n] for n in candidates], axis=0), y)
-        # What this model says of each shot when the shot took no part in its calibration (hybrid's head
-        # is fitted on these: in-sample calibrated scores would look more reliable than they are).
-        if self.params.calibration != "shots" or folds is None:
-            self.shot_logp = self._combine(scores, list(candidates) if self.ensemble else [chosen])
-        elif self.ensemble:
-            self.shot_logp = log_softmax(self.ensemble_calibration.apply(np.mean([oof[n] for n in candidates], axis=0)))
-        else:
-            self.shot_logp = oof[chosen]
-        info = {"template": "ensemble" if self.ensemble else chosen,
-                "label_words": dict(zip(self.class_names, self.words)),
-                "calibration": rounded(self.calibration)}
-        if self.ensemble:
-            info["best_template"] = chosen
-            info["calibration"] = {name: rounded(cal) for name, (_, cal) in zip(candidates, self.ensemble)}
-            info["calibration"]["ensemble"] = rounded(self.ensemble_calibration)
-        if len(results) > 1:
-            info["template_candidates"] = results
-        return info, scores[chosen]
+    def _prompt_info(self, choice: TemplateChoice, *, template: str | None = None, calibration: dict | None = None,
+                     **more) -> dict:
+        """What was chosen, for train_info: the template, the words, the calibration, then `more`."""
+        info = {"template": template or choice.chosen, "label_words": dict(zip(self.class_names, self.words)),
+                "calibration": calibration or rounded(self.calibration), **more}
+        if len(choice.results) > 1:
+            info["template_candidates"] = choice.results
+        return info
 
-    def _combine(self, scores: dict[str, np.ndarray], names: list[str]) -> np.ndarray:
-        """Log-probabilities from raw scores: one template calibrated, or the ensemble's calibrated mean."""
-        if not self.ensemble:
-            return log_softmax(self.calibration.apply(scores[names[0]]))
-        mean = np.mean([log_softmax(cal.apply(scores[n])) for n, (_, cal) in zip(names, self.ensemble)], axis=0)
-        return log_softmax(self.ensemble_calibration.apply(mean))
+    def _settle_prompt(self, texts, y, *, seed: int, progress) -> tuple[dict, np.ndarray]:
+        """Choose the template (_choose_template) and fit its calibration on the shots.
+        Returns (what was chosen, for train_info; the shots' raw scores under the chosen template)."""
+        y = np.asarray(y)
+        choice = self._choose_template(texts, y, seed=seed, progress=progress)
+        self.template = choice.candidates[choice.chosen]
+        self.calibration = self._calibrated(choice.scores[choice.chosen], y)
+        return self._prompt_info(choice), choice.scores[choice.chosen]
 
-    # -- FewShotMethod --------------------------------------------------------------------
-    def fit(self, texts, y, n_classes, *, seed, progress) -> dict:
-        self._check_single_label(y)
-        self._load_lm()
-        info, _ = self._settle_prompt(texts, y, seed=seed, progress=progress)
-        return {"trained": False, "prompt": info}
-
+    # -- FewShotMethod (fit is each method's own) -------------------------------------------
     @torch.no_grad()
     def predict_proba(self, texts, *, progress=None) -> np.ndarray:
         self.model.eval()
-        if not self.ensemble:
-            scores = self._raw_scores(self._scorer(), texts, progress, "Scoring label words")
-            return probabilities(torch.from_numpy(self.calibration.apply(scores)), "softmax")
-        # A product of experts: the mean of the templates' calibrated log-probabilities, itself calibrated.
-        scores = {str(i): self._raw_scores(self._scorer(template), texts, progress,
-                                           f"Scoring label words (template {i + 1} of {len(self.ensemble)})")
-                  for i, (template, _) in enumerate(self.ensemble)}
-        return probabilities(torch.from_numpy(self._combine(scores, list(scores))), "softmax")
+        scores = self._raw_scores(self._scorer(), texts, progress, "Scoring label words")
+        return probabilities(torch.from_numpy(self.calibration.apply(scores)), "softmax")
 
     # -- the label words as a softmax head, for posteriors (fewtune.bayes.laplace) ----------------
     # With one token per label word, the class scores are the LM's output layer restricted to those

@@ -6,30 +6,23 @@ from __future__ import annotations
 import dataclasses
 
 from ..bayes import L2SPPrior
-from ..method import MethodParams
+from ..methods.base import MethodParams
+from ..params import param
 from .lora import LoraDeltaPrior, apply_lora
-
-
-def param(default, help_text: str):
-    return dataclasses.field(default=default, metadata={"help": help_text})
 
 
 @dataclasses.dataclass
 class LMTrainingParams(MethodParams):
-    epochs: int = param(10, "passes over the training examples")
-    lr: float = param(1e-3, "learning rate (LoRA adapters; use ~2e-5 with lora=false)")
-    weight_decay: float = param(0.01, "AdamW weight decay: pulls LoRA adapters toward zero, the pretrained model")
-    warmup_ratio: float = param(0.1, "fraction of steps with linear learning-rate warm-up, then linear decay")
+    epochs: int = param(10, "passes over the training examples", minimum=0)
+    lr: float = param(1e-3, "learning rate (LoRA adapters; use ~2e-5 with lora=false)", above=0)
+    weight_decay: float = param(0.01, "AdamW weight decay: pulls LoRA adapters toward zero, the pretrained model",
+                                minimum=0)
+    warmup_ratio: float = param(0.1, "fraction of steps with linear learning-rate warm-up, then linear decay",
+                                minimum=0, maximum=1)
     lora: bool = param(True, "train LoRA adapters (saved alone, reloaded onto the base) instead of every weight")
-    lora_r: int = param(8, "LoRA rank")
-    lora_alpha: int = param(16, "LoRA scaling α")
-    l2sp: float = param(0.0, "L2-SP strength λ toward the pretrained weights (on ΔW for LoRA)")
-
-    def check(self, problems: list[str]) -> None:
-        super().check(problems)
-        # epochs, lr, weight_decay, l2sp, lora_r and lora_alpha: the shared ranges (params.check_ranges).
-        if not 0 <= self.warmup_ratio <= 1:
-            problems.append(f"warmup_ratio must be between 0 and 1, got {self.warmup_ratio}")
+    lora_r: int = param(8, "LoRA rank", minimum=1)
+    lora_alpha: int = param(16, "LoRA scaling α", above=0)
+    l2sp: float = param(0.0, "L2-SP strength λ toward the pretrained weights (on ΔW for LoRA)", minimum=0)
 
 
 def prepare_for_training(model, p: LMTrainingParams):

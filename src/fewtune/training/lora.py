@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..backbones.quiet import quiet_libraries
+from ..backbones.catalog import adapter_base
+from ..backbones.quiet_loading import quiet_libraries
 from ..errors import FewtuneError
 
 
@@ -67,14 +68,19 @@ ADAPTER_WEIGHTS, ADAPTER_CONFIG = "adapter_model.safetensors", "adapter_config.j
 LEGACY_WEIGHTS = "adapter.safetensors"
 
 
-def save_adapter(model, folder, *, base_model: str | None = None) -> None:
-    """The LoRA weights alone (a few hundred kB) in PEFT's format (`save_pretrained`). base_model: the hub id
-    of the backbone, written as the adapter's base_model_name_or_path instead of a local cache path."""
+def save_adapter(model, folder, *, backbone: str | None = None) -> None:
+    """The LoRA weights alone (a few hundred kB) in PEFT's format (`save_pretrained`). backbone: the name the
+    model was trained on; its catalog entry says what adapter_config.json names as the base
+    (catalog.adapter_base: the hub id of an exact copy, `fewtune:NAME (…quantization, package…)` for a
+    backbone converted from a quantized package) instead of this machine's cache path."""
     config = model.peft_config["default"]
-    if base_model:
-        config.base_model_name_or_path = base_model
+    base = adapter_base(backbone)
+    if base:
+        config.base_model_name_or_path = base
     with quiet_libraries():
-        model.save_pretrained(str(folder), safe_serialization=True)
+        # save_embedding_layers=False: the adapters never target embeddings, and PEFT's "auto" would look
+        # base_model_name_or_path up on the hub to compare vocabulary sizes (a network call at save time).
+        model.save_pretrained(str(folder), safe_serialization=True, save_embedding_layers=False)
     # PEFT also writes a README.md of its own; the folder's card is fewtune's (written after the payload).
     (folder / "README.md").unlink(missing_ok=True)
 

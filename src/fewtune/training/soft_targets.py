@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import FewtuneError
-from ..method import METHODS, get_method
+from ..methods.base import METHODS, get_method
 
 
 def check_soft_targets(clf, soft_targets, classes, multi_label: bool, n: int) -> None:

@@ -25,15 +25,17 @@ import torch
 
 from ..backbones import CAUSAL_LM, DEFAULT_CAUSAL_LM, ResolvedBackbone, load_causal_lm, pick_device, resolve_backbone
 from ..backbones import resolve_base
-from ..backbones.quiet import quiet_libraries
-from ..backbones.registry import hub_id
+from ..backbones.quiet_loading import quiet_libraries
 from ..data.labeled import DataWarning
 from ..errors import FewtuneError
 from ..estimator import ParamsEstimator
-from ..training.lm_training import LMTrainingParams, param as _param, prepare_for_training
+from ..params import param
+from ..training.lm_training import LMTrainingParams, prepare_for_training
 from ..training.lora import load_adapter, save_adapter
 from ..training.optim import make_optimizer, update
 from ..training.tracking import curve
+from ..model_card import render_generator_card, with_front_matter
+from ..storage.checkpoint import load_checkpoint, save_checkpoint
 from ..storage.model_folder import read_model_folder, write_model_folder
 from ..progress import progress_bar
 from .data import Chat, as_chats, as_texts
@@ -42,16 +44,11 @@ from .formatting import Encoded, LMFormat, collate, token_nll
 TASKS = ("generate", "lm")
 @dataclasses.dataclass
 class GenerationParams(LMTrainingParams):
-    epochs: int = _param(3, "passes over the training examples")
-    lr: float = _param(2e-4, "learning rate (LoRA adapters; use ~2e-5 with lora=false)")
-    batch_size: int = _param(4, "examples per step")
-    max_length: int = _param(256, "tokens per example; longer ones are cut at the end")
-    chat_template: bool = _param(True, "use the backbone's chat template when it has one (else 'User:/Assistant:')")
-
-    def check(self, problems: list[str]) -> None:
-        super().check(problems)
-        if self.max_length < 8:
-            problems.append(f"max_length must be at least 8, got {self.max_length}")
+    epochs: int = param(3, "passes over the training examples", minimum=0)
+    lr: float = param(2e-4, "learning rate (LoRA adapters; use ~2e-5 with lora=false)", above=0)
+    batch_size: int = param(4, "examples per step", minimum=1)
+    max_length: int = param(256, "tokens per example; longer ones are cut at the end", minimum=8)
+    chat_template: bool = param(True, "use the backbone's chat template when it has one (else 'User:/Assistant:')")
 
     @classmethod
     def method_name(cls) -> str:
@@ -113,8 +110,6 @@ class FewShotGenerator(ParamsEstimator):
         uninterrupted run would have (the same batches, the same dropout masks).
         """
         from transformers import get_linear_schedule_with_warmup
-
-        from ..storage.checkpoint import load_checkpoint, save_checkpoint
 
         examples = self._examples(examples, "training data")
         held_out = self._examples(eval_examples, "evaluation data") if eval_examples is not None else None
@@ -244,7 +239,7 @@ class FewShotGenerator(ParamsEstimator):
 
         def payload(folder: Path) -> None:
             if lora:
-                save_adapter(self.model, folder, base_model=hub_id(self.backbone_.name))
+                save_adapter(self.model, folder, backbone=self.backbone_.name)
                 return
             model = self.model
             if self.params.lora:  # merge: fold ΔW into the base weights, drop the adapter layers
@@ -262,9 +257,8 @@ class FewShotGenerator(ParamsEstimator):
         }
         if self.evaluation_:
             config["evaluation"] = self.evaluation_
-        from ..model_card import render_generator_card
-
-        return write_model_folder(path, config, payload, render_generator_card, overwrite=overwrite)
+        return write_model_folder(path, config, payload, with_front_matter(render_generator_card),
+                                  overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | Path, *, device: str | None = None, show_progress: bool = False) -> FewShotGenerator:

@@ -1,4 +1,4 @@
-"""calibrate="temperature": one T fitted on out-of-fold predictions of the shots (fewtune.bayes.temperature)."""
+"""calibrate="temperature": one T fitted on out-of-fold predictions of the shots (the maths: temperature.py)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bayes.temperature import PRIOR_SD, apply_temperature, fit_temperature, nll
 from . import out_of_fold as folds
 from .strategy import Calibration, Fitting, register_calibration
+from .temperature import PRIOR_SD, apply_temperature, fit_temperature, nll
 
 
-@register_calibration("temperature")
+@register_calibration
 class TemperatureScaling(Calibration):
+    name = "temperature"
+
     def __init__(self, temperature: float = 1.0, info: dict | None = None):
         super().__init__(info)
         self.temperature = temperature

@@ -4,8 +4,9 @@ A fitted FewShotClassifier holds its method's model and a chain of strategies: a
 posterior (which turns the model and the texts into probabilities: a Laplace posterior over the
 head, an ensemble's members, dropout masks) and then at most one calibration (which turns
 probabilities into probabilities: a temperature). Each strategy is registered once under the name
-the user passes (`posterior="laplace"`, `calibrate="temperature"`), so the classifier, the CLI and
-the model card never branch on which one it is.
+the user passes (`posterior="laplace"`, `calibrate="temperature"`), in the same kind of Registry as
+the methods (`@register_posterior` / `@register_calibration` on a class with a `name`), so the
+classifier, the CLI and the model card never branch on which one it is.
 """
 
 from __future__ import annotations
@@ -17,36 +18,21 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import FewtuneError
+from ..registry import Registry
 
-_POSTERIORS: dict[str, type[Posterior]] = {}
-_CALIBRATIONS: dict[str, type[Calibration]] = {}
-
-
-def register_posterior(name: str):
-    return _register(_POSTERIORS, name)
-
-
-def register_calibration(name: str):
-    return _register(_CALIBRATIONS, name)
-
-
-def _register(registry: dict, name: str):
-    def add(cls):
-        if name in registry:
-            raise ValueError(f"strategy {name!r} registered twice")
-        cls.name = name
-        registry[name] = cls
-        return cls
-
-    return add
+# The strategies by the name the user passes, in registration order (the order of the names in messages).
+POSTERIOR_STRATEGIES: Registry[type[Posterior]] = Registry("posterior")
+CALIBRATION_STRATEGIES: Registry[type[Calibration]] = Registry("calibration")
+register_posterior = POSTERIOR_STRATEGIES.register  # class decorator: files the class under its `name`
+register_calibration = CALIBRATION_STRATEGIES.register
 
 
 def posterior_names() -> tuple[str, ...]:
-    return tuple(_POSTERIORS)
+    return tuple(POSTERIOR_STRATEGIES)
 
 
 def calibration_names() -> tuple[str, ...]:
-    return tuple(_CALIBRATIONS)
+    return tuple(CALIBRATION_STRATEGIES)
 
 
 @dataclass
@@ -68,7 +54,7 @@ class Strategy:
     """One link of the chain. `info` is what `fit` reports; it is kept in train_info_[role] and in
     fewtune.json's "training", and `describe` reads it."""
 
-    name: ClassVar[str]  # set by the register_* decorator
+    name: ClassVar[str]  # what the user passes (posterior="laplace"); the registry files the class under it
     role: ClassVar[str]  # "posterior" or "calibration": the key of train_info_ and the link's place
 
     def __init__(self, info: dict | None = None):
@@ -173,16 +159,17 @@ class Calibration(Strategy):
 
 def plan_chain(clf, multi_label: bool) -> list[Strategy]:
     """The unfitted chain clf's options ask for; bad options are errors before any training."""
-    if clf.posterior is not None and clf.posterior not in _POSTERIORS:
-        raise FewtuneError(f"posterior must be None or one of {', '.join(map(repr, _POSTERIORS))}, "
+    if clf.posterior is not None and clf.posterior not in POSTERIOR_STRATEGIES:
+        raise FewtuneError(f"posterior must be None or one of {', '.join(map(repr, POSTERIOR_STRATEGIES))}, "
                            f"got {clf.posterior!r}")
     samples = clf.posterior_samples
     if not isinstance(samples, int) or samples < 0 or samples == 1:
         raise FewtuneError(f"posterior_samples must be 0 (the default) or at least 2, got {samples!r}")
-    if clf.calibrate not in (None, *_CALIBRATIONS):
-        raise FewtuneError(f"calibrate must be None or one of {', '.join(map(repr, _CALIBRATIONS))}, "
+    if clf.calibrate not in (None, *CALIBRATION_STRATEGIES):
+        raise FewtuneError(f"calibrate must be None or one of {', '.join(map(repr, CALIBRATION_STRATEGIES))}, "
                            f"got {clf.calibrate!r}")
-    kinds = [cls for cls in (_POSTERIORS.get(clf.posterior), _CALIBRATIONS.get(clf.calibrate)) if cls is not None]
+    kinds = [registry[option] for registry, option in ((POSTERIOR_STRATEGIES, clf.posterior),
+                                                       (CALIBRATION_STRATEGIES, clf.calibrate)) if option is not None]
     for cls in kinds:
         cls.check_options(clf)
     if multi_label and (clf.posterior or clf.calibrate or clf.class_prior is not None):
@@ -203,9 +190,9 @@ def fit_chain(chain: list[Strategy], fitting: Fitting) -> tuple[list[Strategy], 
 
 def load_chain(config: dict, folder: Path, clf) -> list[Strategy]:
     """The fitted chain a model folder holds, posterior first."""
-    return [cls.from_state(config, folder, clf) for cls in (*_POSTERIORS.values(), *_CALIBRATIONS.values())
-            if cls.saved_in(config)]
+    return [cls.from_state(config, folder, clf)
+            for cls in (*POSTERIOR_STRATEGIES.values(), *CALIBRATION_STRATEGIES.values()) if cls.saved_in(config)]
 
 
 def sampled_names() -> tuple[str, ...]:
-    return tuple(name for name, cls in _POSTERIORS.items() if cls.sampled)
+    return tuple(name for name, cls in POSTERIOR_STRATEGIES.items() if cls.sampled)

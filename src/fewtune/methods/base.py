@@ -2,8 +2,8 @@
 
 A method is a class that registers itself with `@register_method`; `FewShotClassifier` and the
 CLI find methods only through `METHODS`, so adding a method means adding one module to
-fewtune.methods. This lives outside that package so that fewtune.training, which the methods are
-built from, can build on it without importing every method.
+fewtune.methods (whose __init__ imports every module but this one). fewtune.training, which the
+methods are built from, builds on this module.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .params import Params
-from .registry import Registry
+from ..params import Params
+from ..registry import Registry
 
 
 KINDS = ("encoder", "label-words", "hybrid", "baseline", "portfolio")
@@ -25,10 +25,12 @@ LABEL_WORD_KINDS = ("label-words", "hybrid")  # a hybrid's LM part reads label w
 
 @dataclasses.dataclass
 class MethodParams(Params):
-    """Hyper-parameters of a classification method (fields with help; `check` names invalid values; the
-    ranges every method shares, by parameter name, are params.check_ranges)."""
+    """Hyper-parameters of a classification method: fields declared with param(...), whose help `fewtune
+    methods` shows and whose limits (minimum=, maximum=, above=, choices=) are each field's range, checked
+    by params.check_ranges; `check` names what one field's limits cannot say. Problems are listed in the
+    order the fields are declared in."""
 
-    ranges_apply: ClassVar[bool] = True
+    problems_in_field_order: ClassVar[bool] = True
 
     @classmethod
     def _registry(cls) -> Registry:
@@ -52,7 +54,8 @@ class FewShotMethod(ABC):
     # What `--select cv` searches when the user gives no grid: few points, the default first.
     selection_grid: ClassVar[dict[str, list[Any]]] = {}
     # What the method is, for callers that treat kinds differently (KINDS); "label-words" and "hybrid"
-    # methods read a template and label words, which a built-in data set supplies (defaults_for).
+    # methods read a template and label words, which a built-in data set supplies (experiment.run
+    # passes its prompt_params to these kinds unless the data set is read as a user's file).
     kind: ClassVar[str] = "encoder"
     # The parameters that cap how many tokens of each text are read, the encoder's first; a
     # benchmark's --max-seq-length sets them all, and check-data counts against the first one set.
@@ -65,16 +68,6 @@ class FewShotMethod(ABC):
         # The classes as text, in index order; set by FewShotClassifier before fit and after load, for
         # methods that read the label names themselves (label words of prompt methods).
         self.class_names: list[str] = []
-
-    @classmethod
-    def defaults_for(cls, dataset: str) -> dict[str, Any]:
-        """Parameters the built-in data set `dataset` supplies unless the user sets them: its own template
-        and label words, for the methods that read them."""
-        if cls.kind not in LABEL_WORD_KINDS:
-            return {}
-        from .data.builtin import get_dataset
-
-        return get_dataset(dataset).prompt_params()
 
     def parts(self) -> list[FewShotMethod]:
         """The methods this one is made of (auto's members, hybrid's LM); they read the class names too."""
@@ -138,7 +131,9 @@ class FewShotMethod(ABC):
         """Rebuild a trained method from what `save` wrote."""
 
 
-
-METHODS: Registry[type[FewShotMethod]] = Registry("method")
+# The baselines and the encoder methods first, then the causal-LM ones, then those combining others.
+LISTED_FIRST = ("linear_probe", "setfit", "finetune", "majority", "zero_shot", "prompt", "icl", "auto", "hybrid")
+METHODS: Registry[type[FewShotMethod]] = Registry("method", found_in="fewtune.methods", skip=("base",),
+                                                  first=LISTED_FIRST)
 register_method = METHODS.register
 get_method = METHODS.get

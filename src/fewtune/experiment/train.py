@@ -4,16 +4,31 @@ examples, saved; or, for --task generate/lm, a causal LM fine-tuned the same way
 `run` returns what `fewtune train --json` prints; the CLI only parses options into the spec and
 prints. The benchmark worker and the server's teach page build their classifier with
 `build_classifier` and fit it on data they drew themselves.
+
+This is the part of fewtune.experiment that imports torch (the classifier, the methods, the
+generator): the package imports it on first use of `run`, `Run` or `build_classifier`.
 """
 
 from __future__ import annotations
 
 import shutil
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Optional
 
+from ..backbones import resolve_backbone
+from ..classifier import FewShotClassifier
+from ..data.audit_backbone import check_before_training, token_limit
+from ..data.builtin import get_dataset
 from ..errors import FewtuneError
+from ..generation.generator import FewShotGenerator, GenerationParams
+from ..methods import get_method  # the package: importing it registers every method
+from ..methods.base import LABEL_WORD_KINDS
+from ..selection import parse_grid
+from ..training.tracking import log_run
 from .prepare import Prepared, prepare
+from .scores import evaluation, inputs, targets
 from .spec import RunSpec
 
 
@@ -28,17 +43,15 @@ def build_classifier(spec: RunSpec):
     """The classifier a spec asks for, its method, parameters, selection and backbone checked before any
     data is read; with the method's parameters. A built-in data set lends its own template and label
     words to the methods that read them, unless given or withheld (as_user_file)."""
-    from ..classifier import FewShotClassifier
-    from ..methods import get_method
-
     method_cls = get_method(spec.method)
     params: dict[str, Any] = dict(spec.params)
     if spec.time_budget is not None:
         if "time_budget" not in method_cls.params_class.help():
             raise FewtuneError(f"--time-budget applies to --method auto, not {spec.method}")
         params["time_budget"] = spec.time_budget
-    if spec.dataset is not None and not spec.as_user_file:
-        for key, value in method_cls.defaults_for(spec.dataset).items():
+    if spec.dataset is not None and not spec.as_user_file and method_cls.kind in LABEL_WORD_KINDS:
+        # The built-in's own template and label words, unless the user set them.
+        for key, value in get_dataset(spec.dataset).prompt_params().items():
             params.setdefault(key, value)
     clf = FewShotClassifier(backbone=spec.default_backbone(), method=spec.method, params=params, seed=spec.seed,
                             device=spec.device, show_progress=not spec.quiet, select=spec.select,
@@ -46,8 +59,6 @@ def build_classifier(spec: RunSpec):
                             posterior_samples=spec.posterior_samples, class_prior=spec.class_prior, trust=spec.trust)
     _, method_params, _ = clf.check_options(flags=True)
     if spec.grid:
-        from ..selection import parse_grid
-
         clf.grid = parse_grid(spec.grid, type(method_params), spec.method, params)
     return clf, method_params
 
@@ -73,57 +84,14 @@ def run(spec: RunSpec, prepared: Optional[Prepared] = None, *,
     if spec.log_with:
         result["logged"] = _track(spec, clf.train_info_, result.get("evaluation"))
     if spec.output is not None:
-        clf.save(spec.output, overwrite=spec.overwrite, evaluation=result.get("evaluation"), standalone=spec.standalone)
+        clf.save(spec.output, overwrite=spec.overwrite, evaluation=result.get("evaluation"), standalone=spec.standalone,
+                 run_spec=spec.to_yaml())
         result["output"] = str(spec.output)
     return Run(clf, result, prepared)
 
 
-def inputs(data) -> list:
-    """What a classifier reads of labeled examples: the texts, or (text, text_pair) pairs."""
-    return data.texts if data.text_pairs is None else list(zip(data.texts, data.text_pairs))
-
-
-def targets(data, multi_label: bool, sep: str):
-    """Labels as read, or for multi-label each cell split into its list of labels."""
-    if not multi_label:
-        return data.labels
-    if not sep:
-        raise FewtuneError("--label-sep must not be empty")
-    return [[part.strip() for part in str(cell).split(sep) if part.strip()] for cell in data.labels]
-
-
-def held_out_report(clf, heldout, sep: str) -> dict:
-    """Accuracy, macro-F1 and per-class scores of a classifier on labeled examples (with calibration, single-label)."""
-    from ..metrics import calibration_report, classification_report, multilabel_report
-
-    if not clf.multi_label_:
-        proba = clf.predict_proba(inputs(heldout))
-        # predict is argmax of predict_proba for every single-label method: one pass serves both.
-        report = classification_report(heldout.labels, clf.classes_[proba.argmax(1)], clf.classes_)
-        return {**report, "calibration": calibration_report(heldout.labels, proba, clf.classes_)}
-    from ..data.multilabel import to_indicator
-
-    truth = to_indicator(targets(heldout, True, sep), list(clf.classes_), source=heldout.source)
-    return multilabel_report(truth, clf.predict(inputs(heldout)), clf.classes_)
-
-
-def evaluation(clf, heldout, what: str, label_sep: str) -> dict[str, Any]:
-    """The held-out scores a run reports and its model folder keeps."""
-    report = held_out_report(clf, heldout, label_sep)
-    scores = {"held_out": what, "n": report["n"], "accuracy": round(report["accuracy"], 4),
-              "macro_f1": round(report["macro_f1"], 4)}
-    if "calibration" in report:
-        scores.update({k: round(report["calibration"][k], 4) for k in ("ece", "nll", "brier")})
-    return scores
-
-
 def _track(spec: RunSpec, train_info: dict, scores: Optional[dict]) -> dict[str, Any]:
     """The run's loss curve and held-out scores sent to its --log-with trackers; where they went."""
-    import time
-    from pathlib import Path
-
-    from ..training.tracking import log_run
-
     what = spec.method if spec.task == "classify" else spec.task
     name = f"{what}-{spec.dataset or Path(spec.data or 'data').stem}-seed{spec.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     folder = spec.logging_dir or Path("runs")
@@ -137,9 +105,6 @@ def _track(spec: RunSpec, train_info: dict, scores: Optional[dict]) -> dict[str,
 def _check_data(spec: RunSpec, prepared: Prepared, method_params, backbone: str) -> dict:
     """The audit of `fewtune check-data` on the user's whole file (a suspect row outside the shots would
     otherwise be scored as held-out truth); on a built-in set's pool, thousands of rows, the shots."""
-    from ..data.audit_backbone import check_before_training, token_limit
-    from ..methods import get_method
-
     rows = prepared.pool if spec.data is not None and prepared.pool is not None else prepared.train
     return check_before_training(rows, backbone=backbone, max_tokens=token_limit(get_method(spec.method), method_params),
                                  quiet=spec.quiet, trust=spec.trust, device=spec.device, seed=spec.seed)
@@ -166,9 +131,6 @@ def _classifier_result(clf, *, n_train: int, shots: Optional[int], check_report:
 
 
 def _run_generator(spec: RunSpec, prepared: Optional[Prepared], note: Callable[[str], None]) -> Run:
-    from ..backbones import resolve_backbone
-    from ..generation.tuner import FewShotGenerator, GenerationParams
-
     backbone = spec.default_backbone()
     GenerationParams.from_dict(spec.params, method="generation")  # settings checked before any data or model
     resolve_backbone(backbone)

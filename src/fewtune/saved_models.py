@@ -7,16 +7,18 @@ torch-free runtimes (ONNX, static) never import torch. Each returns `predict_pro
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from ..errors import FewtuneError
+from .errors import FewtuneError, ModelFolderError
+from .export.runtime import MANIFEST_NAME, OnnxClassifier, is_exported
+from .export.static import MANIFEST_NAME as STATIC_MANIFEST
+from .export.static import StaticClassifier, is_static
+from .storage.model_folder import CONFIG_NAME, FORMAT, FORMAT_VERSION, read_format_file, refuse_pickles
 
 
 def runtime_of(path: str | Path) -> str:
     """"onnx", "static" or "pytorch" (a fewtune model folder, or something that is not a model at all)."""
-    from ..export import is_exported
-    from ..export.static import is_static
-
     return "onnx" if is_exported(path) else "static" if is_static(path) else "pytorch"
 
 
@@ -27,9 +29,6 @@ def check_classifier_folder(path: str | Path, *, trust: bool = False) -> str:
     runtime = runtime_of(path)
     if runtime != "pytorch":
         return runtime
-    from ..errors import ModelFolderError
-    from .model_folder import CONFIG_NAME, FORMAT, FORMAT_VERSION, read_format_file, refuse_pickles
-
     path = Path(path)
     if not path.exists():
         raise ModelFolderError(f"{path}: no such model folder")
@@ -52,12 +51,6 @@ def check_classifier_folder(path: str | Path, *, trust: bool = False) -> str:
 def saved_facts(path: str | Path) -> dict:
     """The folder's own description (fewtune.json, or an export's or static student's manifest), read without
     checksums, after check_classifier_folder: what a command needs to know before the load (multi-label?)."""
-    import json
-
-    from ..export import MANIFEST_NAME
-    from ..export.static import MANIFEST_NAME as STATIC_MANIFEST
-    from .model_folder import CONFIG_NAME
-
     name = {"onnx": MANIFEST_NAME, "static": STATIC_MANIFEST, "pytorch": CONFIG_NAME}[runtime_of(path)]
     try:
         facts = json.loads((Path(path) / name).read_text(encoding="utf-8"))
@@ -71,13 +64,9 @@ def load_classifier(path: str | Path, *, device: str | None = None, trust: bool 
     """The classifier in `path`; a clear error for a folder that holds a generator or recommender."""
     runtime = check_classifier_folder(path, trust=trust)
     if runtime == "onnx":
-        from ..export import OnnxClassifier
-
         return OnnxClassifier.load(path, threads=threads, show_progress=show_progress)
     if runtime == "static":
-        from ..export.static import StaticClassifier
-
         return StaticClassifier.load(path)
-    from ..classifier import FewShotClassifier
+    from .classifier import FewShotClassifier  # why: torch; an ONNX or static folder loads without importing it
 
     return FewShotClassifier.load(path, device=device, trust=trust, show_progress=show_progress)

@@ -9,11 +9,11 @@ import numpy as np
 import torch
 
 from ..backbones import ResolvedBackbone, load_encoder
-from ..backbones.quiet import quiet_libraries
+from ..backbones.quiet_loading import quiet_libraries
 from ..errors import FewtuneError
-from ..method import FewShotMethod
+from ..methods.base import FewShotMethod
 from .base_weights import drop_base_tensors, fill_base_tensors, skipped_init
-from .encoding import encode
+from .embed_texts import encode
 from .heads import SOFTMAX, LinearHead
 
 

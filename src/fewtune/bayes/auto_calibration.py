@@ -12,16 +12,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bayes.temperature import apply_temperature, fit_temperature, nll
 from ..errors import FewtuneError
 from . import out_of_fold as folds
 from .laplace_posterior import LaplaceCVPosterior
 from .strategy import Fitting, Strategy, register_calibration
+from .temperature import apply_temperature, fit_temperature, nll
 from .temperature_scaling import TemperatureScaling
 
 
-@register_calibration("auto")
+@register_calibration
 class AutoCalibration(TemperatureScaling):
+    name = "auto"
+
     @classmethod
     def check_options(cls, clf) -> None:
         if clf.posterior is not None:

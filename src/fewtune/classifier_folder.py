@@ -1,7 +1,7 @@
 """A FewShotClassifier's model folder: what `save` writes and `load` reads back.
 
-The folder format itself (fewtune.json, checksums, atomic writes, no pickle) is model_folder's; this
-module decides what of a fitted classifier goes in it: its options, the method's weights and the
+The folder format itself (fewtune.json, checksums, atomic writes, no pickle) is storage.model_folder's;
+this module decides what of a fitted classifier goes in it: its options, the method's weights and the
 fitted chain of posterior and calibration strategies, each writing its own state.
 """
 
@@ -13,18 +13,19 @@ from pathlib import Path
 import numpy as np
 from safetensors import SafetensorError
 
-from ..backbones import ResolvedBackbone, pick_device
-from ..errors import FewtuneError
-from ..label_shift import parse_class_prior, prior_vector
-from ..labels import plain_label
-from ..methods import get_method
-from ..model_card import render_card
-from ..posteriors import load_chain
-from .model_folder import read_model_folder, write_model_folder
+from .backbones import ResolvedBackbone, pick_device
+from .bayes import load_chain
+from .errors import FewtuneError
+from .label_shift import parse_class_prior, prior_vector
+from .labels import plain_label
+from .methods import get_method
+from .model_card import render_card, with_front_matter
+from .storage.model_folder import SPEC_NAME, read_model_folder, write_model_folder
+from .training.base_weights import standalone_bodies
 
 
 def save_classifier(clf, path: str | Path, *, overwrite: bool = False, evaluation: dict | None = None,
-                    standalone: bool = False) -> Path:
+                    standalone: bool = False, run_spec: str | None = None) -> Path:
     """What FewShotClassifier.save writes: fewtune.json (method, params, classes, backbone, training, the
     posterior and calibration chain's state), the method's weights, each strategy's files and a card."""
     config = {
@@ -47,14 +48,14 @@ def save_classifier(clf, path: str | Path, *, overwrite: bool = False, evaluatio
         config["class_prior"] = {str(plain_label(c)): float(w) for c, w in zip(clf.classes_, weights)}
 
     def write(folder: Path) -> None:
-        from ..training.base_weights import standalone_bodies
-
         with standalone_bodies(standalone):
             clf.model_.save(folder)
         for strategy in clf.strategies_:
             strategy.write(folder)
+        if run_spec is not None:
+            (folder / SPEC_NAME).write_text(run_spec, encoding="utf-8")
 
-    card = functools.partial(render_card, strategies=[s.describe() for s in clf.strategies_])
+    card = with_front_matter(functools.partial(render_card, strategies=[s.describe() for s in clf.strategies_]))
     return write_model_folder(path, config, write, card, overwrite=overwrite)
 
 

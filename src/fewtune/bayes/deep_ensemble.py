@@ -1,5 +1,5 @@
 """posterior="ensemble": models trained from seeds seed, seed+1, ... on the same shots, their
-probabilities averaged (fewtune.bayes.ensembles)."""
+probabilities averaged (the maths: ensembles.py)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bayes.ensembles import DEFAULT_MEMBERS, member_samples
-from ..method import get_method
-from ..model_inputs import seed_everything
+from ..seeding import seed_everything
 from ..progress import Progress
+from .ensembles import DEFAULT_MEMBERS, member_samples
 from .strategy import Fitting, SampledPosterior, register_posterior
 
 MEMBERS_FOLDER = "members"  # the extra members, one model folder each (the first is the main model)
 
 
-@register_posterior("ensemble")
+@register_posterior
 class DeepEnsemble(SampledPosterior):
+    name = "ensemble"
     default_samples = DEFAULT_MEMBERS
 
     def __init__(self, samples: int, seed: int = 0, info: dict | None = None, members: list | None = None):
@@ -50,8 +50,9 @@ class DeepEnsemble(SampledPosterior):
     @classmethod
     def from_state(cls, config: dict, folder: Path, clf) -> DeepEnsemble:
         samples = int(config["posterior"]["samples"])
-        method_cls, model = get_method(config["method"]), clf.model_
-        params = method_cls.params_class.from_dict(config["params"], method=config["method"])
+        # The members are models of the main model's method, with its parameters.
+        model = clf.model_
+        method_cls, params = type(model), model.params
         members = [method_cls.load(folder / MEMBERS_FOLDER / str(i), params, clf.backbone_, model.device,
                                    len(clf.classes_)) for i in range(1, samples)]
         for member in members:

@@ -35,7 +35,7 @@ def parse_args(argv=None):
     p.add_argument("--rounds", type=int, default=4, help="trainings per run (the last one picks nothing)")
     p.add_argument("--pool", type=int, default=600, help="unlabeled pool size (a fixed subset of the training split)")
     p.add_argument("--max-test", type=int, default=500)
-    p.add_argument("--max-seq-length", type=int, default=128)
+    p.add_argument("--max-tokens", "--max-seq-length", dest="max_tokens", type=int, default=128)  # the old name too
     p.add_argument("--out", default=str(HERE / "results" / "active_learning.jsonl"))
     return p.parse_args(argv)
 
@@ -56,7 +56,7 @@ def run(dataset: str, seed: int, strategy: str, args, done: set[str], out: Path)
     for round_ in range(args.rounds):
         key = f"{dataset}|seed={seed}|{strategy}|round={round_}|start={args.start}|per_round={args.per_round}|pool={args.pool}"
         unlabeled = [i for i in range(len(pool)) if i not in set(labeled)]
-        clf = FewShotClassifier(method="setfit", params={"max_seq_length": args.max_seq_length}, seed=seed,
+        clf = FewShotClassifier(method="setfit", params={"max_tokens": args.max_tokens}, seed=seed,
                                 posterior="laplace")
         started = time.perf_counter()
         clf.fit([pool.texts[i] for i in labeled], [pool.labels[i] for i in labeled])

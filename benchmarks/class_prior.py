@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = {"bbc": 64, "tweets": 128}  # max_seq_length, as in the calibration benchmark
+DATA = {"bbc": 64, "tweets": 128}  # max_tokens, as in the calibration benchmark
 
 
 def mix(labels, classes) -> dict[str, float]:
@@ -43,11 +43,11 @@ def run(out: Path, shots: int, seeds: list[int]) -> None:
         source = data_source(name)
         pool, test = source.load()
         for task in plan_runs([source], [shots], seeds, [parse_variant("setfit")], max_test=500,
-                              max_seq_length=length):
+                              max_tokens=length):
             if (name, task["seed"]) in done:
                 continue
             train, held = pool.subset(task["train_idx"]), test.subset(task["test_idx"])
-            clf = FewShotClassifier(params={"max_seq_length": length}, seed=task["seed"], calibrate="temperature",
+            clf = FewShotClassifier(params={"max_tokens": length}, seed=task["seed"], calibrate="temperature",
                                     device="cpu").fit(train.texts, train.labels)
             classes = list(clf.classes_)
             priors = {"none": None, "pool mix": mix(pool.labels, classes), "test mix (oracle)": mix(held.labels, classes)}

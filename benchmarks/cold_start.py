@@ -11,7 +11,9 @@ as a user's shell would run it, medians of --repeats:
   - the PyTorch predict again under `python -X importtime`, its import time summed by top-level package
     (self times; importtime's own overhead inflates them a little), and the remainder of the wall time
     (loading, encoding, writing) apart.
-One JSON line per run goes to results/cold_start.jsonl, with the machine and the versions.
+One JSON line per run goes to results/cold_start.jsonl, with the machine, the versions, the CPU seconds
+(user + system) of each command beside its wall seconds, and the load average before and after: on a
+machine shared with other work the wall time grows with the load, the CPU time much less.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import json
 import os
 import platform
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -36,12 +39,19 @@ TEN = ["A fine film.", "Dull and slow.", "loved it", "hated it", "ok I guess", "
        "brilliant", "boring", "great fun"]
 
 
-def run(args: list[str], env: dict) -> float:
+CPU: dict[str, list[float]] = collections.defaultdict(list)  # CPU seconds of each timed command, by label
+
+
+def run(args: list[str], env: dict, label: str | None = None) -> float:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.run(args, capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(map(str, args))} failed:\n{proc.stderr[-2000:]}")
+    if label:
+        CPU[label].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
     return seconds
 
 
@@ -91,17 +101,20 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--work", type=Path, default=Path("/tmp/fewtune-cold-start"))
     parser.add_argument("--out", type=Path, default=HERE / "results" / "cold_start.jsonl")
+    parser.add_argument("--note", help="what this run measured (say, the code it ran), kept in its line")
     args = parser.parse_args()
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     built = build(args.work, env)
     out = args.work / "out.csv"
     seconds: dict[str, list[float]] = collections.defaultdict(list)
     imports: list[tuple[float, dict]] = []
+    load_before = os.getloadavg()[0]
     for _ in range(args.repeats):
-        seconds["--help"].append(run([*FEWTUNE, "--help"], env))
+        seconds["--help"].append(run([*FEWTUNE, "--help"], env, "--help"))
         for kind in ("pytorch", "onnx-int8", "static"):
-            seconds[f"predict 10 texts, {kind}"].append(
-                run([*FEWTUNE, "predict", str(built[kind]), str(built["ten"]), "-o", str(out), "--overwrite", "-q"], env))
+            label = f"predict 10 texts, {kind}"
+            seconds[label].append(run([*FEWTUNE, "predict", str(built[kind]), str(built["ten"]), "-o", str(out),
+                                       "--overwrite", "-q"], env, label))
         imports.append(import_breakdown(built["pytorch"], built["ten"], out, env))
     wall, packages = sorted(imports, key=lambda x: x[0])[len(imports) // 2]  # the median run's breakdown
     imported = sum(packages.values())
@@ -110,8 +123,11 @@ def main() -> int:
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "seconds": {k: round(statistics.median(v), 2) for k, v in seconds.items()},
+        "cpu_seconds": {k: round(statistics.median(v), 2) for k, v in CPU.items()},
+        "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         "pytorch_predict_under_importtime": {"wall": round(wall, 2), "imports": round(imported, 2),
                                              "rest": round(wall - imported, 2), "imports_by_package": top},
+        **({"note": args.note} if args.note else {}),
         "versions": {p: metadata.version(p) for p in ("torch", "transformers", "sentence-transformers",
                                                        "scikit-learn", "onnxruntime", "fewtune")},
     }

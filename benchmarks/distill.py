@@ -99,18 +99,18 @@ def cell(name: str, seed: int, args) -> dict:
     length = LENGTH.get(name, 128)
 
     started = time.perf_counter()
-    teacher = FewShotClassifier(args.teacher_backbone, args.teacher, params={"max_text_tokens": length}, seed=seed)
+    teacher = FewShotClassifier(args.teacher_backbone, args.teacher, params={"max_tokens": length}, seed=seed)
     teacher.fit(shots.texts, shots.labels)
     teacher_seconds = time.perf_counter() - started
     teacher.save(folder / "teacher", overwrite=True)
     del teacher
     record = {"dataset": name, "seed": seed, "K": args.shots, "n_pool": len(pool), "n_test": len(test),
-              "max_length": length, "teacher": {"method": args.teacher, "backbone": args.teacher_backbone},
+              "max_tokens": length, "teacher": {"method": args.teacher, "backbone": args.teacher_backbone},
               "teacher_train_seconds": round(teacher_seconds, 2)}
     runs = {}
     for kind in ("encoder", "static"):
         runs[kind] = distill(folder / "teacher", folder / "pool.csv", folder / kind, student=kind, shots=shots,
-                             seed=seed, params={"max_seq_length": length} if kind == "encoder" else None,
+                             seed=seed, params={"max_tokens": length} if kind == "encoder" else None,
                              overwrite=True)
     export_onnx(folder / "encoder", folder / "encoder-int8", int8=True, overwrite=True)
     paths = {"teacher": folder / "teacher", "student": folder / "encoder", "student_int8": folder / "encoder-int8",

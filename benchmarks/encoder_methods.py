@@ -45,7 +45,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--param", action="append", default=[], metavar="METHOD.KEY=VALUE",
                    help="override one parameter of one method (repeatable), e.g. setfit.steps=20 or "
                         "setfit-lib.num_iterations=20; VALUE is read as JSON when it parses")
-    p.add_argument("--max-seq-length", type=int, default=0,
+    p.add_argument("--max-tokens", "--max-seq-length", dest="max_tokens", type=int, default=0,  # the old name too
                    help="truncate every method's texts to this many tokens, the SetFit library's too (0 = MiniLM's 256)")
     p.add_argument("--max-test", type=int, default=500, help="score on this many test examples (the same ones for every run)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "encoder_methods.jsonl"))
@@ -93,7 +93,7 @@ def main(argv=None) -> int:
         print(f"note: {note}", file=sys.stderr)
     sources = [data_source(d) for d in split_list(args.datasets)]
     shots, seeds = [int(s) for s in split_list(args.shots)], [int(s) for s in split_list(args.seeds)]
-    plan = [(python, plan_runs(sources, shots, seeds, chosen, max_test=args.max_test, max_seq_length=args.max_seq_length))
+    plan = [(python, plan_runs(sources, shots, seeds, chosen, max_test=args.max_test, max_tokens=args.max_tokens))
             for python, chosen in ((fewtune_python, ours), (args.python, anchors)) if chosen]
     out = Path(args.out)
     done = done_keys(out)

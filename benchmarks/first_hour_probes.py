@@ -167,7 +167,7 @@ def cli_probes(work: Path, f: dict, bad: dict, model: Path, static: Path, in_use
     mini = ["--shots", "8", "--backbone", "minilm", "-q"]
 
     def train(name, *extra, data=tk):
-        return (name, ["train", *(["--data", data] if data else []), *mini, "-p", "max_seq_length=64", "-o",
+        return (name, ["train", *(["--data", data] if data else []), *mini, "-p", "max_tokens=64", "-o",
                        out / name, *extra])
 
     def on(command, *args, models=("empty-dir", "truncated-json")):  # a command given broken model folders
@@ -388,7 +388,7 @@ def main() -> int:
     if not (model / "fewtune.json").is_file():
         shutil.rmtree(model, ignore_errors=True)
         cli.append(run_cli(work, "setup-train", ["train", "--data", files["tickets"], "--shots", "8", "--backbone",
-                                                 "minilm", "-p", "max_seq_length=64", "-o", model, "-q"], "ok",
+                                                 "minilm", "-p", "max_tokens=64", "-o", model, "-q"], "ok",
                            timeout=1800))
     if (model / "fewtune.json").is_file() and not (static / "fewtune-static.json").is_file():
         shutil.rmtree(static, ignore_errors=True)

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/int8_ceiling.py     # under a minute
     # with the operator profile of a real export (serving.py's model):
-    fewtune train --dataset bbc --shots 8 -p max_seq_length=128 -o /tmp/m && fewtune export /tmp/m --format onnx
+    fewtune train --dataset bbc --shots 8 -p max_tokens=128 -o /tmp/m && fewtune export /tmp/m --format onnx
     .venv/bin/python benchmarks/int8_ceiling.py --exported /tmp/m.onnx
 
 serving.py measures ONNX int8 at 1.44x the reference at batch 64 (issue 9's target is 2.5x). At batch 64

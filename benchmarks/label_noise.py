@@ -45,7 +45,8 @@ def parse_args(argv=None):
     p.add_argument("--flips", default="1,2", help="labels flipped per class")
     p.add_argument("--shots", type=int, default=8)
     p.add_argument("--max-test", type=int, default=500)
-    p.add_argument("--max-seq-length", type=int, default=128, help="tokens per text, for the audit and setfit")
+    p.add_argument("--max-tokens", "--max-seq-length", dest="max_tokens", type=int, default=128,  # the old name too
+                   help="tokens per text, for the audit and setfit")
     p.add_argument("--out", default=str(HERE / "results" / "label_noise.jsonl"))
     return p.parse_args(argv)
 
@@ -74,11 +75,11 @@ def detection(report, flipped: list[int], rows: list[str]) -> dict:
             "flipped": flipped, "flagged": sorted(flagged)}
 
 
-def train_and_score(texts, labels, test, seed: int, max_seq_length: int) -> dict:
+def train_and_score(texts, labels, test, seed: int, max_tokens: int) -> dict:
     from fewtune import FewShotClassifier
 
     started = time.perf_counter()
-    clf = FewShotClassifier(method="setfit", params={"max_seq_length": max_seq_length}, seed=seed).fit(texts, labels)
+    clf = FewShotClassifier(method="setfit", params={"max_tokens": max_tokens}, seed=seed).fit(texts, labels)
     return {"accuracy": round(float(clf.score(test.texts, test.labels)), 5), "n_train": len(texts),
             "seconds": round(time.perf_counter() - started, 1)}
 
@@ -104,11 +105,11 @@ def run(args) -> None:
         for seed in map(int, args.seeds.split(",")):
             draw = pool.subset(sample_k_shot(pool.labels, args.shots, seed))
             base = {"dataset": dataset, "K": args.shots, "seed": seed, "max_test": len(test),
-                    "max_seq_length": args.max_seq_length}
-            prefix = f"{dataset}|K={args.shots}|seed={seed}|test={len(test)}|len={args.max_seq_length}"
+                    "max_tokens": args.max_tokens}
+            prefix = f"{dataset}|K={args.shots}|seed={seed}|test={len(test)}|len={args.max_tokens}"
             if f"{prefix}|clean" not in done:
                 write({"key": f"{prefix}|clean", **base, "flips": 0, "variant": "clean",
-                       **train_and_score(draw.texts, draw.labels, test, seed, args.max_seq_length)})
+                       **train_and_score(draw.texts, draw.labels, test, seed, args.max_tokens)})
             for flips in map(int, args.flips.split(",")):
                 keys = {v: f"{prefix}|flips={flips}|{v}" for v in ("detect", "noisy", "cleaned", "reviewed")}
                 if all(k in done for k in keys.values()):
@@ -117,7 +118,7 @@ def run(args) -> None:
                 noisy = draw.subset(range(len(draw)))
                 noisy.labels = labels
                 started = time.perf_counter()
-                report = run_audit(noisy, backbone="minilm", max_tokens=args.max_seq_length, seed=seed)
+                report = run_audit(noisy, backbone="minilm", max_tokens=args.max_tokens, seed=seed)
                 found = detection(report, flipped, noisy.rows)
                 common = {**base, "flips": flips}
                 if keys["detect"] not in done:
@@ -125,17 +126,17 @@ def run(args) -> None:
                            "seconds": round(time.perf_counter() - started, 1)})
                 if keys["noisy"] not in done:
                     write({"key": keys["noisy"], **common, "variant": "noisy",
-                           **train_and_score(noisy.texts, labels, test, seed, args.max_seq_length)})
+                           **train_and_score(noisy.texts, labels, test, seed, args.max_tokens)})
                 if keys["cleaned"] not in done:
                     kept = [i for i in range(len(noisy)) if i not in set(found["flagged"])]
                     write({"key": keys["cleaned"], **common, "variant": "cleaned", "removed": len(noisy) - len(kept),
                            **train_and_score([noisy.texts[i] for i in kept], [labels[i] for i in kept], test, seed,
-                                             args.max_seq_length)})
+                                             args.max_tokens)})
                 if keys["reviewed"] not in done:
                     fixed = [draw.labels[i] if i in set(found["flagged"]) else labels[i] for i in range(len(noisy))]
                     write({"key": keys["reviewed"], **common, "variant": "reviewed",
                            "corrected": sum(a != b for a, b in zip(fixed, labels)),
-                           **train_and_score(noisy.texts, fixed, test, seed, args.max_seq_length)})
+                           **train_and_score(noisy.texts, fixed, test, seed, args.max_tokens)})
 
 
 def summarize(path: Path) -> str:

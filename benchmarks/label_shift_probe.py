@@ -26,7 +26,7 @@ def em_dir(proba, pi0, c):
     w = proba * prior / pi0; return w / w.sum(1, keepdims=True), prior
 for seed in (0, 1, 2):
     idx = sample_k_shot(train.labels, 8, seed)
-    clf = FewShotClassifier("minilm", "setfit", seed=seed, params={"max_seq_length": 128}, calibrate="temperature").fit(
+    clf = FewShotClassifier("minilm", "setfit", seed=seed, params={"max_tokens": 128}, calibrate="temperature").fit(
         [train.texts[i] for i in idx], [train.labels[i] for i in idx])
     p = clf.predict_proba(tx); cls = list(clf.classes_)
     truth = np.array([cls.index(y) for y in ty]); pi0 = np.full(3, 1/3)

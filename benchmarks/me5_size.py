@@ -132,7 +132,7 @@ def main() -> int:
             for method, params in (("linear-probe", {}), ("setfit", {}), ("finetune", {"lora": True})):
                 if "models" not in parts and not (backbone == "me5-small" and method in ("setfit", "linear-probe")):
                     continue
-                clf = FewShotClassifier(backbone, method, params={"max_seq_length": 128, **params}, seed=0,
+                clf = FewShotClassifier(backbone, method, params={"max_tokens": 128, **params}, seed=0,
                                         show_progress=False).fit(X, y)
                 proba = clf.predict_proba(X_test)
                 accuracy = round(float(np.mean(clf.classes_[proba.argmax(1)] == y_test)), 4)

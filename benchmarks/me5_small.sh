@@ -24,7 +24,7 @@ PYTHON=${PYTHON:-.venv-anchors/bin/python}   # has setfit; fewtune installed the
 [ -x "$PYTHON" ] || { echo "run: bash scripts/anchors-venv.sh (the SetFit library's venv)" >&2; exit 2; }
 
 "$fewtune" models install me5-small --quiet   # once: the 4-bit file dequantised into the cache
-common=(--as-user-file --max-test "$MAX_TEST" --max-seq-length 128 --python "$PYTHON" --no-report -o "$OUT")
+common=(--as-user-file --max-test "$MAX_TEST" --max-tokens 128 --python "$PYTHON" --no-report -o "$OUT")
 ours="linear-probe,setfit,finetune:lora=true"
 
 for phase in $PHASES; do

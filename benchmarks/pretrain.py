@@ -84,7 +84,7 @@ class Plan:
             small = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "vocab_size": 512,
                      "tokenizer_texts": 400, "heldout": 0.1, "eval_tokens": 1024, "batch_size": 4, "block_size": 64}
             self.pretrain = {**small, "steps": 10}
-            self.adapt = {"steps": 5, "batch_size": 4, "block_size": 64, "lr": 5e-4, "heldout": 0.1,
+            self.adapt = {"steps": 5, "batch_size": 4, "block_size": 64, "learning_rate": 5e-4, "heldout": 0.1,
                           "eval_tokens": 1024}
             self.smollm_adapt = {"steps": 2, "batch_size": 1, "block_size": 32, "heldout": 0.1, "eval_tokens": 128}
             self.throughput = {**small, "steps": 5}
@@ -93,11 +93,11 @@ class Plan:
         else:
             self.pretrain = {"steps": args.pretrain_steps, "eval_every": max(1, args.pretrain_steps // 10)}
             # From a model pretrained at 2e-3: a tenth of that, so adaptation moves it without undoing it.
-            self.adapt = {"steps": args.adapt_steps, "batch_size": 16, "lr": 2e-4}
+            self.adapt = {"steps": args.adapt_steps, "batch_size": 16, "learning_rate": 2e-4}
             # SmolLM2 sees the same IMDB stream; the usual continued-pretraining rate for a model this size.
             # (about 40 tokens/s for full fine-tuning of 135M parameters on 2 cores: 60 steps take ~25 min).
-            self.smollm_adapt = {"steps": args.smollm_adapt_steps, "batch_size": 8, "block_size": 128, "lr": 5e-5,
-                                 "eval_tokens": 8192, "save_every": 10}
+            self.smollm_adapt = {"steps": args.smollm_adapt_steps, "batch_size": 8, "block_size": 128,
+                                 "learning_rate": 5e-5, "eval_tokens": 8192, "save_every": 10}
             self.throughput = {"steps": args.throughput_steps, "save_every": 0}
             self.shots = [int(k) for k in args.shots.split(",")]
             self.seeds = [int(s) for s in args.seeds.split(",")]

@@ -34,15 +34,15 @@ FEWTUNE = [str(Path(sys.executable).parent / "fewtune")]  # the console script o
 # (committed results file or None, fewtune bench arguments); each group is one bench call.
 GROUPS = [
     ("user_files.jsonl", ["--as-user-file", "--dataset", "mr", "--shots", "8", "--seeds", "0-0", "--max-test", "200",
-                          "--max-seq-length", "128", "--methods", "setfit,zero-shot:template_search=best,prompt,hybrid,icl",
+                          "--max-tokens", "128", "--methods", "setfit,zero-shot:template_search=best,prompt,hybrid,icl",
                           "--baselines", "majority"]),
     ("calibration.jsonl", ["--dataset", "mr", "--shots", "8", "--seeds", "0-0", "--max-test", "500",
-                           "--max-seq-length", "128", "--methods", "linear-probe", "--baselines", "",
+                           "--max-tokens", "128", "--methods", "linear-probe", "--baselines", "",
                            "--variant", "linear-probe:posterior=laplace", "--variant", "setfit:posterior=laplace-cv",
                            "--variant", "setfit:calibrate=temperature", "--variant", "setfit:posterior=ensemble",
                            "--variant", "setfit:posterior=mc-dropout,posterior_samples=10"]),
     ("protocol.jsonl", ["--dataset", "mr", "--shots", "8", "--seeds", "0-0", "--max-test", "500",
-                        "--max-seq-length", "128", "--methods", "finetune", "--baselines", ""]),
+                        "--max-tokens", "128", "--methods", "finetune", "--baselines", ""]),
 ]
 
 

@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", default="bbc")
     p.add_argument("--shots", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-seq-length", type=int, default=128)
+    p.add_argument("--max-tokens", "--max-seq-length", dest="max_tokens", type=int, default=128)  # the old name too
     p.add_argument("--model", help="a trained setfit/linear-probe/finetune folder to use instead of training one")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads for PyTorch and ONNX Runtime")
     p.add_argument("--max-test", type=int, default=0, help="test texts (0 = the whole test split)")
@@ -89,10 +89,10 @@ def main(argv=None) -> int:
         folder = work / "model"
         shots = pool.subset(sample_k_shot(pool.labels, args.shots, args.seed))
         started = time.perf_counter()
-        FewShotClassifier(params={"max_seq_length": args.max_seq_length}, seed=args.seed).fit(
+        FewShotClassifier(params={"max_tokens": args.max_tokens}, seed=args.seed).fit(
             shots.texts, shots.labels).save(folder)
         setup.update(method="setfit", backbone="minilm", K=args.shots, seed=args.seed,
-                     max_seq_length=args.max_seq_length, train_seconds=round(time.perf_counter() - started, 1))
+                     max_tokens=args.max_tokens, train_seconds=round(time.perf_counter() - started, 1))
     exports = {}
     for name, int8 in (("onnx", False), ("onnx-int8", True)):
         started = time.perf_counter()
@@ -228,7 +228,7 @@ def _wait_for(base: str, server, httpx, timeout: float = 120) -> None:
 def _load(base: str, model: str, texts: list[str], args, httpx) -> dict:
     # A client sends what the server accepts: a few BBC articles exceed `fewtune serve`'s default
     # 10,000 characters per text (answered 413, as they should be). The model reads the first
-    # max_seq_length tokens anyway, so cutting them changes no prediction.
+    # max_tokens tokens anyway, so cutting them changes no prediction.
     texts = [t[:10_000] for t in texts]
     lock = threading.Lock()
     state = {"next": 0, "latencies": [], "failed": 0, "errors": []}

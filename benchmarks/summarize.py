@@ -118,7 +118,7 @@ def targets_section(records: list[dict]) -> list[str]:
         acc_ours = statistics.mean(r["accuracy"] for r in ours)
         acc_lib = statistics.mean(r["accuracy"] for r in lib)
         met = acc_ours >= acc_lib and wall >= 3 and cpu >= 3
-        tokens = ours[0].get("max_seq_length") or 256
+        tokens = ours[0].get("max_tokens") or ours[0].get("max_seq_length") or 256  # its name in older records
         diffs = [100 * (a["accuracy"] - b["accuracy"]) for a, b in zip(ours, lib)]
         paired = f"{statistics.mean(diffs):+.1f} (p = {sign_flip_p(diffs):.2f})" if len(diffs) > 1 else f"{diffs[0]:+.1f}"
         lines.append(f"| {group[0]} | {group[1]} | {tokens} | {len(seeds)} | "

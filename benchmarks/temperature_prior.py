@@ -31,9 +31,9 @@ def collect(path: Path, params: dict) -> None:
             source = data_source(name)
             pool, test = source.load()
             for task in plan_runs([source], [8], [0, 1, 2, 3, 4], [parse_variant("setfit")], max_test=500,
-                                  max_seq_length=length):
+                                  max_tokens=length):
                 train, held = pool.subset(task["train_idx"]), test.subset(task["test_idx"])
-                p = {"max_seq_length": length, **params}
+                p = {"max_tokens": length, **params}
                 classes = sorted(set(train.labels))
                 y = np.array([classes.index(c) for c in train.labels])
                 final = FewShotClassifier(params=p, seed=task["seed"], device="cpu").fit(train.texts, train.labels)

@@ -23,7 +23,7 @@ PYTHON=${PYTHON:-.venv-anchors/bin/python}       # has setfit; fewtune is instal
 "$fewtune" models install smollm2-135m --quiet   # once: the GGUF conversion, then cached
 for seed in $SEEDS; do
   "$fewtune" bench --as-user-file --dataset "$DATASETS" --shots "$SHOTS" --seeds "$seed-$seed" \
-    --max-test "$MAX_TEST" --max-seq-length 128 --methods "$METHODS" --baselines majority,setfit-lib --python "$PYTHON" --no-report -o "$OUT"
+    --max-test "$MAX_TEST" --max-tokens 128 --methods "$METHODS" --baselines majority,setfit-lib --python "$PYTHON" --no-report -o "$OUT"
 done
 "$fewtune" report "$OUT" --title "Built-in data sets as a user's file (no template, no label words)"
 
@@ -31,7 +31,7 @@ done
 # methods on gemma3-270m (multilingual), setfit and hybrid's encoder on MiniLM. Seed 0 only here.
 if [ -n "${THUCNEWS-1}" ];  then
   "$fewtune" models install gemma3-270m --quiet
-  T=(--as-user-file --dataset thucnews --shots "$SHOTS" --seeds 0-0 --max-test "$MAX_TEST" --max-seq-length 64
+  T=(--as-user-file --dataset thucnews --shots "$SHOTS" --seeds 0-0 --max-test "$MAX_TEST" --max-tokens 64
      --no-report -o "${OUT%.jsonl}_thucnews.jsonl")
   "$fewtune" bench "${T[@]}" --backbone gemma3-270m --methods "zero-shot,zero-shot:template_search=best,auto:time_budget=600" --baselines majority
   "$fewtune" bench "${T[@]}" --backbone minilm --methods "setfit,hybrid:lm=gemma3-270m" --baselines ""

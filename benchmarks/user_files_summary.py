@@ -36,7 +36,7 @@ def main(path: str) -> None:
           + ", ".join(f"{k} {v}" for k, v in first["versions"].items()) + ".")
     seeds = sorted({r["seed"] for r in rows})
     print(f"K = {sorted({r['K'] for r in rows})}, seeds {seeds}, test texts {first['n_test']} (a fixed subset), "
-          f"texts cut to {first['max_seq_length']} tokens.\n")
+          f"texts cut to {first.get('max_tokens') or first.get('max_seq_length')} tokens.\n")  # the older records' name
     print("## Accuracy % (ECE %), mean over seeds\n")
     print("| method | " + " | ".join(datasets) + " | mean |")
     print("|---|" + "---|" * (len(datasets) + 1))

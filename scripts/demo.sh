@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 export HF_HUB_OFFLINE=1
-exec .venv/bin/fewtune train --dataset "${DATASET:-bbc}" --shots "${SHOTS:-8}" --seed "${SEED:-0}" -p max_seq_length=64 "$@"
+exec .venv/bin/fewtune train --dataset "${DATASET:-bbc}" --shots "${SHOTS:-8}" --seed "${SEED:-0}" -p max_tokens=64 "$@"

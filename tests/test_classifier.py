@@ -150,7 +150,7 @@ def test_same_seed_same_model_and_different_seed_differs(st_folder, data):
 
 def test_contrastive_steps_change_the_body_but_not_the_word_embeddings(st_folder, data):
     base = FewShotClassifier(backbone=str(st_folder), params={"steps": 0}).fit(*data)
-    tuned = FewShotClassifier(backbone=str(st_folder), params={"steps": 4, "batch_size": 8, "body_lr": 1e-3}).fit(*data)
+    tuned = FewShotClassifier(backbone=str(st_folder), params={"steps": 4, "batch_size": 8, "learning_rate": 1e-3}).fit(*data)
     before = dict(base.model_.body.named_parameters())
     after = dict(tuned.model_.body.named_parameters())
     changed = {n for n in before if not torch.equal(before[n], after[n])}
@@ -175,7 +175,7 @@ def test_sklearn_get_params_and_clone(fitted):
 
 
 def test_a_sibling_shares_the_model_settings_and_none_of_the_chain():
-    # Grid points and fold models: the same backbone, method, params, seed, device and trust, and no
+    # Grid points and fold models: the same backbone, method, params, seed, device, folds and trust, and no
     # selection, posterior, calibration, class prior or progress bars of their own unless asked.
     clf = FewShotClassifier("a-backbone", "linear-probe", params={"head_c": 1.0}, seed=3, device="cpu", trust=True,
                             select="cv", grid={"head_c": [1.0]}, cv_folds=3, posterior="ensemble",
@@ -183,7 +183,8 @@ def test_a_sibling_shares_the_model_settings_and_none_of_the_chain():
     plain = clf.sibling(params={"head_c": 2.0})
     assert plain.get_params(deep=False) == {**FewShotClassifier().get_params(deep=False), "backbone": "a-backbone",
                                             "method": "linear-probe", "params": {"head_c": 2.0}, "seed": 3,
-                                            "device": "cpu", "trust": True}
+                                            "device": "cpu", "cv_folds": 3, "trust": True,
+                                            "show_progress": False}  # not auto: the caller's bars are up
     member = clf.sibling(posterior="laplace-cv")
     assert member.posterior == "laplace-cv" and member.params == {"head_c": 1.0} and member.calibrate is None
     assert member.params is not clf.params and clf.select == "cv"  # a copy; the classifier itself is unchanged
@@ -256,12 +257,12 @@ def test_minilm_setfit_on_real_topic_data_beats_chance_by_far():
     train, test = load_builtin("bbc")
     shots = train.subset(sample_k_shot(train.labels, 4, seed=0))
     held = test.subset(range(0, len(test), 5))
-    clf = FewShotClassifier(params={"steps": 10, "max_seq_length": 128}).fit(shots.texts, shots.labels)
+    clf = FewShotClassifier(params={"steps": 10, "max_tokens": 128}).fit(shots.texts, shots.labels)
     assert clf.score(held.texts, held.labels) > 0.7
 
 
 def test_l2sp_prior_keeps_the_encoder_closer_to_its_pretrained_weights(st_folder, data):
-    params = {"steps": 6, "batch_size": 8, "body_lr": 1e-3}
+    params = {"steps": 6, "batch_size": 8, "learning_rate": 1e-3}
     free = FewShotClassifier(backbone=str(st_folder), params=params).fit(*data)
     held = FewShotClassifier(backbone=str(st_folder), params={**params, "l2sp": 100.0}).fit(*data)
     d_free = free.train_info_["distance_from_pretrained"]

@@ -18,10 +18,10 @@ FAST = {"steps": 4, "batch_size": 8}
 
 def test_params_keys_are_settable_and_listed():
     clf = FewShotClassifier(method="finetune", params={"epochs": 2})
-    assert clf.set_params(params__lr=1e-4, seed=3) is clf
-    assert clf.params == {"epochs": 2, "lr": 1e-4} and clf.seed == 3
-    assert clf.get_params()["params__lr"] == 1e-4
-    assert "params__lr" not in clf.get_params(deep=False)
+    assert clf.set_params(params__learning_rate=1e-4, seed=3) is clf
+    assert clf.params == {"epochs": 2, "learning_rate": 1e-4} and clf.seed == 3
+    assert clf.get_params()["params__learning_rate"] == 1e-4
+    assert "params__learning_rate" not in clf.get_params(deep=False)
     again = clone(clf)
     assert again.params == clf.params
 
@@ -59,8 +59,8 @@ def test_grid_search_tunes_a_method_parameter_and_cross_val_predict_runs(st_fold
 
 def test_generator_and_recommender_params_round_trip():
     gen = FewShotGenerator(show_progress=False, params={"epochs": 2})
-    gen.set_params(params__lr=3e-4)
-    assert gen.params.lr == 3e-4 and gen.params.epochs == 2
+    gen.set_params(params__learning_rate=3e-4)
+    assert gen.params.learning_rate == 3e-4 and gen.params.epochs == 2
     assert clone(gen).params == gen.params
     with pytest.raises(FewtuneError, match="unknown parameter"):
         gen.set_params(params__lrr=1)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fewtune.evaluation_plots import CONFUSION, RELIABILITY, label_decision_calibration, write_figures
+from fewtune.evaluation_plots import CONFUSION, LOSS_CURVE, RELIABILITY, label_decision_calibration, write_figures
 from fewtune.labels import THRESHOLD
 from fewtune.metrics import calibration_report, classification_report, multilabel_report
 
@@ -95,3 +95,11 @@ def test_nothing_is_written_when_a_figure_cannot_be_drawn(tmp_path):
     with pytest.raises(Exception):
         write_figures(broken, tmp_path / "figs")
     assert not (tmp_path / "figs").exists()  # drawn first, written after: not even the first figure
+
+
+def test_a_loss_curve_is_drawn_when_given_every_step_of_it(tmp_path):
+    points = [[i + 1, 2.0 / (i + 1)] for i in range(500)]  # more steps than a capped curve kept
+    written = write_figures(_single_label(), tmp_path, loss_curve=points)
+    assert written["loss_curve"] == tmp_path / LOSS_CURVE
+    assert _title(tmp_path / LOSS_CURVE) == "Training loss: 2 → 0.004 over 500 steps"
+    assert "loss_curve" not in write_figures(_single_label(), tmp_path / "one", loss_curve=[[1, 0.7]])  # no line

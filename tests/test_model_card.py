@@ -28,6 +28,8 @@ def test_a_classifier_card_parses_with_its_held_out_scores(tmp_path):
     assert scores[("accuracy", None)] == 0.5 and scores[("f1", "macro")] == 0.4 and scores[("ece", None)] == 0.1
     assert {r.dataset_name for r in card.data.eval_results} == {"the mr test split"}
     assert "# fewtune model: majority on me5-small" in card.text
+    # where the backbone came from, in words another machine can use: no local cache path
+    assert "converted by `fewtune models install me5-small`" in card.text and ".cache" not in card.text
     FewShotClassifier.load(tmp_path / "m")  # the card is part of the checksummed folder
 
 
@@ -38,6 +40,7 @@ def test_a_generator_card_says_text_generation(chat_llama_folder, tmp_path):
     card = ModelCard.load(tmp_path / "bot" / "README.md")
     assert card.data.library_name == "fewtune" and card.data.pipeline_tag == "text-generation"
     assert card.data.base_model is None  # a local folder has no hub id to name
+    assert "(a local model folder)" in card.text
     assert card.data.to_dict()["inference"] is False and "base_model_relation" not in card.data.to_dict()
     assert f"loaded from `{chat_llama_folder}`" in card.text  # where the LoRA adapter's base is
     steps = gen.train_info_["loss_curve"][-1][0]

@@ -11,9 +11,9 @@ from fewtune.training.heads import LinearHead, class_weights
 from tests.helpers import synthetic
 
 PARAMS = {
-    "setfit": {"steps": 8, "batch_size": 8, "body_lr": 1e-3},
+    "setfit": {"steps": 8, "batch_size": 8, "learning_rate": 1e-3},
     "linear-probe": {},
-    "finetune": {"epochs": 10, "lr": 1e-3, "head_lr": 1e-2, "batch_size": 4},
+    "finetune": {"epochs": 10, "learning_rate": 1e-3, "head_learning_rate": 1e-2, "batch_size": 4},
 }
 CLASSES = ["music", "negative", "plot", "positive"]
 

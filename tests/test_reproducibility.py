@@ -18,7 +18,7 @@ PROMPT = {"template": "{text} overall it was", "label_words": "negative=terrible
 FAST = {
     "setfit": {"steps": 4, "batch_size": 8},
     "linear-probe": {},
-    "finetune": {"epochs": 2, "lr": 1e-3, "head_lr": 1e-2},
+    "finetune": {"epochs": 2, "learning_rate": 1e-3, "head_learning_rate": 1e-2},
     "majority": {},
     "zero-shot": PROMPT,
     "prompt": {**PROMPT, "epochs": 2},

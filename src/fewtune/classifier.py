@@ -2,36 +2,37 @@
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.base import ClassifierMixin, clone
 
-from .backbones import DEFAULT_ENCODER, ResolvedBackbone, pick_device, resolve_backbone
-from .bayes import SAMPLED_POSTERIORS, Fitting, calibration_names, fit_chain, plan_chain, posterior_names
+from .backbones import DEFAULT_ENCODER
+from .bayes import SAMPLED_POSTERIORS, Fitting, fit_chain, plan_chain
 from .classifier_folder import load_classifier_folder, save_classifier
+from .classifier_plan import ClassifierPlan, check_settings, settings_key
 from .data import as_labeled, check_trainable
 from .data.ingest import from_table
 from .data.language import text_scripts, warn_if_unreadable
 from .data.multilabel import binarize, looks_multi_label
 from .errors import FewtuneError
 from .estimator import ParamsEstimator
-from .label_shift import check_class_prior, parse_class_prior, prior_ratio, prior_vector, shift_proba
+from .label_shift import parse_class_prior, prior_ratio, prior_vector, shift_proba
 from .labels import ProbabilityLabels, label_indices, plain_label
 from .methods.base import get_method
 from .model_texts import model_texts
 from .seeding import seed_everything
-from .progress import Progress
+from .progress import Progress, shown
 from .training.soft_targets import check_soft_targets
-from .training.tracking import curve, record_losses
-from .selection import SELECTIONS, check_evidence, classifier_selection, select_by_evidence
+from .training.tracking import curve, record_losses, run_name, tracked_run
+from .selection import classifier_selection, refuse_multi_label_evidence, select_by_evidence
 
 
-class FewShotClassifier(ProbabilityLabels, ClassifierMixin, ParamsEstimator):
+# Not ClassifierMixin: scikit-learn is imported only when asked for (estimator.py); ProbabilityLabels.score and
+# _estimator_type and the tags below are what the mixin would give.
+class FewShotClassifier(ProbabilityLabels, ParamsEstimator):
     """A text classifier trained from a few labeled examples.
 
     Parameters
@@ -41,7 +42,8 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, ParamsEstimator):
     params: the method's hyper-parameters (see `fewtune train --help-method METHOD`).
     seed: seeds every random choice in training, for reproducible runs.
     device: "cpu", "cuda", "mps" or None for the best available.
-    show_progress: progress bars on stderr for steps that take more than a moment.
+    show_progress: progress bars on stderr for steps that take more than a moment; None (the default): when
+        someone watches (stderr is a terminal, or a Jupyter notebook), not when it is piped or logged.
     select: None; "cv" to choose hyper-parameters by cross-validation on the training examples
         alone (`fewtune.selection`), then train on all of them with the chosen values; or "evidence"
         to choose the strength of the prior toward the pretrained weights by the Laplace marginal
@@ -70,6 +72,9 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, ParamsEstimator):
         temperature. Read at prediction time, so `set_params(class_prior=...)` after fitting works too.
     trust: load a backbone folder's pickle weights and custom code (refused by default: both can run
         arbitrary code). Only for a source you trust.
+    log_with: Accelerate trackers ("tensorboard", "wandb", "mlflow", "trackio", or GeneralTracker objects)
+        that get the loss of every training step as it is taken, one run per fit, under logging_dir
+        (default runs/). Fold and ensemble models log nowhere.
 
     After `fit`: `classes_` (sorted labels), `backbone_` (what was loaded), `train_info_`
     (with `selection`: the grid, every point's cross-validated score and the chosen values;
@@ -86,8 +91,10 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, ParamsEstimator):
     """
 
     FIT_HINT = "call fit(texts, labels) first"
+    _estimator_type = "classifier"  # scikit-learn before 1.6 reads this; later ones the tags
     # The options a `sibling` shares with the classifier it is made from; the others start at their defaults.
-    SIBLING_SHARES = ("backbone", "method", "params", "seed", "device", "trust")
+    # cv_folds too: a fold model's own laplace-cv head splits its shots as the user asked, not in 4.
+    SIBLING_SHARES = ("backbone", "method", "params", "seed", "device", "cv_folds", "trust")
 
     def __init__(
         self,
@@ -97,7 +104,7 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, ParamsEstimator):
         params: dict[str, Any] | None = None,
         seed: int = 0,
         device: str | None = None,
-        show_progress: bool = False,
+        show_progress: bool | None = None,
         select: str | None = None,
         grid: dict[str, list[Any]] | None = None,
         cv_folds: int = 4,
@@ -106,6 +113,8 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, ParamsEstimator):
         posterior_samples: int = 0,
         class_prior: dict | str | None = None,
         trust: bool = False,
+        log_with: list | None = None,
+        logging_dir: str | Path | None = None,
     ):
         self.backbone = backbone
         self.method = method
@@ -121,6 +130,14 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, ParamsEstimator):
         self.posterior_samples = posterior_samples
         self.class_prior = class_prior
         self.trust = trust
+        self.log_with = log_with
+        self.logging_dir = logging_dir
+
+    def _params_class(self):
+        try:
+            return get_method(self.method).params_class
+        except FewtuneError:  # an unknown method: fit names it
+            return None
 
     # -- training -------------------------------------------------------------------------
     def fit(self, X, y=None, *, text_col: str = "text", label_col: str = "label", text_pair_col: str | None = None,
@@ -130,6 +147,8 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, ParamsEstimator):
         soft_targets: for distillation (`fewtune.distill`), one row of class probabilities per text
         (columns in the order of `classes`, which is then required) that the method trains on instead
         of y's one-hot labels; y still names each row's class (its argmax) for counts and splits."""
+        plan = self.check()  # every setting, before the data is looked at
+        method_cls, params, backbone = plan.method_cls, plan.params, plan.backbone
         X, y = from_table(X, y, text_col=text_col, label_col=label_col, text_pair_col=text_pair_col,
                           source="training data")
         if y is None:
@@ -137,22 +156,20 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, ParamsEstimator):
         self.text_columns_ = (text_col, text_pair_col)
         multi_label = looks_multi_label(y)
         if soft_targets is not None:
-            check_soft_targets(self, soft_targets, classes, multi_label, len(y))
+            check_soft_targets(self, method_cls, soft_targets, classes, multi_label, len(y))
         if multi_label:
             data = as_labeled(X, source="training data")
             classes, y_idx = binarize(y, len(data), source="training data")
         else:
             data = as_labeled(X, y, source="training data")
             check_trainable(data)
-        method_cls, params, backbone = self.check_options()
-        chain = plan_chain(self, multi_label)
-        if self.select == "evidence":
-            check_evidence(self, method_cls, params, multi_label)
-            selection = None  # chosen below, by training on all the shots
-        else:
-            selection = classifier_selection(self, data, y_idx if multi_label else data.labels, method_cls)
+        chain = plan_chain(plan.chain, self, multi_label)
+        refuse_multi_label_evidence(self.select, multi_label)
+        # select="evidence" chooses below, by training on all the shots.
+        selection = classifier_selection(self, data, y_idx if multi_label else data.labels, plan.grid)
         if selection:
-            params = method_cls.params_class.from_dict({**(self.params or {}), **selection["chosen"]},
+            # From the parsed params: the user's may name a setting by its old name, the grid by the new.
+            params = method_cls.params_class.from_dict({**params.to_dict(), **selection["chosen"]},
                                                        method=self.method)
         if method_cls.reads_text:
             warn_if_unreadable(data.texts, backbone.name, backbone.kind)
@@ -160,21 +177,24 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, ParamsEstimator):
             self.classes_ = np.array(classes, dtype=object)
         else:
             self.classes_, y_idx = label_indices(data.labels, None if soft_targets is None else classes)
-            if self.class_prior is not None:
-                prior_vector(parse_class_prior(self.class_prior), self.classes_)  # a bad prior fails before training
+            if plan.class_prior is not None:
+                prior_vector(plan.class_prior, self.classes_)  # a bad prior fails before training
         self.multi_label_ = multi_label
         self.text_pairs_ = data.text_pairs is not None
         seed_everything(self.seed)
-        device = pick_device(self.device)
+        device = plan.device
         started = time.perf_counter()
         if self.select == "evidence":
-            model, info, selection = select_by_evidence(self, method_cls, params, backbone, device, data, y_idx)
+            model, info, selection = select_by_evidence(self, method_cls, params, plan.grid, backbone, device, data,
+                                                        y_idx)
             params = model.params
         else:
             model = method_cls(params, backbone, device)
             model.class_names = [str(plain_label(c)) for c in self.classes_]
             soft = {} if soft_targets is None else {"soft_targets": np.asarray(soft_targets, dtype=np.float32)}
-            with Progress(self.show_progress) as progress, record_losses() as losses:
+            with tracked_run(self.log_with, self.logging_dir, run_name(self.method, f"seed{self.seed}"),
+                             config={"method": self.method, "backbone": backbone.name, "seed": self.seed}) as run, \
+                    Progress(self.show_progress) as progress, record_losses(run) as losses:
                 info = model.fit(model_texts(data, model), y_idx, len(self.classes_), seed=self.seed,
                                  progress=progress, **soft)
             if losses:
@@ -206,6 +226,9 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, ParamsEstimator):
         `options` set it: the models cross-validation trains (grid points, fold models)."""
         defaults = {name: p.default for name, p in inspect.signature(type(self)).parameters.items()
                     if name not in self.SIBLING_SHARES}
+        defaults["show_progress"] = False  # not auto: its caller's bars are already on the screen
+        from sklearn.base import clone  # why: scikit-learn costs 1.5 s to import; predicting needs none of it
+
         return clone(self).set_params(**{**defaults, **options})
 
     # -- the fitted chain -----------------------------------------------------------------
@@ -214,29 +237,17 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, ParamsEstimator):
         """The fitted posterior (`fewtune.bayes`), or None: probabilities are the model's own."""
         return next((s for s in self.strategies_ if s.role == "posterior"), None)
 
-    def check_options(self, *, flags: bool = False) -> tuple[type, Any, ResolvedBackbone]:
-        """Check method, params, select and backbone, the settings known before any data, and return the
-        method's class, its params and the backbone (of a kind the method reads). `fewtune train` calls it before reading the data
-        (flags=True: select is named --select, as the user typed it); fit calls it again."""
-        method_cls = get_method(self.method)
-        params = method_cls.params_class.from_dict(self.params, method=self.method)
-        if self.select not in (None, *SELECTIONS):
-            if flags:
-                raise FewtuneError(f"--select must be one of {', '.join(SELECTIONS)}, got {self.select!r}")
-            raise FewtuneError(f"select must be None or one of {', '.join(map(repr, SELECTIONS))}, got {self.select!r}")
-        if flags:  # the names the CLI's user typed, before plan_chain's wording by parameter name
-            for flag, value, names in (("--posterior", self.posterior, posterior_names()),
-                                       ("--calibrate", self.calibrate, calibration_names())):
-                if value is not None and value not in names:
-                    raise FewtuneError(f"{flag} must be one of {', '.join(names)}, got {value!r}")
-        plan_chain(self, multi_label=False)  # posterior, calibrate and their settings: before any training
-        check_class_prior(self.class_prior)  # its syntax and weights; the class names wait for the classes
-        pick_device(self.device)  # a device this torch does not have fails here, not after the data is read
-        backbone = dataclasses.replace(resolve_backbone(self.backbone), trusted=self.trust)
-        if backbone.kind not in method_cls.backbone_kinds:
-            raise FewtuneError(f"method '{self.method}' needs a backbone of kind "
-                               f"{' or '.join(method_cls.backbone_kinds)}; '{self.backbone}' is a {backbone.kind}")
-        return method_cls, params, backbone
+    def check(self, method_cls: type | None = None) -> ClassifierPlan:
+        """Check every setting (method, params and their ranges, backbone, select and grid, posterior,
+        calibrate, class_prior, device) before any data is read, and return what they resolve to
+        (`fewtune.classifier_plan`). fit follows this plan; it is kept until a setting changes (set_params,
+        or a dict changed in place), and clone makes a classifier without it. method_cls: the class `method`
+        names, where the caller looked it up already (`fewtune train`: its defaults depend on it)."""
+        settings = settings_key(self)
+        kept = getattr(self, "_plan", None)
+        if kept is None or kept[0] != settings:
+            self._plan = (settings, check_settings(self, method_cls=method_cls))
+        return self._plan[1]
 
     @property
     def calibration_(self):
@@ -256,7 +267,7 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, ParamsEstimator):
     def predict_proba(self, X) -> np.ndarray:
         texts = self._texts(X)
         posterior = self.posterior_
-        with Progress(self.show_progress and len(texts) > 256) as progress:
+        with Progress(shown(self.show_progress) and len(texts) > 256) as progress:
             if posterior is not None:
                 proba = posterior.predict_proba(self.model_, texts, progress)
             else:
@@ -283,13 +294,13 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, ParamsEstimator):
         if not getattr(self.posterior_, "sampled", False):
             raise FewtuneError(f"sampled_proba needs posterior={' or '.join(map(repr, SAMPLED_POSTERIORS))}")
         texts = self._texts(X)
-        with Progress(self.show_progress and len(texts) > 256) as progress:
+        with Progress(shown(self.show_progress) and len(texts) > 256) as progress:
             return self.posterior_.sampled_proba(self.model_, texts, progress)
 
     def features(self, X) -> np.ndarray:
         """What the classification head reads, one row per text (for posteriors and acquisition)."""
         texts = self._texts(X)
-        with Progress(self.show_progress and len(texts) > 256) as progress:
+        with Progress(shown(self.show_progress) and len(texts) > 256) as progress:
             return self.model_.features(texts, progress=progress)
 
     def transform(self, X) -> np.ndarray:
@@ -330,7 +341,12 @@ class FewShotClassifier(ProbabilityLabels, ClassifierMixin, ParamsEstimator):
     def __sklearn_tags__(self):
         """Texts in (a list of strings, or of (text, text_pair) pairs), not a numeric matrix; labels one per
         text, or for multi-label a list of labels / a 0/1 matrix."""
+        from sklearn.utils import ClassifierTags
+
         tags = super().__sklearn_tags__()
+        tags.estimator_type = "classifier"  # what ClassifierMixin sets
+        tags.classifier_tags = ClassifierTags()
+        tags.target_tags.required = True
         tags.input_tags.string = True
         tags.input_tags.one_d_array = True
         tags.input_tags.two_d_array = False

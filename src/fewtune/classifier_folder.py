@@ -69,11 +69,12 @@ def load_classifier_folder(cls, path: str | Path, *, device: str | None = None, 
                            "load it with FewShotGenerator.load / `fewtune generate`")
     try:
         method_cls = get_method(config["method"])
-        params = method_cls.params_class.from_dict(config["params"], method=config["method"])
+        # A model saved before a setting was renamed loads as it was, silently (params.param's renamed_from).
+        params = method_cls.params_class.from_dict(config["params"], method=config["method"], warn_renamed=False)
         b = config["backbone"]
         backbone = ResolvedBackbone(name=b["name"], kind=b["kind"], path=str(path), source=b["source"],
                                     trusted=trust)
-        clf = cls(backbone=b["name"], method=config["method"], params=config["params"],
+        clf = cls(backbone=b["name"], method=config["method"], params=params.to_dict(),
                   seed=config.get("seed", 0), device=device, show_progress=show_progress, trust=trust)
         clf.classes_ = np.array(config["classes"], dtype=object)
         clf.text_pairs_ = bool(config.get("text_pairs", False))

@@ -9,6 +9,20 @@ class FewtuneError(Exception):
     """An error caused by input or environment, with a message that says what to do."""
 
 
+class SettingError(FewtuneError, ValueError):
+    """A setting with a value it cannot take, worded by the estimator's name for it (`select`): the message
+    starts with that name, so the command line can put its flag there instead (`--select`; cli.options).
+
+    choices: the names an optional setting may take; the message then says "None or one of 'a', 'b'" and
+    the command line, where leaving the flag out is the None, "one of a, b"."""
+
+    def __init__(self, setting: str, message: str | None = None, *, value=None, choices: tuple = ()):
+        self.setting, self.value, self.choices = setting, value, tuple(choices)
+        if message is None:
+            message = f"{setting} must be None or one of {', '.join(map(repr, self.choices))}, got {value!r}"
+        super().__init__(message)
+
+
 class DataError(FewtuneError, ValueError):
     """Bad training or prediction data: the message names the file, row and field."""
 

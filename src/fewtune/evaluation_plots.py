@@ -1,4 +1,5 @@
-"""The figures of `fewtune evaluate --plot DIR`: a reliability diagram and a confusion matrix, as PNG files.
+"""The figures of `fewtune evaluate --plot DIR`: a reliability diagram and a confusion matrix, as PNG files,
+and the training loss curve of a model that kept one (`training.loss_curve` in fewtune.json, every step).
 
 Both are drawn from the numbers evaluate already has, never recomputed: the reliability bins of
 `metrics.calibration_report` (the bins of the ECE evaluate prints, so the diagram and the number agree)
@@ -25,7 +26,8 @@ from .storage.atomic import atomic_write_bytes
 
 RELIABILITY = "reliability.png"
 CONFUSION = "confusion_matrix.png"
-FIGURES = (RELIABILITY, CONFUSION)  # the names written into the --plot folder (replacing earlier ones)
+LOSS_CURVE = "loss_curve.png"
+FIGURES = (RELIABILITY, CONFUSION, LOSS_CURVE)  # the names written into the --plot folder (replacing earlier ones)
 
 
 def label_decision_calibration(truth, proba, n_bins: int = 10) -> dict[str, Any]:
@@ -116,16 +118,36 @@ def confusion_figure(matrix, labels: list[str]):
     return fig, title
 
 
+def loss_curve_figure(points: list[list[float]]):
+    """The training loss at every step (a line; the steps of a long run drawn as one), on a log scale when
+    it spans more than a factor of 20, as a loss falling toward 0 does. Returns (figure, title)."""
+    steps = [int(step) for step, _ in points]
+    losses = [float(loss) for _, loss in points]
+    fig = _new_figure(6.4, 4.0)
+    ax = fig.subplots()
+    title = f"Training loss: {losses[0]:.4g} → {losses[-1]:.4g} over {steps[-1]} steps"
+    ax.set_title(title)
+    ax.plot(steps, losses, color="C0", linewidth=1, marker="o" if len(steps) <= 50 else None, markersize=3)
+    positive = [v for v in losses if v > 0]
+    if positive and len(positive) == len(losses) and max(positive) / min(positive) > 20:
+        ax.set_yscale("log")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("loss")
+    ax.grid(True, alpha=0.3)
+    return fig, title
+
+
 def _short(name: object, limit: int = 24) -> str:
     name = str(name)
     return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
-def write_figures(report: dict, folder: str | Path) -> dict[str, Path]:
+def write_figures(report: dict, folder: str | Path, loss_curve: list | None = None) -> dict[str, Path]:
     """The figures of an evaluation report (what `experiment.held_out_report` returns; a multi-label one
     with "label_calibration" from label_decision_calibration) written into `folder` (made if missing,
     files of the same names replaced). Returns {"reliability": path, "confusion_matrix": path}, without
-    the confusion matrix for a multi-label report."""
+    the confusion matrix for a multi-label report; with "loss_curve" too when the model's curve
+    ([[step, loss], ...], two points at least) is given."""
     folder = Path(folder)
     drawn: dict[str, tuple[Path, bytes]] = {}
     if report.get("multi_label"):
@@ -140,6 +162,9 @@ def write_figures(report: dict, folder: str | Path) -> dict[str, Path]:
         drawn["reliability"] = (folder / RELIABILITY, _png(fig, title))
         fig, title = confusion_figure(report["confusion_matrix"], report["labels"])
         drawn["confusion_matrix"] = (folder / CONFUSION, _png(fig, title))
+    if loss_curve and len(loss_curve) >= 2:
+        fig, title = loss_curve_figure(loss_curve)
+        drawn["loss_curve"] = (folder / LOSS_CURVE, _png(fig, title))
     folder.mkdir(parents=True, exist_ok=True)
     for path, data in drawn.values():
         atomic_write_bytes(path, data)

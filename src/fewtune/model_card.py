@@ -72,7 +72,7 @@ def render_card(config: dict[str, Any], strategies: Sequence[str] = ()) -> str:
         f"# fewtune model: {config['method']} on {backbone['name']}",
         "",
         f"A text classifier trained with fewtune using the "
-        f"`{config['method']}` method on the `{backbone['name']}` backbone ({backbone.get('source', '')}).",
+        f"`{config['method']}` method on the `{backbone['name']}` backbone ({source_words(backbone)}).",
         *backbone_origin_lines(backbone["name"]),
         *adapter_lines(config),
         "",
@@ -154,6 +154,17 @@ def render_card(config: dict[str, Any], strategies: Sequence[str] = ()) -> str:
     return "\n".join(lines)
 
 
+def source_words(backbone: dict[str, Any]) -> str:
+    """Where the backbone was read from, said for a reader of the card: a card travels to other machines
+    (the Hub), so it names the package or the install command, never this machine's cache path."""
+    kind, _, where = str(backbone.get("source", "")).partition(":")
+    if kind == "package":
+        return f"from the `{where}` package"
+    if kind == "cache":
+        return f"converted by `fewtune models install {backbone['name']}`"
+    return {"local": "a local model folder", "hub": "from the Hugging Face Hub"}.get(kind, kind or "source unknown")
+
+
 def backbone_origin_lines(name: str | None) -> list[str]:
     """Where a backbone converted from a quantized package came from and what actually ran (none for a
     backbone that is its hub model's own weights)."""
@@ -223,7 +234,7 @@ def render_generator_card(config: dict[str, Any]) -> str:
     lines = [
         f"# fewtune model: {config['task']} on {backbone['name']}",
         "",
-        f"{what[0].upper()}{what[1:]} fine-tuned with fewtune from `{backbone['name']}` ({backbone.get('source', '')}); "
+        f"{what[0].upper()}{what[1:]} fine-tuned with fewtune from `{backbone['name']}` ({source_words(backbone)}); "
         f"saved as {saved}.",
         *backbone_origin_lines(backbone["name"]),
         *adapter_lines(config),

@@ -1,10 +1,12 @@
-"""Progress bars that go to stderr (stdout stays clean for --json) and vanish with --quiet."""
+"""Progress bars that go to stderr (stdout stays clean for --json) and vanish with --quiet; from Python,
+show_progress=None shows them when someone is watching (a terminal or a notebook), not in a pipe or a log."""
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
 import itertools
+import sys
 from collections.abc import Callable, Iterator
 
 from rich.console import Console
@@ -30,11 +32,28 @@ def observe_progress(observer: Observer) -> Iterator[None]:
         _OBSERVER.reset(token)
 
 
-class Progress:
-    """A thin wrapper over rich.Progress: `add` a task, `advance` it; a no-op when disabled."""
+def interactive() -> bool:
+    """Someone is watching: stderr is a terminal, or this runs in a Jupyter kernel (whose stderr is a pipe
+    to the notebook, where rich draws its bars as a widget). IPython is looked up, never imported."""
+    stderr = sys.stderr
+    if stderr is not None and hasattr(stderr, "isatty") and stderr.isatty():
+        return True
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
 
-    def __init__(self, enabled: bool = True):
-        self.enabled = enabled
+
+def shown(setting: bool | None) -> bool:
+    """show_progress as given, or for None (the Python API's default) whether someone is watching."""
+    return interactive() if setting is None else bool(setting)
+
+
+class Progress:
+    """A thin wrapper over rich.Progress: `add` a task, `advance` it; a no-op when disabled.
+    enabled=None: shown when someone is watching (`shown`)."""
+
+    def __init__(self, enabled: bool | None = True):
+        self.enabled = enabled = shown(enabled)
         self._observer = _OBSERVER.get()
         self._rich_ids: dict[int, int] = {}
         self._rich = (
@@ -83,6 +102,6 @@ class Progress:
 
 
 @contextlib.contextmanager
-def progress_bar(enabled: bool = True) -> Iterator[Progress]:
+def progress_bar(enabled: bool | None = True) -> Iterator[Progress]:
     with Progress(enabled) as p:
         yield p

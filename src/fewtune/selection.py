@@ -94,64 +94,95 @@ def _take(y: np.ndarray, idx: np.ndarray):
 
 
 def parse_grid(items: list[str], params_class, method: str, base: dict | None = None) -> dict[str, list[Any]]:
-    """--grid KEY=A,B,C options -> {KEY: [A, B, C]}, values converted to the parameter's type and each
-    checked beside the run's other parameters (`base`, the -p values), as the grid point will run."""
-    grid: dict[str, list[Any]] = {}
+    """--grid KEY=A,B,C options -> {KEY: [A, B, C]}, values typed and checked as typed_grid does."""
+    return typed_grid(split_grid(items), params_class, method, base)
+
+
+def split_grid(items: list[str]) -> dict[str, list[str]]:
+    """--grid KEY=A,B,C options -> {KEY: ["A", "B", "C"]}, the values as typed (typed_grid types them)."""
+    grid: dict[str, list[str]] = {}
     for item in items:
         key, sep, values = item.partition("=")
         if not sep or not key.strip() or not values.strip():
             raise FewtuneError(f"--grid expects KEY=VALUE,VALUE,..., got {item!r}")
-        key = key.strip()
-        grid[key] = [getattr(params_class.from_dict({**(base or {}), key: v.strip()}, method=method), key)
-                     for v in values.split(",")]
+        grid[key.strip()] = [v.strip() for v in values.split(",")]
     return grid
 
 
-def classifier_selection(clf, data, y, method_cls) -> dict | None:
-    """clf.select="cv" (or None): the grid scored by cross-validating clf's siblings on the shots."""
-    if clf.select is None:
+def typed_grid(grid: dict[str, list[Any]], params_class, method: str, base: dict | None = None) -> dict[str, list[Any]]:
+    """The grid's values converted to each parameter's type ("1e-4" from the command line), each checked beside
+    the run's other parameters (`base`) as the grid point will run. Keys are the settings' new names, which
+    either side may give by an old one (params.param's renamed_from)."""
+    base = params_class.with_new_names(base, method=method, warn=False)
+    typed = {}
+    for key, values in grid.items():
+        key = params_class.new_name(key)
+        typed[key] = [getattr(params_class.from_dict({**base, key: v}, method=method), key) for v in values]
+    return typed
+
+
+def selection_grid(select: str | None, grid: dict | None, method_cls, params, method: str, base: dict | None
+                   ) -> dict[str, list[Any]] | None:
+    """The grid `select` scores (the given one, typed, or the method's own), checked before any data; None
+    without select. Callers check `select` is one of SELECTIONS."""
+    if select is None:
         return None
-    # clf.select was checked by FewShotClassifier.check_options before any data was read.
-    grid = clf.grid if clf.grid is not None else method_cls.selection_grid
+    if select == "evidence":
+        _check_evidence(method_cls, params, grid, method)
+    own = method_cls.selection_grid if select == "cv" else method_cls.evidence_grid
+    chosen = own if grid is None else typed_grid(grid, method_cls.params_class, method, base)
+    if select == "evidence":
+        for key, values in chosen.items():
+            if not values or any(not isinstance(v, (int, float)) or not v > 0 for v in values):
+                raise FewtuneError(f"the evidence needs a proper prior: every {key} in the grid must be positive, "
+                                   f"got {values}")
+    grid_points(chosen)  # an empty grid is refused now, not after the data is read
+    return chosen
+
+
+def _check_evidence(method_cls, params, grid: dict | None, method: str) -> None:
+    """select="evidence" is refused where the method cannot apply it (the grid's keys before their values)."""
+    if not method_cls.evidence_grid:
+        raise FewtuneError(
+            f"select='evidence' needs a method trained as a MAP estimate under a prior toward the pretrained "
+            f"weights (finetune); '{method}' is not. Use select='cv', or posterior='laplace' for the "
+            "head's prior")
+    problem = method_cls.evidence_problem(params)
+    if problem:
+        raise FewtuneError(problem)
+    for key in grid or {}:
+        if key not in method_cls.evidence_grid:
+            raise FewtuneError(f"with select='evidence' the grid may only hold "
+                               f"{', '.join(method_cls.evidence_grid)}; got {key!r}")
+
+
+def classifier_selection(clf, data, y, grid: dict[str, list[Any]]) -> dict | None:
+    """clf.select="cv": the grid (the plan's, `fewtune.classifier_plan`) scored by cross-validating clf's siblings
+    on the shots; None otherwise (select="evidence" chooses while training, select_by_evidence)."""
+    if clf.select != "cv":
+        return None
     X = data.texts if data.text_pairs is None else list(zip(data.texts, data.text_pairs))
 
+    # The grid's keys are new names (typed_grid); clf's own may be old ones, read as the new.
+    base = clf._params_class().with_new_names(clf.params, method=clf.method, warn=False)
+
     def make(point):  # every grid point is a sibling of clf, cross-validated
-        return clf.sibling(params={**(clf.params or {}), **point})
+        return clf.sibling(params={**base, **point})
 
     with Progress(clf.show_progress) as progress:
         return select_by_cv(make, X, y, grid, folds=clf.cv_folds, seed=clf.seed, progress=progress)
 
 
-def check_evidence(clf, method_cls, params, multi_label: bool) -> None:
-    """select="evidence" is refused before any training where it cannot apply."""
-    if not method_cls.evidence_grid:
-        raise FewtuneError(
-            f"select='evidence' needs a method trained as a MAP estimate under a prior toward the pretrained "
-            f"weights (finetune); '{clf.method}' is not. Use select='cv', or posterior='laplace' for the "
-            "head's prior")
-    if multi_label:
+def refuse_multi_label_evidence(select: str | None, multi_label: bool) -> None:
+    """What only the labels tell: the evidence is worked out for a softmax over single labels."""
+    if select == "evidence" and multi_label:
         raise FewtuneError("select='evidence' covers single-label classification; this data is multi-label")
-    problem = method_cls.evidence_problem(params)
-    if problem:
-        raise FewtuneError(problem)
-    grid = _evidence_grid(clf, method_cls)
-    for key, values in grid.items():
-        if key not in method_cls.evidence_grid:
-            raise FewtuneError(f"with select='evidence' the grid may only hold "
-                               f"{', '.join(method_cls.evidence_grid)}; got {key!r}")
-        if not values or any(not isinstance(v, (int, float)) or not v > 0 for v in values):
-            raise FewtuneError(f"the evidence needs a proper prior: every {key} in the grid must be positive, "
-                               f"got {values}")
 
 
-def _evidence_grid(clf, method_cls) -> dict[str, list[Any]]:
-    return clf.grid if clf.grid is not None else method_cls.evidence_grid
-
-
-def select_by_evidence(clf, method_cls, params, backbone, device, data, y_idx: np.ndarray):
-    """Train once per grid point on all the shots, keep the model whose prior has the highest evidence:
-    (model, its training info, the selection's report)."""
-    points = grid_points(_evidence_grid(clf, method_cls))
+def select_by_evidence(clf, method_cls, params, grid, backbone, device, data, y_idx: np.ndarray):
+    """Train once per point of the grid (the plan's) on all the shots, keep the model whose prior has the
+    highest evidence: (model, its training info, the selection's report)."""
+    points = grid_points(grid)
     results, best = [], None
     with Progress(clf.show_progress) as progress:
         task = progress.add("Prior strength by the evidence", total=len(points))
@@ -170,5 +201,5 @@ def select_by_evidence(clf, method_cls, params, backbone, device, data, y_idx: n
                 del model  # keep one encoder in memory besides the best
             progress.advance(task)
     model, info, _, chosen = best
-    return model, info, {"method": "evidence", "grid": _evidence_grid(clf, method_cls),
+    return model, info, {"method": "evidence", "grid": grid,
                          "results": results, "chosen": chosen}

@@ -210,7 +210,7 @@ def test_a_saved_model_keeps_only_its_trained_weights_and_names_the_rebuild_when
     texts = ["great film, loved it", "what a wonderful story", "a joy to watch", "the best this year",
              "dull and far too long", "a boring mess", "I walked out", "the worst this year"]
     labels = ["pos"] * 4 + ["neg"] * 4
-    clf = FewShotClassifier("me5-small", "linear-probe", params={"max_seq_length": 32}, show_progress=False)
+    clf = FewShotClassifier("me5-small", "linear-probe", params={"max_tokens": 32}, show_progress=False)
     clf.fit(texts, labels)
     folder = clf.save(tmp_path / "model")
     # A frozen encoder: every tensor of the 470 MB backbone is referenced, none copied.

@@ -71,7 +71,7 @@ def trained(request, converted, tmp_path, monkeypatch):
         raise AssertionError("saving an adapter looked its base up on the hub")
 
     monkeypatch.setattr(peft.utils.save_and_load, "check_file_exists_on_hf_hub", no_hub)
-    params = {"template": TEMPLATE, "label_words": WORDS, "epochs": 3, "batch_size": 4, "lr": 5e-2,
+    params = {"template": TEMPLATE, "label_words": WORDS, "epochs": 3, "batch_size": 4, "learning_rate": 5e-2,
               "early_stopping": False}
     clf = FewShotClassifier(backbone=NAME, method="prompt", params=params, show_progress=False).fit(X, Y)
     folder = clf.save(tmp_path / "m")

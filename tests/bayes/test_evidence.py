@@ -79,7 +79,7 @@ def test_evidence_needs_a_proper_prior():
         log_evidence(-1.0, 0.0, [1.0, 2.0], 0.0)
 
 
-TINY = {"epochs": 3, "lr": 1e-3, "head_lr": 1e-2}
+TINY = {"epochs": 3, "learning_rate": 1e-3, "head_learning_rate": 1e-2}
 
 
 def test_select_evidence_keeps_the_best_trained_model_and_saves_the_curve(st_folder, tmp_path):
@@ -110,7 +110,7 @@ def test_select_evidence_keeps_the_best_trained_model_and_saves_the_curve(st_fol
 @pytest.mark.parametrize("method, options, match", [
     ("linear-probe", {}, "needs a method trained as a MAP estimate"),
     ("finetune", {"grid": {"l2sp": [0.0, 1.0]}}, "every l2sp in the grid must be positive"),
-    ("finetune", {"grid": {"lr": [1e-3]}}, "the grid may only hold l2sp"),
+    ("finetune", {"grid": {"learning_rate": [1e-3]}}, "the grid may only hold l2sp"),
     ("finetune", {"params": {**TINY, "lora": True}}, "covers full fine-tuning"),
     ("finetune", {"params": {**TINY, "early_stopping": True}}, "turn early_stopping off"),
 ])

@@ -38,7 +38,7 @@ def bench_args(data_files, st_folder, out: Path, *extra: str) -> list[str]:
     train, test = data_files
     return ["bench", "--dataset", str(train), "--test", str(test), "--backbone", str(st_folder),
             "--methods", "linear-probe,setfit:steps=4,batch_size=8", "--baselines", "majority,setfit-lib",
-            "--shots", "2,4", "--seeds", "2", "--max-seq-length", "16", "--out", str(out), "--quiet", "--json", *extra]
+            "--shots", "2,4", "--seeds", "2", "--max-tokens", "16", "--out", str(out), "--quiet", "--json", *extra]
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +65,9 @@ def test_every_run_is_recorded_with_its_scores(first_run):
         assert r["n_train"] == 3 * r["K"] and r["n_test"] == 24
         assert sum(b["n"] for b in r["reliability"]) == r["n_test"]
         assert r["train_seconds"] >= 0 and r["peak_rss_mb"] > 0 and r["versions"]["fewtune"]
-        assert r["max_seq_length"] == 16  # applied to every method that reads text, skipped by majority
+        assert r["max_tokens"] == 16  # applied to every method that reads text, skipped by majority
         if r["method"] != "majority":
-            assert r["train_info"]["params_resolved"]["max_seq_length"] == 16
+            assert r["train_info"]["params_resolved"]["max_tokens"] == 16
     assert any("setfit-lib skipped" in n for n in records[0]["notes"])
 
 

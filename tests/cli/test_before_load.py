@@ -73,11 +73,17 @@ def no_model_loads(monkeypatch):
     def loaded(*args, **kwargs):
         raise AssertionError("a model was loaded before the bad input was reported")
 
-    for module, name in [(fewtune.saved_models, "load_classifier"), (fewtune.distill.api, "load_teacher"),
-                         (fewtune.pretrain.loop, "make_accelerator"), (fewtune.backbones, "load_causal_lm"),
-                         (fewtune.backbones, "load_encoder"), (fewtune.backbones.loading, "load_causal_lm"),
-                         (fewtune.backbones.loading, "load_encoder")]:
-        monkeypatch.setattr(module, name, loaded)
+    import fewtune.recommend.embeddings  # noqa: F401  (binds load_encoder by name: patched below with the rest)
+
+    originals = {fewtune.saved_models.load_classifier, fewtune.distill.api.load_teacher,
+                 fewtune.pretrain.loop.make_accelerator, fewtune.backbones.loading.load_causal_lm,
+                 fewtune.backbones.loading.load_encoder}
+    # Every module that bound one of them by name (`from ..backbones import load_encoder`), not a list kept by
+    # hand that misses the next one.
+    for module in [m for name, m in list(sys.modules.items()) if name.split(".")[0] == "fewtune"]:
+        for name, value in list(vars(module).items()):
+            if callable(value) and any(value is original for original in originals):
+                monkeypatch.setattr(module, name, loaded)
     for cls, name in [(FewShotClassifier, "load"), (FewShotGenerator, "load"), (FewShotRecommender, "load"),
                       (FewShotRecommender, "fit")]:
         monkeypatch.setattr(cls, name, loaded)

@@ -36,11 +36,11 @@ def test_methods_lists_setfit_and_its_params(capfd):
     assert r.code == 0, r.err
     assert r.out.startswith("setfit:") or "\nsetfit:" in r.out
     assert "  epochs = 4.0" in r.out and "  batch_size = 16" in r.out
-    assert "  --select cv searches: body_lr in [0.0002, 5e-05]; l2sp in [0.0, 1.0]" in r.out
+    assert "  --select cv searches: learning_rate in [0.0002, 5e-05]; l2sp in [0.0, 1.0]" in r.out
     rows = json.loads(run_cli(capfd, "methods", "--json").out)
     setfit = next(row for row in rows if row["name"] == "setfit")
     assert setfit["params"]["epochs"]["default"] == 4.0 and setfit["params"]["steps"]["default"] == -1
-    assert setfit["selection_grid"] == {"body_lr": [2e-4, 5e-5], "l2sp": [0.0, 1.0]}
+    assert setfit["selection_grid"] == {"learning_rate": [2e-4, 5e-5], "l2sp": [0.0, 1.0]}
     assert "encoder" in setfit["backbones"]
 
 

@@ -1,5 +1,5 @@
-"""`fewtune evaluate --plot DIR`: the reliability diagram and the confusion matrix of a trained model, their
-paths printed (and in --json), the diagram's ECE the one evaluate reports; a multi-label model's label
+"""`fewtune evaluate --plot DIR`: the reliability diagram and the confusion matrix of a trained model (and its
+training loss curve, every step), their paths printed (and in --json), the diagram's ECE the one evaluate reports; a multi-label model's label
 decisions; a --plot that cannot be written is one line before any model loads."""
 
 from __future__ import annotations
@@ -35,11 +35,15 @@ def test_plot_writes_both_figures_and_json_names_them(trained, data_dir, tmp_pat
     assert r.code == 0, r.err
     report = json.loads(r.out)
     assert report["plots"] == {"reliability": str(figs / "reliability.png"),
-                               "confusion_matrix": str(figs / "confusion_matrix.png")}
+                               "confusion_matrix": str(figs / "confusion_matrix.png"),
+                               "loss_curve": str(figs / "loss_curve.png")}
     ece = report["calibration"]["ece"]
     assert _title(figs / "reliability.png") == f"Reliability: ECE {ece:.4f} (10 bins, 16 texts)"
     assert _title(figs / "confusion_matrix.png") == f"Confusion matrix: 16 texts, accuracy {report['accuracy']:.4f}"
-    assert tree(tmp_path / "not") == {"yet", "yet/figs", "yet/figs/reliability.png", "yet/figs/confusion_matrix.png"}
+    curve = json.loads((trained.model / "fewtune.json").read_text())["training"]["loss_curve"]
+    assert _title(figs / "loss_curve.png").endswith(f"over {curve[-1][0]} steps")  # setfit's steps, every one kept
+    assert tree(tmp_path / "not") == {"yet", "yet/figs", "yet/figs/reliability.png", "yet/figs/confusion_matrix.png",
+                                      "yet/figs/loss_curve.png"}
     # The same scores as without --plot: the figures add to the report, they change nothing in it.
     plain = json.loads(run_cli(capfd, *_evaluate(trained, data_dir), "--json", "-q").out)
     assert {k: v for k, v in report.items() if k != "plots"} == plain
@@ -50,11 +54,12 @@ def test_plot_prints_where_the_figures_went_after_the_report(trained, data_dir, 
     r = run_cli(capfd, *_evaluate(trained, data_dir), "--plot", tmp_path, "-q")
     assert r.code == 0, r.err
     lines = r.out.splitlines()
-    assert lines[-2:] == [f"reliability diagram  {tmp_path / 'reliability.png'}",
-                          f"confusion matrix     {tmp_path / 'confusion_matrix.png'}"]
+    assert lines[-3:] == [f"reliability diagram  {tmp_path / 'reliability.png'}",
+                          f"confusion matrix     {tmp_path / 'confusion_matrix.png'}",
+                          f"training loss        {tmp_path / 'loss_curve.png'}"]
     ece_line = next(line for line in lines if line.startswith("ECE"))
     assert f"ECE {ece_line.split()[1]} " in _title(tmp_path / "reliability.png")  # the printed ECE, drawn
-    assert sorted(tree(tmp_path)) == ["confusion_matrix.png", "reliability.png"]  # the earlier one replaced
+    assert sorted(tree(tmp_path)) == ["confusion_matrix.png", "loss_curve.png", "reliability.png"]  # replaced
 
 
 def test_a_multi_label_model_gets_the_reliability_of_its_label_decisions(tmp_path, st_folder, capfd):

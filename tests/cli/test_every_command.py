@@ -36,7 +36,7 @@ FAST_PRETRAIN = ["-p", "steps=2", "-p", "batch_size=4", "-p", "block_size=32"]
 # A few epochs on these replies: enough for the tiny LM to start a reply with a word, not end it at once.
 PAIRS = [("hello how are you", "i am fine thanks"), ("what did you do today", "i went to the park"),
          ("do you like movies", "yes i love movies"), ("how is the weather", "the weather is nice")]
-LEARN = {"lora": False, "lr": 1e-2, "epochs": 10, "batch_size": 8, "warmup_ratio": 0.0}
+LEARN = {"lora": False, "learning_rate": 1e-2, "epochs": 10, "batch_size": 8, "warmup_ratio": 0.0}
 CLASSES = ["negative", "positive"]
 POOL_WORDS = ["great", "awful", "moving", "dull", "superb", "dreadful", "fine", "boring", "lovely", "bad"]
 

@@ -10,7 +10,7 @@ from fewtune.cli import main
 @pytest.mark.slow
 @pytest.mark.integration
 def test_demo_job_reaches_far_above_chance_on_bbc(capfd, tmp_path):
-    code = main(["train", "--dataset", "bbc", "--shots", "8", "--seed", "0", "-p", "max_seq_length=64",
+    code = main(["train", "--dataset", "bbc", "--shots", "8", "--seed", "0", "-p", "max_tokens=64",
                  "--json", "--quiet", "-o", str(tmp_path / "model")])
     out, err = capfd.readouterr()
     assert code == 0, err

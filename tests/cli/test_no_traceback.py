@@ -47,7 +47,7 @@ def test_an_output_under_a_file_is_refused_before_training(shots, st_folder, tmp
     (["--device", "tpu9"], "not a device"),
     (["-p", "head_c=-1"], "head_c must be positive"),
     (["-p", "encode_batch_size=0"], "encode_batch_size must be at least"),
-    (["-p", "max_seq_length=-5"], "max_seq_length must not be negative"),
+    (["-p", "max_tokens=-5"], "max_tokens must not be negative"),
 ])
 def test_bad_values_are_one_line_before_any_model_loads(shots, st_folder, capfd, args, fragment):
     r = run_cli(capfd, "train", "--data", shots, "--backbone", st_folder, *FAST, *args)
@@ -107,7 +107,8 @@ options = st.fixed_dictionaries({}, optional={
     "--posterior": st.sampled_from(["laplace", "nope"]), "--class-prior": st.sampled_from(["pos=2", "x=1", "bad"]),
 })
 params = st.lists(st.sampled_from(["steps=-1", "steps=2", "batch_size=0", "head_c=-1", "head_c=0.5",
-                                   "max_seq_length=-5", "max_seq_length=16", "nope=1", "steps=x"]), max_size=3)
+                                   "max_tokens=-5", "max_tokens=16", "max_seq_length=16", "nope=1", "steps=x"]),
+                max_size=3)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

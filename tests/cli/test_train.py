@@ -149,7 +149,7 @@ def test_train_select_cv_prints_the_grid_and_saves_the_choice(data_dir, tmp_path
 def test_train_select_evidence_prints_the_evidence_and_saves_the_choice(data_dir, tmp_path, st_folder, capfd):
     r = run_cli(capfd, "train", "--data", data_dir / "my.csv", "--text-col", "review", "--label-col", "sentiment",
                 "--shots", "8", "--backbone", st_folder, "--method", "finetune", "-o", tmp_path / "m",
-                "-p", "epochs=2", "-p", "lr=1e-3", "--select", "evidence", "--grid", "l2sp=1,1000", "-q")
+                "-p", "epochs=2", "-p", "learning_rate=1e-3", "--select", "evidence", "--grid", "l2sp=1,1000", "-q")
     assert r.code == 0, r.err
     assert "prior strength by the Laplace evidence" in r.out
     rows = [line.split() for line in r.out.splitlines() if line.split()[:1] in (["1.0"], ["1000.0"])]

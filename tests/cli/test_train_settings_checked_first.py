@@ -41,3 +41,24 @@ def test_overwrite_onto_a_folder_of_the_users_own_files_is_refused_before_traini
     r = run_cli(capfd, *train_args(data_dir / "my.csv", mine, st_folder, "--overwrite"))
     assert r.code == 2 and len(r.err_lines) == 1 and "is not a fewtune model folder" in r.err_lines[0], r.err
     assert (mine / "notes.txt").read_text(encoding="utf-8") == "keep me"
+
+
+@pytest.mark.parametrize("flags, fragments", [
+    (["--select", "x"], ["--select must be one of cv, evidence, got 'x'"]),
+    (["--posterior", "nope"], ["--posterior must be one of", "'nope'"]),
+    (["--calibrate", "nope"], ["--calibrate must be one of", "'nope'"]),
+    (["--class-prior", "positive"], ["class prior", "is not LABEL=WEIGHT"]),
+    (["-p", "no_such=1"], ["unknown parameter", "no_such"]),
+], ids=["select", "posterior", "calibrate", "class-prior", "param"])
+def test_a_bad_setting_is_named_by_its_flag_before_the_data_is_read(flags, fragments, st_folder, tmp_path, capfd,
+                                                                   monkeypatch):
+    # Issue 36: every setting is checked before any file is read. The data file does not exist and reading
+    # it fails the test, so only the setting can be what is reported.
+    import fewtune.experiment.train
+
+    monkeypatch.setattr(fewtune.experiment.train, "prepare", lambda *a, **k: pytest.fail("the data was read"))
+    r = run_cli(capfd, *train_args(tmp_path / "missing.csv", tmp_path / "out", st_folder, *flags))
+    assert r.code == 2 and len(r.err_lines) == 1 and r.err_lines[0].startswith("error: "), r.err
+    for fragment in fragments:
+        assert fragment in r.err_lines[0], r.err_lines[0]
+    assert "missing.csv" not in r.err and "None or" not in r.err  # the CLI's wording, not the API's

@@ -133,11 +133,11 @@ def test_token_limit_reads_the_length_parameters_the_method_declares():
     from fewtune.methods import get_method
 
     setfit, zero_shot, hybrid = get_method("setfit"), get_method("zero-shot"), get_method("hybrid")
-    assert token_limit(setfit, SimpleNamespace(max_seq_length=64)) == 64
-    assert token_limit(setfit, SimpleNamespace(max_seq_length=0)) is None
-    assert token_limit(zero_shot, SimpleNamespace(max_text_tokens=256)) == 256
-    assert token_limit(hybrid, SimpleNamespace(max_seq_length=0, max_text_tokens=256)) == 256
-    assert token_limit(get_method("majority"), SimpleNamespace(max_seq_length=64)) is None  # reads no text
+    assert token_limit(setfit, SimpleNamespace(max_tokens=64)) == 64
+    assert token_limit(setfit, SimpleNamespace(max_tokens=0)) is None
+    assert token_limit(zero_shot, SimpleNamespace(max_tokens=256)) == 256
+    assert token_limit(hybrid, SimpleNamespace(max_tokens=0)) is None  # each part its own
+    assert token_limit(get_method("majority"), SimpleNamespace(max_tokens=64)) is None  # reads no text
 
 
 # --- the command ----------------------------------------------------------------------------------

@@ -110,11 +110,11 @@ def test_text_limits_are_tokens_not_characters_on_chinese(chat_llama_folder):
 
 def test_chinese_label_words_take_no_leading_space(chat_llama_folder):
     model, tok = load_causal_lm(ResolvedBackbone("tiny", "causal-lm", str(chat_llama_folder), "local"), device="cpu")
-    scorer = LabelScorer(model, tok, ZH_TEMPLATE, ["正面", "负面"], max_text_tokens=64, length_normalize=False)
+    scorer = LabelScorer(model, tok, ZH_TEMPLATE, ["正面", "负面"], max_tokens=64, length_normalize=False)
     assert scorer.spaces == ["", ""]
     assert scorer.word_ids[0] == tok("正面", add_special_tokens=False)["input_ids"]
     assert scorer.demonstration("很好看", 0, 16) == "评论：很好看\n情感：正面"
-    english = LabelScorer(model, tok, "Review: {text}\nSentiment:", ["great"], max_text_tokens=64, length_normalize=False)
+    english = LabelScorer(model, tok, "Review: {text}\nSentiment:", ["great"], max_tokens=64, length_normalize=False)
     assert english.spaces == [" "] and english.word_ids[0] == tok(" great", add_special_tokens=False)["input_ids"]
 
 
@@ -132,8 +132,8 @@ def test_label_word_methods_run_on_chinese_templates_and_words(chat_llama_folder
 
 
 # --- finetune on a causal LM --------------------------------------------------------------------
-@pytest.mark.parametrize("params", [{"epochs": 4, "batch_size": 4, "head_lr": 0.1},
-                                    {"epochs": 4, "batch_size": 4, "head_lr": 0.1, "lora": True, "lora_lr": 1e-2}])
+@pytest.mark.parametrize("params", [{"epochs": 4, "batch_size": 4, "head_learning_rate": 0.1},
+                                    {"epochs": 4, "batch_size": 4, "head_learning_rate": 0.1, "lora": True, "learning_rate": 1e-2}])
 def test_finetune_trains_a_causal_lm_body_and_round_trips(llama_folder, tmp_path, params):
     X = ["this movie was great", "great movie", "it was great .", "this was great",
          "this movie was terrible", "terrible movie", "it was terrible .", "this was terrible"]

@@ -211,7 +211,7 @@ def minilm_bbc(tmp_path_factory):
     pool, test = load_builtin("bbc")
     shots = pool.subset(sample_k_shot(pool.labels, 8, seed=0))
     folder = tmp_path_factory.mktemp("minilm") / "bbc"
-    FewShotClassifier(params={"max_seq_length": 128}, seed=0).fit(shots.texts, shots.labels).save(folder)
+    FewShotClassifier(params={"max_tokens": 128}, seed=0).fit(shots.texts, shots.labels).save(folder)
     export_onnx(folder)
     export_onnx(folder, int8=True)
     return folder, test

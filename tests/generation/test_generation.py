@@ -22,7 +22,7 @@ CHAT = [{"role": "user", "content": "hello how are you"}, {"role": "assistant", 
 # Memorisable data: each question has one answer. Full fine-tuning at a high rate learns it in a few steps.
 PAIRS = [("hello how are you", "i am fine thanks"), ("what did you do today", "i went to the park"),
          ("do you like movies", "yes i love movies"), ("how is the weather", "the weather is nice")]
-LEARN = {"lora": False, "lr": 3e-3, "epochs": 80, "batch_size": 4, "warmup_ratio": 0.0}
+LEARN = {"lora": False, "learning_rate": 3e-3, "epochs": 80, "batch_size": 4, "warmup_ratio": 0.0}
 
 
 def tiny(folder):
@@ -114,7 +114,7 @@ def test_streamed_pieces_add_up_to_the_reply(trained):
 
 
 def test_lora_model_saves_small_and_reloads_to_identical_outputs(chat_llama_folder, tmp_path):
-    gen = FewShotGenerator(str(chat_llama_folder), params={"lr": 1e-2, "epochs": 5}, show_progress=False).fit(PAIRS)
+    gen = FewShotGenerator(str(chat_llama_folder), params={"learning_rate": 1e-2, "epochs": 5}, show_progress=False).fit(PAIRS)
     gen.save(tmp_path / "lora")
     files = {p.name for p in (tmp_path / "lora").iterdir()}
     assert {"adapter_model.safetensors", "adapter_config.json", "fewtune.json", "README.md"} == files
@@ -128,7 +128,7 @@ def test_a_lora_folder_loads_in_plain_peft_with_the_same_logits(chat_llama_folde
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gen = FewShotGenerator(str(chat_llama_folder), params={"lr": 1e-2, "epochs": 5}, show_progress=False).fit(PAIRS)
+    gen = FewShotGenerator(str(chat_llama_folder), params={"learning_rate": 1e-2, "epochs": 5}, show_progress=False).fit(PAIRS)
     gen.save(tmp_path / "lora")
     base = AutoModelForCausalLM.from_pretrained(str(chat_llama_folder))
     peft_model = PeftModel.from_pretrained(base, str(tmp_path / "lora")).eval()
@@ -140,7 +140,7 @@ def test_a_lora_folder_loads_in_plain_peft_with_the_same_logits(chat_llama_folde
 
 
 def test_a_folder_saved_with_the_old_adapter_names_still_loads(chat_llama_folder, tmp_path):
-    gen = FewShotGenerator(str(chat_llama_folder), params={"lr": 1e-2, "epochs": 5}, show_progress=False).fit(PAIRS)
+    gen = FewShotGenerator(str(chat_llama_folder), params={"learning_rate": 1e-2, "epochs": 5}, show_progress=False).fit(PAIRS)
     folder = gen.save(tmp_path / "old")
     # As fewtune wrote it before PEFT's format: adapter.safetensors + adapter.json, listed in fewtune.json.
     (folder / "adapter_model.safetensors").rename(folder / "adapter.safetensors")
@@ -155,7 +155,7 @@ def test_a_folder_saved_with_the_old_adapter_names_still_loads(chat_llama_folder
 
 
 def test_merge_writes_a_standalone_model_with_the_same_outputs(chat_llama_folder, tmp_path):
-    gen = FewShotGenerator(str(chat_llama_folder), params={"lr": 1e-2, "epochs": 5}, show_progress=False).fit(PAIRS)
+    gen = FewShotGenerator(str(chat_llama_folder), params={"learning_rate": 1e-2, "epochs": 5}, show_progress=False).fit(PAIRS)
     gen.save(tmp_path / "merged", merge=True)
     assert (tmp_path / "merged" / "lm" / "model.safetensors").is_file()
     assert not (tmp_path / "merged" / "adapter_model.safetensors").exists()
@@ -220,8 +220,8 @@ def test_text_files_refuse_empty_input(tmp_path):
 
 
 def test_bad_settings_and_wrong_folders_are_refused(chat_llama_folder, trained, tmp_path):
-    with pytest.raises(FewtuneError, match="generation: .*lr must be positive.*max_length must be at least 8"):
-        FewShotGenerator(str(chat_llama_folder), params={"max_length": 2, "lr": 0})
+    with pytest.raises(FewtuneError, match="generation: .*learning_rate must be positive.*max_tokens must be at least 8"):
+        FewShotGenerator(str(chat_llama_folder), params={"max_tokens": 2, "learning_rate": 0})
     with pytest.raises(FewtuneError, match="task must be one of"):
         FewShotGenerator(str(chat_llama_folder), task="translate")
     with pytest.raises(FewtuneError, match="not fitted"):
@@ -287,7 +287,7 @@ def test_builtin_chitchat_is_real_two_person_dialogue_with_a_fixed_split():
 def test_an_interrupted_fine_tuning_resumes_to_the_uninterrupted_weights(chat_llama_folder, tmp_path, monkeypatch):
     import fewtune.generation.generator as generator
 
-    params = {"lr": 1e-2, "epochs": 3, "batch_size": 2}
+    params = {"learning_rate": 1e-2, "epochs": 3, "batch_size": 2}
     whole = FewShotGenerator(str(chat_llama_folder), params=params, seed=4, show_progress=False).fit(PAIRS)
     expected = {n: t.detach().clone() for n, t in whole.model.named_parameters() if t.requires_grad}
 

@@ -226,3 +226,23 @@ def test_bench_runs_a_builtin_as_a_user_file_without_its_template():
     assert not plain.withholds_prompt and user.withholds_prompt
     assert user.name == "mr-as-file" and user.builtin_name == "mr"
     assert type(user).from_dict(user.to_dict()) == user and "user_file" not in plain.to_dict()
+
+
+def test_auto_says_each_candidates_score_as_it_finishes(st_folder, caplog, capsys):
+    import logging
+
+    X, y = synthetic.make()
+    params = {"folds": 2, "stack": False, "candidates": "linear-probe,majority"}
+    with caplog.at_level(logging.INFO, logger="fewtune.methods.auto"):
+        info = FewShotClassifier(backbone=str(st_folder), method="auto", params=params,
+                                 show_progress=False).fit(X, y).train_info_["auto"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "fewtune.methods.auto"]
+    assert lines == [f"auto: {name} out-of-fold NLL {r['cv_nll']:.3f}, accuracy {r['cv_accuracy']:.3f} "
+                     f"({r['seconds']:.1f} s, 2 folds)" for name, r in info["candidates"].items()]
+    caplog.clear()
+    capsys.readouterr()
+    FewShotClassifier(backbone=str(st_folder), method="auto", params=params, show_progress=True).fit(X, y)
+    err = capsys.readouterr().err
+    # With the bars shown, the lines go above them (Progress.log), not to the logger.
+    assert "auto: linear-probe out-of-fold NLL" in err and "auto: majority out-of-fold NLL" in err
+    assert not [r for r in caplog.records if r.name == "fewtune.methods.auto"]

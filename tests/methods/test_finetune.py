@@ -14,8 +14,8 @@ from fewtune.training.lora import lora_target_modules
 from tests.helpers import synthetic
 
 # The tiny random encoder knows no words: the head needs a larger learning rate than for a real model.
-FAST = {"epochs": 8, "lr": 1e-3, "head_lr": 1e-2}
-SHORT = {"epochs": 2, "lr": 1e-3, "head_lr": 1e-2}
+FAST = {"epochs": 8, "learning_rate": 1e-3, "head_learning_rate": 1e-2}
+SHORT = {"epochs": 2, "learning_rate": 1e-3, "head_learning_rate": 1e-2}
 
 
 def finetune(st_folder, params, seed=0):
@@ -118,7 +118,7 @@ def test_reinit_layers_trains_and_is_checked_against_the_backbone(st_folder, dat
 
 
 def test_lora_trains_only_adapters_and_head_then_merges_and_round_trips(st_folder, data, tmp_path):
-    clf = finetune(st_folder, {"epochs": 3, "lora": True, "lora_lr": 1e-2, "head_lr": 1e-2}).fit(*data)
+    clf = finetune(st_folder, {"epochs": 3, "lora": True, "learning_rate": 1e-2, "head_learning_rate": 1e-2}).fit(*data)
     trained = clf.model_.trained_parameter_names
     assert trained and all("lora_" in n or n.startswith("head.") for n in trained)
     assert any("lora_A" in n for n in trained) and any("lora_B" in n for n in trained)
@@ -157,13 +157,13 @@ def test_l2sp_keeps_the_encoder_closer_to_its_pretrained_weights(fitted, st_fold
 
 def test_early_stopping_validates_on_training_shots_only_and_keeps_the_best_epoch(st_folder, data, monkeypatch):
     seen = []
-    original = Finetune._embed
+    original = Finetune._embed_batch
 
     def spy(self, texts):
         seen.extend(texts)
         return original(self, texts)
 
-    monkeypatch.setattr(Finetune, "_embed", spy)
+    monkeypatch.setattr(Finetune, "_embed_batch", spy)
     X, y = data
     clf = finetune(st_folder, {**FAST, "epochs": 4, "early_stopping": True, "patience": 1}).fit(X, y)
     assert set(seen) <= set(X)
@@ -192,7 +192,7 @@ def test_stratified_holdout_is_disjoint_stratified_and_needs_two_per_class():
     "params, match",
     [
         ({"epochs": 0}, "epochs must be at least 1"),
-        ({"lr": "fast"}, "'lr'.*float"),
+        ({"learning_rate": "fast"}, "'learning_rate'.*float"),
         ({"dropout": 1.0}, "dropout"),
         ({"warmup_ratio": 2}, "warmup_ratio"),
         ({"l2sp": -1}, "l2sp must not be negative"),

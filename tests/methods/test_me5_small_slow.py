@@ -18,7 +18,7 @@ from fewtune import FewShotClassifier
 from fewtune.data import load_builtin, sample_k_shot
 
 pytestmark = pytest.mark.slow
-SHORT = {"max_seq_length": 64}
+SHORT = {"max_tokens": 64}
 
 
 def _draw(name: str, k: int, n_test: int):
@@ -107,7 +107,7 @@ def test_distill_an_encoder_student_on_me5(bbc, me5_teacher, tmp_path):
     pool = tmp_path / "pool.csv"
     _write_pool(pool, load_builtin("bbc")[0].texts, 120)
     student = distill(me5_teacher[1], pool, tmp_path / "student", backbone="me5-small", shots=(X, y),
-                      params={"max_seq_length": 64})
+                      params={"max_tokens": 64})
     assert student["heldout"]["agreement"] >= 0.5
     assert FewShotClassifier.load(tmp_path / "student").score(X_test, y_test) >= 0.5
 

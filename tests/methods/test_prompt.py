@@ -29,7 +29,7 @@ def lm(llama_folder):
 
 def test_single_token_scores_equal_the_next_token_log_probabilities(llama_folder):
     model, tok = lm(llama_folder)
-    scorer = LabelScorer(model, tok, TEMPLATE, ["terrible", "great"], max_text_tokens=64, length_normalize=False)
+    scorer = LabelScorer(model, tok, TEMPLATE, ["terrible", "great"], max_tokens=64, length_normalize=False)
     assert scorer.single_token
     prompts = scorer.prompts(["this movie was great", "terrible"])
     with torch.no_grad():
@@ -44,8 +44,8 @@ def test_single_token_scores_equal_the_next_token_log_probabilities(llama_folder
 def test_multi_token_label_words_sum_their_tokens_and_can_be_length_normalised(llama_folder):
     model, tok = lm(llama_folder)
     words = ["terrible movie", "great"]
-    raw = LabelScorer(model, tok, TEMPLATE, words, max_text_tokens=64, length_normalize=False)
-    norm = LabelScorer(model, tok, TEMPLATE, words, max_text_tokens=64, length_normalize=True)
+    raw = LabelScorer(model, tok, TEMPLATE, words, max_tokens=64, length_normalize=False)
+    norm = LabelScorer(model, tok, TEMPLATE, words, max_tokens=64, length_normalize=True)
     assert not raw.single_token
     p = raw.prompts(["this movie was great"])
     with torch.no_grad():
@@ -72,7 +72,7 @@ def test_zero_shot_probabilities_are_the_label_word_softmax_and_round_trip(llama
     np.testing.assert_allclose(FewShotClassifier.load(tmp_path / "m").predict_proba(X), proba, atol=1e-6)
 
 
-@pytest.mark.parametrize("params", [{"lora": True, "lr": 5e-2}, {"lora": False, "lr": 1e-2, "l2sp": 0.1}])
+@pytest.mark.parametrize("params", [{"lora": True, "learning_rate": 5e-2}, {"lora": False, "learning_rate": 1e-2, "l2sp": 0.1}])
 def test_prompt_fine_tuning_learns_the_label_words_and_round_trips(llama_folder, tmp_path, params):
     X, y = reviews(4)
     base = {"template": TEMPLATE, "label_words": WORDS, "epochs": 10, "batch_size": 4, "early_stopping": False}
@@ -92,7 +92,7 @@ def test_prompt_fine_tuning_learns_the_label_words_and_round_trips(llama_folder,
 
 def test_prompt_with_demonstrations_puts_one_solved_example_per_class_before_each_text(llama_folder, tmp_path):
     X, y = reviews(4)
-    params = {"template": TEMPLATE, "label_words": WORDS, "epochs": 20, "batch_size": 4, "lr": 5e-2,
+    params = {"template": TEMPLATE, "label_words": WORDS, "epochs": 20, "batch_size": 4, "learning_rate": 5e-2,
               "demonstrations": True, "separator": " ; ", "early_stopping": False}
     clf = FewShotClassifier(backbone=str(llama_folder), method="prompt", params=params).fit(X, y)
     method = clf.model_
@@ -170,7 +170,7 @@ def test_prompt_methods_need_a_causal_lm_and_single_labels(llama_folder, st_fold
 
 def test_a_long_prefix_shared_by_a_batch_is_encoded_once_with_the_same_scores(llama_folder):
     model, tok = lm(llama_folder)
-    scorer = LabelScorer(model, tok, TEMPLATE, ["terrible", "great"], max_text_tokens=256, length_normalize=False)
+    scorer = LabelScorer(model, tok, TEMPLATE, ["terrible", "great"], max_tokens=256, length_normalize=False)
     context = "this movie was great . it was terrible . " * 6  # about 60 tokens that every prompt repeats
     prompts = scorer.prompts([context + t for t in ("this movie was great", "terrible", "it was .")])
     assert shared_prefix_length(prompts) >= MIN_SHARED_PREFIX
@@ -196,9 +196,9 @@ ICL = {"template": TEMPLATE, "label_words": WORDS, "separator": " . "}
 
 def test_icl_cached_prefix_gives_the_same_probabilities_as_recomputing_it(llama_folder):
     X, y = reviews(3)
-    cached = FewShotClassifier(backbone=str(llama_folder), method="icl", params={**ICL, "calibrate": False}).fit(X, y)
+    cached = FewShotClassifier(backbone=str(llama_folder), method="icl", params={**ICL, "contextual_calibration": False}).fit(X, y)
     plain = FewShotClassifier(backbone=str(llama_folder), method="icl",
-                              params={**ICL, "calibrate": False, "cache_prefix": False}).fit(X, y)
+                              params={**ICL, "contextual_calibration": False, "cache_prefix": False}).fit(X, y)
     assert cached.train_info_["demonstrations"] == 6 and cached.train_info_["context_tokens"] > 20
     queries = ["this movie was great", "terrible", "it was ."]
     np.testing.assert_allclose(cached.predict_proba(queries), plain.predict_proba(queries), atol=1e-5)
@@ -209,7 +209,7 @@ def test_icl_calibration_divides_out_the_content_free_label_bias(llama_folder):
 
     X, y = reviews(3)
     cal = FewShotClassifier(backbone=str(llama_folder), method="icl", params=ICL).fit(X, y)
-    raw = FewShotClassifier(backbone=str(llama_folder), method="icl", params={**ICL, "calibrate": False}).fit(X, y)
+    raw = FewShotClassifier(backbone=str(llama_folder), method="icl", params={**ICL, "contextual_calibration": False}).fit(X, y)
     with torch.no_grad():
         bias = cal.model_._raw_proba(list(CONTENT_FREE)).mean(0)
     np.testing.assert_allclose(cal.model_._content_free, bias)
@@ -238,7 +238,7 @@ def test_prompt_methods_through_the_cli(llama_folder, tmp_path, capfd):
     with open(tmp_path / "train.csv", "w", newline="") as f:
         csv.writer(f).writerows([["text", "label"], *zip(X, y)])
     code = main(["train", "--data", str(tmp_path / "train.csv"), "--method", "prompt", "--backbone", str(llama_folder),
-                 "-p", f"template={TEMPLATE}", "-p", "label_words=neg=terrible,pos=great", "-p", "lr=0.05",
+                 "-p", f"template={TEMPLATE}", "-p", "label_words=neg=terrible,pos=great", "-p", "learning_rate=0.05",
                  "-o", str(tmp_path / "m"), "--json", "-q"])
     out = capfd.readouterr().out
     assert code == 0
@@ -265,7 +265,7 @@ def test_a_builtin_dataset_brings_its_own_template_unless_one_is_given(llama_fol
 
 @pytest.mark.parametrize("method,extra", [
     ("zero-shot", {}),
-    ("prompt", {"lora": True, "lr": 5e-2, "epochs": 3, "batch_size": 4, "early_stopping": False}),
+    ("prompt", {"lora": True, "learning_rate": 5e-2, "epochs": 3, "batch_size": 4, "early_stopping": False}),
     ("prompt", {"demonstrations": True, "epochs": 1, "batch_size": 4, "early_stopping": False}),
     ("icl", {"max_demo_tokens": 8}),
 ])

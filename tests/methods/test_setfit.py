@@ -13,7 +13,7 @@ from fewtune.selection import grid_points, parse_grid
 
 from tests.helpers import synthetic
 
-FAST = {"batch_size": 8, "body_lr": 1e-3}
+FAST = {"batch_size": 8, "learning_rate": 1e-3}
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_encoder_dropout_is_set_while_training_and_restored_after():
     ({"head": "mlp"}, "head must be 'logistic' or 'differentiable'"),
     ({"dropout": 1.5}, "dropout must be in"),
     ({"steps": -3}, "steps must be -1"),
-    ({"body_lr": 0}, "body_lr must be positive"),
+    ({"learning_rate": 0}, "learning_rate must be positive"),
 ])
 def test_bad_setfit_parameters_are_explained(st_folder, data, params, match):
     with pytest.raises(FewtuneError, match=match):
@@ -107,12 +107,12 @@ def test_bad_setfit_parameters_are_explained(st_folder, data, params, match):
 # --- selection by cross-validation on the shots -----------------------------------------------------
 def test_grid_points_and_parsing():
     assert grid_points({"a": [1, 2], "b": [3]}) == [{"a": 1, "b": 3}, {"a": 2, "b": 3}]
-    assert parse_grid(["body_lr=1e-4,2e-5", "steps=2"], SetFitParams, "setfit") == {"body_lr": [1e-4, 2e-5],
-                                                                                   "steps": [2]}
+    assert parse_grid(["learning_rate=1e-4,2e-5", "steps=2"], SetFitParams, "setfit") == {
+        "learning_rate": [1e-4, 2e-5], "steps": [2]}
     with pytest.raises(FewtuneError, match="unknown parameter"):
         parse_grid(["bogus=1"], SetFitParams, "setfit")
     with pytest.raises(FewtuneError, match="KEY=VALUE"):
-        parse_grid(["body_lr"], SetFitParams, "setfit")
+        parse_grid(["learning_rate"], SetFitParams, "setfit")
 
 
 def test_cv_folds_are_stratified_and_limited_by_the_rarest_class():

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CPU_DDP = ROOT / "configs" / "accelerate" / "cpu-ddp.yaml"
 TINY = {"steps": 6, "batch_size": 4, "block_size": 16, "hidden_size": 32, "intermediate_size": 64,
         "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 2, "vocab_size": 300,
-        "lr": 3e-3, "save_every": 3, "heldout": 0.1, "eval_tokens": 512}
+        "learning_rate": 3e-3, "save_every": 3, "heldout": 0.1, "eval_tokens": 512}
 
 
 def test_two_processes_train_data_parallel_and_end_with_identical_weights(tmp_path):

@@ -27,7 +27,7 @@ VERBS = ["was", "felt", "seemed", "is"]
 GOOD = ["great", "wonderful", "funny", "brilliant"]
 BAD = ["terrible", "boring", "slow", "awful"]
 TINY = {"steps": 40, "batch_size": 8, "block_size": 32, "hidden_size": 32, "intermediate_size": 64,
-        "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 2, "vocab_size": 320, "lr": 3e-3,
+        "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 2, "vocab_size": 320, "learning_rate": 3e-3,
         "save_every": 0, "heldout": 0.1, "eval_tokens": 4096}
 
 
@@ -251,7 +251,7 @@ def test_adapting_a_causal_lm_to_a_new_domain_lowers_its_perplexity_there(pretra
                                  f"{rng.choice(GOOD + BAD)} script"}) for _ in range(400)]
     domain.write_text("\n".join(lines) + "\n")
     facts = adapt(str(out), [str(domain)], tmp_path / "adapted", params={"steps": 30, "batch_size": 8,
-                  "block_size": 32, "lr": 3e-3, "heldout": 0.1, "save_every": 0}, show_progress=False,
+                  "block_size": 32, "learning_rate": 3e-3, "heldout": 0.1, "save_every": 0}, show_progress=False,
                   note=lambda m: None)
     assert facts["objective"] == "clm" and facts["backbone"]["name"] == str(out)
     assert facts["perplexity_after"] < facts["perplexity_before"] / 2
@@ -266,7 +266,7 @@ def test_adapting_an_encoder_lowers_its_held_out_loss_and_stays_a_sentence_encod
     from fewtune.backbones import load_encoder, resolve_backbone
 
     facts = adapt(str(st_folder), [str(corpus)], tmp_path / "enc", objective=objective,
-                  params={"steps": 25, "batch_size": 8, "block_size": 24, "lr": 1e-3, "heldout": 0.1},
+                  params={"steps": 25, "batch_size": 8, "block_size": 24, "learning_rate": 1e-3, "heldout": 0.1},
                   show_progress=False, note=lambda m: None)
     assert facts["objective"] == objective and facts["texts_seen"] == 25 * 8
     assert facts["heldout_loss_after"] < facts["heldout_loss_before"]

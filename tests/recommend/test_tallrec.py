@@ -109,8 +109,8 @@ def test_save_and_load_give_identical_scores(data, chat_llama_folder, tmp_path):
 
 
 def test_bad_params_and_data_name_the_problem(data, chat_llama_folder):
-    with pytest.raises(FewtuneError, match=r"samples must be at least 2.*history must be 0 or more.*lr must be positive"):
-        build_recommender("tallrec", {"samples": 1, "history": -1, "lr": 0})
+    with pytest.raises(FewtuneError, match=r"samples must be at least 2.*history must be 0 or more.*learning_rate must be positive"):
+        build_recommender("tallrec", {"samples": 1, "history": -1, "learning_rate": 0})
     with pytest.raises(FewtuneError, match=r"unknown parameter\(s\) shots for method 'tallrec'"):
         build_recommender("tallrec", {"shots": 16})
     with pytest.raises(FewtuneError, match=r"no training user has history \+ 1 = 51 liked or disliked items"):

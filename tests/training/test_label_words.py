@@ -101,15 +101,15 @@ def test_the_calibration_is_fitted_on_the_shots_and_can_be_switched_off(chat_lla
     X, y = synthetic.make()
     template = {"template": "{text}\nAnswer:"}
     raw = FewShotClassifier(backbone=str(chat_llama_folder), method="zero-shot",
-                            params={**template, "calibration": "none"}).fit(X, y)
+                            params={**template, "score_calibration": "none"}).fit(X, y)
     cal = FewShotClassifier(backbone=str(chat_llama_folder), method="zero-shot", params=template).fit(X, y)
     assert raw.train_info_["prompt"]["calibration"] == {"scale": 1.0, "bias": []}
     # On the shots themselves the MAP calibration cannot fit worse than the raw scores (it contains them).
     idx = np.searchsorted(cal.classes_, y)
     nll = {name: -np.log(m.predict_proba(X)[np.arange(len(y)), idx]).mean() for name, m in (("raw", raw), ("cal", cal))}
     assert nll["cal"] < nll["raw"]
-    with pytest.raises(FewtuneError, match="calibration must be 'shots' or 'none'"):
-        FewShotClassifier(backbone=str(chat_llama_folder), method="zero-shot", params={"calibration": "x"}).fit(X, y)
+    with pytest.raises(FewtuneError, match="score_calibration must be 'shots' or 'none'"):
+        FewShotClassifier(backbone=str(chat_llama_folder), method="zero-shot", params={"score_calibration": "x"}).fit(X, y)
 
 
 def test_prompt_and_icl_keep_one_template():
@@ -162,7 +162,7 @@ def test_a_shared_score_cache_gives_the_scores_computed_afresh_and_never_after_t
     first = fitted(cache)
     assert len(cache) == 5 * len(set(X))  # every template × every distinct shot, once
     np.testing.assert_allclose(fitted(cache).predict_proba(X), fitted(None).predict_proba(X), atol=1e-12)
-    trained = fitted(cache, Prompt, PromptParams(epochs=1, early_stopping=False, lr=0.5))
+    trained = fitted(cache, Prompt, PromptParams(epochs=1, early_stopping=False, learning_rate=0.5))
     size = len(cache)
     trained.predict_proba(["a new text the cache has not seen"])
     assert len(cache) == size and not trained._pretrained

@@ -20,8 +20,8 @@ The strategies, each beside its maths (what `posterior=` and `calibrate=` name):
 from ..registry import import_all
 from .laplace import LaplaceHead
 from .priors import L2SPPrior
-from .strategy import (Calibration, Fitting, Posterior, Strategy, calibration_names, fit_chain, load_chain,
-                       plan_chain, posterior_names, sampled_names)
+from .strategy import (Calibration, Fitting, Posterior, Strategy, calibration_names, check_chain, fit_chain,
+                       load_chain, plan_chain, posterior_names, sampled_names)
 from .temperature import apply_temperature, fit_temperature
 
 # Every other module holds strategies; importing it registers them (registry.import_all), in this order,
@@ -36,5 +36,5 @@ CALIBRATIONS = calibration_names()
 SAMPLED_POSTERIORS = sampled_names()
 
 __all__ = ["CALIBRATIONS", "POSTERIORS", "SAMPLED_POSTERIORS", "Calibration", "Fitting", "L2SPPrior", "LaplaceHead",
-           "Posterior", "Strategy", "apply_temperature", "calibration_names", "fit_chain", "fit_temperature",
-           "load_chain", "plan_chain", "posterior_names"]
+           "Posterior", "Strategy", "apply_temperature", "calibration_names", "check_chain", "fit_chain",
+           "fit_temperature", "load_chain", "plan_chain", "posterior_names"]

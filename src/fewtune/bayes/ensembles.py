@@ -29,7 +29,10 @@ def member_samples(members, texts: list[str], *, progress=None) -> np.ndarray:
 
 def dropout_layers(method) -> list[torch.nn.Dropout]:
     """The dropout layers of every torch module the method holds (its body and its head)."""
-    modules = [v for v in vars(method).values() if isinstance(v, torch.nn.Module)]
+    # `body` by name too: a loaded encoder method holds a plain encoder until its body is read (that read loads
+    # the real one, whose dropout is sampled); each module once, however many names it has.
+    held = [*vars(method).values(), getattr(method, "body", None)]
+    modules = {id(v): v for v in held if isinstance(v, torch.nn.Module)}.values()
     return [m for module in modules for m in module.modules() if isinstance(m, torch.nn.Dropout)]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FewtuneError
-from ..progress import Progress
+from ..progress import Progress, shown
 from .laplace import LaplaceHead
 from .strategy import Fitting, Posterior, register_posterior
 
@@ -20,14 +20,14 @@ POSTERIOR_FILE = "posterior.safetensors"
 
 
 def fit_head(model, texts: list[str], y_idx: np.ndarray, *, prior: str, folds: int, seed: int,
-             show_progress: bool, method: str) -> LaplaceHead:
+             show_progress: bool | None, method: str) -> LaplaceHead:
     """The posterior over model's head given the shots; a refittable head becomes its MAP at the chosen τ."""
     layer = model.last_layer()
     if layer is None:
         raise FewtuneError(f"method '{method}' has no softmax head on features to put a Laplace posterior on "
                            "(it covers setfit, linear-probe, finetune, hybrid, and the label-word methods with one "
                            "template, given or template_search='best', and single-token label words)")
-    with Progress(show_progress and len(texts) > 256) as progress:
+    with Progress(shown(show_progress) and len(texts) > 256) as progress:
         features = model.features(texts, progress=progress)
     refit = bool(model.refittable_head)
     head = LaplaceHead.fit(features, y_idx, *layer, refit=refit, prior=prior, folds=folds, seed=seed)

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import FewtuneError
+from ..errors import FewtuneError, SettingError
 from ..registry import Registry
 
 # The strategies by the name the user passes, in registration order (the order of the names in messages).
@@ -157,21 +157,27 @@ class Calibration(Strategy):
         return {"calibrate": self.name}
 
 
-def plan_chain(clf, multi_label: bool) -> list[Strategy]:
-    """The unfitted chain clf's options ask for; bad options are errors before any training."""
+def check_chain(clf) -> tuple[type[Strategy], ...]:
+    """The strategy classes clf's options ask for, posterior first: bad options are errors before any data
+    (`fewtune.classifier_plan`)."""
     if clf.posterior is not None and clf.posterior not in POSTERIOR_STRATEGIES:
-        raise FewtuneError(f"posterior must be None or one of {', '.join(map(repr, POSTERIOR_STRATEGIES))}, "
-                           f"got {clf.posterior!r}")
+        raise SettingError("posterior", value=clf.posterior, choices=tuple(POSTERIOR_STRATEGIES))
     samples = clf.posterior_samples
     if not isinstance(samples, int) or samples < 0 or samples == 1:
         raise FewtuneError(f"posterior_samples must be 0 (the default) or at least 2, got {samples!r}")
     if clf.calibrate not in (None, *CALIBRATION_STRATEGIES):
-        raise FewtuneError(f"calibrate must be None or one of {', '.join(map(repr, CALIBRATION_STRATEGIES))}, "
-                           f"got {clf.calibrate!r}")
-    kinds = [registry[option] for registry, option in ((POSTERIOR_STRATEGIES, clf.posterior),
-                                                       (CALIBRATION_STRATEGIES, clf.calibrate)) if option is not None]
+        raise SettingError("calibrate", value=clf.calibrate, choices=tuple(CALIBRATION_STRATEGIES))
+    kinds = tuple(registry[option] for registry, option in ((POSTERIOR_STRATEGIES, clf.posterior),
+                                                            (CALIBRATION_STRATEGIES, clf.calibrate))
+                  if option is not None)
     for cls in kinds:
         cls.check_options(clf)
+    return kinds
+
+
+def plan_chain(kinds: tuple[type[Strategy], ...], clf, multi_label: bool) -> list[Strategy]:
+    """The unfitted chain of one fit, from check_chain's classes: new links each fit, so no fit refits the
+    links an earlier one returned."""
     if multi_label and (clf.posterior or clf.calibrate or clf.class_prior is not None):
         raise FewtuneError("posterior / calibrate / class_prior cover single-label classification; "
                            "this data is multi-label")

@@ -95,7 +95,7 @@ def resolve_variants(methods: str, baselines: str, extra: list[str], params: lis
 
 
 def bench(*, datasets: str, methods: str, baselines: str, variants: list[str], params: list[str], shots: str,
-          seeds: str, max_test: int, max_seq_length: int, backbone: str | None, out: Path, jobs: int, python: str | None,
+          seeds: str, max_test: int, max_tokens: int, backbone: str | None, out: Path, jobs: int, python: str | None,
           timeout: float, text_col: str, label_col: str, test: str | None, encoding: str, dry_run: bool,
           on_event: Callable | None = None, on_plan: Callable | None = None, as_user_file: bool = False,
           ray: str | None = None) -> dict:
@@ -122,7 +122,7 @@ def bench(*, datasets: str, methods: str, baselines: str, variants: list[str], p
     registry, anchors, probe_error = probe(python)
     chosen, notes = resolve_variants(methods, baselines, variants, params, registry, anchors, probe_error)
     runs = plan_runs(sources, shot_list, seed_values, chosen, max_test=max_test,
-                     max_seq_length=max_seq_length, backbone=backbone)
+                     max_tokens=max_tokens, backbone=backbone)
     if on_plan:
         on_plan(runs, notes)
     if dry_run:

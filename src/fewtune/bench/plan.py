@@ -21,8 +21,7 @@ import numpy as np
 from ..backbones import CAUSAL_LM, DEFAULT_ENCODER
 from ..data import BUILTIN_DATASETS, check_trainable, load_builtin, load_labeled
 from ..data.sampling import fixed_subset_indices, shot_indices
-from ..errors import DataError, FewtuneError
-from ..selection import SELECTIONS
+from ..errors import DataError, FewtuneError, SettingError
 
 # Libraries run as themselves (not through fewtune), when the worker's interpreter has them.
 ANCHORS = {"setfit-lib": "setfit"}
@@ -125,7 +124,7 @@ class Variant:
 
 
 def parse_variant(text: str) -> Variant:
-    """'setfit' or 'setfit:l2sp=1,body_lr=5e-5' -> Variant; values are read as JSON when they parse."""
+    """'setfit' or 'setfit:l2sp=1,learning_rate=5e-5' -> Variant; values are read as JSON when they parse."""
     method, _, rest = text.partition(":")
     method = method.strip()
     if not method:
@@ -147,7 +146,10 @@ def json_value(text: str) -> Any:
 
 
 def check_variant(variant: Variant, registry: dict[str, list[str]]) -> str | None:
-    """Why this variant cannot run with the worker's methods (registry: method -> parameter names), or None."""
+    """Why this variant cannot run with the worker's methods (registry: method -> parameter names), or None.
+    Its classifier options are checked as every fit checks them (`fewtune.classifier_plan`), before any data
+    set is loaded; not the backbone, which the worker resolves in its own interpreter, nor the parameters'
+    values: a bad one fails that variant's runs, recorded in the results file, not the whole benchmark."""
     if variant.kind == "anchor":
         return None
     if variant.method not in registry:
@@ -155,18 +157,26 @@ def check_variant(variant: Variant, registry: dict[str, list[str]]) -> str | Non
     unknown = sorted(set(variant.params) - set(registry[variant.method]) - set(CLASSIFIER_OPTIONS))
     if unknown:
         return f"{variant.method} has no parameter {', '.join(unknown)}"
-    from ..bayes import CALIBRATIONS, POSTERIORS  # why: torch; recommend.runner imports this module at its top
+    from ..classifier import FewShotClassifier  # why: torch; recommend.runner imports this module at its top
+    from ..classifier_plan import check_settings  # why: as above
 
-    for option, allowed in (("select", SELECTIONS), ("posterior", POSTERIORS), ("calibrate", CALIBRATIONS)):
-        if variant.params.get(option, allowed[0]) not in allowed:
-            return f"{variant.method}: {option} must be {' or '.join(repr(a) for a in allowed)}"
+    options = {k: v for k, v in variant.params.items() if k in CLASSIFIER_OPTIONS}
+    try:  # on the cpu, where the worker runs
+        check_settings(FewShotClassifier(method=variant.method, device="cpu", **options), with_backbone=False)
+    except SettingError as e:
+        if e.choices:  # worded as a variant sets it: METHOD:select=cv
+            return f"{variant.method}: {e.setting} must be {' or '.join(map(repr, e.choices))}"
+        return f"{variant.method}: {e}"
+    except FewtuneError as e:
+        return str(e)
     return None
 
 
-def run_key(dataset: str, k: int, seed: int, method: str, params: dict, max_test: int, max_seq_length: int = 0) -> str:
-    # The format of benchmarks/results/*.jsonl: keep it, or every committed run would be redone.
+def run_key(dataset: str, k: int, seed: int, method: str, params: dict, max_test: int, max_tokens: int = 0) -> str:
+    # The format of benchmarks/results/*.jsonl: keep it, or every committed run would be redone (so the
+    # token limit keeps the name it had when those runs were keyed, max_seq_length).
     key = f"{dataset}|K={k}|seed={seed}|{method}|{json.dumps(params, sort_keys=True)}|test={max_test}"
-    return key + (f"|max_seq_length={max_seq_length}" if max_seq_length else "")
+    return key + (f"|max_seq_length={max_tokens}" if max_tokens else "")
 
 
 def default_encoder(v: Variant) -> str | None:
@@ -188,7 +198,7 @@ def digest(*parts) -> str:
 
 
 def plan_runs(sources: list[DataSource], shots: list[int], seeds: list[int], variants: list[Variant], *,
-              max_test: int, max_seq_length: int = 0, backbone: str | None = None) -> list[dict]:
+              max_test: int, max_tokens: int = 0, backbone: str | None = None) -> list[dict]:
     """One task per (data set, K, seed, variant), in that order; each names its split by indices."""
     runs = []
     suffixes = {v: _backbone_suffix(v, backbone) for v in variants}
@@ -203,9 +213,9 @@ def plan_runs(sources: list[DataSource], shots: list[int], seeds: list[int], var
                     raise DataError(f"{source.path or source.name}: K={k}: {e}") from None
                 split = {"dataset": source.name, "source": source.to_dict(), "K": k, "seed": seed,
                          "train_idx": train_idx, "test_idx": test_idx, "split_sha": digest(train_idx, test_idx),
-                         "max_seq_length": max_seq_length, "backbone": backbone}
+                         "max_tokens": max_tokens, "backbone": backbone}
                 for v in variants:
-                    key = run_key(source.name, k, seed, v.method, v.params, max_test, max_seq_length)
+                    key = run_key(source.name, k, seed, v.method, v.params, max_test, max_tokens)
                     key += suffixes[v]
                     runs.append({**split, "method": v.method, "kind": v.kind, "params": dict(v.params), "key": key})
     return runs

@@ -47,12 +47,14 @@ def worker_env(threads: int | None = None) -> dict[str, str]:
 
 @functools.lru_cache(maxsize=4)
 def probe(python: str) -> tuple[dict[str, list[str]], set[str], str | None]:
-    """What the worker interpreter offers: {fewtune method: parameter names}, importable anchors, error."""
+    """What the worker interpreter offers: {fewtune method: parameter names, former names included (the
+    worker reads them, with a warning)}, importable anchors, error."""
     code = (
         "import dataclasses, importlib.util, json\n"
         "from fewtune.methods import METHODS\n"
         f"anchors = {dict(ANCHORS)!r}\n"
-        "print(json.dumps({'methods': {n: [f.name for f in dataclasses.fields(c.params_class)] for n, c in METHODS.items()},\n"
+        "names = lambda c: [n for f in dataclasses.fields(c) for n in (f.name, *f.metadata.get('renamed_from', ()))]\n"
+        "print(json.dumps({'methods': {n: names(c.params_class) for n, c in METHODS.items()},\n"
         "                  'anchors': [a for a, m in anchors.items() if importlib.util.find_spec(m)]}))\n"
     )
     proc = subprocess.run([python, "-c", code], capture_output=True, text=True, env=worker_env())

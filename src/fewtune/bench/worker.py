@@ -76,8 +76,8 @@ def train_fewtune(task: dict, train, test) -> tuple[np.ndarray, tuple[float, flo
     params = {k: v for k, v in task["params"].items() if k not in CLASSIFIER_OPTIONS}
     options = {k: v for k, v in task["params"].items() if k in CLASSIFIER_OPTIONS}
     for length_param in get_method(task["method"]).length_params:  # methods that read no text (majority) have none
-        if task.get("max_seq_length"):
-            params[length_param] = task["max_seq_length"]
+        if task.get("max_tokens"):
+            params[length_param] = task["max_tokens"]
     source = DataSource.from_dict(task["source"])
     builtin = source.name in BUILTIN_DATASETS  # label-word methods take its template and words, as `train --dataset`
     spec = experiment.RunSpec(dataset=source.name if builtin else None, as_user_file=builtin and source.withholds_prompt,
@@ -117,8 +117,8 @@ def train_setfit_lib(task: dict, train, test) -> tuple[np.ndarray, tuple[float, 
     model.model_body.default_prompt_name = None
     data = Dataset.from_dict({"text": with_prefix(train.texts, prefix),
                               "label": [index[str(c)] for c in train.labels]})
-    if task.get("max_seq_length"):
-        model.model_body.max_seq_length = task["max_seq_length"]
+    if task.get("max_tokens"):
+        model.model_body.max_seq_length = task["max_tokens"]
     # Not training settings: no checkpoint written to disk, no logging integrations, no bars.
     args = TrainingArguments(output_dir=str(Path(task["workdir"]) / "checkpoints"), report_to="none",
                              save_strategy="no", show_progress_bar=False, seed=task["seed"], **task["params"])
@@ -186,7 +186,7 @@ def run_one(task: dict) -> dict:
         "selective": [{k: round(v, 5) for k, v in point.items()} for point in risk_coverage(truth, proba, classes)],
         "n_train": len(train),
         "n_test": len(test),
-        "max_seq_length": task.get("max_seq_length") or None,
+        "max_tokens": task.get("max_tokens") or None,  # max_seq_length in records written before the rename
         "backbone": task.get("backbone"),
         "train_seconds": round(train_seconds, 3),
         "train_cpu_seconds": round(train_cpu, 2),  # all threads of the process, while training

@@ -18,6 +18,7 @@ import typer
 from ..errors import FewtuneError
 from . import (bench, catalog, check_data, distill, evaluate, export, generate, predict, pretrain, recommend, serve,
                train)
+from .options import cli_message
 
 # "\b" keeps click from re-wrapping a paragraph: these are lines to copy.
 EPILOG = """\b
@@ -81,8 +82,9 @@ app.add_typer(recommend.app, name="recommend")
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     from ..data import DataWarning
+    from ..params import RenamedParamWarning
 
-    if issubclass(category, DataWarning):
+    if issubclass(category, (DataWarning, RenamedParamWarning)):  # a parameter's old name: one line too
         typer.echo(f"warning: {message}", err=True)
 
 
@@ -105,8 +107,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         typer.echo(_interrupted(argv), err=True)
         code = INTERRUPTED
     except FewtuneError as e:
-        # A refusal that trust lifts names the command line's --trust here, the API's trust=True elsewhere.
-        typer.echo(f"error: {getattr(e, 'cli_message', e)}", err=True)
+        # Worded for the command line: settings by their flags, a refusal that trust lifts by --trust.
+        typer.echo(f"error: {cli_message(e)}", err=True)
         code = 2
     except OSError as e:  # the file system or the OS said no (permissions, a full disk): the user can act
         where = f"{e.filename}: " if e.filename else ""

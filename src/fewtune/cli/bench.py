@@ -9,6 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..errors import FewtuneError
+from ..experiment.spec import settings_yaml
 from . import config as config_file
 from .options import Encoding, Json, MaxTest, Quiet, TextCol, note, print_json
 
@@ -24,7 +25,8 @@ def bench(
     shots: Annotated[str, typer.Option(help="K examples per class, comma-separated.")] = "4,8,16",
     seeds: Annotated[str, typer.Option(help="A count (5 = seeds 0-4), a range (0-4) or a list (0,3,7); each seed is one k-shot draw.")] = "5",
     max_test: MaxTest = 500,
-    max_seq_length: Annotated[int, typer.Option(help="Truncate every method's texts to this many tokens (0 = the backbone's own).")] = 0,
+    max_tokens: Annotated[int, typer.Option(help="Truncate every method's texts to this many tokens (each method's max_tokens; 0 = each one's own default).")] = 0,
+    max_seq_length: Annotated[Optional[int], typer.Option(hidden=True, help="The old name of --max-tokens.")] = None,
     backbone: Annotated[Optional[str], typer.Option(help="Backbone for every method (default: each method's own default).")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="JSON lines, one per finished run; runs already there are skipped.")] = Path("runs.jsonl"),
     jobs: Annotated[int, typer.Option(help="Runs in parallel processes; the cores are shared out among them.")] = 1,
@@ -45,8 +47,15 @@ def bench(
     """Few-shot benchmark: every method on the same K-shot draws over several seeds, one JSON line per run (resumable)."""
     for line in config_file.overrides(ctx):
         note(quiet, line)
+    if max_seq_length is not None:  # the flag's old name, kept working for scripts written before the rename
+        if max_tokens:
+            raise FewtuneError("give --max-tokens only: --max-seq-length is its old name")
+        typer.echo("warning: --max-seq-length is now --max-tokens; the old name will be removed", err=True)
+        max_tokens = max_seq_length
     if print_config:
-        typer.echo(config_file.as_yaml(config_file.resolved(ctx)), nl=False)
+        settings = config_file.resolved(ctx)
+        settings.pop("max_seq_length", None)
+        typer.echo(settings_yaml({**settings, "max_tokens": max_tokens}), nl=False)
         return
     from ..bench.api import bench as run_bench
     from ..progress import progress_bar
@@ -71,7 +80,7 @@ def bench(
                 progress.log(f"{name}: accuracy {record['accuracy']:.3f}, train {record['train_seconds']:.1f} s")
 
         result = run_bench(datasets=dataset, methods=methods, baselines=baselines, variants=variant or [],
-                           params=param or [], shots=shots, seeds=seeds, max_test=max_test, max_seq_length=max_seq_length,
+                           params=param or [], shots=shots, seeds=seeds, max_test=max_test, max_tokens=max_tokens,
                            backbone=backbone, out=out, jobs=jobs, python=python, timeout=run_timeout, text_col=text_col,
                            label_col=label_col, test=test, encoding=encoding, dry_run=dry_run, on_plan=on_plan,
                            on_event=on_event, as_user_file=as_user_file, ray=ray)

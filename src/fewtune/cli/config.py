@@ -93,22 +93,22 @@ def load(ctx: typer.Context, param: Any, value: Optional[Path]) -> Optional[Path
     values = read_config(value)
     settings = _settings(ctx.command)
     extra = EXTRA_KEYS.get(ctx.command.name, {})
-    defaults = {}
+    taken = {}  # the file's settings as their options take them: cast here, once
     for key, given in values.items():
         where = f"--config {value}: {key}"
         if key in extra:
             extra[key](given, where)
+            taken[key] = given
         elif key in settings:
-            _check_value(ctx, settings[key], given, where)
-            if given is not None:
-                defaults[key] = [given] if settings[key].multiple and not isinstance(given, list) else given
+            taken[key] = _check_value(ctx, settings[key], given, where)
         else:
             names = sorted({*settings, *extra})
             near = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
             hint = f"; did you mean {near[0]!r}?" if near else f"; known: {', '.join(names)}"
             raise FewtuneError(f"--config {value}: unknown setting {key!r}{hint}")
+    defaults = {key: cast for key, cast in taken.items() if key in settings and cast is not None}
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
-    ctx.meta[_META] = (value, values)
+    ctx.meta[_META] = (value, taken)
     return value
 
 
@@ -121,8 +121,9 @@ PrintConfig = Annotated[bool, typer.Option(
 
 
 def from_file(ctx: typer.Context) -> dict[str, Any]:
-    """The settings the --config file gave, as written (empty without --config)."""
-    return dict(ctx.meta.get(_META, (None, {}))[1])
+    """The settings the --config file gave, as their options take them (EXTRA_KEYS as written; empty
+    without --config). Read only: it is the context's own."""
+    return ctx.meta.get(_META, (None, {}))[1]
 
 
 def overrides(ctx: typer.Context) -> list[str]:
@@ -134,7 +135,7 @@ def overrides(ctx: typer.Context) -> list[str]:
         if key not in settings or getattr(ctx.get_parameter_source(key), "name", None) != "COMMANDLINE":
             continue
         option = settings[key]
-        if _comparable(_check_value(ctx, option, given, key)) != _comparable(ctx.params.get(key)):
+        if _comparable(given) != _comparable(ctx.params.get(key)):
             flag = max(option.opts, key=len)
             lines.append(f"note: {flag} {_shown(ctx.params.get(key))} overrides {key}: {_shown(given)} in {path}")
     return lines
@@ -156,11 +157,3 @@ def _shown(value: Any) -> str:
         return ",".join(map(str, value))
     return str(value)
 
-
-def as_yaml(settings: dict[str, Any]) -> str:
-    """Settings as YAML that --config reads back to the same values (paths as strings)."""
-    import yaml
-
-    plain = {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
-             for k, v in settings.items() if k not in _OWN}
-    return yaml.safe_dump(plain, sort_keys=False, allow_unicode=True, default_flow_style=False)

@@ -20,8 +20,9 @@ Plot = Annotated[Optional[Path], typer.Option(
     "--plot", metavar="DIR",
     help="Also draw the evaluation as PNG files in this folder (made if missing; earlier figures of the same "
          "names are replaced): reliability.png, accuracy against confidence in the ECE's bins with their counts, "
-         "and confusion_matrix.png, the counts of true against predicted class. Multi-label models: the "
-         "reliability of every text × label yes/no decision, and no confusion matrix.")]
+         "and confusion_matrix.png, the counts of true against predicted class; loss_curve.png, the training "
+         "loss at every step, when the model kept its curve. Multi-label models: the reliability of every "
+         "text × label yes/no decision, and no confusion matrix.")]
 
 
 def evaluate(
@@ -98,7 +99,7 @@ def report_with_plots(clf, heldout, label_sep: str, plot: Optional[Path], quiet:
                     "per-label table has each label's precision and recall")
     else:
         report = held_out_report(clf, heldout, label_sep)
-    written = write_figures(report, plot)
+    written = write_figures(report, plot, loss_curve=getattr(clf, "train_info_", {}).get("loss_curve"))
     return {**report, "plots": {name: str(path) for name, path in written.items()}}
 
 
@@ -131,7 +132,8 @@ def print_plots(report: dict) -> None:
         typer.echo(f"\nlabel-decision ECE  {cal['ece']:.4f}   (every text × label yes/no at 0.5, "
                    f"{bin_count(cal['reliability'])} bins)")
     typer.echo("")
-    names = {"reliability": "reliability diagram", "confusion_matrix": "confusion matrix"}
+    names = {"reliability": "reliability diagram", "confusion_matrix": "confusion matrix",
+             "loss_curve": "training loss"}
     for key, path in report["plots"].items():
         typer.echo(f"{names[key]:<20} {path}")
 

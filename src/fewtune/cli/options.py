@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..errors import DataError, FewtuneError
+from ..errors import DataError, FewtuneError, SettingError
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or notes on stderr.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, for scripts.")]
@@ -41,6 +41,17 @@ def table(header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     for row in [header, *rows]:
         typer.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+
+
+def cli_message(error: FewtuneError) -> str:
+    """The error's one line as the command line words it: a setting by its flag (select -> --select), a
+    refusal that trust lifts by --trust (TrustRequired's own cli_message)."""
+    if isinstance(error, SettingError):
+        flag = "--" + error.setting.replace("_", "-")
+        if error.choices:  # leaving the flag out is the None the API names
+            return f"{flag} must be one of {', '.join(error.choices)}, got {error.value!r}"
+        return flag + str(error).removeprefix(error.setting)
+    return getattr(error, "cli_message", str(error))
 
 
 # --- parsing ------------------------------------------------------------------------------------

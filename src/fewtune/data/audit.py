@@ -152,7 +152,8 @@ def too_long(token_counts: Sequence[int], max_tokens: int, rows: Sequence[str]) 
     return [Finding(
         "too-long", WARNING, [row for row, _ in over],
         f"{len(over)} text{'s are' if len(over) != 1 else ' is'} longer than the {max_tokens} tokens the backbone "
-        f"reads; the rest is cut off: {shown}",
+        f"reads; the rest is cut off: {shown}. Encoder methods read them whole, in overlapping windows, "
+        "with -p long_texts=chunks",
         {"max_tokens": max_tokens, "tokens": {row: n for row, n in over}})]
 
 

@@ -53,6 +53,8 @@ def distill(teacher: str | Path, unlabeled: str | Path, output: str | Path, *, s
     """
     started = time.perf_counter()
     output, params = Path(output), dict(params or {})
+    if student == "encoder":  # old names of finetune's settings read as the new ones ENCODER_DEFAULTS uses
+        params = get_method("finetune").params_class.with_new_names(params, method="finetune")
     _check_options(output, student, backbone, rounds, max_pool, params, overwrite)
     check_classifier_folder(teacher, trust=trust)
     told = saved_facts(teacher)

@@ -22,7 +22,7 @@ from ..classifier import FewShotClassifier
 from ..data import DataWarning
 from ..numeric import softmax
 
-ENCODER_DEFAULTS = {"epochs": 3, "batch_size": 32, "lr": 5e-5, "max_seq_length": 128}
+ENCODER_DEFAULTS = {"epochs": 3, "batch_size": 32, "learning_rate": 5e-5, "max_tokens": 128}
 # Three passes are plenty over thousands of texts but a dozen steps over a small pool, too few for the
 # head to leave its random start: me5-small's student on 120 bbc texts agreed with its teacher on 42 % of
 # held-out pool texts after 3 epochs (12 steps), 83 % after 15 (60 steps). Unless epochs is given, a small
@@ -48,7 +48,10 @@ def train_encoder_student(texts: list[str], soft: np.ndarray, classes: list, *, 
                           seed: int, device: str | None, trust: bool, show_progress: bool):
     """A FewShotClassifier(method="finetune") trained on (texts, soft)."""
     labels = [classes[i] for i in soft.argmax(1)]
-    params = {**ENCODER_DEFAULTS, **params, "epochs": params.get("epochs") or student_epochs(len(texts), params)}
+    defaults = dict(ENCODER_DEFAULTS)
+    if str(params.get("lora", False)).lower() in {"1", "true", "yes", "on"}:
+        del defaults["learning_rate"]  # the default's rate is for every weight; LoRA keeps finetune's own
+    params = {**defaults, **params, "epochs": params.get("epochs") or student_epochs(len(texts), params)}
     student = FewShotClassifier(backbone, "finetune", params=params, seed=seed, device=device,
                                 show_progress=show_progress, trust=trust)
     with warnings.catch_warnings():

@@ -1,6 +1,6 @@
 """RunSpec: every setting of one training run, typed, with the help text the CLI shows.
 
-`fewtune train` builds one from its options (its --help is read from these fields), the benchmark
+`fewtune train` builds one from its options (which are generated from these fields), the benchmark
 worker and the server's teach page build theirs in code; `fewtune.experiment.prepare` and `run` take
 it. `check` refuses what no run can do before any data or model is read. Torch-free, so
 `fewtune --help` stays instant.
@@ -85,8 +85,10 @@ class RunSpec:
     trust: bool = param(False, "Load pickle weights and a model folder's own code (both can run anything: only "
                                "from a source you trust).")
     output: Optional[Path] = param(None, "Folder to save the trained model in.")
-    log_with: list = param([], "Send the loss of every training step and the held-out scores to this Accelerate "
-                               "tracker: tensorboard, mlflow or trackio (repeatable; the package must be installed).")
+    log_with: list = param([], "Send the loss of every training step, as it is taken, and the held-out scores to "
+                               "this Accelerate tracker: tensorboard, wandb, mlflow or trackio (repeatable; tensorboard "
+                               "and wandb come with pip install 'fewtune[track]'; WANDB_MODE=offline keeps wandb's "
+                               "run on disk).")
     logging_dir: Optional[Path] = param(None, "Where --log-with trackers write (default: runs/ in the current "
                                               "folder; `tensorboard --logdir runs` shows it).")
     overwrite: bool = param(False, "Replace an existing model folder.")
@@ -123,9 +125,7 @@ class RunSpec:
     def to_yaml(self) -> str:
         """Every setting as YAML, in field order: what `train --print-config` prints and a model folder's
         spec.yaml holds; `train --config` reads it back to the same run."""
-        import yaml  # only saving or printing a spec needs it
-
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, default_flow_style=False)
+        return settings_yaml(self.to_dict())
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunSpec:
@@ -138,20 +138,23 @@ class RunSpec:
     def flag(self, name: str) -> str:
         return "--" + name.replace("_", "-")
 
-    def default_backbone(self) -> str:
-        """The backbone when none is given: the kind of model the method (or the generation task) needs."""
+    def default_backbone(self, method_cls: type | None = None) -> str:
+        """The backbone when none is given: the kind of model the method (or the generation task) needs.
+        method_cls: the method's class, where the caller looked it up already (a run does so once)."""
         if self.backbone:
             return self.backbone
         if self.task != "classify":
             return DEFAULT_CAUSAL_LM
-        # why: torch; `fewtune --help` reads RunSpec. The package, not methods.base: importing it registers every method.
-        from ..methods import get_method
+        if method_cls is None:
+            # why: torch; `fewtune --help` reads RunSpec. The package, not methods.base: importing it registers every method.
+            from ..methods import get_method
 
-        return DEFAULT_CAUSAL_LM if get_method(self.method).backbone_kinds[0] == CAUSAL_LM else DEFAULT_ENCODER
+            method_cls = get_method(self.method)
+        return DEFAULT_CAUSAL_LM if method_cls.backbone_kinds[0] == CAUSAL_LM else DEFAULT_ENCODER
 
     def check(self, *, data_given: bool = False) -> None:
-        """What no run can do, refused before any data or model is read (the method's own parameters are
-        checked by `fewtune.experiment.build_classifier`, which needs the method's class). data_given: the
+        """What no run can do, refused before any data or model is read (the classifier's own settings, the
+        method's parameters among them, by `fewtune.experiment.build_classifier`). data_given: the
         caller brings the examples (a benchmark's draw, a page's rows), so neither data nor dataset is read."""
         if not data_given and (self.data is None) == (self.dataset is None):
             raise FewtuneError("give exactly one of --data FILE or --dataset NAME")
@@ -197,6 +200,16 @@ class RunSpec:
             raise FewtuneError(f"--cv-folds must be at least 2, got {self.cv_folds}")
         if self.as_user_file and self.dataset is None:
             raise FewtuneError("--as-user-file applies to --dataset (a data file has no template of its own)")
+
+
+def settings_yaml(settings: dict[str, Any]) -> str:
+    """Settings as YAML in their order, paths as strings and tuples as lists, which `--config` reads back to
+    the same values: a RunSpec's (to_yaml) and `fewtune bench --print-config`'s."""
+    import yaml  # only saving or printing settings needs it
+
+    plain = {key: str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
+             for key, value in settings.items()}
+    return yaml.safe_dump(plain, sort_keys=False, allow_unicode=True, default_flow_style=False)
 
 
 def check_output_folder(path: Path, *, overwrite: bool, flag: str = "--output") -> None:

@@ -11,8 +11,8 @@ generator): the package imports it on first use of `run`, `Run` or `build_classi
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -25,8 +25,8 @@ from ..errors import FewtuneError
 from ..generation.generator import FewShotGenerator, GenerationParams
 from ..methods import get_method  # the package: importing it registers every method
 from ..methods.base import LABEL_WORD_KINDS
-from ..selection import parse_grid
-from ..training.tracking import log_run
+from ..selection import split_grid
+from ..training.tracking import run_name, tracked_run
 from .prepare import Prepared, prepare
 from .scores import evaluation, inputs, targets
 from .spec import RunSpec
@@ -40,10 +40,10 @@ class Run:
 
 
 def build_classifier(spec: RunSpec):
-    """The classifier a spec asks for, its method, parameters, selection and backbone checked before any
-    data is read; with the method's parameters. A built-in data set lends its own template and label
-    words to the methods that read them, unless given or withheld (as_user_file)."""
-    method_cls = get_method(spec.method)
+    """The classifier a spec asks for and its plan (`FewShotClassifier.check`, which its fit follows): every
+    setting checked before any data is read. A built-in data set lends its own template and label words to
+    the methods that read them, unless given or withheld (as_user_file)."""
+    method_cls = get_method(spec.method)  # the run's one lookup: the defaults below depend on it, the plan reuses it
     params: dict[str, Any] = dict(spec.params)
     if spec.time_budget is not None:
         if "time_budget" not in method_cls.params_class.help():
@@ -53,14 +53,13 @@ def build_classifier(spec: RunSpec):
         # The built-in's own template and label words, unless the user set them.
         for key, value in get_dataset(spec.dataset).prompt_params().items():
             params.setdefault(key, value)
-    clf = FewShotClassifier(backbone=spec.default_backbone(), method=spec.method, params=params, seed=spec.seed,
-                            device=spec.device, show_progress=not spec.quiet, select=spec.select,
-                            cv_folds=spec.cv_folds, posterior=spec.posterior, calibrate=spec.calibrate,
-                            posterior_samples=spec.posterior_samples, class_prior=spec.class_prior, trust=spec.trust)
-    _, method_params, _ = clf.check_options(flags=True)
-    if spec.grid:
-        clf.grid = parse_grid(spec.grid, type(method_params), spec.method, params)
-    return clf, method_params
+    clf = FewShotClassifier(backbone=spec.default_backbone(method_cls), method=spec.method, params=params,
+                            seed=spec.seed, device=spec.device, show_progress=not spec.quiet, select=spec.select,
+                            grid=split_grid(spec.grid) or None, cv_folds=spec.cv_folds, posterior=spec.posterior,
+                            calibrate=spec.calibrate, posterior_samples=spec.posterior_samples,
+                            class_prior=spec.class_prior, trust=spec.trust, log_with=spec.log_with,
+                            logging_dir=spec.logging_dir)
+    return clf, clf.check(method_cls)
 
 
 def run(spec: RunSpec, prepared: Optional[Prepared] = None, *,
@@ -70,43 +69,43 @@ def run(spec: RunSpec, prepared: Optional[Prepared] = None, *,
     if spec.task != "classify":
         return _run_generator(spec, prepared, note)
     # Settings are checked before the data is read, so a typo costs no time.
-    clf, method_params = build_classifier(spec)
+    clf, plan = build_classifier(spec)
     prepared = prepared or prepare(spec)
     train = prepared.train
-    check_report = _check_data(spec, prepared, method_params, clf.backbone) if spec.check_data else None
+    check_report = _check_data(spec, prepared, plan, clf.backbone) if spec.check_data else None
     kinds = "multi-label" if spec.multi_label else f"{len(train.classes)} classes"
     note(f"training {spec.method} on {clf.backbone}: {len(train)} examples, {kinds}")
-    clf.fit(inputs(train), targets(train, spec.multi_label, spec.label_sep),
-            data_description=prepared.description(spec))
-    result = _classifier_result(clf, n_train=len(train), shots=spec.shots, check_report=check_report)
-    if prepared.heldout is not None:
-        result["evaluation"] = evaluation(clf, prepared.heldout, prepared.what, spec.label_sep)
-    if spec.log_with:
-        result["logged"] = _track(spec, clf.train_info_, result.get("evaluation"))
+    with _tracked(spec) as tracked:  # every step as it is taken, then the held-out scores, in one run
+        clf.fit(inputs(train), targets(train, spec.multi_label, spec.label_sep),
+                data_description=prepared.description(spec))
+        result = _classifier_result(clf, n_train=len(train), shots=spec.shots, check_report=check_report)
+        if prepared.heldout is not None:
+            result["evaluation"] = evaluation(clf, prepared.heldout, prepared.what, spec.label_sep)
+        if tracked is not None:
+            tracked.log_scores(result.get("evaluation"))
+            result["logged"] = tracked.describe(spec.log_with)
     if spec.output is not None:
+        # spec.yaml names every setting by its new name, whichever the user typed (params.param's renamed_from).
+        named = dataclasses.replace(spec, params=clf._params_class().with_new_names(spec.params, warn=False))
         clf.save(spec.output, overwrite=spec.overwrite, evaluation=result.get("evaluation"), standalone=spec.standalone,
-                 run_spec=spec.to_yaml())
+                 run_spec=named.to_yaml())
         result["output"] = str(spec.output)
     return Run(clf, result, prepared)
 
 
-def _track(spec: RunSpec, train_info: dict, scores: Optional[dict]) -> dict[str, Any]:
-    """The run's loss curve and held-out scores sent to its --log-with trackers; where they went."""
+def _tracked(spec: RunSpec):
+    """The --log-with run, opened before training so that the model's steps (logged live by its fit, which
+    joins this run) and the held-out scores after it land in one run; None without --log-with."""
     what = spec.method if spec.task == "classify" else spec.task
-    name = f"{what}-{spec.dataset or Path(spec.data or 'data').stem}-seed{spec.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    folder = spec.logging_dir or Path("runs")
-    metrics = {k: v for k, v in (scores or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-               and k != "n"}
-    log_run(spec.log_with, folder, name, loss_curve=train_info.get("loss_curve", []), metrics=metrics,
-            config=spec.to_dict())
-    return {"trackers": spec.log_with, "logging_dir": str(folder), "run": name}
+    name = run_name(what, spec.dataset or Path(spec.data or "data").stem, f"seed{spec.seed}")
+    return tracked_run(spec.log_with, spec.logging_dir, name, config=spec.to_dict())
 
 
-def _check_data(spec: RunSpec, prepared: Prepared, method_params, backbone: str) -> dict:
+def _check_data(spec: RunSpec, prepared: Prepared, plan, backbone: str) -> dict:
     """The audit of `fewtune check-data` on the user's whole file (a suspect row outside the shots would
     otherwise be scored as held-out truth); on a built-in set's pool, thousands of rows, the shots."""
     rows = prepared.pool if spec.data is not None and prepared.pool is not None else prepared.train
-    return check_before_training(rows, backbone=backbone, max_tokens=token_limit(get_method(spec.method), method_params),
+    return check_before_training(rows, backbone=backbone, max_tokens=token_limit(plan.method_cls, plan.params),
                                  quiet=spec.quiet, trust=spec.trust, device=spec.device, seed=spec.seed)
 
 
@@ -138,7 +137,7 @@ def _run_generator(spec: RunSpec, prepared: Optional[Prepared], note: Callable[[
     kind = "conversations" if spec.task == "generate" else "texts"
     note(f"fine-tuning {backbone} ({spec.task}) on {len(prepared.train)} {kind}")
     gen = FewShotGenerator(backbone, task=spec.task, params=spec.params, seed=spec.seed, device=spec.device,
-                           show_progress=not spec.quiet)
+                           show_progress=not spec.quiet, log_with=spec.log_with, logging_dir=spec.logging_dir)
     # Beside the output, hidden: an interrupted run leaves it there for --resume, a finished one removes it.
     output = spec.output
     checkpoint = output.parent / f".{output.name}.checkpoint" if output is not None else None
@@ -149,15 +148,16 @@ def _run_generator(spec: RunSpec, prepared: Optional[Prepared], note: Callable[[
             note(f"no checkpoint at {checkpoint}; starting from the beginning")
     elif checkpoint is not None and checkpoint.is_dir():
         note(f"an earlier run's checkpoint is at {checkpoint}; starting over (--resume continues it instead)")
-    gen.fit(prepared.train, eval_examples=prepared.heldout, checkpoint=checkpoint, resume=spec.resume)
+    with _tracked(spec) as tracked:  # the generator's fit logs its steps and held-out perplexities to it
+        gen.fit(prepared.train, eval_examples=prepared.heldout, checkpoint=checkpoint, resume=spec.resume)
     gen.train_info_["data"] = prepared.description(spec)
     result: dict[str, Any] = {"task": spec.task, "backbone": gen.backbone_.name, "n_train": len(prepared.train),
                               "seed": spec.seed, "train_seconds": gen.train_info_["train_seconds"],
                               "distance_from_pretrained": gen.train_info_["distance_from_pretrained"]}
     if gen.evaluation_:
         result["evaluation"] = {"held_out": prepared.what, **gen.evaluation_}
-    if spec.log_with:
-        result["logged"] = _track(spec, gen.train_info_, result.get("evaluation"))
+    if tracked is not None:
+        result["logged"] = tracked.describe(spec.log_with)
     if output is not None:
         gen.save(output, merge=spec.merge, overwrite=spec.overwrite)
         shutil.rmtree(checkpoint, ignore_errors=True)

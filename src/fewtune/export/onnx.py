@@ -25,11 +25,12 @@ from ..backbones.prefix import text_prefix
 from ..backbones.vocabulary import prune_body
 from ..classifier import FewShotClassifier
 from ..storage.atomic import atomic_folder
-from ..training.embed_texts import body_features
+from ..text_windows import reads_chunks
+from ..training.embed_texts import body_features, normalises, token_limit
 from ..errors import FewtuneError
 from ..storage.integrity import seal
 from ..storage.model_folder import CONFIG_NAME, library_versions, sha256
-from .runtime import FORMAT, FORMAT_VERSION, MANIFEST_NAME, OnnxClassifier, is_exported
+from .runtime import FORMAT, MANIFEST_NAME, WINDOW_WEIGHTS, OnnxClassifier, format_version, is_exported
 from .static import is_static
 
 OPSET = 17  # LayerNormalization is one op from 17 on, which ONNX Runtime runs fused
@@ -38,20 +39,33 @@ QUANTIZED_OPS = ("MatMul", "Attention")  # see _quantize
 FP32_TOLERANCE = 1e-4  # max |ONNX − PyTorch| probability allowed at export (the check below)
 PROBE_TEXTS = ["a short one", "A longer sentence, with punctuation; and some rarer words: zeitgeist, naïve café.",
                "ok", "The quick brown fox jumps over the lazy dog " * 3]
+LONG_PROBE = " ".join(PROBE_TEXTS) * 80  # thousands of tokens: the windows of a long_texts=chunks model, checked
 
 
 class _Graph(torch.nn.Module):
-    """input ids (and masks) -> the pipeline's sentence embedding -> logits of the linear head."""
+    """input ids (and masks) -> the pipeline's sentence embedding -> logits of the linear head.
 
-    def __init__(self, body, weight: torch.Tensor, bias: torch.Tensor, input_names: list[str]):
+    chunks (long_texts=chunks): the inputs are windows, and one more input, window_weights (texts ×
+    windows, text_windows.window_weights), averages them into one embedding per text, normalised again
+    where `normalise` says the pipeline normalises: embed_texts.pool_windows as a matrix product."""
+
+    def __init__(self, body, weight: torch.Tensor, bias: torch.Tensor, input_names: list[str], *,
+                 chunks: bool = False, normalise: bool = False):
         super().__init__()
         self.body = body
         self.input_names = input_names
+        self.chunks, self.normalise = chunks, normalise
         self.register_buffer("weight", weight.detach().float().cpu().clone())
         self.register_buffer("bias", bias.detach().float().cpu().clone())
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
         emb = self.body(dict(zip(self.input_names, tensors)))["sentence_embedding"]
+        if self.chunks:
+            weights = tensors[-1]
+            emb = weights @ emb
+            if self.normalise:
+                several = (weights > 0).sum(dim=1, keepdim=True) > 1
+                emb = torch.where(several, torch.nn.functional.normalize(emb, dim=-1), emb)
         return emb @ self.weight.T + self.bias
 
 
@@ -89,17 +103,21 @@ def export_onnx(model_dir: str | Path, output: str | Path | None = None, *, int8
     body = clf.model_.body.to("cpu").eval()
     _eager_attention(body)
     weight, bias, activation = _linear_head(clf.model_)
-    probes = PROBE_TEXTS if not clf.text_pairs_ else [(t, t[::-1]) for t in PROBE_TEXTS]
+    chunks = reads_chunks(clf.model_.params)
+    probes = PROBE_TEXTS + [LONG_PROBE] * chunks
+    probes = probes if not clf.text_pairs_ else [(t, t[::-1]) for t in probes]
     reference = clf.predict_proba(probes)  # before the vocabulary is cut: the graph is checked against this
     scripts = clf.train_info_.get("scripts")
     pruned = prune_body(body, scripts) if vocabulary == "training" and scripts else None
     tokenizer = _fast_tokenizer(body, model_dir)
     sample = body_features(body, PROBE_TEXTS[:2])
     input_names = [n for n in INPUT_NAMES if n in sample]
-    graph = _Graph(body, weight, bias, input_names).eval()
+    graph = _Graph(body, weight, bias, input_names, chunks=chunks, normalise=normalises(body)).eval()
+    # Two windows of one text: a traced example of the pooling (its sizes are dynamic axes).
+    args = tuple(sample[n] for n in input_names) + ((torch.full((1, 2), 0.5),) if chunks else ())
     source = read_source_config(model_dir)
     with atomic_folder(output, overwrite=True) as tmp:
-        _export_graph(graph, tuple(sample[n] for n in input_names), input_names, tmp / "traced.onnx")
+        _export_graph(graph, args, input_names, tmp / "traced.onnx", chunks=chunks)
         fused = _fuse(tmp / "traced.onnx", tmp / "model.onnx", body)
         (tmp / "traced.onnx").unlink()
         model_file = "model.onnx"
@@ -111,7 +129,7 @@ def export_onnx(model_dir: str | Path, output: str | Path | None = None, *, int8
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
         manifest = {
             "format": FORMAT,
-            "format_version": FORMAT_VERSION,
+            "format_version": format_version(chunks),
             "model": model_file,
             "inputs": input_names,
             "outputs": ["logits"],
@@ -125,6 +143,8 @@ def export_onnx(model_dir: str | Path, output: str | Path | None = None, *, int8
             "text_pairs": bool(source.get("text_pairs", False)),
             "activation": activation,
             "temperature": float(source.get("temperature", 1.0)),
+            # Absent for truncate: a runtime that reads the file truncates, as the model does.
+            **({"long_texts": {"mode": "chunks", "input": WINDOW_WEIGHTS}} if chunks else {}),
             "tokenizer": _tokenizer_settings(tokenizer, body),
             "vocabulary": pruned or {"pieces": int(tokenizer.backend_tokenizer.get_vocab_size(with_added_tokens=True))},
             "source": {k: v for k, v in source.items() if k not in ("files", "format", "format_version")},
@@ -178,24 +198,24 @@ def _fast_tokenizer(body, model_dir: Path):
 
 
 def _tokenizer_settings(tokenizer, body) -> dict[str, Any]:
-    # sentence-transformers truncates at the tokenizer's model_max_length; some tokenizers leave it at
-    # a huge sentinel, which would overflow the Rust tokenizer: cap it at the positions the model has.
-    max_length = int(body.max_seq_length or tokenizer.model_max_length)
-    positions = getattr(body[0].auto_model.config, "max_position_embeddings", None)
-    if positions:
-        max_length = min(max_length, int(positions))
-    return {"file": "tokenizer/tokenizer.json", "max_length": max_length, "pad_id": int(tokenizer.pad_token_id),
+    # token_limit: a huge model_max_length sentinel would overflow the Rust tokenizer.
+    return {"file": "tokenizer/tokenizer.json", "max_length": token_limit(body),
+            "pad_id": int(tokenizer.pad_token_id),
             "pad_token": str(tokenizer.pad_token), "pad_type_id": int(getattr(tokenizer, "pad_token_type_id", 0) or 0),
             "padding_side": tokenizer.padding_side, "truncation_side": tokenizer.truncation_side,
             "sep_token": tokenizer.sep_token, "prefix": text_prefix(body)}
 
 
-def _export_graph(graph: torch.nn.Module, args: tuple, input_names: list[str], path: Path) -> None:
+def _export_graph(graph: torch.nn.Module, args: tuple, input_names: list[str], path: Path, *,
+                  chunks: bool = False) -> None:
     axes = {name: {0: "batch", 1: "sequence"} for name in input_names}
+    if chunks:  # "batch" counts windows; the logits are one row per text
+        axes[WINDOW_WEIGHTS] = {0: "texts", 1: "batch"}
+        input_names = [*input_names, WINDOW_WEIGHTS]
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
         torch.onnx.export(graph, args, str(path), dynamo=False, input_names=input_names, output_names=["logits"],
-                          dynamic_axes={**axes, "logits": {0: "batch"}}, opset_version=OPSET)
+                          dynamic_axes={**axes, "logits": {0: "texts" if chunks else "batch"}}, opset_version=OPSET)
 
 
 def _eager_attention(body) -> None:
@@ -244,7 +264,7 @@ def _quantize(source: Path, target: Path, intermediate_size: int | None) -> list
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    keep = _first_down_projection(source, intermediate_size)
+    keep = _first_down_projection(source, intermediate_size) + _window_mean(source)
     try:
         logging.disable(logging.WARNING)  # "consider pre-processing": that is for static quantisation
         # Fused operators come from ONNX Runtime's own domain, where shape inference finds no output
@@ -274,6 +294,15 @@ def _first_down_projection(path: Path, intermediate_size: int | None) -> list[st
     down = [node.name for node in graph.node if node.op_type == "MatMul"
             and any(len(shapes.get(x, ())) == 2 and shapes[x][0] == intermediate_size for x in node.input)]
     return down[:1]
+
+
+def _window_mean(path: Path) -> list[str]:
+    """The product that averages a text's windows (long_texts=chunks): its weights are exact fractions
+    that int8 would only blur, at a cost next to nothing."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return [node.name for node in graph.node if node.op_type == "MatMul" and WINDOW_WEIGHTS in node.input]
 
 
 def _agreement(texts, reference: np.ndarray, folder: Path, int8: bool) -> dict[str, Any]:

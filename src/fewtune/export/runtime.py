@@ -4,6 +4,10 @@
     tokenizer/tokenizer.json          the encoder's own fast tokenizer
     fewtune-onnx.json                 manifest: classes, activation, temperature, tokenizer settings,
                                       the source model's training facts, sha256 of every file
+
+A model trained with long_texts=chunks takes windows and one more input, window_weights, which
+averages each text's windows (format version 2, so that an older runtime refuses it rather than
+failing inside ONNX Runtime); the windows are cut by text_windows, as in PyTorch.
 """
 
 from __future__ import annotations
@@ -21,10 +25,18 @@ from ..labels import ProbabilityLabels
 from ..model_texts import join_pairs
 from ..storage.model_folder import read_format_file, verify_files
 from ..progress import Progress
+from ..text_windows import text_windows, window_batches, window_weights
 
 MANIFEST_NAME = "fewtune-onnx.json"
 FORMAT = "fewtune-onnx"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this runtime reads
+WINDOW_WEIGHTS = "window_weights"  # the input that averages a text's windows (long_texts=chunks)
+
+
+def format_version(chunks: bool) -> int:
+    """The version an export is written with: 1 unless its graph takes windows, which version 1 readers
+    would feed wrongly."""
+    return 2 if chunks else 1
 
 
 def is_exported(path: str | Path) -> bool:
@@ -59,6 +71,7 @@ class OnnxClassifier(ProbabilityLabels):
         self.train_info_ = manifest.get("source", {}).get("training", {})
         self.temperature_ = float(manifest.get("temperature", 1.0))
         self.input_names_ = list(manifest["inputs"])
+        self.chunks_ = (manifest.get("long_texts") or {}).get("mode") == "chunks"
         self.set_class_prior(manifest.get("source", {}).get("class_prior"))
 
     def set_class_prior(self, class_prior: dict | str | None) -> OnnxClassifier:
@@ -116,19 +129,32 @@ class OnnxClassifier(ProbabilityLabels):
         out = np.empty((len(texts), len(self.classes_)), dtype=np.float32)
         # Sorted by length, as fewtune's encode does, so a batch pads short texts to short lengths.
         order = np.argsort([-len(t) for t in texts], kind="stable")
+        # A truncating model reads each text as its one window; a chunks model its text_windows.
+        windows, owner = self._cut(texts) if self.chunks_ else (texts, np.arange(len(texts)))
+        counts = np.bincount(owner, minlength=len(texts))
+        first = np.concatenate([[0], np.cumsum(counts)])  # text i's windows: first[i]:first[i + 1]
         with Progress(self.show_progress and len(texts) > 256) as progress:
             task = progress.add("Predicting (ONNX Runtime)", total=len(texts))
-            for start in range(0, len(texts), batch_size):
-                idx = order[start:start + batch_size]
-                out[idx] = self._run([texts[i] for i in idx])
+            # batch_size windows a run, not texts: a text of 16 windows is 16 sequences in memory.
+            for idx in window_batches(order, counts, batch_size):
+                rows = np.concatenate([np.arange(first[i], first[i + 1]) for i in idx])
+                owners = np.repeat(np.arange(len(idx)), counts[idx])  # each window's row in this batch
+                weights = window_weights(owners, len(idx)) if self.chunks_ else None
+                out[idx] = self._run([windows[j] for j in rows], weights)
                 progress.advance(task, len(idx))
         return out
 
-    def _run(self, texts: list[str]) -> np.ndarray:
+    def _cut(self, texts: list[str]) -> tuple[list[str], np.ndarray]:
+        t = self.manifest_["tokenizer"]
+        return text_windows(self.tokenizer_, texts, t["max_length"], t.get("prefix", ""))
+
+    def _run(self, texts: list[str], weights: np.ndarray | None) -> np.ndarray:
         encodings = self.tokenizer_.encode_batch(with_prefix(texts, self.manifest_["tokenizer"].get("prefix", "")))
         columns = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
         feed = {name: np.array([getattr(e, columns[name]) for e in encodings], dtype=np.int64)
                 for name in self.input_names_}
+        if weights is not None:
+            feed[WINDOW_WEIGHTS] = weights
         return self.session_.run(["logits"], feed)[0]
 
     def predict_proba(self, X, *, batch_size: int = 64) -> np.ndarray:

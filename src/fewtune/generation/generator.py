@@ -33,7 +33,7 @@ from ..params import param
 from ..training.lm_training import LMTrainingParams, prepare_for_training
 from ..training.lora import load_adapter, save_adapter
 from ..training.optim import make_optimizer, update
-from ..training.tracking import curve
+from ..training.tracking import curve, record_losses, run_name, tracked_run
 from ..model_card import render_generator_card, with_front_matter
 from ..storage.checkpoint import load_checkpoint, save_checkpoint
 from ..storage.model_folder import read_model_folder, write_model_folder
@@ -45,9 +45,11 @@ TASKS = ("generate", "lm")
 @dataclasses.dataclass
 class GenerationParams(LMTrainingParams):
     epochs: int = param(3, "passes over the training examples", minimum=0)
-    lr: float = param(2e-4, "learning rate (LoRA adapters; use ~2e-5 with lora=false)", above=0)
+    learning_rate: float = param(2e-4, "learning rate of what is trained: the LoRA adapters, or every weight with "
+                                       "lora=false (use ~2e-5 then)", above=0, renamed_from=("lr",))
     batch_size: int = param(4, "examples per step", minimum=1)
-    max_length: int = param(256, "tokens per example; longer ones are cut at the end", minimum=8)
+    max_tokens: int = param(256, "tokens per example; longer ones are cut at the end", minimum=8,
+                            renamed_from=("max_length",))
     chat_template: bool = param(True, "use the backbone's chat template when it has one (else 'User:/Assistant:')")
 
     @classmethod
@@ -57,21 +59,29 @@ class GenerationParams(LMTrainingParams):
 
 class FewShotGenerator(ParamsEstimator):
     """A causal LM fine-tuned on a few conversations (task="generate") or texts (task="lm").
-    `params`: GenerationParams or a dict of them (see `fewtune methods`); `set_params(params__lr=...)` works."""
+    `params`: GenerationParams or a dict of them (see `fewtune methods`); `set_params(params__learning_rate=...)` works.
+    show_progress: None (the default) shows bars when someone is watching (a terminal, a notebook).
+    log_with / logging_dir: Accelerate trackers that get every step's loss as it is taken, one run per fit
+    (as FewShotClassifier's)."""
 
     FITTED, FIT_HINT = "model", "call fit(examples) first"
 
     def __init__(self, backbone: str = DEFAULT_CAUSAL_LM, *, task: str = "generate",
                  params: dict[str, Any] | None = None, seed: int = 0, device: str | None = None,
-                 show_progress: bool = True):
+                 show_progress: bool | None = None, log_with: list | None = None,
+                 logging_dir: str | Path | None = None):
         if task not in TASKS:
             raise FewtuneError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
         self.backbone, self.task, self.seed, self.device = backbone, task, seed, device
         self.params = self._params_from_dict(params)
         self.show_progress = show_progress
+        self.log_with, self.logging_dir = log_with, logging_dir
         self.model = self.tokenizer = self.format = None
         self.train_info_: dict[str, Any] = {}
         self.evaluation_: dict[str, Any] = {}
+
+    def _params_class(self):
+        return GenerationParams
 
     def _params_from_dict(self, values) -> GenerationParams:
         if isinstance(values, GenerationParams):  # scikit-learn's clone passes the object back as it was
@@ -87,17 +97,17 @@ class FewShotGenerator(ParamsEstimator):
         encoded = [encode(e) for e in examples]
         kept = [e for e in encoded if any(t != -100 for t in e.labels[1:])]
         if not kept:
-            raise FewtuneError(f"no example has a token to learn from within max_length={self.params.max_length}; "
-                               "raise max_length")
+            raise FewtuneError(f"no example has a token to learn from within max_tokens={self.params.max_tokens}; "
+                               "raise max_tokens")
         if len(kept) < len(encoded):
             warnings.warn(f"{len(encoded) - len(kept)} of {len(encoded)} examples have nothing to learn from within "
-                          f"max_length={self.params.max_length} and are skipped", DataWarning, stacklevel=2)
+                          f"max_tokens={self.params.max_tokens} and are skipped", DataWarning, stacklevel=2)
         return kept
 
     def _load(self, resolved: ResolvedBackbone) -> None:
         self.backbone_ = resolved
         self.model, self.tokenizer = load_causal_lm(resolved, device=self.device or pick_device())
-        self.format = LMFormat(self.tokenizer, max_length=self.params.max_length,
+        self.format = LMFormat(self.tokenizer, max_length=self.params.max_tokens,
                                chat_template=self.params.chat_template and bool(self.tokenizer.chat_template))
 
     # -- training -------------------------------------------------------------------------
@@ -122,25 +132,28 @@ class FewShotGenerator(ParamsEstimator):
             raise FewtuneError(f"backbone '{self.backbone}' is not a causal LM; generation needs one")
         encoded = self._encode(examples)
         held_encoded = self._encode(held_out) if held_out is not None else None  # once, for before and after
-        with progress_bar(self.show_progress) as progress:
+        with tracked_run(self.log_with, self.logging_dir, run_name(self.task, f"seed{self.seed}"),
+                         config={"task": self.task, "backbone": self.backbone_.name, "seed": self.seed}) as run, \
+                progress_bar(self.show_progress) as progress, record_losses(run) as losses:
             eval_started = time.perf_counter()
             before = self._perplexity(held_encoded, progress) if held_out is not None else None
             eval_seconds = time.perf_counter() - eval_started
             self.model, params, prior = prepare_for_training(self.model, p)
-            optimizer = make_optimizer(params, lr=p.lr, weight_decay=p.weight_decay, device=self.model.device)
+            optimizer = make_optimizer(params, lr=p.learning_rate, weight_decay=p.weight_decay,
+                                       device=self.model.device)
             steps_per_epoch = math.ceil(len(encoded) / p.batch_size)
             total = max(1, p.epochs * steps_per_epoch)
             scheduler = get_linear_schedule_with_warmup(optimizer, int(p.warmup_ratio * total), total)
             task = progress.add("Fine-tuning the LM", total=p.epochs * steps_per_epoch)
             pad = self.tokenizer.pad_token_id
-            losses, first_epoch = [], 0
+            first_epoch = 0  # `losses`: every step's, as update reports it (resumed: the earlier ones too)
             if resume and checkpoint is not None and Path(checkpoint).is_dir():
                 state = load_checkpoint(Path(checkpoint), self.model, optimizer, trainable_only=True)
                 if state.get("epochs") != p.epochs or state.get("n_examples") != len(encoded):
                     raise FewtuneError(f"{checkpoint}: the checkpoint is of a different run ({state.get('epochs')} "
                                        f"epochs on {state.get('n_examples')} examples); delete it or drop --resume")
                 scheduler.load_state_dict(state["scheduler"])
-                losses, first_epoch = state["losses"], state["epoch"]
+                losses[:], first_epoch = state["losses"], state["epoch"]  # the next step logs as step len+1
                 torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
                 for _ in range(first_epoch):
                     rng.permutation(len(encoded))  # replay the finished epochs' draws: same order from here on
@@ -151,7 +164,7 @@ class FewShotGenerator(ParamsEstimator):
                 for start in range(0, len(order), p.batch_size):
                     batch = collate([encoded[i] for i in order[start:start + p.batch_size]], pad, self.model.device)
                     nll, count = token_nll(self.model, batch)
-                    losses.append(update(nll / max(count, 1) + prior.penalty(), params, optimizer, scheduler))
+                    update(nll / max(count, 1) + prior.penalty(), params, optimizer, scheduler)
                     progress.advance(task)
                 if checkpoint is not None:
                     save_checkpoint(Path(checkpoint), self.model, optimizer,
@@ -162,6 +175,8 @@ class FewShotGenerator(ParamsEstimator):
             self.model.eval()
             train_seconds = time.perf_counter() - started - eval_seconds  # loading and training, not evaluating
             after = self._perplexity(held_encoded, progress) if held_out is not None else None
+            if run is not None and held_out is not None:  # the held-out scores, in the same run as the steps
+                run.log_scores({"perplexity_before": before, "perplexity_after": after})
         self.train_info_ = {
             "task": self.task, "n_examples": len(examples), "steps": p.epochs * steps_per_epoch,
             "final_loss": round(losses[-1], 6) if losses else None,
@@ -268,7 +283,9 @@ class FewShotGenerator(ParamsEstimator):
             raise FewtuneError(f"{path} holds a {config.get('method', 'classification')} classifier, not a "
                                "generation model; load it with FewShotClassifier.load / `fewtune predict`")
         try:
-            gen = cls(config["backbone"]["name"], task=config["task"], params=config["params"],
+            # A model saved before a setting was renamed loads as it was, silently (params.param's renamed_from).
+            params = GenerationParams.with_new_names(config["params"], method="generation", warn=False)
+            gen = cls(config["backbone"]["name"], task=config["task"], params=params,
                       seed=config.get("seed", 0), device=device, show_progress=show_progress)
             saved = ResolvedBackbone(name=config["backbone"]["name"], kind=CAUSAL_LM, path=str(path),
                                      source=config["backbone"]["source"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 
 import numpy as np
@@ -24,9 +25,11 @@ from ..backbones import CAUSAL_LM, DEFAULT_CAUSAL_LM, DEFAULT_ENCODER, ENCODER, 
 from ..bayes.temperature import nll
 from ..data.sampling import cv_folds
 from ..errors import FewtuneError
-from .base import METHODS, FewShotMethod, MethodParams, get_method, register_method
+from .base import (ENCODER_AND_LM_LIMITS, LM_TEXT_TOKENS, METHODS, FewShotMethod, MethodParams, get_method,
+                   merged_token_limit, register_method)
 from ..params import param
 from ..training.label_words import is_id_name
+from ..training.tracking import record_losses
 
 # Cheapest first: the budget then cuts the costly ones.
 PORTFOLIO = ("linear-probe", "zero-shot", "setfit", "hybrid", "finetune", "prompt")
@@ -46,6 +49,7 @@ CACHE_FILLERS = ("zero-shot", "hybrid")
 MIN_BUDGET = 30.0  # seconds: below this not even the linear probe's folds finish on a CPU
 MEMBERS = "candidates"
 AUTO_FILE = "auto.json"
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -57,8 +61,15 @@ class AutoParams(MethodParams):
     folds: int = param(4, "cross-validation folds over the shots (fewer when a class has fewer shots)", minimum=2)
     time_budget: float = param(0.0, "seconds for the search and the final training (0 = no limit)", minimum=0)
     stack: bool = param(True, "also try a log-linear pool of the candidates, kept when its out-of-fold NLL is lower")
-    max_seq_length: int = param(0, "the encoder candidates' token limit (0 = the encoder's own)", minimum=0)
-    max_text_tokens: int = param(256, "the LM candidates' token limit per text", minimum=0)
+    max_tokens: int = param(0, "every candidate's token limit per text (0 = each candidate's own default: the "
+                               f"encoder's limit, {LM_TEXT_TOKENS} for an LM)", minimum=0,
+                            renamed_from=tuple(ENCODER_AND_LM_LIMITS))
+
+    @classmethod
+    def from_old_names(cls, name, old, values, method):
+        if name == "max_tokens":
+            return merged_token_limit(old, method or "auto")
+        return super().from_old_names(name, old, values, method)
 
     def check(self, problems: list[str]) -> None:
         names = [c.strip() for c in self.candidates.split(",") if c.strip()]
@@ -80,13 +91,20 @@ class AutoParams(MethodParams):
 def _candidate_params(name: str, p: AutoParams, lm: str | None) -> dict:
     fields = get_method(name).params_class.help()
     params = dict(PORTFOLIO_PARAMS.get(name, {}))
-    if "max_seq_length" in fields and p.max_seq_length:
-        params["max_seq_length"] = p.max_seq_length
-    if "max_text_tokens" in fields:
-        params["max_text_tokens"] = p.max_text_tokens
+    if "max_tokens" in fields and p.max_tokens:  # 0: the candidate's own default
+        params["max_tokens"] = p.max_tokens
     if "lm" in fields and lm:
         params["lm"] = lm
     return params
+
+
+def _say(progress, line: str) -> None:
+    """A candidate's result as it finishes (a search takes minutes): above the bars when they are shown,
+    else to this module's logger."""
+    if progress is not None and progress.enabled:
+        progress.log(line)
+    else:
+        logger.info(line)
 
 
 def log_linear_pool(logps: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -124,7 +142,7 @@ class Auto(FewShotMethod):
     params_class = AutoParams
     backbone_kinds = (ENCODER, CAUSAL_LM)
     kind = "portfolio"
-    length_params = ("max_seq_length", "max_text_tokens")  # its encoder candidates', its LM candidates'
+    length_params = ("max_tokens",)
 
     def __init__(self, params: AutoParams, backbone, device: str, members=None, weights=None):
         super().__init__(params, backbone, device)
@@ -199,12 +217,14 @@ class Auto(FewShotMethod):
                                  f"the time budget ({p.time_budget:g}s) was spent before it could start")
                 if progress:
                     progress.advance(task, len(folds))
+                _say(progress, f"auto: skipped {name}: {skipped[name]}")
                 continue
             t0 = time.perf_counter()
             abandoned = None
             for i, (train_idx, val_idx) in enumerate(folds):
-                model = self._train(name, params, backbone, [texts[j] for j in train_idx], y[train_idx], n_classes,
-                                    seed)
+                with record_losses():  # a fold model's steps: not the returned model's curve, nor its live run
+                    model = self._train(name, params, backbone, [texts[j] for j in train_idx], y[train_idx],
+                                        n_classes, seed)
                 probs[val_idx] = model.predict_proba([texts[j] for j in val_idx])
                 del model
                 if progress:
@@ -227,12 +247,16 @@ class Auto(FewShotMethod):
                 skipped[name] = abandoned
                 if progress:
                     progress.advance(task, len(folds) - i - 1)
+                _say(progress, f"auto: abandoned {name}: {abandoned}")
                 continue
             oof[name] = probs
             seconds[name] = time.perf_counter() - t0
             results[name] = {"cv_nll": round(nll(probs, y), 6),
                              "cv_accuracy": round(float((probs.argmax(1) == y).mean()), 6),
                              "seconds": round(time.perf_counter() - t0, 2), "backbone": backbone.name}
+            r = results[name]
+            _say(progress, f"auto: {name} out-of-fold NLL {r['cv_nll']:.3f}, accuracy {r['cv_accuracy']:.3f} "
+                           f"({r['seconds']:.1f} s, {len(folds)} folds)")
         if not oof:
             raise FewtuneError(f"auto: no candidate finished within the time budget ({p.time_budget:g}s); give a larger "
                                f"--time-budget or choose a method yourself (setfit is the fast one). "
@@ -336,7 +360,9 @@ class Auto(FewShotMethod):
             sub = folder / MEMBERS / str(i)
             ref = ResolvedBackbone(name=spec["backbone"], kind=spec["kind"], path=str(sub), source="local",
                                    trusted=backbone.trusted)
-            member_params = method_cls.params_class.from_dict(spec["params"], method=spec["method"])
+            # A member saved before a setting was renamed loads as it was, without a warning per member.
+            member_params = method_cls.params_class.from_dict(spec["params"], method=spec["method"],
+                                                              warn_renamed=False)
             members.append(method_cls.load(sub, member_params, ref, device, n_classes))
             specs.append(spec)
         method = cls(params, backbone, device, members=members, weights=saved["weights"])

@@ -15,12 +15,42 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..errors import FewtuneError
 from ..params import Params
 from ..registry import Registry
 
 
 KINDS = ("encoder", "label-words", "hybrid", "baseline", "portfolio")
 LABEL_WORD_KINDS = ("label-words", "hybrid")  # a hybrid's LM part reads label words too
+
+
+# What a causal LM reads of each text unless told otherwise: label-word methods' max_tokens default, and
+# what max_tokens=0 gives the LM parts of hybrid and auto.
+LM_TEXT_TOKENS = 256
+# The two limits hybrid and auto had, the encoder's (0 = its own) and the LM's, now one max_tokens.
+ENCODER_AND_LM_LIMITS = {"max_seq_length": 0, "max_text_tokens": LM_TEXT_TOKENS}  # old name -> old default
+
+
+def merged_token_limit(old: dict[str, Any], method: str) -> Any:
+    """hybrid's and auto's max_tokens from their two former limits (ENCODER_AND_LM_LIMITS). A limit at its
+    old default said nothing, and is what max_tokens=0 (each part's own) means; two limits that were set
+    must agree, since one value cannot say both."""
+    said, numbers = {}, set()
+    for name, value in old.items():
+        try:
+            number = int(value)  # "128" from the command line is 128
+        except (TypeError, ValueError):  # not a number: the field's own check names it
+            number = value
+        if number != ENCODER_AND_LM_LIMITS[name]:
+            said[name] = value
+            numbers.add(str(number))
+    if not said:
+        return 0
+    if len(numbers) > 1:
+        given = " and ".join(f"{k}={v}" for k, v in said.items())
+        raise FewtuneError(f"{given} are one setting now, max_tokens (the encoder's and the LM's limit); give "
+                           f"max_tokens (method '{method}')")
+    return next(iter(said.values()))
 
 
 @dataclasses.dataclass
@@ -57,8 +87,8 @@ class FewShotMethod(ABC):
     # methods read a template and label words, which a built-in data set supplies (experiment.run
     # passes its prompt_params to these kinds unless the data set is read as a user's file).
     kind: ClassVar[str] = "encoder"
-    # The parameters that cap how many tokens of each text are read, the encoder's first; a
-    # benchmark's --max-seq-length sets them all, and check-data counts against the first one set.
+    # The parameters that cap how many tokens of each text are read (max_tokens, for every method that
+    # reads text); a benchmark's --max-tokens sets them, and check-data counts against the first one set.
     length_params: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: MethodParams, backbone, device: str):

@@ -9,10 +9,11 @@ training shots themselves (`early_stopping`) — never out of test data.
 
 The head reads the sentence-transformers pipeline's pooled `sentence_embedding` (normalised, if the
 pipeline normalises), so a backbone is fine-tuned in the same representation it is used in. That is
-why `head_lr` defaults to 3e-2, not the encoder's 2e-5 nor 1e-3: a head starting from scratch on a
+why `head_learning_rate` defaults to 3e-2, not the encoder's 2e-5 nor 1e-3: a head starting from scratch on a
 unit-norm embedding barely moves in the ~20 steps of an 8-shot run at 1e-3 (on MR, 8 shots, MiniLM,
 three draws: 0.54 accuracy at 1e-3, 0.58 at 1e-2, 0.60 at 3e-2 and at 1e-1; linear probe 0.60).
-LoRA adapters get their own, larger learning rate (`lora_lr`), as is usual for LoRA.
+LoRA adapters get a larger default learning rate (`learning_rate=0`: 5e-4 for LoRA, 2e-5 for every
+weight), as is usual for LoRA.
 
 Saved folder: `body/` (a complete sentence-transformers folder, safetensors) and `head.safetensors`.
 LoRA adapters are merged into the body's weights at the end of training, so a LoRA model is saved
@@ -34,9 +35,10 @@ from ..bayes.evidence import L2SP_EVIDENCE_GRID, ggn_eigenvalues, log_evidence
 from ..errors import FewtuneError
 from .base import MethodParams, register_method
 from ..params import param
+from ..text_windows import LONG_TEXTS, LONG_TEXTS_HELP
 from ..training.encoder_method import EncoderBodyMethod
 from ..training.transformer_layers import ClassificationHead, hf_model, reinit_top_layers
-from ..training.embed_texts import body_features, embedding_dimension, encode
+from ..training.embed_texts import embedding_dimension
 from ..training.lora import LoraDeltaPrior, apply_lora
 from ..training.heads import (
     CLASS_WEIGHT_HELP,
@@ -54,14 +56,20 @@ from ..training.heads import (
 from ..training.optim import BestEpoch, make_optimizer, trainable_parameters, update
 
 VALIDATION_FRACTION = 0.2
+# The encoder's learning rate when none is given: fine-tuning every weight, or LoRA adapters (learning_rate=0).
+FULL_LEARNING_RATE, LORA_LEARNING_RATE = 2e-5, 5e-4
 
 
 @dataclasses.dataclass
 class FinetuneParams(MethodParams):
     epochs: int = param(10, "passes over the training texts (few shots need more than the usual 3)", minimum=1)
     batch_size: int = param(8, "texts per optimisation step", minimum=1)
-    lr: float = param(2e-5, "learning rate of the encoder (full fine-tuning)", above=0)
-    head_lr: float = param(3e-2, "learning rate of the classification head, which starts from scratch", above=0)
+    learning_rate: float = param(
+        0.0, "learning rate of what is trained in the encoder: every weight, or the LoRA adapters with lora=true "
+             f"(0 = the default for it: {FULL_LEARNING_RATE:g}, or {LORA_LEARNING_RATE:g} for LoRA)", minimum=0,
+        renamed_from=("lr", "lora_lr"))
+    head_learning_rate: float = param(3e-2, "learning rate of the classification head, which starts from scratch",
+                                      above=0, renamed_from=("head_lr",))
     weight_decay: float = param(0.01, "AdamW weight decay of weight matrices (biases and norms are not decayed)",
                                 minimum=0)
     warmup_ratio: float = param(0.1, "fraction of steps with linear learning-rate warm-up, then linear decay",
@@ -75,15 +83,29 @@ class FinetuneParams(MethodParams):
     lora: bool = param(False, "train LoRA adapters (merged into the encoder afterwards) instead of every weight")
     lora_r: int = param(8, "LoRA rank", minimum=1)
     lora_alpha: int = param(16, "LoRA scaling α (the update is scaled by α/r)", above=0)
-    lora_lr: float = param(5e-4, "learning rate of the LoRA adapters (replaces lr when lora=true)", above=0)
     early_stopping: bool = param(
         False, "hold out a stratified 20% of the training shots; keep the epoch with the lowest validation loss"
     )
     patience: int = param(3, "with early_stopping: epochs without improvement before stopping", minimum=1)
-    max_seq_length: int = param(0, "truncate texts to this many tokens (0 = backbone's own)", minimum=0)
+    max_tokens: int = param(0, "truncate texts to this many tokens (0 = the backbone's own)", minimum=0,
+                            renamed_from=("max_seq_length",))
     train_embeddings: bool = param(False, "also update the word-embedding matrix (full fine-tuning only)")
     class_weight: str = param("none", CLASS_WEIGHT_HELP, choices=CLASS_WEIGHTS)
     encode_batch_size: int = param(64, "batch size when predicting", minimum=1)
+    long_texts: str = param("truncate", LONG_TEXTS_HELP, choices=LONG_TEXTS)
+
+    @classmethod
+    def from_old_names(cls, name, old, values, method):
+        if name != "learning_rate":
+            return super().from_old_names(name, old, values, method)
+        # lr and lora_lr were two rates, of which lora chose one; the other changed nothing, so it is dropped.
+        lora = cls._coerce(next(f for f in dataclasses.fields(cls) if f.name == "lora"), values.get("lora", False),
+                           method)
+        return old.get("lora_lr" if lora else "lr", dataclasses.MISSING)
+
+    def trained_learning_rate(self) -> float:
+        """The encoder's learning rate: the given one, or the default for what lora says is trained."""
+        return self.learning_rate or (LORA_LEARNING_RATE if self.lora else FULL_LEARNING_RATE)
 
     def check(self, problems: list[str]) -> None:
         if not 0 <= self.dropout < 1:
@@ -124,8 +146,9 @@ class Finetune(EncoderBodyMethod):
     # languages the English encoders cannot read.
     backbone_kinds = (ENCODER, CAUSAL_LM)
     kind = "encoder"
-    length_params = ("max_seq_length",)
-    selection_grid = {"lr": [2e-5, 1e-4], "l2sp": [0.0, 1.0]}
+    length_params = ("max_tokens",)
+    # 0: the default for what is trained (FULL_LEARNING_RATE, or LORA_LEARNING_RATE with lora=true).
+    selection_grid = {"learning_rate": [0.0, 1e-4], "l2sp": [0.0, 1.0]}
     evidence_grid = {"l2sp": list(L2SP_EVIDENCE_GRID)}
 
     def __init__(self, params: FinetuneParams, backbone: ResolvedBackbone, device: str, body=None, head=None):
@@ -170,16 +193,16 @@ class Finetune(EncoderBodyMethod):
             *(f"head.{n}" for n, t in head.named_parameters() if t.requires_grad),
         ]
 
-        body_lr = p.lora_lr if p.lora else p.lr
+        body_rate = p.trained_learning_rate()
         groups = [
-            {"params": [t for t in body_params if t.ndim >= 2], "lr": body_lr, "weight_decay": p.weight_decay},
-            {"params": [t for t in body_params if t.ndim < 2], "lr": body_lr, "weight_decay": 0.0},
-            {"params": [head.linear.weight], "lr": p.head_lr, "weight_decay": p.weight_decay},
-            {"params": [head.linear.bias], "lr": p.head_lr, "weight_decay": 0.0},
+            {"params": [t for t in body_params if t.ndim >= 2], "lr": body_rate, "weight_decay": p.weight_decay},
+            {"params": [t for t in body_params if t.ndim < 2], "lr": body_rate, "weight_decay": 0.0},
+            {"params": [head.linear.weight], "lr": p.head_learning_rate, "weight_decay": p.weight_decay},
+            {"params": [head.linear.bias], "lr": p.head_learning_rate, "weight_decay": 0.0},
         ]
         groups = [g for g in groups if g["params"]]
         everything = [t for g in groups for t in g["params"]]
-        optimizer = make_optimizer(groups, lr=body_lr, weight_decay=p.weight_decay, device=body.device)
+        optimizer = make_optimizer(groups, lr=body_rate, weight_decay=p.weight_decay, device=body.device)
 
         if p.early_stopping:
             train_idx, val_idx = stratified_holdout(y, VALIDATION_FRACTION, rng)
@@ -202,7 +225,7 @@ class Finetune(EncoderBodyMethod):
             order = rng.permutation(train_idx)
             for start in range(0, len(order), p.batch_size):
                 idx = order[start:start + p.batch_size]
-                logits = head(self._embed([texts[i] for i in idx]))
+                logits = head(self._embed_batch([texts[i] for i in idx]))
                 loss = classification_loss(logits, targets[idx], self._class_weights,
                                            soft=soft_targets is not None) + prior.penalty()
                 update(loss, everything, optimizer, scheduler)
@@ -230,9 +253,6 @@ class Finetune(EncoderBodyMethod):
                 peft_model.merge_and_unload()  # in place: body's transformer module holds the merged model
         return info
 
-    def _embed(self, texts: list[str]) -> torch.Tensor:
-        return self.body(body_features(self.body, texts))["sentence_embedding"]
-
     @torch.no_grad()
     def _loss(self, texts: list[str], labels: torch.Tensor) -> float:
         self.body.eval()
@@ -240,7 +260,7 @@ class Finetune(EncoderBodyMethod):
         total = 0.0
         for start in range(0, len(texts), self.params.encode_batch_size):
             chunk = texts[start:start + self.params.encode_batch_size]
-            logits = self.head(self._embed(chunk))
+            logits = self.head(self._embed_batch(chunk))
             total += len(chunk) * classification_loss(logits, labels[start:start + len(chunk)],
                                                       self._class_weights).item()
         return total / max(1, len(texts))
@@ -270,18 +290,18 @@ class Finetune(EncoderBodyMethod):
         labels = torch.as_tensor(np.asarray(y), device=self.body.device)
         with torch.no_grad():
             log_probs = torch.cat([
-                torch.log_softmax(self.head(self._embed(texts[s:s + p.encode_batch_size])).float(), dim=-1)
+                torch.log_softmax(self.head(self._embed_batch(texts[s:s + p.encode_batch_size])).float(), dim=-1)
                 for s in range(0, len(texts), p.encode_batch_size)])
         log_likelihood = float(log_probs[torch.arange(len(texts)), labels].sum())
-        eigenvalues = ggn_eigenvalues(lambda i: self.head(self._embed([texts[i]]))[0], len(texts), prior.params,
-                                      progress=progress)
+        eigenvalues = ggn_eigenvalues(lambda i: self.head(self._embed_batch([texts[i]]))[0], len(texts),
+                                      prior.params, progress=progress)
         # Training minimises mean cross-entropy + λ/2‖θ−θ₀‖²: the summed likelihood's prior precision is n·λ.
         return {"l2sp": prior.strength,
                 **log_evidence(log_likelihood, prior.distance() ** 2, eigenvalues, prior.strength * len(texts))}
 
     # -- prediction -----------------------------------------------------------------------
     def predict_proba(self, texts, *, progress=None) -> np.ndarray:
-        emb = encode(self.body, texts, batch_size=self.params.encode_batch_size, progress=progress)
+        emb = self._encode(texts, progress=progress)
         self.head.eval()
         linear = self.head.linear
         with torch.inference_mode():
@@ -296,7 +316,7 @@ class Finetune(EncoderBodyMethod):
         return linear.weight.detach().double().cpu().numpy(), linear.bias.detach().double().cpu().numpy()
 
     def features(self, texts, *, progress=None) -> np.ndarray:
-        return encode(self.body, texts, batch_size=self.params.encode_batch_size, progress=progress)
+        return self._encode(texts, progress=progress)
 
     # -- persistence ----------------------------------------------------------------------
     def save(self, folder) -> None:

@@ -20,8 +20,10 @@ import torch
 from ..backbones import ENCODER, load_encoder, resolve_backbone, resolve_base
 from ..data.sampling import cv_folds
 from ..errors import FewtuneError
-from .base import FewShotMethod, get_method, register_method
+from .base import (ENCODER_AND_LM_LIMITS, LM_TEXT_TOKENS, FewShotMethod, get_method, merged_token_limit,
+                   register_method)
 from ..params import param
+from ..text_windows import LONG_TEXTS, LONG_TEXTS_HELP, reads_chunks
 from ..training.embed_texts import encode
 from ..training.heads import CLASS_WEIGHT_HELP, CLASS_WEIGHTS, SOFTMAX, LinearHead, cross_validated_nll
 from ..training.label_word_method import LabelWordMethod, ZeroShotParams
@@ -39,7 +41,9 @@ ZERO_SHOT = "zero-shot"  # the method of the LM part, looked up when used: metho
 @dataclasses.dataclass
 class HybridParams(ZeroShotParams):
     lm: str = param("smollm2-135m", "the causal LM whose calibrated label-word log-probabilities join the embedding")
-    max_seq_length: int = param(0, "truncate texts to this many tokens for the encoder (0 = its own limit)", minimum=0)
+    max_tokens: int = param(0, "truncate texts to this many tokens, for the encoder and the LM alike (0 = each "
+                               f"one's own: the encoder's limit, {LM_TEXT_TOKENS} for the LM)", minimum=0,
+                            renamed_from=tuple(ENCODER_AND_LM_LIMITS))
     head_c: float = param(1.0, "inverse L2 strength of the logistic-regression head (when choose_by_cv is false)",
                           above=0)
     lm_feature_scale: float = param(
@@ -51,6 +55,13 @@ class HybridParams(ZeroShotParams):
               f"scales {SCALE_GRID} and C {C_GRID} (scale 0: the LM adds nothing there, and is not run at predict)")
     class_weight: str = param("none", CLASS_WEIGHT_HELP, choices=CLASS_WEIGHTS)
     encode_batch_size: int = param(64, "batch size when embedding texts", minimum=1)
+    long_texts: str = param("truncate", LONG_TEXTS_HELP, choices=LONG_TEXTS)
+
+    @classmethod
+    def from_old_names(cls, name, old, values, method):
+        if name == "max_tokens":
+            return merged_token_limit(old, method or "hybrid")
+        return super().from_old_names(name, old, values, method)
 
     def check(self, problems: list[str]) -> None:
         super().check(problems)
@@ -60,7 +71,8 @@ class HybridParams(ZeroShotParams):
 
 def _zero_shot_params(p: HybridParams) -> ZeroShotParams:
     names = {f.name for f in dataclasses.fields(ZeroShotParams)}
-    return ZeroShotParams(**{k: v for k, v in dataclasses.asdict(p).items() if k in names})
+    values = {k: v for k, v in dataclasses.asdict(p).items() if k in names}
+    return ZeroShotParams(**{**values, "max_tokens": p.max_tokens or LM_TEXT_TOKENS})
 
 
 @register_method
@@ -71,7 +83,7 @@ class Hybrid(FewShotMethod):
     params_class = HybridParams
     backbone_kinds = (ENCODER,)
     kind = "hybrid"
-    length_params = ("max_seq_length", "max_text_tokens")  # the encoder's, the LM's
+    length_params = ("max_tokens",)
     refittable_head = True
 
     def __init__(self, params: HybridParams, backbone, device: str, body=None, lm: LabelWordMethod | None = None,
@@ -83,8 +95,12 @@ class Hybrid(FewShotMethod):
 
     def _load_body(self) -> None:
         self.body = load_encoder(self.backbone, device=self.device)
-        if self.params.max_seq_length:
-            self.body.max_seq_length = self.params.max_seq_length
+        if self.params.max_tokens:
+            self.body.max_seq_length = self.params.max_tokens
+
+    def _encode(self, texts, progress=None) -> np.ndarray:
+        return encode(self.body, texts, batch_size=self.params.encode_batch_size, progress=progress,
+                      chunks=reads_chunks(self.params))  # the encoder's part only: the LM cuts its own
 
     def _lm_columns(self, texts, progress=None) -> np.ndarray:
         """log p(class | text) from the calibrated label words, scaled for the head."""
@@ -98,7 +114,7 @@ class Hybrid(FewShotMethod):
         return self.params.lm_feature_scale if self.chosen is None else self.chosen["lm_feature_scale"]
 
     def features(self, texts, *, progress=None) -> np.ndarray:
-        emb = encode(self.body, texts, batch_size=self.params.encode_batch_size, progress=progress)
+        emb = self._encode(texts, progress)
         return np.hstack([emb, self._lm_columns(texts, progress)]).astype(np.float64)
 
     def fit(self, texts, y, n_classes, *, seed, progress) -> dict:
@@ -117,7 +133,7 @@ class Hybrid(FewShotMethod):
         self._load_body()
         # The LM's columns for the shots are out of fold (each from a calibration fitted without it), the
         # way they will look on new texts; in-sample ones would win the head's trust they do not deserve.
-        emb = encode(self.body, texts, batch_size=p.encode_batch_size, progress=progress)
+        emb = self._encode(texts, progress)
         y = np.asarray(y)
         info = {"lm": lm_backbone.name, "prompt": lm_info["prompt"], "embedding_dim": int(emb.shape[1])}
         if p.choose_by_cv:

@@ -20,16 +20,17 @@ from ..training.scorer import LabelScorer
 class ICLParams(DemoParams):
     max_demonstrations: int = param(64, "at most this many training examples go into the context, in a seeded order",
                                     minimum=1)
-    calibrate: bool = param(True, "contextual calibration: divide out the label bias measured on content-free inputs")
+    contextual_calibration: bool = param(True, "divide out the label bias measured on content-free inputs (Zhao et "
+                                               "al. 2021)", renamed_from=("calibrate",))
     cache_prefix: bool = param(True, "encode the demonstrations once and reuse their key/value cache for every query")
-    calibration: str = param("none", "icl calibrates by content-free inputs (calibrate=true), not on the shots, "
-                                     "which sit in its context")
+    score_calibration: str = param("none", "icl calibrates by content-free inputs (contextual_calibration=true), not "
+                                           "on the shots, which sit in its context", renamed_from=("calibration",))
 
     def check(self, problems: list[str]) -> None:
         super().check(problems)
-        if self.calibration != "none":
-            problems.append("icl takes calibration='none': its calibration is contextual (calibrate=true), since "
-                            "the shots it would fit on are its demonstrations")
+        if self.score_calibration != "none":
+            problems.append("icl takes score_calibration='none': its calibration is contextual "
+                            "(contextual_calibration=true), since the shots it would fit on are its demonstrations")
 
 
 CONTENT_FREE = ("N/A", "", "[MASK]")  # Zhao et al. (2021), "Calibrate before use"
@@ -71,7 +72,7 @@ class ICL(LabelWordMethod):
         self._prefix_ids = self.tokenizer(prefix)["input_ids"]
         self._cache = None
         self._content_free = None
-        if self.params.calibrate:
+        if self.params.contextual_calibration:
             with torch.no_grad():
                 probs = self._raw_proba(list(CONTENT_FREE))
             self._content_free = probs.mean(0)

@@ -20,8 +20,8 @@ from ..data.sampling import cv_folds
 from ..errors import FewtuneError
 from .base import MethodParams, register_method
 from ..params import param
+from ..text_windows import LONG_TEXTS, LONG_TEXTS_HELP
 from ..training.encoder_method import LinearHeadEncoderMethod
-from ..training.embed_texts import encode
 from ..training.heads import CLASS_WEIGHT_HELP, CLASS_WEIGHTS, LinearHead, cross_validated_nll, is_multi_label
 
 C_GRID = (1.0, 10.0, 100.0, 1000.0)  # scikit-learn's default first: it wins ties
@@ -29,13 +29,15 @@ C_GRID = (1.0, 10.0, 100.0, 1000.0)  # scikit-learn's default first: it wins tie
 
 @dataclasses.dataclass
 class LinearProbeParams(MethodParams):
-    max_seq_length: int = param(0, "truncate texts to this many tokens (0 = backbone's own)", minimum=0)
+    max_tokens: int = param(0, "truncate texts to this many tokens (0 = the backbone's own)", minimum=0,
+                            renamed_from=("max_seq_length",))
     head_c: float = param(1.0, "inverse L2 strength of the logistic-regression head (when choose_c is false)",
                           above=0)
     choose_c: bool = param(True, f"choose head_c on the shots by the lowest 4-fold cross-validated log-loss over "
                                  f"{C_GRID} (single-label, every class with 2+ shots; otherwise head_c is used)")
     class_weight: str = param("none", CLASS_WEIGHT_HELP, choices=CLASS_WEIGHTS)
     encode_batch_size: int = param(64, "batch size when embedding texts", minimum=1)
+    long_texts: str = param("truncate", LONG_TEXTS_HELP, choices=LONG_TEXTS)
 
     def check(self, problems: list[str]) -> None:
         if self.choose_c and self.head_c != 1.0:  # a given C silently overruled would be a trap
@@ -51,15 +53,14 @@ class LinearProbe(LinearHeadEncoderMethod):
     description = "frozen encoder embeddings + logistic regression (the baseline)"
     params_class = LinearProbeParams
     kind = "encoder"
-    length_params = ("max_seq_length",)
+    length_params = ("max_tokens",)
     selection_grid = {"choose_c": [False], "head_c": [1.0, 0.1, 10.0, 100.0]}  # --select cv: by accuracy instead
 
     def fit(self, texts, y, n_classes, *, seed, progress) -> dict:
         p = self.params
         self._load_body()
         started = time.perf_counter()
-        emb = encode(self.body, texts, batch_size=p.encode_batch_size, progress=progress,
-                     description="Embedding training texts")
+        emb = self._encode(texts, progress=progress, description="Embedding training texts")
         info = {"embed_seconds": round(time.perf_counter() - started, 3)}
         c = p.head_c
         if p.choose_c:

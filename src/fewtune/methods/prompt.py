@@ -32,6 +32,7 @@ from ..training.lm_training import LMTrainingParams, prepare_for_training
 from ..training.lora import load_adapter, save_adapter
 from ..training.optim import make_optimizer, update
 from ..training.scorer import LabelScorer
+from ..training.tracking import record_losses
 
 
 @dataclasses.dataclass
@@ -89,7 +90,8 @@ class Prompt(LabelWordMethod):
             curves = []
             for train_idx, val_idx in folds:
                 _restore(params, start_state)
-                curves.append(run.train(train_idx, val_idx, p.epochs, tick=tick))
+                with record_losses():  # a trial's steps: not those of the model returned, nor its live run
+                    curves.append(run.train(train_idx, val_idx, p.epochs, tick=tick))
             common = min(len(c) for c in curves)
             total = np.sum([c[:common] for c in curves], axis=0)
             epochs = int(np.argmin(total))  # ties go to the fewer epochs
@@ -209,14 +211,14 @@ class _PromptRun:
         from transformers import get_linear_schedule_with_warmup
 
         p, device = self.method.params, self.method.device
-        if p.calibration == "shots":
+        if p.score_calibration == "shots":
             start = ScoreCalibration.fit(self.shot_scores[train_idx], self.y[train_idx])
             self.log_scale = torch.tensor(math.log(start.scale), device=device, requires_grad=True)
             self.bias = torch.tensor(start.bias, device=device, requires_grad=True)
             trained = [*self.params, self.log_scale, self.bias]
         else:
             trained = list(self.params)
-        optimizer = make_optimizer(trained, lr=p.lr, weight_decay=p.weight_decay, device=device)
+        optimizer = make_optimizer(trained, lr=p.learning_rate, weight_decay=p.weight_decay, device=device)
         steps_per_epoch = math.ceil(len(train_idx) / p.batch_size)
         total = max(1, (schedule_epochs or epochs) * steps_per_epoch)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(p.warmup_ratio * total), total)

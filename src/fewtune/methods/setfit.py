@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from ..bayes import L2SPPrior
 from .base import MethodParams, register_method
 from ..params import param
+from ..text_windows import LONG_TEXTS, LONG_TEXTS_HELP
 from ..training.encoder_method import LinearHeadEncoderMethod
-from ..training.embed_texts import body_features, encode
 from ..training.heads import (
     CLASS_WEIGHT_HELP,
     CLASS_WEIGHTS,
@@ -36,14 +36,17 @@ from ..training.optim import encoder_dropout, make_optimizer, trainable_paramete
 
 @dataclasses.dataclass
 class SetFitParams(MethodParams):
-    epochs: float = param(4.0, "contrastive passes over each training text: steps = ceil(epochs × texts / batch_size)",
-                          minimum=0)  # 0: no contrastive stage
+    # 0: no contrastive stage.
+    epochs: float = param(4.0, "contrastive passes over the training texts: steps = ceil(epochs × texts / "
+                               "batch_size), each step scoring every pair in its batch (not the SetFit library's "
+                               "num_epochs, which counts passes over generated pairs)", minimum=0)
     steps: int = param(-1, "a fixed number of contrastive steps instead (0 = train the head only, -1 = use epochs)")
     batch_size: int = param(16, "texts per contrastive step; all pairs in it are scored", minimum=2)
     loss: str = param("pairs", "'pairs': SetFit's cosine loss on every pair in the batch; "
                                "'supcon': supervised-contrastive (InfoNCE) loss over the batch, as FastFit")
     temperature: float = param(0.1, "temperature of the 'supcon' loss", above=0)
-    body_lr: float = param(2e-4, "learning rate of the encoder (peak, then linear decay)", above=0)
+    learning_rate: float = param(2e-4, "learning rate of the encoder (peak, then linear decay)", above=0,
+                                 renamed_from=("body_lr",))
     weight_decay: float = param(0.0, "AdamW weight decay of the encoder (a prior centred on 0)", minimum=0)
     l2sp: float = param(0.0, "L2-SP strength λ: penalty λ/2·‖θ−θ₀‖² toward the pretrained encoder (0 = off)",
                         minimum=0)
@@ -53,15 +56,18 @@ class SetFitParams(MethodParams):
                              "pretrained (0) and the contrastively trained (1) weights", minimum=0, maximum=1)
     dropout: float = param(-1.0, "dropout rate inside the encoder while it trains (-1 = the backbone's own)")
     warmup_ratio: float = param(0.1, "fraction of steps with linear learning-rate warm-up", minimum=0, maximum=1)
-    max_seq_length: int = param(0, "truncate texts to this many tokens (0 = backbone's own)", minimum=0)
+    max_tokens: int = param(0, "truncate texts to this many tokens (0 = the backbone's own)", minimum=0,
+                            renamed_from=("max_seq_length",))
     head: str = param("logistic", "'logistic': logistic regression on the embeddings; 'differentiable': the same "
                                   "linear head then trained with cross-entropy end to end with the encoder",
                       choices=("logistic", "differentiable"))
     head_c: float = param(1.0, "inverse L2 strength of the logistic-regression head", above=0)
     head_epochs: int = param(2, "differentiable head: passes of end-to-end training", minimum=0)
-    head_lr: float = param(1e-2, "differentiable head: learning rate of the head", above=0)
+    head_learning_rate: float = param(1e-2, "differentiable head: learning rate of the head", above=0,
+                                      renamed_from=("head_lr",))
     class_weight: str = param("none", CLASS_WEIGHT_HELP, choices=CLASS_WEIGHTS)
     encode_batch_size: int = param(64, "batch size when embedding texts", minimum=2)
+    long_texts: str = param("truncate", LONG_TEXTS_HELP, choices=LONG_TEXTS)
     train_embeddings: bool = param(False, "also update the word-embedding matrix (slower; rarely helps with few shots)")
 
     def check(self, problems: list[str]) -> None:
@@ -156,8 +162,8 @@ class SetFit(LinearHeadEncoderMethod):
     description = "contrastive fine-tuning of a sentence encoder on same/different-class pairs, then a logistic head"
     params_class = SetFitParams
     kind = "encoder"
-    length_params = ("max_seq_length",)
-    selection_grid = {"body_lr": [2e-4, 5e-5], "l2sp": [0.0, 1.0]}
+    length_params = ("max_tokens",)
+    selection_grid = {"learning_rate": [2e-4, 5e-5], "l2sp": [0.0, 1.0]}
 
     def fit(self, texts, y, n_classes, *, seed, progress) -> dict:
         p = self.params
@@ -179,8 +185,7 @@ class SetFit(LinearHeadEncoderMethod):
                     prior.interpolate(p.wise)
                 info["distance_from_pretrained"] = round(prior.distance(), 6)
             info["body_seconds"] = round(time.perf_counter() - started, 3)
-            emb = encode(self.body, texts, batch_size=p.encode_batch_size, progress=progress,
-                         description="Embedding training texts")
+            emb = self._encode(texts, progress=progress, description="Embedding training texts")
             self.head = LinearHead.fit_logistic(emb, y, n_classes, c=p.head_c, class_weight=p.class_weight, seed=seed)
             if end_to_end:
                 info.update(self._train_end_to_end(texts, y, n_classes, trainable, prior, rng, progress))
@@ -188,8 +193,8 @@ class SetFit(LinearHeadEncoderMethod):
 
     def _optimizer(self, trainable, extra_groups=()):
         p = self.params
-        groups = [{"params": trainable, "lr": p.body_lr, "weight_decay": p.weight_decay}, *extra_groups]
-        return make_optimizer(groups, lr=p.body_lr, weight_decay=p.weight_decay, device=self.body.device)
+        groups = [{"params": trainable, "lr": p.learning_rate, "weight_decay": p.weight_decay}, *extra_groups]
+        return make_optimizer(groups, lr=p.learning_rate, weight_decay=p.weight_decay, device=self.body.device)
 
     def _train_body(self, texts, y, steps, trainable, prior, rng, progress) -> None:
         """Contrastive training of the encoder's `trainable` weights, penalised by `prior`."""
@@ -205,7 +210,7 @@ class SetFit(LinearHeadEncoderMethod):
         loss_fn = LOSSES[p.loss]
         task = progress.add("Contrastive training", total=steps) if progress else None
         for idx in balanced_batches(y, p.batch_size, steps, rng):
-            emb = body(body_features(body, [texts[i] for i in idx]))["sentence_embedding"]
+            emb = self._embed_batch([texts[i] for i in idx])
             loss = loss_fn(emb, labels[idx], p) + prior.penalty()
             update(loss, trainable, optimizer, scheduler)
             if progress:
@@ -219,7 +224,8 @@ class SetFit(LinearHeadEncoderMethod):
         body = self.body
         weight = torch.nn.Parameter(self.head.weight.clone().to(body.device))
         bias = torch.nn.Parameter(self.head.bias.clone().to(body.device))
-        optimizer = self._optimizer(trainable, [{"params": [weight, bias], "lr": p.head_lr, "weight_decay": 0.0}])
+        head_group = {"params": [weight, bias], "lr": p.head_learning_rate, "weight_decay": 0.0}
+        optimizer = self._optimizer(trainable, [head_group])
         targets = torch.as_tensor(np.asarray(y), device=body.device)
         weights = class_weights(y, n_classes, p.class_weight)
         weights = None if weights is None else weights.to(body.device)
@@ -231,7 +237,7 @@ class SetFit(LinearHeadEncoderMethod):
             order = rng.permutation(len(texts))
             for start in range(0, len(order), p.batch_size):
                 idx = order[start:start + p.batch_size]
-                emb = body(body_features(body, [texts[i] for i in idx]))["sentence_embedding"]
+                emb = self._embed_batch([texts[i] for i in idx])
                 loss = classification_loss(emb @ weight.T + bias, targets[idx], weights) + prior.penalty()
                 losses.append(update(loss, [*trainable, weight, bias], optimizer))
                 if progress:

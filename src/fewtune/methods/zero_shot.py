@@ -39,7 +39,7 @@ class ZeroShot(LabelWordMethod):
         self.ensemble, self.ensemble_calibration = [], ScoreCalibration()
         if len(names) > 1 and self.params.template_search == "ensemble":
             self.ensemble = [(choice.candidates[name], self._calibrated(choice.scores[name], y)) for name in names]
-            if choice.oof and self.params.calibration == "shots":
+            if choice.oof and self.params.score_calibration == "shots":
                 # Averaging log-probabilities dilutes the sharp templates with the vague ones: the mean's own
                 # scale and bias are fitted on the out-of-fold means, which no member's calibration saw.
                 self.ensemble_calibration = ScoreCalibration.fit(np.mean([choice.oof[n] for n in names], axis=0), y)
@@ -54,7 +54,7 @@ class ZeroShot(LabelWordMethod):
     def _shot_logp(self, choice: TemplateChoice) -> np.ndarray:
         """The shots' log-probabilities, out of fold where the calibration was fitted on them."""
         names = list(choice.candidates)
-        if self.params.calibration != "shots" or choice.folds is None:
+        if self.params.score_calibration != "shots" or choice.folds is None:
             return self._combine(choice.scores, names if self.ensemble else [choice.chosen])
         if self.ensemble:
             return log_softmax(self.ensemble_calibration.apply(np.mean([choice.oof[n] for n in names], axis=0)))

@@ -117,7 +117,7 @@ def adapt(backbone: str, corpora: list[str], out: str | Path, *, objective: str 
         raise FewtuneError(f"objective {objective!r} needs {'a causal LM' if objective == 'clm' else 'an encoder'}, "
                            f"but backbone '{backbone}' is {'a causal LM' if causal else 'an encoder'}")
     p = AdaptParams.from_dict(params, method="adapt")
-    p = dataclasses.replace(p, lr=p.lr or ADAPT_LR[objective])
+    p = dataclasses.replace(p, learning_rate=p.learning_rate or ADAPT_LR[objective])
     check_trackers(log_with or [])
     if resume and not causal:
         raise FewtuneError("--resume continues causal-LM training; an encoder's adaptation starts over")
@@ -297,7 +297,9 @@ def _check_work(work: Path, recipe: dict, resume: bool, note: Note, accelerator)
 
 
 def _flat(recipe: dict) -> dict:
-    return {**{k: v for k, v in recipe.items() if k != "params"}, **recipe.get("params", {})}
+    # A run begun before a setting was renamed still resumes: its run.json is read by the new names.
+    params = {AdaptParams.new_name(k, warn=False): v for k, v in recipe.get("params", {}).items()}
+    return {**{k: v for k, v in recipe.items() if k != "params"}, **params}
 
 
 def _recipe_params(p) -> dict:

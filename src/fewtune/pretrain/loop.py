@@ -21,30 +21,34 @@ import torch.nn.functional as F
 
 from ..backbones import pick_device
 from ..storage.checkpoint import load_checkpoint, save_checkpoint
+from ..training.tracking import DEFAULT_DIR, make_trackers
 from .params import LoopParams
 from .tokens import TokenStream, eval_windows, sample_batch
 
 
 def lr_at(step: int, p: LoopParams) -> float:
-    """Linear warm-up to p.lr, then cosine decay to p.lr × min_lr_ratio at the last step (nanoGPT's schedule)."""
+    """Linear warm-up to p.learning_rate, then cosine decay to p.learning_rate × min_lr_ratio at the last step
+    (nanoGPT's schedule)."""
     warmup = int(p.warmup_ratio * p.steps)
     if step < warmup:
-        return p.lr * (step + 1) / warmup
+        return p.learning_rate * (step + 1) / warmup
     progress = (step - warmup) / max(1, p.steps - warmup)
-    floor = p.lr * p.min_lr_ratio
-    return floor + 0.5 * (1 + math.cos(math.pi * progress)) * (p.lr - floor)
+    floor = p.learning_rate * p.min_lr_ratio
+    return floor + 0.5 * (1 + math.cos(math.pi * progress)) * (p.learning_rate - floor)
 
 
 def make_accelerator(device: str | None = None, *, log_with: list[str] | None = None, logging_dir=None,
                      run_name: str = "fewtune", config: dict | None = None):
     """An Accelerator for this process. Without a GPU it is forced onto the CPU: under `accelerate launch`
     that makes the processes a gloo group rather than independent runs (accelerate only infers CPU
-    training for processes started by mpirun). log_with: Accelerate trackers (tensorboard, mlflow,
-    trackio) that `accelerator.log` in the loops writes to (the main process only), under logging_dir."""
+    training for processes started by mpirun). log_with: Accelerate trackers (tensorboard, wandb, mlflow,
+    trackio) that `accelerator.log` in the loops writes to (the main process only), under logging_dir,
+    built as every fewtune run builds them (training.tracking.make_trackers)."""
     from accelerate import Accelerator
 
-    accelerator = Accelerator(cpu=pick_device(device) == "cpu", log_with=list(log_with) if log_with else None,
-                              project_dir=str(logging_dir or "runs"))
+    trackers = make_trackers(log_with, logging_dir, run_name) if log_with else None
+    accelerator = Accelerator(cpu=pick_device(device) == "cpu", log_with=trackers,
+                              project_dir=str(logging_dir or DEFAULT_DIR))
     if log_with:
         accelerator.init_trackers(run_name, config={k: v for k, v in (config or {}).items()
                                                     if isinstance(v, (bool, str, int, float))})
@@ -58,7 +62,7 @@ def make_optimizer(model, p: LoopParams, device) -> torch.optim.Optimizer:
               {"params": [t for t in params if t.dim() < 2], "weight_decay": 0.0}]
     # The fused kernel does the whole update in one pass: several times faster on CPU (training/optim.py).
     fused = torch.device(device).type in ("cpu", "cuda")
-    return torch.optim.AdamW(groups, lr=p.lr, betas=(0.9, 0.95), fused=fused)
+    return torch.optim.AdamW(groups, lr=p.learning_rate, betas=(0.9, 0.95), fused=fused)
 
 
 def train_causal_lm(model, train: TokenStream, heldout: TokenStream, p: LoopParams, *, block_size: int,

@@ -14,8 +14,8 @@ class LoopParams(Params):
     steps: int = param(1000, "optimizer steps (0 = save the model as initialised)")
     batch_size: int = param(16, "sequences per step on each process")
     block_size: int = param(0, "tokens per sequence (0 = the preset's context, or 256 for a backbone)")
-    lr: float = param(2e-3, "peak learning rate")
-    min_lr_ratio: float = param(0.1, "the cosine decay ends at lr × this")
+    learning_rate: float = param(2e-3, "peak learning rate", renamed_from=("lr",))
+    min_lr_ratio: float = param(0.1, "the cosine decay ends at learning_rate × this")
     warmup_ratio: float = param(0.05, "share of the steps with linear warm-up")
     weight_decay: float = param(0.1, "AdamW weight decay on the weight matrices (not on norms)")
     grad_clip: float = param(1.0, "clip the gradient norm to this (0 = off)")
@@ -36,8 +36,8 @@ class LoopParams(Params):
         for name in ("min_lr_ratio", "warmup_ratio"):
             if not 0 <= getattr(self, name) <= 1:
                 problems.append(f"{name} must be between 0 and 1, got {getattr(self, name)}")
-        if self.lr < 0:
-            problems.append(f"lr must not be negative, got {self.lr}")
+        if self.learning_rate < 0:
+            problems.append(f"learning_rate must not be negative, got {self.learning_rate}")
         if self.weight_decay < 0 or self.grad_clip < 0:
             problems.append("weight_decay and grad_clip must not be negative")
         if not 0 <= self.heldout < 1:
@@ -61,8 +61,8 @@ class PretrainParams(LoopParams):
 
     def check(self, problems: list[str]) -> None:
         super().check(problems)
-        if not self.lr > 0:
-            problems.append(f"lr must be positive, got {self.lr}")
+        if not self.learning_rate > 0:
+            problems.append(f"learning_rate must be positive, got {self.learning_rate}")
         for name in (*SHAPE_FIELDS, "tokenizer_texts"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must not be negative, got {getattr(self, name)}")
@@ -76,7 +76,8 @@ class AdaptParams(LoopParams):
     steps: int = param(200, "optimizer steps")
     batch_size: int = param(8, "sequences (texts, for an encoder) per step on each process")
     block_size: int = param(0, "tokens per sequence, or per text for an encoder (0 = 256 causal LM, 64 encoder)")
-    lr: float = param(0.0, "peak learning rate (0 = the objective's: 1e-4 clm, 3e-5 simcse, 5e-5 mlm)")
+    learning_rate: float = param(0.0, "peak learning rate (0 = the objective's: 1e-4 clm, 3e-5 simcse, 5e-5 mlm)",
+                                 renamed_from=("lr",))
     weight_decay: float = param(0.01, "AdamW weight decay on the weight matrices")
     temperature: float = param(0.05, "simcse: softmax temperature of the cosine similarities")
     mlm_probability: float = param(0.15, "mlm: share of tokens masked")

@@ -28,7 +28,7 @@ from ..progress import progress_bar
 from .base import Recommender, check_history
 from .data import CITATION, LikeScale, RatingsData, from_frame, load_movielens, train_set
 from .history import ItemMatcher, as_pairs, parse_history
-from .methods import build_recommender
+from .methods import build_recommender, get_recommender
 
 KIND = "recommender"
 WEIGHTS = "recommender.safetensors"
@@ -51,6 +51,12 @@ class FewShotRecommender(ParamsEstimator):
         self.seed = seed
         self.device = device
         self.show_progress = show_progress
+
+    def _params_class(self):
+        try:
+            return get_recommender(self.method).params_class
+        except FewtuneError:  # an unknown method: fit names it
+            return None
 
     # -- training --------------------------------------------------------------------------
     def fit(self, data, users=None, **fit_options) -> FewShotRecommender:
@@ -174,9 +180,11 @@ class FewShotRecommender(ParamsEstimator):
         if len(ids) != len(texts) or len(ids) != config.get("n_items"):
             raise ModelFolderError(f"{path / ITEMS}: {len(ids)} ids, {len(texts)} texts, config says {config.get('n_items')}")
         scale = config["scale"]
-        rec = cls(config["method"], backbone=config.get("backbone"), params=config["params"],
+        # A model saved before a setting was renamed loads as it was, silently (params.param's renamed_from).
+        params = get_recommender(config["method"]).params_class.with_new_names(config["params"], warn=False)
+        rec = cls(config["method"], backbone=config.get("backbone"), params=params,
                   like_threshold=scale["like"], dislike_threshold=scale["dislike"], seed=config.get("seed", 0))
-        method: Recommender = build_recommender(config["method"], config["params"], backbone=config.get("backbone"))
+        method: Recommender = build_recommender(config["method"], params, backbone=config.get("backbone"))
         method.load_state(load_file(str(path / WEIGHTS)))
         method.load_files(path, [str(t) for t in texts])
         rec.method_, rec.scale_ = method, LikeScale(scale["like"], scale["dislike"])

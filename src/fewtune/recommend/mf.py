@@ -40,7 +40,7 @@ class MfParams(RecommenderParams):
     factors: int = param(32, "latent dimensions")
     l2: float = param(5.0, "λ: prior precision of user and item factors")
     epochs: int = param(300, "full-batch Adam steps")
-    lr: float = param(0.05, "Adam learning rate")
+    learning_rate: float = param(0.05, "Adam learning rate", renamed_from=("lr",))
 
     def check(self, problems: list[str]) -> None:
         if self.factors < 1:
@@ -49,8 +49,8 @@ class MfParams(RecommenderParams):
             problems.append(f"l2 must be > 0 (it is the new user's prior precision), got {self.l2}")
         if self.epochs < 1:
             problems.append(f"epochs must be ≥ 1, got {self.epochs}")
-        if self.lr <= 0:
-            problems.append(f"lr must be > 0, got {self.lr}")
+        if self.learning_rate <= 0:
+            problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
 
 
 @register_recommender
@@ -74,7 +74,7 @@ class MatrixFactorization(Recommender):
         user_b = torch.zeros(n_users, requires_grad=True)
         item_b = torch.zeros(n_items, requires_grad=True)
         n = max(len(target), 1)
-        optimizer = torch.optim.Adam([user_f, item_f, user_b, item_b], lr=p.lr)
+        optimizer = torch.optim.Adam([user_f, item_f, user_b, item_b], lr=p.learning_rate)
         task = progress.add("Matrix factorisation", total=p.epochs) if progress else None
         start = time.perf_counter()
         with _one_thread():

@@ -57,7 +57,7 @@ class TallRecParams(RecommenderParams):
     history: int = param(10, "history items in each prompt: drawn per training prompt, the first known "
                              "ratings of a new user")
     epochs: int = param(10, "passes over the training prompts (0 = the untuned LM, zero-shot)")
-    lr: float = param(1e-3, "learning rate of the LoRA adapters")
+    learning_rate: float = param(1e-3, "learning rate of the LoRA adapters", renamed_from=("lr",))
     batch_size: int = param(8, "prompts per training step and per scoring forward pass")
     lora_r: int = param(8, "LoRA rank")
     early_stopping: bool = param(True, "hold out a fifth of the prompts and keep the best epoch, the untuned LM included")
@@ -74,8 +74,8 @@ class TallRecParams(RecommenderParams):
             problems.append(f"history must be 0 or more, got {self.history}")
         if self.epochs < 0:
             problems.append(f"epochs must not be negative, got {self.epochs}")
-        if not self.lr > 0:
-            problems.append(f"lr must be positive, got {self.lr}")
+        if not self.learning_rate > 0:
+            problems.append(f"learning_rate must be positive, got {self.learning_rate}")
         for name in ("batch_size", "lora_r"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -84,10 +84,10 @@ class TallRecParams(RecommenderParams):
 
     def prompt_params(self) -> dict:
         """The `prompt` classification method's parameters: the whole prompt is the text, so the
-        template is just {text}; max_text_tokens is far above a bounded prompt, so nothing is cut."""
-        return {"template": "{text}", "label_words": "no=No,yes=Yes", "max_text_tokens": 4096,
-                "epochs": self.epochs, "lr": self.lr, "batch_size": self.batch_size, "lora_r": self.lora_r,
-                "lora_alpha": 2 * self.lora_r, "early_stopping": self.early_stopping}
+        template is just {text}; max_tokens is far above a bounded prompt, so nothing is cut."""
+        return {"template": "{text}", "label_words": "no=No,yes=Yes", "max_tokens": 4096,
+                "epochs": self.epochs, "learning_rate": self.learning_rate, "batch_size": self.batch_size,
+                "lora_r": self.lora_r, "lora_alpha": 2 * self.lora_r, "early_stopping": self.early_stopping}
 
 
 def item_title(text: str, titles_only: bool = True) -> str:

@@ -23,7 +23,7 @@ from ..progress import observe_progress
 
 # Texts are cut to 128 tokens: a page user pastes sentences, and it keeps a MiniLM setfit run on a
 # few dozen examples to seconds on two cores.
-DEFAULT_METHODS = {"setfit": {"max_seq_length": 128}, "linear-probe": {"max_seq_length": 128}}
+DEFAULT_METHODS = {"setfit": {"max_tokens": 128}, "linear-probe": {"max_tokens": 128}}
 MAX_JOBS = 32  # finished jobs remembered for polling
 
 

@@ -77,9 +77,28 @@ def fill_base_tensors(body, body_folder: Path) -> None:
     """Copy the tensors body_folder/fewtune_base.json lists from the backbone into `body` (loaded without them)."""
     from safetensors import safe_open
 
+    base = base_tensors(body_folder)
+    if base is None:
+        return
+    base_file, tensors = base
+    facts_file = body_folder / BASE_FILE
+    state = dict(hf_model(body).named_parameters())
+    state.update(hf_model(body).named_buffers())
+    with safe_open(str(base_file), "pt") as theirs:
+        for tensor_name in tensors:
+            if tensor_name not in state:
+                raise ModelFolderError(f"{facts_file}: lists tensor {tensor_name}, which the encoder does not have")
+            target = state[tensor_name]
+            with _no_grad():
+                target.copy_(theirs.get_tensor(tensor_name).to(target.device, target.dtype))
+
+
+def base_tensors(body_folder: Path) -> tuple[Path, list[str]] | None:
+    """(the backbone's weights file, the tensors to read from it) that body_folder/fewtune_base.json lists, once
+    that backbone is checked to be the one the model was trained on; None for a folder that lists none."""
     facts_file = body_folder / BASE_FILE
     if not facts_file.is_file():
-        return
+        return None
     try:
         facts = json.loads(facts_file.read_text(encoding="utf-8"))
         name, expected, tensors = facts["backbone"], facts["weights_sha256"], list(facts["tensors"])
@@ -95,15 +114,7 @@ def fill_base_tensors(body, body_folder: Path) -> None:
         raise FewtuneError(f"{body_folder.parent}: backbone '{name}' at {base} is not the one this model was trained on "
                            f"(its weights' sha256 is {weights_sha256(base)[:12]}…, the model recorded {expected[:12]}…); "
                            f"reinstall the version it was trained with, then: {rebuild}")
-    state = dict(hf_model(body).named_parameters())
-    state.update(hf_model(body).named_buffers())
-    with safe_open(str(base / WEIGHTS), "pt") as theirs:
-        for tensor_name in tensors:
-            if tensor_name not in state:
-                raise ModelFolderError(f"{facts_file}: lists tensor {tensor_name}, which the encoder does not have")
-            target = state[tensor_name]
-            with _no_grad():
-                target.copy_(theirs.get_tensor(tensor_name).to(target.device, target.dtype))
+    return base / WEIGHTS, tensors
 
 
 @contextlib.contextmanager

@@ -13,8 +13,10 @@ from ..backbones.quiet_loading import quiet_libraries
 from ..errors import FewtuneError
 from ..methods.base import FewShotMethod
 from .base_weights import drop_base_tensors, fill_base_tensors, skipped_init
-from .embed_texts import encode
+from ..text_windows import reads_chunks
+from .embed_texts import embed_batch, encode
 from .heads import SOFTMAX, LinearHead
+from .plain_encoder import plain_encoder
 
 
 def list_added_tokens(folder: Path, tokenizer) -> None:
@@ -39,17 +41,46 @@ def list_added_tokens(folder: Path, tokenizer) -> None:
 
 
 class EncoderBodyMethod(FewShotMethod):
-    """A method whose model is `body` (a SentenceTransformer) plus a `head`."""
+    """A method whose model is `body` (a SentenceTransformer) plus a `head`.
+
+    A loaded model may hold a PlainEncoder of its saved body instead (plain_encoder.py: the same embeddings
+    without importing transformers); whatever reads `body` then gets the real one, loaded on that first read."""
+
+    _body = None
+    _plain = None  # a PlainEncoder of the saved body/, until something needs the SentenceTransformer
 
     def __init__(self, params, backbone: ResolvedBackbone, device: str, body=None, head=None):
         super().__init__(params, backbone, device)
         self.body = body
         self.head = head
 
+    @property
+    def body(self):
+        if self._body is None and self._plain is not None:
+            self._body = self._load_saved_body(self._plain.folder.parent, self.backbone, self.device)
+            self._plain = None  # from now on the real one encodes: training or dropout may change it
+        return self._body
+
+    @body.setter
+    def body(self, value) -> None:
+        self._body = value
+
     def _load_body(self) -> None:
         self.body = load_encoder(self.backbone, device=self.device)
-        if self.params.max_seq_length:
-            self.body.max_seq_length = self.params.max_seq_length
+        if self.params.max_tokens:
+            self.body.max_seq_length = self.params.max_tokens
+
+    def _encode(self, texts, *, progress=None, description: str = "Encoding") -> np.ndarray:
+        """The body's embeddings of `texts` (no gradients), in windows where long_texts says chunks."""
+        if self._plain is not None and all(isinstance(t, str) for t in texts):  # not pairs: those load the body
+            return self._plain.encode(texts, batch_size=self.params.encode_batch_size, progress=progress,
+                                      description=description, chunks=reads_chunks(self.params))
+        return encode(self.body, texts, batch_size=self.params.encode_batch_size, progress=progress,
+                      description=description, chunks=reads_chunks(self.params))
+
+    def _embed_batch(self, texts) -> torch.Tensor:
+        """The body's embeddings of one batch with gradients (training), windowed as _encode's."""
+        return embed_batch(self.body, texts, chunks=reads_chunks(self.params))
 
     def _save_body(self, folder: Path) -> None:
         with quiet_libraries():  # transformers' "Writing model shards" bar ignores --quiet otherwise
@@ -72,7 +103,7 @@ class LinearHeadEncoderMethod(EncoderBodyMethod):
     (body/ and head.safetensors) of every method that trains such a head, however it trains it."""
 
     def embed(self, texts, *, progress=None) -> np.ndarray:
-        return encode(self.body, texts, batch_size=self.params.encode_batch_size, progress=progress)
+        return self._encode(texts, progress=progress)
 
     def predict_proba(self, texts, *, progress=None) -> np.ndarray:
         return self.head.predict_proba(self.embed(texts, progress=progress))
@@ -98,10 +129,16 @@ class LinearHeadEncoderMethod(EncoderBodyMethod):
 
     @classmethod
     def load(cls, folder, params, backbone, device, n_classes) -> LinearHeadEncoderMethod:
-        body = cls._load_saved_body(folder, backbone, device)
         head = LinearHead.load(folder / "head.safetensors")
         if head.weight.shape[0] != n_classes:
             raise FewtuneError(
                 f"{folder}: head.safetensors has {head.weight.shape[0]} classes but fewtune.json lists {n_classes}"
             )
+        # On the CPU a plain BERT body is encoded without transformers (3-4 s of imports); else the real one.
+        plain = plain_encoder(Path(folder) / "body") if str(device) == "cpu" else None
+        if plain is not None:
+            method = cls(params, backbone, device, head=head)
+            method._plain = plain
+            return method
+        body = cls._load_saved_body(folder, backbone, device)
         return cls(params, backbone, device, body=body, head=head)

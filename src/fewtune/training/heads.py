@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from sklearn.linear_model import LogisticRegression
 
 SOFTMAX, SIGMOID = "softmax", "sigmoid"
 
@@ -124,6 +123,8 @@ class LinearHead:
             coef = np.vstack([r[0] for r in rows])
             intercept = np.concatenate([r[1] for r in rows])
             return cls(torch.from_numpy(coef), torch.from_numpy(intercept), SIGMOID)
+        from sklearn.linear_model import LogisticRegression  # why: 1.5 s to import; a loaded head predicts without it
+
         lr = LogisticRegression(C=c, max_iter=2000, class_weight=weight_mode, random_state=seed)
         lr.fit(x, y)
         coef = np.asarray(lr.coef_, dtype=np.float64)
@@ -165,6 +166,8 @@ def _binary_logistic(x, column, c, class_weight, seed) -> tuple[np.ndarray, np.n
         # Every training example agrees on this label: a constant logit (clipped so it stays finite).
         rate = float(np.clip(column.mean(), 1e-3, 1 - 1e-3))
         return np.zeros((1, x.shape[1])), np.array([np.log(rate / (1 - rate))])
+    from sklearn.linear_model import LogisticRegression  # why: as in fit_logistic
+
     lr = LogisticRegression(C=c, max_iter=2000, class_weight=class_weight, random_state=seed)
     lr.fit(x, column)
     return np.asarray(lr.coef_, dtype=np.float64), np.asarray(lr.intercept_, dtype=np.float64)

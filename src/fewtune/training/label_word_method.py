@@ -19,7 +19,7 @@ import torch
 from ..backbones import CAUSAL_LM, ResolvedBackbone, load_causal_lm, resolve_base
 from ..data.sampling import cv_folds
 from ..errors import FewtuneError
-from ..methods.base import FewShotMethod, MethodParams
+from ..methods.base import LM_TEXT_TOKENS, FewShotMethod, MethodParams
 from ..params import param
 from .heads import probabilities
 from .label_words import AUTO, ScoreCalibration, label_words_for, out_of_fold_logp, template_candidates
@@ -36,24 +36,26 @@ class ZeroShotParams(MethodParams):
     label_words: str = param(
         "", "label word per class, e.g. 'neg=terrible,pos=great' (default: the class names themselves)"
     )
-    calibration: str = param(
+    score_calibration: str = param(
         "shots", "'shots': fit a scale and a bias per class on the shots' label-word scores (MAP), so the LM's "
-                 "prior over the words cannot put every text in one class; 'none': raw scores")
+                 "prior over the words cannot put every text in one class; 'none': raw scores",
+        renamed_from=("calibration",))
     template_search: str = param(
         "ensemble", "with no template: 'ensemble' averages the calibrated log-probabilities of every generic "
                     "candidate (a product of experts, robust where a few shots cannot tell the templates apart); "
                     "'best' keeps the candidate with the lowest cross-validated NLL on the shots (one pass per text)")
     length_normalize: bool = param(False, "divide a class's log-probability by its label words' token count")
-    max_text_tokens: int = param(256, "truncate each text to this many tokens before filling the template",
-                                 minimum=1)
+    max_tokens: int = param(LM_TEXT_TOKENS, "truncate each text to this many tokens before filling the template",
+                            minimum=1, renamed_from=("max_text_tokens",))
     batch_size: int = param(8, "prompts per forward pass", minimum=1)
 
     def check(self, problems: list[str]) -> None:
         super().check(problems)
         if self.template != AUTO and "{text}" not in self.template:
             problems.append(f"template must contain {{text}}, got {self.template!r}")
-        if self.calibration not in CALIBRATION_MODES:
-            problems.append(f"calibration must be {' or '.join(map(repr, CALIBRATION_MODES))}, got {self.calibration!r}")
+        if self.score_calibration not in CALIBRATION_MODES:
+            problems.append(f"score_calibration must be {' or '.join(map(repr, CALIBRATION_MODES))}, "
+                            f"got {self.score_calibration!r}")
         if self.template_search not in self.template_searches():
             problems.append(f"template_search must be {' or '.join(map(repr, self.template_searches()))}, "
                             f"got {self.template_search!r}")
@@ -100,7 +102,7 @@ class LabelWordMethod(FewShotMethod):
 
     backbone_kinds = (CAUSAL_LM,)
     kind = "label-words"
-    length_params = ("max_text_tokens",)
+    length_params = ("max_tokens",)
     chat_templates = True  # may a candidate template be the backbone's chat template (one turn per prompt)
 
     def __init__(self, params, backbone: ResolvedBackbone, device: str, model=None, tokenizer=None):
@@ -137,7 +139,7 @@ class LabelWordMethod(FewShotMethod):
             self._resolve_words()
         p = self.params
         template = template or self.template or p.template
-        return LabelScorer(self.model, self.tokenizer, template, self.words, max_text_tokens=p.max_text_tokens,
+        return LabelScorer(self.model, self.tokenizer, template, self.words, max_tokens=p.max_tokens,
                            length_normalize=p.length_normalize, first_token=self.first_token)
 
     def _prompts(self, scorer: LabelScorer, texts: list[str]) -> list[list[int]]:
@@ -153,7 +155,7 @@ class LabelWordMethod(FewShotMethod):
         """(n, C) uncalibrated label-word scores, in batches; from score_cache where the LM is still the
         pretrained one (auto's folds score the same shots under the same templates again and again)."""
         cache = self.score_cache if self._pretrained and not getattr(self.params, "demonstrations", False) else None
-        key = (self.backbone.name, scorer.template, tuple(map(tuple, scorer.word_ids)), scorer.max_text_tokens,
+        key = (self.backbone.name, scorer.template, tuple(map(tuple, scorer.word_ids)), scorer.max_tokens,
                scorer.length_normalize)
         todo = list(dict.fromkeys(t for t in texts if (key, t) not in cache)) if cache is not None else texts
         size = self.params.batch_size
@@ -199,8 +201,8 @@ class LabelWordMethod(FewShotMethod):
         return TemplateChoice(candidates, scores, oof, results, folds, chosen)
 
     def _calibrated(self, scores: np.ndarray, y: np.ndarray) -> ScoreCalibration:
-        """The calibration of these raw scores: fitted on the shots, or none (calibration="none")."""
-        return ScoreCalibration.fit(scores, y) if self.params.calibration == "shots" else ScoreCalibration()
+        """The calibration of these raw scores: fitted on the shots, or none (score_calibration="none")."""
+        return ScoreCalibration.fit(scores, y) if self.params.score_calibration == "shots" else ScoreCalibration()
 
     def _prompt_info(self, choice: TemplateChoice, *, template: str | None = None, calibration: dict | None = None,
                      **more) -> dict:

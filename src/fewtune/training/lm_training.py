@@ -14,7 +14,8 @@ from .lora import LoraDeltaPrior, apply_lora
 @dataclasses.dataclass
 class LMTrainingParams(MethodParams):
     epochs: int = param(10, "passes over the training examples", minimum=0)
-    lr: float = param(1e-3, "learning rate (LoRA adapters; use ~2e-5 with lora=false)", above=0)
+    learning_rate: float = param(1e-3, "learning rate of what is trained: the LoRA adapters, or every weight with "
+                                       "lora=false (use ~2e-5 then)", above=0, renamed_from=("lr",))
     weight_decay: float = param(0.01, "AdamW weight decay: pulls LoRA adapters toward zero, the pretrained model",
                                 minimum=0)
     warmup_ratio: float = param(0.1, "fraction of steps with linear learning-rate warm-up, then linear decay",

@@ -25,10 +25,10 @@ def parse_label_words(spec: str) -> dict[str, str]:
 class LabelScorer:
     """Scores every class for a batch of prompts with one causal LM."""
 
-    def __init__(self, model, tokenizer, template: str, words: list[str], *, max_text_tokens: int,
+    def __init__(self, model, tokenizer, template: str, words: list[str], *, max_tokens: int,
                  length_normalize: bool, first_token: bool = False):
         self.model, self.tokenizer = model, tokenizer
-        self.template, self.max_text_tokens, self.length_normalize = template, max_text_tokens, length_normalize
+        self.template, self.max_tokens, self.length_normalize = template, max_tokens, length_normalize
         self.words = list(words)
         # A label word is a continuation: it takes a leading space where the script writes one
         # ("Sentiment: great"), not after whitespace nor in Chinese/Japanese ("情感：正面").
@@ -42,8 +42,8 @@ class LabelScorer:
         self.reuse_prefix = True  # encode a long prefix shared by a batch's prompts once (no_grad only)
 
     def fill(self, text: str, max_tokens: int | None = None) -> str:
-        """The template around `text`, cut to at most max_tokens (default max_text_tokens) tokens."""
-        return self.template.replace("{text}", cut_to_tokens(self.tokenizer, text, max_tokens or self.max_text_tokens))
+        """The template around `text`, cut to at most max_tokens (default: the scorer's own) tokens."""
+        return self.template.replace("{text}", cut_to_tokens(self.tokenizer, text, max_tokens or self.max_tokens))
 
     def demonstration(self, text: str, label: int, max_tokens: int) -> str:
         """A solved example: the filled template followed by the label's word."""

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import FewtuneError
-from ..methods.base import METHODS, get_method
+from ..methods.base import METHODS
 
 
-def check_soft_targets(clf, soft_targets, classes, multi_label: bool, n: int) -> None:
-    """Soft targets fit for training `clf`: a method that learns from them, single-label, rows of probabilities."""
-    method_cls = get_method(clf.method)
+def check_soft_targets(clf, method_cls, soft_targets, classes, multi_label: bool, n: int) -> None:
+    """Soft targets fit for training `clf` (with method_cls, its method): a method that learns from them,
+    single-label, rows of probabilities."""
     if not method_cls.soft_targets:
         learners = sorted(name for name, m in METHODS.items() if m.soft_targets)
         raise FewtuneError(f"method '{clf.method}' trains on hard labels only; soft targets need one of "

@@ -63,7 +63,7 @@ def test_prompt_fine_tuning_on_8_shots_keeps_smollm2_at_least_near_zero_shot(smo
 
 def test_dialogue_fine_tuning_lowers_held_out_perplexity_and_reloads_identically(smollm2, tmp_path):
     pool, test = load_dialogues("chitchat")
-    gen = FewShotGenerator(smollm2, params={"epochs": 1, "max_length": 128}, show_progress=False)
+    gen = FewShotGenerator(smollm2, params={"epochs": 1, "max_tokens": 128}, show_progress=False)
     gen.fit(pool[:16], eval_examples=test[:8])
     assert gen.evaluation_["perplexity_after"] < gen.evaluation_["perplexity_before"]
     gen.save(tmp_path / "bot")

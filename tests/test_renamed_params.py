@@ -22,39 +22,42 @@ from fewtune.storage.integrity import facts_digest
 from tests.helpers import synthetic
 from tests.helpers.cli import run_cli
 
-RENAMED = [  # (params class, old name, new name, a value)
-    *[(get_method(m).params_class, "max_seq_length", "max_tokens", 64)
-      for m in ("setfit", "linear-probe", "finetune", "hybrid", "auto")],
-    *[(get_method(m).params_class, "max_text_tokens", "max_tokens", 64)
-      for m in ("zero-shot", "icl", "prompt", "hybrid", "auto")],
-    (get_method("setfit").params_class, "body_lr", "learning_rate", 1e-4),
-    (get_method("setfit").params_class, "head_lr", "head_learning_rate", 0.5),
-    (get_method("finetune").params_class, "lr", "learning_rate", 1e-4),
-    (get_method("finetune").params_class, "head_lr", "head_learning_rate", 0.5),
-    (get_method("prompt").params_class, "lr", "learning_rate", 1e-4),
-    (get_method("zero-shot").params_class, "calibration", "score_calibration", "none"),
-    (get_method("prompt").params_class, "calibration", "score_calibration", "none"),
-    (get_method("hybrid").params_class, "calibration", "score_calibration", "none"),
-    (get_method("icl").params_class, "calibration", "score_calibration", "none"),
-    (get_method("icl").params_class, "calibrate", "contextual_calibration", False),
-    (GenerationParams, "lr", "learning_rate", 1e-4),
-    (GenerationParams, "max_length", "max_tokens", 64),
-    (get_recommender("mf").params_class, "lr", "learning_rate", 0.1),
-    (get_recommender("tallrec").params_class, "lr", "learning_rate", 1e-4),
-    (PretrainParams, "lr", "learning_rate", 1e-4),
-    (AdaptParams, "lr", "learning_rate", 1e-4),
+RENAMED = [  # (params class, old name, new name, a value, what else the old name says in new names)
+    *[(get_method(m).params_class, "max_seq_length", "max_tokens", 64, {})
+      for m in ("setfit", "linear-probe", "finetune")],
+    # hybrid's and auto's encoder limit, beside which their LM part kept its own 256
+    *[(get_method(m).params_class, "max_seq_length", "max_tokens", 64, {"lm_max_tokens": 256})
+      for m in ("hybrid", "auto")],
+    *[(get_method(m).params_class, "max_text_tokens", "max_tokens", 64, {}) for m in ("zero-shot", "icl", "prompt")],
+    *[(get_method(m).params_class, "max_text_tokens", "lm_max_tokens", 64, {}) for m in ("hybrid", "auto")],
+    (get_method("setfit").params_class, "body_lr", "learning_rate", 1e-4, {}),
+    (get_method("setfit").params_class, "head_lr", "head_learning_rate", 0.5, {}),
+    (get_method("finetune").params_class, "lr", "learning_rate", 1e-4, {}),
+    (get_method("finetune").params_class, "head_lr", "head_learning_rate", 0.5, {}),
+    (get_method("prompt").params_class, "lr", "learning_rate", 1e-4, {}),
+    (get_method("zero-shot").params_class, "calibration", "score_calibration", "none", {}),
+    (get_method("prompt").params_class, "calibration", "score_calibration", "none", {}),
+    (get_method("hybrid").params_class, "calibration", "score_calibration", "none", {}),
+    (get_method("icl").params_class, "calibration", "score_calibration", "none", {}),
+    (get_method("icl").params_class, "calibrate", "contextual_calibration", False, {}),
+    (GenerationParams, "lr", "learning_rate", 1e-4, {}),
+    (GenerationParams, "max_length", "max_tokens", 64, {}),
+    (get_recommender("mf").params_class, "lr", "learning_rate", 0.1, {}),
+    (get_recommender("tallrec").params_class, "lr", "learning_rate", 1e-4, {}),
+    (PretrainParams, "lr", "learning_rate", 1e-4, {}),
+    (AdaptParams, "lr", "learning_rate", 1e-4, {}),
 ]
 
 
-@pytest.mark.parametrize("cls, old, new, value", RENAMED, ids=lambda x: getattr(x, "__name__", str(x)))
-def test_an_old_name_gives_the_same_value_with_a_one_line_warning(cls, old, new, value):
+@pytest.mark.parametrize("cls, old, new, value, also", RENAMED, ids=lambda x: getattr(x, "__name__", str(x)))
+def test_an_old_name_gives_the_same_value_with_a_one_line_warning(cls, old, new, value, also):
     with pytest.warns(RenamedParamWarning) as caught:
         params = cls.from_dict({old: str(value) if not isinstance(value, str) else value})  # as -p gives it
     assert [str(w.message) for w in caught] == [f"{old} is now {new}; the old name will be removed"]
     assert getattr(params, new) == value
     with warnings.catch_warnings():
         warnings.simplefilter("error", RenamedParamWarning)
-        assert params == cls.from_dict({new: value})  # the new name: no warning
+        assert params == cls.from_dict({new: value, **also})  # the new name: no warning
     with pytest.raises(FewtuneError, match=f"^give {new} only: {old} is its old name"):
         cls.from_dict({old: value, new: value})
 
@@ -73,22 +76,41 @@ def test_finetune_has_one_learning_rate_whose_default_follows_lora():
 
 
 @pytest.mark.parametrize("method", ["hybrid", "auto"])
-def test_the_encoder_and_lm_limits_of_hybrid_and_auto_are_one_max_tokens(method):
+def test_the_encoder_and_lm_limits_of_hybrid_and_auto_keep_what_each_part_read(method):
     p = get_method(method).params_class
-    assert p().max_tokens == 0  # each part's own: the encoder's limit, 256 for the LM
-    load = lambda values: p.from_dict(values, method=method, warn_renamed=False).max_tokens  # noqa: E731
-    assert load({"max_seq_length": 0, "max_text_tokens": 256}) == 0  # the old defaults, as a saved model has them
-    assert load({"max_seq_length": 128, "max_text_tokens": 128}) == 128  # as bench's --max-seq-length set them
-    assert load({"max_seq_length": 0, "max_text_tokens": 64}) == 64
-    with pytest.raises(FewtuneError, match="^max_seq_length=128 and max_text_tokens=64 are one setting now, max_tokens"):
-        load({"max_seq_length": 128, "max_text_tokens": 64})
+    assert (p().max_tokens, p().lm_max_tokens) == (0, 0)  # each part's own: the encoder's limit, 256 for the LM
+
+    def load(values):
+        loaded = p.from_dict(values, method=method, warn_renamed=False)
+        return loaded.max_tokens, loaded.lm_max_tokens
+
+    assert load({"max_seq_length": 0, "max_text_tokens": 256}) == (0, 0)  # the old defaults, as a saved model has them
+    assert load({"max_seq_length": 128, "max_text_tokens": 128}) == (128, 0)  # as bench's --max-seq-length set them
+    assert load({"max_seq_length": 0, "max_text_tokens": 64}) == (0, 64)
+    assert load({"max_seq_length": 128, "max_text_tokens": 256}) == (128, 256)  # the LM kept its 256
+    assert load({"max_seq_length": 128, "max_text_tokens": 64}) == (128, 64)
+    assert load({"max_seq_length": "128"}) == (128, 256)  # as -p gives it; the LM kept its 256
+    with pytest.raises(FewtuneError, match="^give lm_max_tokens only: max_text_tokens is its old name"):
+        load({"max_text_tokens": 64, "lm_max_tokens": 32})
 
 
-def test_hybrid_lm_part_reads_256_tokens_unless_max_tokens_says_otherwise():
+def test_hybrid_lm_part_reads_256_tokens_unless_a_limit_says_otherwise():
     from fewtune.methods.hybrid import HybridParams, _zero_shot_params
 
     assert _zero_shot_params(HybridParams()).max_tokens == 256
     assert _zero_shot_params(HybridParams(max_tokens=32)).max_tokens == 32
+    assert _zero_shot_params(HybridParams(max_tokens=32, lm_max_tokens=256)).max_tokens == 256
+
+
+def test_auto_hands_each_candidate_its_part_of_the_limits():
+    from fewtune.methods.auto import AutoParams, _candidate_params
+
+    p = AutoParams(max_tokens=32, lm_max_tokens=200)
+    assert _candidate_params("setfit", p, None)["max_tokens"] == 32
+    assert _candidate_params("zero-shot", p, None)["max_tokens"] == 200
+    assert {k: _candidate_params("hybrid", p, None)[k] for k in ("max_tokens", "lm_max_tokens")} == {
+        "max_tokens": 32, "lm_max_tokens": 200}
+    assert _candidate_params("zero-shot", AutoParams(max_tokens=32), None)["max_tokens"] == 32
 
 
 def test_set_params_and_grids_take_either_name():
@@ -204,17 +226,21 @@ def test_a_label_word_model_saved_with_old_names_loads_to_the_same_predictions(l
     same_predictions(*load_both(FewShotClassifier.load, folder, old), clf, X)
 
 
+@pytest.mark.parametrize("limits", [{"max_tokens": 0, "lm_max_tokens": 0}, {"max_tokens": 3, "lm_max_tokens": 256}])
 def test_a_hybrid_model_saved_with_both_old_limits_loads_to_the_same_predictions(st_folder, chat_llama_folder,
-                                                                                  tmp_path):
+                                                                                  tmp_path, limits):
     X, y = synthetic.make(per_class=8)
     Xt, _ = synthetic.held_out()
     clf = FewShotClassifier(backbone=str(st_folder), method="hybrid", params={
-        "lm": str(chat_llama_folder), "choose_by_cv": False, "max_tokens": 0}).fit(X, y)
+        "lm": str(chat_llama_folder), "choose_by_cv": False, **limits}).fit(X, y)
     folder = clf.save(tmp_path / "m")
-    config = json.loads((folder / "fewtune.json").read_text())
-    assert config["params"]["max_tokens"] == 0
-    old = with_old_names(folder, {"max_tokens": "max_seq_length"}, gone={"max_text_tokens": 256})  # the old defaults
-    same_predictions(*load_both(FewShotClassifier.load, folder, old), clf, Xt)
+    assert {k: json.loads((folder / "fewtune.json").read_text())["params"][k] for k in limits} == limits
+    # As saved before the rename: the encoder's max_seq_length beside the LM's max_text_tokens (256 by default).
+    old = with_old_names(folder, {"max_tokens": "max_seq_length", "lm_max_tokens": "max_text_tokens"},
+                         gone={"max_text_tokens": limits["lm_max_tokens"] or 256})
+    new, loaded = load_both(FewShotClassifier.load, folder, old)
+    assert loaded.model_.lm.params.max_tokens == (limits["lm_max_tokens"] or 256)  # what the LM part read in training
+    same_predictions(new, loaded, clf, Xt)
 
 
 def test_a_generator_saved_with_old_names_loads_unchanged(chat_llama_folder, tmp_path):

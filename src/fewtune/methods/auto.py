@@ -25,8 +25,8 @@ from ..backbones import CAUSAL_LM, DEFAULT_CAUSAL_LM, DEFAULT_ENCODER, ENCODER, 
 from ..bayes.temperature import nll
 from ..data.sampling import cv_folds
 from ..errors import FewtuneError
-from .base import (ENCODER_AND_LM_LIMITS, LM_TEXT_TOKENS, METHODS, FewShotMethod, MethodParams, get_method,
-                   merged_token_limit, register_method)
+from .base import (ENCODER_LIMIT, LM_LIMIT, LM_LIMIT_HELP, LM_TEXT_TOKENS, METHODS, FewShotMethod,
+                   MethodParams, get_method, register_method, split_token_limits)
 from ..params import param
 from ..training.label_words import is_id_name
 from ..training.tracking import record_losses
@@ -61,14 +61,16 @@ class AutoParams(MethodParams):
     folds: int = param(4, "cross-validation folds over the shots (fewer when a class has fewer shots)", minimum=2)
     time_budget: float = param(0.0, "seconds for the search and the final training (0 = no limit)", minimum=0)
     stack: bool = param(True, "also try a log-linear pool of the candidates, kept when its out-of-fold NLL is lower")
-    max_tokens: int = param(0, "every candidate's token limit per text (0 = each candidate's own default: the "
-                               f"encoder's limit, {LM_TEXT_TOKENS} for an LM)", minimum=0,
-                            renamed_from=tuple(ENCODER_AND_LM_LIMITS))
+    max_tokens: int = param(0, "every candidate's token limit per text, the LM's too unless lm_max_tokens is "
+                               f"given (0 = each candidate's own default: the encoder's limit, {LM_TEXT_TOKENS} for "
+                               "an LM)", minimum=0,
+                            renamed_from=(ENCODER_LIMIT,))
+    lm_max_tokens: int = param(0, LM_LIMIT_HELP, minimum=0, renamed_from=(LM_LIMIT,))
 
     @classmethod
     def from_old_names(cls, name, old, values, method):
-        if name == "max_tokens":
-            return merged_token_limit(old, method or "auto")
+        if name in ("max_tokens", "lm_max_tokens"):
+            return split_token_limits(name, old, values)
         return super().from_old_names(name, old, values, method)
 
     def check(self, problems: list[str]) -> None:
@@ -91,8 +93,13 @@ class AutoParams(MethodParams):
 def _candidate_params(name: str, p: AutoParams, lm: str | None) -> dict:
     fields = get_method(name).params_class.help()
     params = dict(PORTFOLIO_PARAMS.get(name, {}))
-    if "max_tokens" in fields and p.max_tokens:  # 0: the candidate's own default
-        params["max_tokens"] = p.max_tokens
+    method = get_method(name)
+    # 0: the candidate's own default. A label-word candidate reads texts with the LM alone; hybrid takes both.
+    limit = (p.lm_max_tokens or p.max_tokens) if method.kind == "label-words" else p.max_tokens
+    if "max_tokens" in fields and limit:
+        params["max_tokens"] = limit
+    if "lm_max_tokens" in fields and p.lm_max_tokens:
+        params["lm_max_tokens"] = p.lm_max_tokens
     if "lm" in fields and lm:
         params["lm"] = lm
     return params

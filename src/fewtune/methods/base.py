@@ -27,30 +27,38 @@ LABEL_WORD_KINDS = ("label-words", "hybrid")  # a hybrid's LM part reads label w
 # What a causal LM reads of each text unless told otherwise: label-word methods' max_tokens default, and
 # what max_tokens=0 gives the LM parts of hybrid and auto.
 LM_TEXT_TOKENS = 256
-# The two limits hybrid and auto had, the encoder's (0 = its own) and the LM's, now one max_tokens.
-ENCODER_AND_LM_LIMITS = {"max_seq_length": 0, "max_text_tokens": LM_TEXT_TOKENS}  # old name -> old default
+# The two limits hybrid and auto had, the encoder's and the LM's: now max_tokens (both parts) and
+# lm_max_tokens (the LM's, where it differs).
+ENCODER_LIMIT, LM_LIMIT = "max_seq_length", "max_text_tokens"  # their old names
+LM_LIMIT_HELP = ("the causal LM's token limit per text, where it should differ from max_tokens (0 = max_tokens, "
+                 f"or {LM_TEXT_TOKENS} when that is 0 too)")
 
 
-def merged_token_limit(old: dict[str, Any], method: str) -> Any:
-    """hybrid's and auto's max_tokens from their two former limits (ENCODER_AND_LM_LIMITS). A limit at its
-    old default said nothing, and is what max_tokens=0 (each part's own) means; two limits that were set
-    must agree, since one value cannot say both."""
-    said, numbers = {}, set()
-    for name, value in old.items():
-        try:
-            number = int(value)  # "128" from the command line is 128
-        except (TypeError, ValueError):  # not a number: the field's own check names it
-            number = value
-        if number != ENCODER_AND_LM_LIMITS[name]:
-            said[name] = value
-            numbers.add(str(number))
-    if not said:
-        return 0
-    if len(numbers) > 1:
-        given = " and ".join(f"{k}={v}" for k, v in said.items())
-        raise FewtuneError(f"{given} are one setting now, max_tokens (the encoder's and the LM's limit); give "
-                           f"max_tokens (method '{method}')")
-    return next(iter(said.values()))
+def lm_token_limit(max_tokens: int, lm_max_tokens: int) -> int:
+    """What the LM part of hybrid or auto reads of each text."""
+    return lm_max_tokens or max_tokens or LM_TEXT_TOKENS
+
+
+def _number(value: Any) -> Any:
+    try:
+        return int(value)  # "128" from the command line is 128
+    except (TypeError, ValueError):  # not a number: the field's own check names it
+        return value
+
+
+def split_token_limits(name: str, old: dict[str, Any], values: dict[str, Any]) -> Any:
+    """hybrid's and auto's max_tokens or lm_max_tokens from their old limits (for Params.from_old_names),
+    such that each part reads what it read: the old encoder limit alone left the LM at its 256, and an
+    LM limit that max_tokens already gives is left at 0, as a new model saves it."""
+    value = next(iter(old.values()))
+    if name == "max_tokens":
+        encoder = _number(value)
+        if LM_LIMIT not in values and "lm_max_tokens" not in values and isinstance(encoder, int) \
+                and lm_token_limit(encoder, 0) != LM_TEXT_TOKENS:
+            values["lm_max_tokens"] = LM_TEXT_TOKENS
+        return value
+    lm, encoder = _number(value), _number(values.get("max_tokens", 0))
+    return 0 if isinstance(lm, int) and isinstance(encoder, int) and lm == lm_token_limit(encoder, 0) else value
 
 
 @dataclasses.dataclass

@@ -20,8 +20,8 @@ import torch
 from ..backbones import ENCODER, load_encoder, resolve_backbone, resolve_base
 from ..data.sampling import cv_folds
 from ..errors import FewtuneError
-from .base import (ENCODER_AND_LM_LIMITS, LM_TEXT_TOKENS, FewShotMethod, get_method, merged_token_limit,
-                   register_method)
+from .base import (ENCODER_LIMIT, LM_LIMIT, LM_LIMIT_HELP, LM_TEXT_TOKENS, FewShotMethod, get_method,
+                   lm_token_limit, register_method, split_token_limits)
 from ..params import param
 from ..text_windows import LONG_TEXTS, LONG_TEXTS_HELP, reads_chunks
 from ..training.embed_texts import encode
@@ -41,9 +41,11 @@ ZERO_SHOT = "zero-shot"  # the method of the LM part, looked up when used: metho
 @dataclasses.dataclass
 class HybridParams(ZeroShotParams):
     lm: str = param("smollm2-135m", "the causal LM whose calibrated label-word log-probabilities join the embedding")
-    max_tokens: int = param(0, "truncate texts to this many tokens, for the encoder and the LM alike (0 = each "
-                               f"one's own: the encoder's limit, {LM_TEXT_TOKENS} for the LM)", minimum=0,
-                            renamed_from=tuple(ENCODER_AND_LM_LIMITS))
+    max_tokens: int = param(0, "truncate texts to this many tokens, for the encoder and the LM alike unless "
+                               f"lm_max_tokens is given (0 = each one's own: the encoder's limit, {LM_TEXT_TOKENS} "
+                               "for the LM)", minimum=0,
+                            renamed_from=(ENCODER_LIMIT,))
+    lm_max_tokens: int = param(0, LM_LIMIT_HELP, minimum=0, renamed_from=(LM_LIMIT,))
     head_c: float = param(1.0, "inverse L2 strength of the logistic-regression head (when choose_by_cv is false)",
                           above=0)
     lm_feature_scale: float = param(
@@ -59,8 +61,8 @@ class HybridParams(ZeroShotParams):
 
     @classmethod
     def from_old_names(cls, name, old, values, method):
-        if name == "max_tokens":
-            return merged_token_limit(old, method or "hybrid")
+        if name in ("max_tokens", "lm_max_tokens"):
+            return split_token_limits(name, old, values)
         return super().from_old_names(name, old, values, method)
 
     def check(self, problems: list[str]) -> None:
@@ -72,7 +74,7 @@ class HybridParams(ZeroShotParams):
 def _zero_shot_params(p: HybridParams) -> ZeroShotParams:
     names = {f.name for f in dataclasses.fields(ZeroShotParams)}
     values = {k: v for k, v in dataclasses.asdict(p).items() if k in names}
-    return ZeroShotParams(**{**values, "max_tokens": p.max_tokens or LM_TEXT_TOKENS})
+    return ZeroShotParams(**{**values, "max_tokens": lm_token_limit(p.max_tokens, p.lm_max_tokens)})
 
 
 @register_method

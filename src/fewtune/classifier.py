@@ -202,7 +202,8 @@ class FewShotClassifier(ProbabilityLabels, ParamsEstimator):
         self.model_ = model
         self.backbone_ = backbone
         self.strategies_ = []  # should a strategy fail, no chain of an earlier fit outlives its model
-        fitting = Fitting(self, data, y_idx, model_texts(data, model), method_cls, params, backbone, device)
+        fitting = Fitting(self, data, y_idx, model_texts(data, model), method_cls, model.fitted_params(), backbone,
+                          device)
         self.strategies_, extra = fit_chain(chain, fitting)
         self.train_info_ = {
             "n_examples": len(data),

@@ -45,7 +45,7 @@ def test_an_output_under_a_file_is_refused_before_training(shots, st_folder, tmp
 @pytest.mark.parametrize("args, fragment", [
     (["--max-test", "-5"], "--max-test must be 0 (all) or more"),
     (["--device", "tpu9"], "not a device"),
-    (["-p", "head_c=-1"], "head_c must be positive"),
+    (["-p", "head_c=-1"], "head_c must not be negative"),
     (["-p", "encode_batch_size=0"], "encode_batch_size must be at least"),
     (["-p", "max_tokens=-5"], "max_tokens must not be negative"),
 ])

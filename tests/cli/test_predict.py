@@ -191,3 +191,5 @@ def test_evaluate_names_the_fix_for_probabilities_that_do_not_match_the_accuracy
                                                {"n": 0, "confidence": 0.0, "accuracy": 0.0}]}
     hint = calibration_hint(calibration, accuracy)
     assert (expected in hint and "--calibrate temperature" in hint) if expected else hint == ""
+    setfit_hint = calibration_hint(calibration, accuracy, fixed_setfit_head=True)
+    assert ("-p head_c=0" in setfit_hint and "--calibrate temperature" in setfit_hint) if expected else not setfit_hint

@@ -161,3 +161,54 @@ def test_every_encoder_method_has_a_small_default_grid():
 def test_select_must_be_cv(st_folder, data):
     with pytest.raises(FewtuneError, match="select must be None or one of 'cv', 'evidence'"):
         FewShotClassifier(backbone=str(st_folder), select="grid").fit(*data)
+
+
+def test_head_c_zero_chooses_the_head_on_bodies_that_never_saw_the_shots(st_folder, data, tmp_path):
+    from fewtune.methods.setfit import HEAD_C_GRID
+    from fewtune.training.heads import LinearHead
+
+    X, y = data
+    params = {**FAST, "epochs": 2, "head_c": 0}
+    clf = FewShotClassifier(backbone=str(st_folder), params=params, seed=0).fit(X, y)
+    info = clf.train_info_["head_c"]
+    assert info["folds"] == 4 and list(info["oof_nll"]) == [f"{c:g}" for c in HEAD_C_GRID]
+    # The geometric mean of the grid under the out-of-fold likelihood of the 16 shots.
+    nll = np.array(list(info["oof_nll"].values()))
+    weights = np.exp(-len(y) * (nll - nll.min()))
+    assert info["chosen"] == pytest.approx(np.exp(np.dot(weights / weights.sum(), np.log(HEAD_C_GRID))), rel=1e-4)
+    # The model's head is the logistic head at that C on its own embeddings of the shots.
+    X_test, _ = synthetic.held_out()
+    y_idx = np.array([list(clf.classes_).index(v) for v in y])
+    head = LinearHead.fit_logistic(clf.transform(X), y_idx, 2, c=info["chosen"], seed=0)
+    np.testing.assert_allclose(clf.predict_proba(X_test), head.predict_proba(clf.transform(X_test)), atol=1e-5)
+    assert len(clf.train_info_["loss_curve"]) == clf.train_info_["body_steps"]  # the fold bodies' steps are not in it
+    clf.save(tmp_path / "m")
+    np.testing.assert_array_equal(FewShotClassifier.load(tmp_path / "m").predict_proba(X_test),
+                                  clf.predict_proba(X_test))
+    # Labels the texts do not bear out: the bodies that never saw a shot cannot predict it, and the head is timid.
+    shuffled = list(np.random.default_rng(0).permutation(y))
+    noise = FewShotClassifier(backbone=str(st_folder), params=params, seed=0).fit(X, shuffled)
+    assert noise.train_info_["head_c"]["chosen"] < info["chosen"] / 4
+
+
+def test_a_calibration_s_fold_models_keep_the_chosen_head_c(st_folder, data, monkeypatch):
+    from fewtune.methods.setfit import SetFit
+
+    chosen = []
+    choose = SetFit._choose_head_c
+    monkeypatch.setattr(SetFit, "_choose_head_c", lambda self, *a: chosen.append(1) or choose(self, *a))
+    clf = FewShotClassifier(backbone=str(st_folder), params={**FAST, "steps": 1, "head_c": 0},
+                            calibrate="temperature").fit(*data)
+    assert len(chosen) == 1  # not again inside each of temperature scaling's fold models
+    assert clf.train_info_["calibration"]["folds"] == 4
+
+
+def test_head_c_zero_falls_back_where_the_shots_cannot_choose(st_folder, data):
+    X, y = data
+    diff = FewShotClassifier(backbone=str(st_folder), params={**FAST, "steps": 1, "head_c": 0,
+                                                               "head": "differentiable", "head_epochs": 1}).fit(X, y)
+    assert diff.train_info_["head_c"] == {"chosen": 1.0, "why": "not chosen (differentiable head)"}
+    keep = [i for i, label in enumerate(y) if label == "negative"] + [y.index("positive")]
+    one = FewShotClassifier(backbone=str(st_folder), params={**FAST, "steps": 1, "head_c": 0}).fit(
+        [X[i] for i in keep], [y[i] for i in keep])
+    assert one.train_info_["head_c"] == {"chosen": 1.0, "why": "not chosen (a class with one shot)"}

@@ -73,7 +73,7 @@ def evaluate(
     if json_out:
         print_json(report)
     else:
-        _print_report(report)
+        _print_report(report, fixed_setfit_head=fixed_setfit_head(clf))
         print_plots(report)
 
 
@@ -141,19 +141,30 @@ def print_plots(report: dict) -> None:
 HIGH_ECE = 0.05  # above this the probabilities mislead a threshold such as --abstain-below
 
 
-def calibration_hint(calibration: dict, accuracy: float) -> str:
-    """What to do about probabilities that do not match the accuracy (empty when they do)."""
+def calibration_hint(calibration: dict, accuracy: float, *, fixed_setfit_head: bool = False) -> str:
+    """What to do about probabilities that do not match the accuracy (empty when they do). A setfit model
+    whose head had a fixed C is pointed to head_c=0 first: the lowest ECE of the shots' own fixes there
+    (benchmarks/README.md "setfit_crossfit")."""
     if calibration["ece"] <= HIGH_ECE:
         return ""
     bins = [b for b in calibration["reliability"] if b["n"]]
     confidence = sum(b["n"] * b["confidence"] for b in bins) / max(1, sum(b["n"] for b in bins))
     how = "timid" if confidence < accuracy else "overconfident"
+    fixes = "--calibrate temperature (fitted on the shots) or --calibrate auto"
+    if fixed_setfit_head:
+        fixes = "-p head_c=0 (the head chosen by setfit bodies that never saw the shots), " + fixes
     return (f"          the probabilities are {how}: {confidence:.0%} confidence on average where {accuracy:.0%} "
-            "are right; retrain with --calibrate temperature (fitted on the shots) or --calibrate auto before "
-            "trusting them, e.g. for --abstain-below")
+            f"are right; retrain with {fixes} before trusting them, e.g. for --abstain-below")
 
 
-def _print_report(report: dict) -> None:
+def fixed_setfit_head(clf) -> bool:
+    """A setfit model trained with a fixed head_c and no calibration (head_c=0 would choose it on the shots)."""
+    params = getattr(clf, "params", None) or {}
+    return (getattr(clf, "method", None) == "setfit" and not getattr(clf, "calibrate", None)
+            and float(params.get("head_c", 1.0)) != 0)
+
+
+def _print_report(report: dict, *, fixed_setfit_head: bool = False) -> None:
     typer.echo(f"examples  {report['n']}")
     if report.get("multi_label"):
         typer.echo(f"subset accuracy  {report['accuracy']:.4f}")
@@ -168,7 +179,7 @@ def _print_report(report: dict) -> None:
             typer.echo(f"ECE       {cal['ece']:.4f}   (expected calibration error, 10 bins; 0 = probabilities match accuracy)")
             typer.echo(f"NLL       {cal['nll']:.4f}   (mean −log p(true class))")
             typer.echo(f"Brier     {cal['brier']:.4f}")
-            hint = calibration_hint(cal, report["accuracy"])
+            hint = calibration_hint(cal, report["accuracy"], fixed_setfit_head=fixed_setfit_head)
             if hint:
                 typer.echo(hint)
         typer.echo("")

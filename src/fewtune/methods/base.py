@@ -121,6 +121,11 @@ class FewShotMethod(ABC):
         for part in self.parts():
             part.class_names = names
 
+    def fitted_params(self) -> MethodParams:
+        """The parameters that train this model again without choosing on the shots what fit chose (the
+        fold models of a calibration); fit's own unless the method chooses something."""
+        return self.params
+
     @abstractmethod
     def fit(self, texts: list[str], y: np.ndarray, n_classes: int, *, seed: int, progress) -> dict:
         """Train on the examples; return facts about training worth saving (steps, seconds, ...)."""

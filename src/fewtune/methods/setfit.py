@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..bayes import L2SPPrior
+from ..data.sampling import cv_folds
 from .base import MethodParams, register_method
 from ..params import param
 from ..text_windows import LONG_TEXTS, LONG_TEXTS_HELP
@@ -32,6 +33,15 @@ from ..training.heads import (
     classification_loss,
 )
 from ..training.optim import encoder_dropout, make_optimizer, trainable_parameters, update
+from ..training.tracking import record_losses
+
+
+# head_c=0: the grid (×2 steps) and folds of the choice. The body trained on every shot makes any head
+# on its embeddings of them look right, so only bodies that never saw a shot can say how confident a
+# head may be (benchmarks/README.md "setfit_crossfit").
+HEAD_C_GRID = tuple(float(c) for c in np.geomspace(0.25, 1024, 13))
+HEAD_C_FOLDS = 4
+FALLBACK_HEAD_C = 1.0  # where the shots cannot choose: scikit-learn's default
 
 
 @dataclasses.dataclass
@@ -61,7 +71,11 @@ class SetFitParams(MethodParams):
     head: str = param("logistic", "'logistic': logistic regression on the embeddings; 'differentiable': the same "
                                   "linear head then trained with cross-entropy end to end with the encoder",
                       choices=("logistic", "differentiable"))
-    head_c: float = param(1.0, "inverse L2 strength of the logistic-regression head", above=0)
+    head_c: float = param(1.0, "inverse L2 strength of the logistic-regression head (0 = chosen on the shots: "
+                               f"setfit is trained again without each of {HEAD_C_FOLDS} folds of them, and C is "
+                               "the geometric mean of the grid "
+                               f"{HEAD_C_GRID[0]:g}..{HEAD_C_GRID[-1]:g} weighted by the likelihood those bodies' "
+                               "heads give the shots they never saw; costs that many trainings more)", minimum=0)
     head_epochs: int = param(2, "differentiable head: passes of end-to-end training", minimum=0)
     head_learning_rate: float = param(1e-2, "differentiable head: learning rate of the head", above=0,
                                       renamed_from=("head_lr",))
@@ -186,10 +200,48 @@ class SetFit(LinearHeadEncoderMethod):
                 info["distance_from_pretrained"] = round(prior.distance(), 6)
             info["body_seconds"] = round(time.perf_counter() - started, 3)
             emb = self._encode(texts, progress=progress, description="Embedding training texts")
-            self.head = LinearHead.fit_logistic(emb, y, n_classes, c=p.head_c, class_weight=p.class_weight, seed=seed)
+            self.head_c = p.head_c or FALLBACK_HEAD_C
+            if p.head_c == 0:
+                self.head_c, info["head_c"] = self._choose_head_c(texts, y, n_classes, seed, progress)
+            self.head = LinearHead.fit_logistic(emb, y, n_classes, c=self.head_c, class_weight=p.class_weight,
+                                                seed=seed)
             if end_to_end:
                 info.update(self._train_end_to_end(texts, y, n_classes, trainable, prior, rng, progress))
         return info
+
+    def _choose_head_c(self, texts, y, n_classes, seed, progress) -> tuple[float, dict]:
+        """head_c=0: the C whose heads best predict shots their bodies never saw (a setfit per fold,
+        trained on the other folds), as the geometric mean of HEAD_C_GRID under the out-of-fold
+        likelihood (a posterior over log C, flat on the grid)."""
+        p = self.params
+        y = np.asarray(y)
+        why = ("multi-label" if y.ndim == 2 else "differentiable head" if p.head == "differentiable"
+               else "a class with one shot" if np.bincount(y, minlength=n_classes).min() < 2 else None)
+        if why:
+            return FALLBACK_HEAD_C, {"chosen": FALLBACK_HEAD_C, "why": f"not chosen ({why})"}
+        folds = cv_folds(y, HEAD_C_FOLDS, seed)
+        logp = np.zeros(len(HEAD_C_GRID))  # out-of-fold log-likelihood of the shots, per C
+        fold_params = dataclasses.replace(p, head_c=FALLBACK_HEAD_C)
+        for train_idx, val_idx in folds:
+            member = type(self)(fold_params, self.backbone, self.device)
+            with record_losses():  # its steps are not the returned model's: kept out of the loss curve
+                member.fit([texts[i] for i in train_idx], y[train_idx], n_classes, seed=seed, progress=progress)
+            emb = member._encode(texts, progress=progress, description="Embedding the shots (fold body)")
+            for i, c in enumerate(HEAD_C_GRID):
+                head = LinearHead.fit_logistic(emb[train_idx], y[train_idx], n_classes, c=c,
+                                               class_weight=p.class_weight, seed=seed)
+                proba = head.predict_proba(emb[val_idx])
+                logp[i] += float(np.log(np.clip(proba[np.arange(len(val_idx)), y[val_idx]], 1e-12, None)).sum())
+            del member
+        weights = np.exp(logp - logp.max())
+        weights /= weights.sum()
+        chosen = float(np.exp(np.dot(weights, np.log(HEAD_C_GRID))))
+        return chosen, {"chosen": round(chosen, 6), "folds": len(folds),
+                        "oof_nll": {f"{c:g}": round(float(-v / len(y)), 6) for c, v in zip(HEAD_C_GRID, logp)}}
+
+    def fitted_params(self) -> SetFitParams:
+        """A chosen head_c is fixed in the parameters the calibrations' fold models train with."""
+        return dataclasses.replace(self.params, head_c=self.head_c) if self.params.head_c == 0 else self.params
 
     def _optimizer(self, trainable, extra_groups=()):
         p = self.params

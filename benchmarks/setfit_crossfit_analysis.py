@@ -1,0 +1,106 @@
+"""Heads and calibrations for setfit chosen from the shots alone, scored on the test texts.
+
+    .venv/bin/python benchmarks/setfit_crossfit_analysis.py DIR [DIR ...] [--out results/setfit_crossfit.jsonl]
+
+Each DIR holds setfit_crossfit.py's embeddings. Each rule sees only the shots: the full body's embeddings of
+them (leaked: that body was trained on them) and each fold body's embeddings (honest for the fold's
+held-out shots). What it decides is applied to the user's model (the full body, its test embeddings).
+
+- default: the C = 1 logistic head (setfit's default).
+- temperature: T fitted (MAP, log T ~ N(0, 1)) on the out-of-fold probabilities of C = 1 heads, each
+  fitted on a fold body's embeddings of its training shots and predicting its held-out shots; what
+  calibrate="temperature" does.
+- oof-c: the C whose fold pipelines (fold body, head at C) give the lowest out-of-fold log-loss.
+- oof-c-bma: the heads of every C averaged, weighted by their out-of-fold likelihood (a posterior over C
+  under a flat prior on the grid).
+- oof-c+t: oof-c, then T as in "temperature" on that C's out-of-fold probabilities.
+- oof-c-mean: one head, at the C whose log is the mean of log C under those weights (a plain setfit
+  model with another head_c).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+CS = tuple(float(c) for c in np.geomspace(0.25, 1024, 13))  # 0.25 ... 1024, ×2 steps
+
+
+def ece(proba, y):
+    from fewtune.metrics import calibration_report
+
+    return calibration_report(list(y), proba, list(range(proba.shape[1])))["ece"]
+
+
+def analyse(path: Path) -> dict:
+    from fewtune.bayes.temperature import apply_temperature, fit_temperature, nll
+    from fewtune.training.heads import LinearHead
+
+    d = np.load(path)
+    emb, emb_test, y, y_test, fold_emb, fold_of = (d[k] for k in ("emb", "emb_test", "labels", "y_test", "fold_emb",
+                                                                  "fold_of"))
+    n = int(max(y.max(), y_test.max()) + 1)
+
+    def head(x, labels, c):
+        return LinearHead.fit_logistic(x, labels, n, c=c, seed=0)
+
+    oof = {}
+    for c in CS:
+        p = np.zeros((len(y), n))
+        for f in range(fold_emb.shape[0]):
+            train, val = fold_of != f, fold_of == f
+            p[val] = head(fold_emb[f][train], y[train], c).predict_proba(fold_emb[f][val])
+        oof[c] = p
+    oof_nll = {c: nll(p, y) for c, p in oof.items()}
+    test = {c: np.asarray(head(emb, y, c).predict_proba(emb_test)) for c in CS}
+    best = min(oof_nll, key=oof_nll.get)
+    weights = np.array([np.exp(-len(y) * (oof_nll[c] - oof_nll[best])) for c in CS])
+    weights /= weights.sum()
+    mean_c = float(np.exp(np.dot(weights, np.log(CS))))  # one head at the posterior mean of log C
+    t1 = fit_temperature(oof[1.0], y)
+    tb = fit_temperature(oof[best], y)
+    rules = {
+        "default": test[1.0],
+        "temperature": apply_temperature(test[1.0], t1),
+        "oof-c": test[best],
+        "oof-c-bma": sum(w * test[c] for w, c in zip(weights, CS)),
+        "oof-c+t": apply_temperature(test[best], tb),
+        "oof-c-mean": np.asarray(head(emb, y, mean_c).predict_proba(emb_test)),
+    }
+    oracle = min(CS, key=lambda c: ece(test[c], y_test))
+    row = {"file": path.stem, "oof_c": best, "mean_c": round(mean_c, 3), "temperature": round(t1, 4), "oracle_c": oracle,
+           "oracle_ece": round(ece(test[oracle], y_test), 4), "rules": {}}
+    for name, p in rules.items():
+        row["rules"][name] = {"accuracy": round(float((p.argmax(1) == y_test).mean()), 4),
+                              "ece": round(ece(p, y_test), 4), "confidence": round(float(p.max(1).mean()), 4)}
+    return row
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dirs", type=Path, nargs="+")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    rows = [analyse(p) for folder in args.dirs for p in sorted(folder.glob("*.npz"))]
+    if args.out:
+        args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    by = collections.defaultdict(list)
+    for r in rows:
+        by[r["file"].rsplit("_s", 1)[0]].append(r)
+    names = list(rows[0]["rules"]) if rows else []
+    print("data (splits) | " + " | ".join(names) + " | oracle C's ECE   (accuracy % / ECE, mean)")
+    for key, rs in by.items():
+        cells = [f"{100 * np.mean([r['rules'][m]['accuracy'] for r in rs]):.1f} / "
+                 f"{np.mean([r['rules'][m]['ece'] for r in rs]):.3f}" for m in names]
+        print(f"{key} ({len(rs)}) | " + " | ".join(cells) + f" | {np.mean([r['oracle_ece'] for r in rs]):.3f}"
+              f"   oof C {[r['oof_c'] for r in rs]} T {[r['temperature'] for r in rs]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -142,16 +142,16 @@ HIGH_ECE = 0.05  # above this the probabilities mislead a threshold such as --ab
 
 
 def calibration_hint(calibration: dict, accuracy: float, *, fixed_setfit_head: bool = False) -> str:
-    """What to do about probabilities that do not match the accuracy (empty when they do). A setfit model
-    whose head had a fixed C is pointed to head_c=0 first: the lowest ECE of the shots' own fixes there
-    (benchmarks/README.md "setfit_crossfit")."""
+    """What to do about probabilities that do not match the accuracy (empty when they do). A timid setfit
+    model whose head had a fixed C is pointed to head_c=0 first: the lowest ECE of the shots' own fixes
+    there (benchmarks/README.md "setfit_crossfit")."""
     if calibration["ece"] <= HIGH_ECE:
         return ""
     bins = [b for b in calibration["reliability"] if b["n"]]
     confidence = sum(b["n"] * b["confidence"] for b in bins) / max(1, sum(b["n"] for b in bins))
     how = "timid" if confidence < accuracy else "overconfident"
     fixes = "--calibrate temperature (fitted on the shots) or --calibrate auto"
-    if fixed_setfit_head:
+    if fixed_setfit_head and how == "timid":
         fixes = "-p head_c=0 (the head chosen by setfit bodies that never saw the shots), " + fixes
     return (f"          the probabilities are {how}: {confidence:.0%} confidence on average where {accuracy:.0%} "
             f"are right; retrain with {fixes} before trusting them, e.g. for --abstain-below")

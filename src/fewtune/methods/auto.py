@@ -91,9 +91,9 @@ class AutoParams(MethodParams):
 
 
 def _candidate_params(name: str, p: AutoParams, lm: str | None) -> dict:
-    fields = get_method(name).params_class.help()
-    params = dict(PORTFOLIO_PARAMS.get(name, {}))
     method = get_method(name)
+    fields = method.params_class.help()
+    params = dict(PORTFOLIO_PARAMS.get(name, {}))
     # 0: the candidate's own default. A label-word candidate reads texts with the LM alone; hybrid takes both.
     limit = (p.lm_max_tokens or p.max_tokens) if method.kind == "label-words" else p.max_tokens
     if "max_tokens" in fields and limit:

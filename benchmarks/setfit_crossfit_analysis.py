@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-CS = tuple(float(c) for c in np.geomspace(0.25, 1024, 13))  # 0.25 ... 1024, ×2 steps
+from fewtune.methods.setfit import HEAD_C_GRID as CS  # the grid head_c=0 chooses on
 
 
 def ece(proba, y):

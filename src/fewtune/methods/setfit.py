@@ -182,32 +182,40 @@ class SetFit(LinearHeadEncoderMethod):
     def fit(self, texts, y, n_classes, *, seed, progress) -> dict:
         p = self.params
         rng = np.random.default_rng(seed)
+        end_to_end = p.head == "differentiable" and p.head_epochs > 0
+        info, trainable, prior = self._train_body(texts, y, seed, rng, progress, end_to_end=end_to_end)
+        emb = self._encode(texts, progress=progress, description="Embedding training texts")
+        self.head_c = p.head_c or FALLBACK_HEAD_C
+        if p.head_c == 0:
+            self.head_c, info["head_c"] = self._choose_head_c(texts, y, n_classes, seed, progress)
+        self.head = LinearHead.fit_logistic(emb, y, n_classes, c=self.head_c, class_weight=p.class_weight, seed=seed)
+        if end_to_end:
+            with encoder_dropout(self.body, p.dropout):
+                info.update(self._train_end_to_end(texts, y, n_classes, trainable, prior, rng, progress))
+        return info
+
+    def _train_body(self, texts, y, seed, rng, progress, *, end_to_end=False) -> tuple[dict, list, L2SPPrior]:
+        """The backbone, trained contrastively (then WiSE-FT): the body before any head. Returns its info,
+        and the trainable weights and their prior for an end-to-end stage to go on with."""
+        p = self.params
         torch.manual_seed(seed)
         self._load_body()
         started = time.perf_counter()
         steps = contrastive_steps(p, len(texts))
         info = {"body_steps": steps}
-        end_to_end = p.head == "differentiable" and p.head_epochs > 0
+        trainable = prior = None
         if steps > 0 or end_to_end:
             trainable = trainable_parameters(self.body, train_embeddings=p.train_embeddings)
             # One prior for both stages: θ₀ is the pretrained encoder, not the one contrastive training left.
             prior = L2SPPrior(trainable, p.l2sp)
-        with encoder_dropout(self.body, p.dropout):
-            if steps > 0:
-                self._train_body(texts, y, steps, trainable, prior, rng, progress)
-                if p.wise < 1:
-                    prior.interpolate(p.wise)
-                info["distance_from_pretrained"] = round(prior.distance(), 6)
-            info["body_seconds"] = round(time.perf_counter() - started, 3)
-            emb = self._encode(texts, progress=progress, description="Embedding training texts")
-            self.head_c = p.head_c or FALLBACK_HEAD_C
-            if p.head_c == 0:
-                self.head_c, info["head_c"] = self._choose_head_c(texts, y, n_classes, seed, progress)
-            self.head = LinearHead.fit_logistic(emb, y, n_classes, c=self.head_c, class_weight=p.class_weight,
-                                                seed=seed)
-            if end_to_end:
-                info.update(self._train_end_to_end(texts, y, n_classes, trainable, prior, rng, progress))
-        return info
+        if steps > 0:
+            with encoder_dropout(self.body, p.dropout):
+                self._contrastive_steps(texts, y, steps, trainable, prior, rng, progress)
+            if p.wise < 1:
+                prior.interpolate(p.wise)
+            info["distance_from_pretrained"] = round(prior.distance(), 6)
+        info["body_seconds"] = round(time.perf_counter() - started, 3)
+        return info, trainable, prior
 
     def _choose_head_c(self, texts, y, n_classes, seed, progress) -> tuple[float, dict]:
         """head_c=0: the C whose heads best predict shots their bodies never saw (a setfit per fold,
@@ -221,11 +229,11 @@ class SetFit(LinearHeadEncoderMethod):
             return FALLBACK_HEAD_C, {"chosen": FALLBACK_HEAD_C, "why": f"not chosen ({why})"}
         folds = cv_folds(y, HEAD_C_FOLDS, seed)
         logp = np.zeros(len(HEAD_C_GRID))  # out-of-fold log-likelihood of the shots, per C
-        fold_params = dataclasses.replace(p, head_c=FALLBACK_HEAD_C)
         for train_idx, val_idx in folds:
-            member = type(self)(fold_params, self.backbone, self.device)
+            member = type(self)(p, self.backbone, self.device)
             with record_losses():  # its steps are not the returned model's: kept out of the loss curve
-                member.fit([texts[i] for i in train_idx], y[train_idx], n_classes, seed=seed, progress=progress)
+                member._train_body([texts[i] for i in train_idx], y[train_idx], seed, np.random.default_rng(seed),
+                                   progress)
             emb = member._encode(texts, progress=progress, description="Embedding the shots (fold body)")
             for i, c in enumerate(HEAD_C_GRID):
                 head = LinearHead.fit_logistic(emb[train_idx], y[train_idx], n_classes, c=c,
@@ -248,7 +256,7 @@ class SetFit(LinearHeadEncoderMethod):
         groups = [{"params": trainable, "lr": p.learning_rate, "weight_decay": p.weight_decay}, *extra_groups]
         return make_optimizer(groups, lr=p.learning_rate, weight_decay=p.weight_decay, device=self.body.device)
 
-    def _train_body(self, texts, y, steps, trainable, prior, rng, progress) -> None:
+    def _contrastive_steps(self, texts, y, steps, trainable, prior, rng, progress) -> None:
         """Contrastive training of the encoder's `trainable` weights, penalised by `prior`."""
         from transformers import get_linear_schedule_with_warmup
 

@@ -1,10 +1,12 @@
 """Heads and calibrations for setfit chosen from the shots alone, scored on the test texts.
 
-    .venv/bin/python benchmarks/setfit_crossfit_analysis.py DIR [DIR ...] [--out results/setfit_crossfit.jsonl]
+    .venv/bin/python benchmarks/setfit_crossfit_analysis.py DIR [DIR ...] [--on heldout] [--out FILE.jsonl]
 
 Each DIR holds setfit_crossfit.py's embeddings. Each rule sees only the shots: the full body's embeddings of
 them (leaked: that body was trained on them) and each fold body's embeddings (honest for the fold's
 held-out shots). What it decides is applied to the user's model (the full body, its test embeddings).
+--on heldout scores on the rows of the user's file that were not drawn as shots instead of the data set's
+test split (setfit_crossfit_heldout.py adds them).
 
 - default: the C = 1 logistic head (setfit's default).
 - temperature: T fitted (MAP, log T ~ N(0, 1)) on the out-of-fold probabilities of C = 1 heads, each
@@ -37,13 +39,13 @@ def ece(proba, y):
     return calibration_report(list(y), proba, list(range(proba.shape[1])))["ece"]
 
 
-def analyse(path: Path) -> dict:
+def analyse(path: Path, on: str = "test") -> dict:
     from fewtune.bayes.temperature import apply_temperature, fit_temperature, nll
     from fewtune.training.heads import LinearHead
 
     d = np.load(path)
-    emb, emb_test, y, y_test, fold_emb, fold_of = (d[k] for k in ("emb", "emb_test", "labels", "y_test", "fold_emb",
-                                                                  "fold_of"))
+    emb, emb_test, y, y_test, fold_emb, fold_of = (d[k] for k in ("emb", f"emb_{on}", "labels", f"y_{on}",
+                                                                  "fold_emb", "fold_of"))
     n = int(max(y.max(), y_test.max()) + 1)
 
     def head(x, labels, c):
@@ -73,8 +75,11 @@ def analyse(path: Path) -> dict:
         "oof-c-mean": np.asarray(head(emb, y, mean_c).predict_proba(emb_test)),
     }
     oracle = min(CS, key=lambda c: ece(test[c], y_test))
-    row = {"file": path.stem, "oof_c": best, "mean_c": round(mean_c, 3), "temperature": round(t1, 4), "oracle_c": oracle,
-           "oracle_ece": round(ece(test[oracle], y_test), 4), "rules": {}}
+    row = {"file": path.stem, "on": on, "oof_c": best, "mean_c": round(mean_c, 3), "temperature": round(t1, 4), "oracle_c": oracle,
+           "oracle_ece": round(ece(test[oracle], y_test), 4),
+           # what no rule fitted on the shots can see: how much easier the shots are than the scored texts
+           "oof_accuracy_gap": round(float((oof[1.0].argmax(1) == y).mean() - (test[1.0].argmax(1) == y_test).mean()), 4),
+           "rules": {}}
     for name, p in rules.items():
         row["rules"][name] = {"accuracy": round(float((p.argmax(1) == y_test).mean()), 4),
                               "ece": round(ece(p, y_test), 4), "confidence": round(float(p.max(1).mean()), 4)}
@@ -84,9 +89,11 @@ def analyse(path: Path) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dirs", type=Path, nargs="+")
+    parser.add_argument("--on", choices=("test", "heldout"), default="test",
+                        help="score on the data set's test split or on the file's rows not drawn as shots")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    rows = [analyse(p) for folder in args.dirs for p in sorted(folder.glob("*.npz"))]
+    rows = [analyse(p, args.on) for folder in args.dirs for p in sorted(folder.glob("*.npz"))]
     if args.out:
         args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
     by = collections.defaultdict(list)
@@ -98,7 +105,8 @@ def main() -> int:
         cells = [f"{100 * np.mean([r['rules'][m]['accuracy'] for r in rs]):.1f} / "
                  f"{np.mean([r['rules'][m]['ece'] for r in rs]):.3f}" for m in names]
         print(f"{key} ({len(rs)}) | " + " | ".join(cells) + f" | {np.mean([r['oracle_ece'] for r in rs]):.3f}"
-              f"   oof C {[r['oof_c'] for r in rs]} T {[r['temperature'] for r in rs]}")
+              f"   oof-test accuracy gap {np.mean([r['oof_accuracy_gap'] for r in rs]):+.3f}"
+              f" (|gap| {np.mean([abs(r['oof_accuracy_gap']) for r in rs]):.3f})")
     return 0
 
 

@@ -176,12 +176,14 @@ def test_head_c_zero_chooses_the_head_on_bodies_that_never_saw_the_shots(st_fold
     nll = np.array(list(info["oof_nll"].values()))
     weights = np.exp(-len(y) * (nll - nll.min()))
     assert info["chosen"] == pytest.approx(np.exp(np.dot(weights / weights.sum(), np.log(HEAD_C_GRID))), rel=1e-4)
-    # That likelihood is the one of setfits trained on each fold's other shots, as a user would train them.
+    # That likelihood is the one of setfits trained on each fold's other shots, as a user would train them
+    # with as many steps as the model's own body took.
     y_idx = np.array([list(clf.classes_).index(v) for v in y])
     logp = np.zeros(len(HEAD_C_GRID))
     for train_idx, val_idx in cv_folds(y_idx, 4, 0):
-        member = FewShotClassifier(backbone=str(st_folder), params={**params, "head_c": 1}, seed=0).fit(
-            [X[i] for i in train_idx], [y[i] for i in train_idx])
+        member = FewShotClassifier(backbone=str(st_folder), params={**params, "head_c": 1,
+                                                                        "steps": clf.train_info_["body_steps"]},
+                                   seed=0).fit([X[i] for i in train_idx], [y[i] for i in train_idx])
         emb = member.transform(X)
         for i, c in enumerate(HEAD_C_GRID):
             proba = LinearHead.fit_logistic(emb[train_idx], y_idx[train_idx], 2, c=c, seed=0).predict_proba(emb[val_idx])

@@ -166,7 +166,7 @@ class FewShotClassifier(ProbabilityLabels, ParamsEstimator):
         chain = plan_chain(plan.chain, self, multi_label)
         refuse_multi_label_evidence(self.select, multi_label)
         # select="evidence" chooses below, by training on all the shots.
-        selection = classifier_selection(self, data, y_idx if multi_label else data.labels, plan.grid)
+        selection = classifier_selection(self, method_cls, data, y_idx if multi_label else data.labels, plan.grid)
         if selection:
             # From the parsed params: the user's may name a setting by its old name, the grid by the new.
             params = method_cls.params_class.from_dict({**params.to_dict(), **selection["chosen"]},

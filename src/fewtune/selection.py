@@ -156,7 +156,7 @@ def _check_evidence(method_cls, params, grid: dict | None, method: str) -> None:
                                f"{', '.join(method_cls.evidence_grid)}; got {key!r}")
 
 
-def classifier_selection(clf, data, y, grid: dict[str, list[Any]]) -> dict | None:
+def classifier_selection(clf, method_cls, data, y, grid: dict[str, list[Any]]) -> dict | None:
     """clf.select="cv": the grid (the plan's, `fewtune.classifier_plan`) scored by cross-validating clf's siblings
     on the shots; None otherwise (select="evidence" chooses while training, select_by_evidence)."""
     if clf.select != "cv":
@@ -166,8 +166,8 @@ def classifier_selection(clf, data, y, grid: dict[str, list[Any]]) -> dict | Non
     # The grid's keys are new names (typed_grid); clf's own may be old ones, read as the new.
     base = clf._params_class().with_new_names(clf.params, method=clf.method, warn=False)
 
-    def make(point):  # every grid point is a sibling of clf, cross-validated
-        return clf.sibling(params={**base, **point})
+    def make(point):  # every grid point is a sibling of clf, cross-validated, as the method trains its members
+        return clf.sibling(params=method_cls.cv_member_params({**base, **point}, set(grid)))
 
     with Progress(clf.show_progress) as progress:
         return select_by_cv(make, X, y, grid, folds=clf.cv_folds, seed=clf.seed, progress=progress)

@@ -215,6 +215,23 @@ def test_a_calibration_s_fold_models_keep_the_chosen_head_c(st_folder, data, mon
     assert clf.train_info_["calibration"]["folds"] == 4
 
 
+def test_select_cv_members_do_not_choose_head_c_again_unless_the_grid_is_over_it(st_folder, data, monkeypatch):
+    from fewtune.methods.setfit import SetFit
+
+    chosen = []
+    choose = SetFit._choose_head_c
+    monkeypatch.setattr(SetFit, "_choose_head_c", lambda self, *a: chosen.append(1) or choose(self, *a))
+    clf = FewShotClassifier(backbone=str(st_folder), params={**FAST, "steps": 1, "head_c": 0}, select="cv",
+                            grid={"learning_rate": [1e-3, 1e-4]}).fit(*data)
+    assert len(chosen) == 1  # the chosen point's model only, not each of the 2 × 4 fold models
+    assert clf.model_.params.head_c == 0 and "chosen" in clf.train_info_["head_c"]
+    chosen.clear()
+    over_c = FewShotClassifier(backbone=str(st_folder), params={**FAST, "steps": 1}, select="cv", cv_folds=2,
+                               grid={"head_c": [0.0, 1.0]}).fit(*data)
+    # The head_c=0 point's 2 fold models choose, as asked; then the chosen point's model, if it is that one.
+    assert len(chosen) == 2 + (over_c.train_info_["selection"]["chosen"]["head_c"] == 0)
+
+
 def test_head_c_zero_falls_back_where_the_shots_cannot_choose(st_folder, data):
     X, y = data
     diff = FewShotClassifier(backbone=str(st_folder), params={**FAST, "steps": 1, "head_c": 0,

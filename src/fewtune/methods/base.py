@@ -121,6 +121,13 @@ class FewShotMethod(ABC):
         for part in self.parts():
             part.class_names = names
 
+    @classmethod
+    def cv_member_params(cls, params: dict, grid_keys: set[str]) -> dict:
+        """The parameters of the models --select cv trains on each fold for a grid point (`params`, whose
+        keys in `grid_keys` are the point's): the point's own unless something fit would choose on the
+        shots can be fixed without changing how the points rank."""
+        return params
+
     def fitted_params(self) -> MethodParams:
         """The parameters that train this model again without choosing on the shots what fit chose (the
         fold models of a calibration); fit's own unless the method chooses something."""

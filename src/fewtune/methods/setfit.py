@@ -254,6 +254,15 @@ class SetFit(LinearHeadEncoderMethod):
         return chosen, {"chosen": round(chosen, 6), "folds": len(folds),
                         "oof_nll": {f"{c:g}": round(float(-v / len(y)), 6) for c, v in zip(HEAD_C_GRID, logp)}}
 
+    @classmethod
+    def cv_member_params(cls, params: dict, grid_keys: set[str]) -> dict:
+        """head_c=0 in a fold model of --select cv would nest HEAD_C_FOLDS trainings in each. Points rank by
+        accuracy first, which the head's strength barely moves, so those members take the fallback C; the
+        chosen point is then trained with head_c=0. A grid over head_c itself is left as asked."""
+        if "head_c" not in grid_keys and float(params.get("head_c", SetFitParams.head_c)) == 0:
+            return {**params, "head_c": FALLBACK_HEAD_C}
+        return params
+
     def fitted_params(self) -> SetFitParams:
         """A chosen head_c is fixed in the parameters the calibrations' fold models train with."""
         return dataclasses.replace(self.params, head_c=self.head_c) if self.params.head_c == 0 else self.params

@@ -36,7 +36,8 @@ def run(name: str, seed: int, backbone: str, k: int, n_folds: int, fold_steps: s
     started = time.perf_counter()
 
     def fit(texts, labels, **params):
-        return FewShotClassifier(backbone, "setfit", params={"max_tokens": 128, **params}, seed=seed,
+        # head_c=1: only the bodies are kept (the analysis fits every head); C=1 trains no fold bodies of its own
+        return FewShotClassifier(backbone, "setfit", params={"max_tokens": 128, "head_c": 1, **params}, seed=seed,
                                  show_progress=False).fit(texts, labels)
 
     full = fit(X, y)

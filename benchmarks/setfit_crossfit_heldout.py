@@ -43,7 +43,7 @@ def add_heldout(path: Path, backbone: str) -> str:
     stem = path.stem  # <data>_K<k>_s<seed>
     name, k, seed = stem.rsplit("_K", 1)[0], int(stem.rsplit("_K", 1)[1].split("_s")[0]), int(stem.rsplit("_s", 1)[1])
     X, y, _, _ = split(name, seed, k)
-    clf = FewShotClassifier(backbone, "setfit", params={"max_tokens": 128}, seed=seed, show_progress=False).fit(X, y)
+    clf = FewShotClassifier(backbone, "setfit", params={"max_tokens": 128, "head_c": 1}, seed=seed, show_progress=False).fit(X, y)
     drift = float(np.abs(clf.features(X) - saved["emb"]).max())
     if drift > 1e-4:
         raise SystemExit(f"{path}: the retrained body embeds the shots differently (max |diff| {drift:.2g})")

@@ -49,7 +49,7 @@ def run(name: str, seed: int, backbone: str, k: int) -> dict:
 
     X, y, X_test, y_test = split(name, seed, k)
     started = time.perf_counter()
-    clf = FewShotClassifier(backbone, "setfit", params={"max_tokens": 128}, seed=seed,
+    clf = FewShotClassifier(backbone, "setfit", params={"max_tokens": 128, "head_c": 1}, seed=seed,
                             show_progress=False).fit(X, y)
     classes = list(clf.classes_)
     labels = np.array([classes.index(v) for v in y])

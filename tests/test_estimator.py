@@ -13,7 +13,7 @@ from fewtune import FewShotClassifier, FewShotGenerator, FewtuneError
 from fewtune.recommend import FewShotRecommender
 from tests.helpers import synthetic
 
-FAST = {"steps": 4, "batch_size": 8}
+FAST = {"steps": 4, "batch_size": 8, "head_c": 1}  # a fixed head: no fold bodies
 
 
 def test_params_keys_are_settable_and_listed():

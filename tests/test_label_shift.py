@@ -18,7 +18,7 @@ from fewtune.label_shift import parse_class_prior, prior_ratio, prior_vector, sh
 
 from tests.helpers import synthetic
 
-FAST = {"steps": 4, "batch_size": 8}
+FAST = {"steps": 4, "batch_size": 8, "head_c": 1}  # a fixed head: no fold bodies
 CLASSES = ["negative", "positive"]
 
 

@@ -16,7 +16,7 @@ from tests.helpers import synthetic
 
 PROMPT = {"template": "{text} overall it was", "label_words": "negative=terrible,positive=great"}
 FAST = {
-    "setfit": {"steps": 4, "batch_size": 8},
+    "setfit": {"steps": 4, "batch_size": 8, "head_c": 1},
     "linear-probe": {},
     "finetune": {"epochs": 2, "learning_rate": 1e-3, "head_learning_rate": 1e-2},
     "majority": {},

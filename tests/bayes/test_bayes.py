@@ -19,7 +19,7 @@ from fewtune.metrics import risk_coverage
 
 from tests.helpers import synthetic
 
-FAST = {"steps": 4, "batch_size": 8}
+FAST = {"steps": 4, "batch_size": 8, "head_c": 1}  # a fixed head: no fold bodies
 
 
 def problem(n=12, d=4, c=3, seed=0):

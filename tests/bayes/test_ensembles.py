@@ -13,7 +13,7 @@ from fewtune.bayes.acquisition import acquisition_scores
 
 from tests.helpers import synthetic
 
-FAST = {"steps": 4, "batch_size": 8, "learning_rate": 1e-3}
+FAST = {"steps": 4, "batch_size": 8, "learning_rate": 1e-3, "head_c": 1}  # a fixed head: no fold bodies
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from tests.helpers.cli import run_cli
 from tests.helpers.files import write_csv
 from tests.helpers.reviews import tree
 
-FAST = ["-p", "steps=2", "-p", "batch_size=8"]
+FAST = ["-p", "steps=2", "-p", "batch_size=8", "-p", "head_c=1"]  # a fixed head: no fold bodies
 
 
 @pytest.fixture(scope="module")

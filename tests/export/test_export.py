@@ -18,7 +18,7 @@ from fewtune import FewShotClassifier, FewtuneError
 from fewtune.cli import main
 from fewtune.export import MANIFEST_NAME, OnnxClassifier, export_onnx, is_exported
 
-FAST = {"steps": 4, "batch_size": 8}
+FAST = {"steps": 4, "batch_size": 8, "head_c": 1}  # a fixed head: no fold bodies
 POS = ["a great film", "wonderful acting", "loved every minute", "excellent and moving", "truly great", "superb"]
 NEG = ["an awful film", "terrible acting", "hated every minute", "boring and dull", "truly awful", "dreadful"]
 TEXTS, LABELS = POS + NEG, ["pos"] * len(POS) + ["neg"] * len(NEG)
@@ -205,13 +205,15 @@ def test_predicting_with_an_export_never_imports_torch(exported, tmp_path):
 # --- the real backbone ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def minilm_bbc(tmp_path_factory):
-    """Real MiniLM setfit on 8 BBC articles per topic, texts cut at 128 tokens, exported in fp32 and int8."""
+    """Real setfit on the default encoder (me5-small), 8 BBC articles per topic, texts cut at 128 tokens, exported
+    in fp32 and int8. A fixed head (head_c=1): what int8 loses is the encoder's rounding; the default's chosen head
+    trains 4 setfits more (it lost 0.84 points here in int8, 4 of 475 articles: README "ONNX export")."""
     from fewtune.data import load_builtin, sample_k_shot
 
     pool, test = load_builtin("bbc")
     shots = pool.subset(sample_k_shot(pool.labels, 8, seed=0))
     folder = tmp_path_factory.mktemp("minilm") / "bbc"
-    FewShotClassifier(params={"max_tokens": 128}, seed=0).fit(shots.texts, shots.labels).save(folder)
+    FewShotClassifier(params={"max_tokens": 128, "head_c": 1}, seed=0).fit(shots.texts, shots.labels).save(folder)
     export_onnx(folder)
     export_onnx(folder, int8=True)
     return folder, test

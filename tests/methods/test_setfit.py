@@ -13,7 +13,7 @@ from fewtune.selection import grid_points, parse_grid
 
 from tests.helpers import synthetic
 
-FAST = {"batch_size": 8, "learning_rate": 1e-3}
+FAST = {"batch_size": 8, "learning_rate": 1e-3, "head_c": 1}  # a fixed head unless a test chooses it
 
 
 @pytest.fixture(scope="module")

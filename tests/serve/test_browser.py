@@ -23,7 +23,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 # machine with no network refuses many times a second.
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
-FAST = {"steps": 4, "batch_size": 8}
+FAST = {"steps": 4, "batch_size": 8, "head_c": 1}  # a fixed head: no fold bodies
 EXAMPLES = [("a great film", "pos"), ("wonderful acting", "pos"), ("loved every minute", "pos"),
             ("an awful film", "neg"), ("terrible acting", "neg"), ("hated every minute", "neg")]
 

@@ -78,7 +78,7 @@ def test_sigkill_during_a_benchmark_keeps_whole_lines_and_resumes(st_folder, tmp
     test = write_csv(tmp_path / "reviews_test.csv", zip(*synthetic.held_out(CLASSES, 8)))
     out = tmp_path / "runs.jsonl"
     args = [sys.executable, "-m", "fewtune.cli", "bench", "--dataset", str(train), "--test", str(test),
-            "--backbone", str(st_folder), "--methods", "setfit:steps=4,batch_size=8", "--baselines", "majority",
+            "--backbone", str(st_folder), "--methods", "setfit:steps=4,batch_size=8,head_c=1", "--baselines", "majority",
             "--shots", "2", "--seeds", "3", "--out", str(out), "--no-report", "--quiet", "--json"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     child = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -17,7 +17,7 @@ from tests.helpers import synthetic
 from tests.helpers.cli import run_cli
 from tests.helpers.files import write_csv
 
-FAST = ["-p", "steps=6", "-p", "batch_size=8"]
+FAST = ["-p", "steps=6", "-p", "batch_size=8", "-p", "head_c=1"]  # a fixed head: no fold bodies
 
 
 def test_a_curve_keeps_every_step():

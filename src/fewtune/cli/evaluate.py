@@ -152,7 +152,7 @@ def calibration_hint(calibration: dict, accuracy: float, *, fixed_setfit_head: b
     how = "timid" if confidence < accuracy else "overconfident"
     fixes = "--calibrate temperature (fitted on the shots) or --calibrate auto"
     if fixed_setfit_head and how == "timid":
-        fixes = "-p head_c=0 (the head chosen by setfit bodies that never saw the shots), " + fixes
+        fixes = "-p head_c=0 (setfit's default: the head chosen by bodies that never saw the shots), " + fixes
     return (f"          the probabilities are {how}: {confidence:.0%} confidence on average where {accuracy:.0%} "
             f"are right; retrain with {fixes} before trusting them, e.g. for --abstain-below")
 

@@ -35,8 +35,9 @@ from ..training.tracking import record_losses
 PORTFOLIO = ("linear-probe", "zero-shot", "setfit", "hybrid", "finetune", "prompt")
 LM_METHODS = ("zero-shot", "hybrid", "prompt")  # need the causal LM (hybrid: both backbones)
 # Inside auto the folds already guard against training that hurts: prompt trains a fixed, short
-# schedule instead of its own nested early-stopping folds (which would multiply its cost by k).
-PORTFOLIO_PARAMS = {"prompt": {"early_stopping": False, "epochs": 4}}
+# schedule instead of its own nested early-stopping folds (which would multiply its cost by k), and
+# setfit a fixed head (C = 1) instead of choosing it with fold bodies of its own (5× its cost in each fold).
+PORTFOLIO_PARAMS = {"prompt": {"early_stopping": False, "epochs": 4}, "setfit": {"head_c": 1.0}}
 # Before a costly candidate starts, its folds are estimated from candidates already run on the same
 # backbone (hybrid's LM scores come from the shared cache, so it costs about a linear probe more; prompt
 # trains, several times zero-shot's scoring); one that would end past the budget is not started.

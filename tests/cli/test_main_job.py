@@ -19,7 +19,7 @@ def test_demo_job_reaches_far_above_chance_on_bbc(capfd, tmp_path):
     assert result["evaluation"]["accuracy"] > 0.8  # 5 topics: chance is 0.2
     # The README's claim for the default head (head_c=0, chosen by bodies that never saw the shots): about as
     # confident as right, where C = 1 was 0.5 confident on articles it got right 93 % of the time (ECE 0.41).
-    assert result["evaluation"]["calibration"]["ece"] < 0.08
+    assert result["evaluation"]["ece"] < 0.08  # 0.040 measured (README)
     code = main(["evaluate", str(tmp_path / "model"), "--dataset", "bbc", "--json", "--quiet"])
     report = json.loads(capfd.readouterr().out)
     assert code == 0

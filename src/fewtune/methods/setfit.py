@@ -199,8 +199,8 @@ class SetFit(LinearHeadEncoderMethod):
                 info.update(self._train_end_to_end(texts, y, n_classes, trainable, prior, rng, progress))
         return info
 
-    def _train_body(self, texts, y, seed, rng, progress, *, end_to_end=False,
-                    steps: int | None = None) -> tuple[dict, list, L2SPPrior]:
+    def _train_body(self, texts, y, seed, rng, progress, *, end_to_end=False, steps: int | None = None,
+                    description: str = "Contrastive training") -> tuple[dict, list, L2SPPrior]:
         """The backbone, trained contrastively (then WiSE-FT): the body before any head, for `steps`
         steps (default: as many as the parameters give these texts). Returns its info, and the
         trainable weights and their prior for an end-to-end stage to go on with."""
@@ -217,7 +217,7 @@ class SetFit(LinearHeadEncoderMethod):
             prior = L2SPPrior(trainable, p.l2sp)
         if steps > 0:
             with encoder_dropout(self.body, p.dropout):
-                self._contrastive_steps(texts, y, steps, trainable, prior, rng, progress)
+                self._contrastive_steps(texts, y, steps, trainable, prior, rng, progress, description)
             if p.wise < 1:
                 prior.interpolate(p.wise)
             info["distance_from_pretrained"] = round(prior.distance(), 6)
@@ -240,12 +240,13 @@ class SetFit(LinearHeadEncoderMethod):
         # (30-60 % of the K=16 overshoot, benchmarks/README.md "four quarters, full steps").
         steps = contrastive_steps(p, len(texts))
         logp = np.zeros(len(HEAD_C_GRID))  # out-of-fold log-likelihood of the shots, per C
-        for train_idx, val_idx in folds:
+        for f, (train_idx, val_idx) in enumerate(folds, 1):
             member = type(self)(p, self.backbone, self.device)
+            name = f"Choosing the head: fold body {f}/{len(folds)}"
             with record_losses():  # its steps are not the returned model's: kept out of the loss curve
                 member._train_body([texts[i] for i in train_idx], y[train_idx], seed, np.random.default_rng(seed),
-                                   progress, steps=steps)
-            emb = member._encode(texts, progress=progress, description="Embedding the shots (fold body)")
+                                   progress, steps=steps, description=name)
+            emb = member._encode(texts, progress=progress, description=f"{name}, embedding the shots")
             for i, c in enumerate(HEAD_C_GRID):
                 head = LinearHead.fit_logistic(emb[train_idx], y[train_idx], n_classes, c=c,
                                                class_weight=p.class_weight, seed=seed)
@@ -276,7 +277,8 @@ class SetFit(LinearHeadEncoderMethod):
         groups = [{"params": trainable, "lr": p.learning_rate, "weight_decay": p.weight_decay}, *extra_groups]
         return make_optimizer(groups, lr=p.learning_rate, weight_decay=p.weight_decay, device=self.body.device)
 
-    def _contrastive_steps(self, texts, y, steps, trainable, prior, rng, progress) -> None:
+    def _contrastive_steps(self, texts, y, steps, trainable, prior, rng, progress,
+                           description: str = "Contrastive training") -> None:
         """Contrastive training of the encoder's `trainable` weights, penalised by `prior`."""
         from transformers import get_linear_schedule_with_warmup
 
@@ -288,7 +290,7 @@ class SetFit(LinearHeadEncoderMethod):
         scheduler = get_linear_schedule_with_warmup(optimizer, int(p.warmup_ratio * steps), steps)
         labels = torch.as_tensor(np.asarray(y), device=body.device)
         loss_fn = LOSSES[p.loss]
-        task = progress.add("Contrastive training", total=steps) if progress else None
+        task = progress.add(description, total=steps) if progress else None
         for idx in balanced_batches(y, p.batch_size, steps, rng):
             emb = self._embed_batch([texts[i] for i in idx])
             loss = loss_fn(emb, labels[idx], p) + prior.penalty()

@@ -4,7 +4,8 @@
         [--fold-steps fold] --save DIR
 
 The built-ins as a user's file (texts and labels only), K per class, 500 fixed test texts, texts cut at
-128 tokens (the same splits as setfit_head_c.py). Per split: setfit with its defaults on all the shots
+128 tokens (the same splits as setfit_head_c.py). Per split: setfit with its defaults but a fixed head (head_c=1:
+the heads are the analysis's; the body is the default's) on all the shots
 (the model a user gets; its embeddings of the shots and of the test texts), and one setfit body per
 stratified fold (--folds, 4) trained without that fold's shots, each embedding every shot; and the full
 model's embeddings of 500 rows of the user's file that are not shots (setfit_crossfit_heldout.py). Saved as

@@ -8,7 +8,7 @@ held-out shots). What it decides is applied to the user's model (the full body, 
 --on heldout scores on the rows of the user's file that were not drawn as shots instead of the data set's
 test split (setfit_crossfit_heldout.py adds them).
 
-- default: the C = 1 logistic head (setfit's default).
+- default: the C = 1 logistic head (setfit's default until 2026-12-07; `-p head_c=1` now).
 - temperature: T fitted (MAP, log T ~ N(0, 1)) on the out-of-fold probabilities of C = 1 heads, each
   fitted on a fold body's embeddings of its training shots and predicting its held-out shots; what
   calibrate="temperature" does.
@@ -17,7 +17,7 @@ test split (setfit_crossfit_heldout.py adds them).
   under a flat prior on the grid).
 - oof-c+t: oof-c, then T as in "temperature" on that C's out-of-fold probabilities.
 - oof-c-mean: one head, at the C whose log is the mean of log C under those weights (a plain setfit
-  model with another head_c).
+  model with another head_c): what head_c=0, setfit's default since 2026-12-07, does.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/setfit_head_c.py [--seeds 3] [--first-seed 0] [--k 8] [--data mr,bbc]
 
 The built-ins as a user's file (texts and labels only), K = 8 per class, 500 fixed test texts, texts cut
-at 128 tokens. setfit is trained once per split with its defaults (head_c = 1); then logistic heads
+at 128 tokens. setfit is trained once per split with its defaults but head_c = 1 (the default until 2026-12-07); then logistic heads
 with C in (1, 10, 100) and the C that 4-fold cross-validated log-loss on the shots' embeddings chooses
 (as linear-probe chooses its own) are fitted on the same embeddings and scored on the test texts:
 accuracy, ECE (10 bins), NLL. One JSON line a split to results/setfit_head_c.jsonl.

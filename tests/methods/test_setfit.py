@@ -208,7 +208,7 @@ def test_a_calibration_s_fold_models_keep_the_chosen_head_c(st_folder, data, mon
 
     chosen = []
     choose = SetFit._choose_head_c
-    monkeypatch.setattr(SetFit, "_choose_head_c", lambda self, *a: chosen.append(1) or choose(self, *a))
+    monkeypatch.setattr(SetFit, "_choose_head_c", lambda self, *a, **kw: chosen.append(1) or choose(self, *a, **kw))
     clf = FewShotClassifier(backbone=str(st_folder), params={**FAST, "steps": 1, "head_c": 0},
                             calibrate="temperature").fit(*data)
     assert len(chosen) == 1  # not again inside each of temperature scaling's fold models
@@ -220,7 +220,7 @@ def test_select_cv_members_do_not_choose_head_c_again_unless_the_grid_is_over_it
 
     chosen = []
     choose = SetFit._choose_head_c
-    monkeypatch.setattr(SetFit, "_choose_head_c", lambda self, *a: chosen.append(1) or choose(self, *a))
+    monkeypatch.setattr(SetFit, "_choose_head_c", lambda self, *a, **kw: chosen.append(1) or choose(self, *a, **kw))
     clf = FewShotClassifier(backbone=str(st_folder), params={**FAST, "steps": 1, "head_c": 0}, select="cv",
                             grid={"learning_rate": [1e-3, 1e-4]}).fit(*data)
     assert len(chosen) == 1  # the chosen point's model only, not each of the 2 × 4 fold models
@@ -230,6 +230,28 @@ def test_select_cv_members_do_not_choose_head_c_again_unless_the_grid_is_over_it
                                grid={"head_c": [0.0, 1.0]}).fit(*data)
     # The head_c=0 point's 2 fold models choose, as asked; then the chosen point's model, if it is that one.
     assert len(chosen) == 2 + (over_c.train_info_["selection"]["chosen"]["head_c"] == 0)
+
+
+def test_head_c_zero_without_contrastive_steps_trains_no_fold_bodies(st_folder, data, monkeypatch):
+    """steps=0 leaves every fold body the pretrained one: the shots' embeddings serve every fold."""
+    from fewtune.methods.setfit import HEAD_C_GRID, SetFit
+    from fewtune.training.heads import LinearHead
+
+    def refuse(*a, **kw):
+        raise AssertionError("a fold body was trained")
+
+    monkeypatch.setattr(SetFit, "_fold_body_embeddings", refuse)
+    X, y = data
+    clf = FewShotClassifier(backbone=str(st_folder), params={**FAST, "steps": 0, "head_c": 0}, seed=0).fit(X, y)
+    y_idx = np.array([list(clf.classes_).index(v) for v in y])
+    emb = clf.transform(X)
+    logp = np.zeros(len(HEAD_C_GRID))
+    for train_idx, val_idx in cv_folds(y_idx, 4, 0):
+        for i, c in enumerate(HEAD_C_GRID):
+            proba = LinearHead.fit_logistic(emb[train_idx], y_idx[train_idx], 2, c=c, seed=0).predict_proba(emb[val_idx])
+            logp[i] += np.log(proba[np.arange(len(val_idx)), y_idx[val_idx]]).sum()
+    nll = np.array(list(clf.train_info_["head_c"]["oof_nll"].values()))
+    np.testing.assert_allclose(nll, -logp / len(y), atol=2e-6)
 
 
 def test_head_c_zero_falls_back_where_the_shots_cannot_choose(st_folder, data):

@@ -192,7 +192,8 @@ class SetFit(LinearHeadEncoderMethod):
         emb = self._encode(texts, progress=progress, description="Embedding training texts")
         self.head_c = p.head_c or FALLBACK_HEAD_C
         if p.head_c == 0:
-            self.head_c, info["head_c"] = self._choose_head_c(texts, y, n_classes, seed, progress)
+            self.head_c, info["head_c"] = self._choose_head_c(texts, y, n_classes, seed, progress,
+                                                              steps=info["body_steps"], emb=emb)
         self.head = LinearHead.fit_logistic(emb, y, n_classes, c=self.head_c, class_weight=p.class_weight, seed=seed)
         if end_to_end:
             with encoder_dropout(self.body, p.dropout):
@@ -224,10 +225,12 @@ class SetFit(LinearHeadEncoderMethod):
         info["body_seconds"] = round(time.perf_counter() - started, 3)
         return info, trainable, prior
 
-    def _choose_head_c(self, texts, y, n_classes, seed, progress) -> tuple[float, dict]:
+    def _choose_head_c(self, texts, y, n_classes, seed, progress, *, steps: int,
+                       emb: np.ndarray) -> tuple[float, dict]:
         """head_c=0: the C whose heads best predict shots their bodies never saw (a setfit per fold,
         trained on the other folds), as the geometric mean of HEAD_C_GRID under the out-of-fold
-        likelihood (a posterior over log C, flat on the grid)."""
+        likelihood (a posterior over log C, flat on the grid). `steps` is the kept body's; `emb` its
+        embeddings of the shots, which are every fold body's too when it takes no steps."""
         p = self.params
         y = np.asarray(y)
         why = ("multi-label" if y.ndim == 2 else "differentiable head" if p.head == "differentiable"
@@ -238,26 +241,28 @@ class SetFit(LinearHeadEncoderMethod):
         # Each fold body takes as many steps as the body kept: one trained less (epochs on 3/4 of the
         # shots) finds its held-out shots easier than the kept body finds new texts, and C overshoots
         # (30-60 % of the K=16 overshoot, benchmarks/README.md "four quarters, full steps").
-        steps = contrastive_steps(p, len(texts))
         logp = np.zeros(len(HEAD_C_GRID))  # out-of-fold log-likelihood of the shots, per C
         for f, (train_idx, val_idx) in enumerate(folds, 1):
-            member = type(self)(p, self.backbone, self.device)
-            name = f"Choosing the head: fold body {f}/{len(folds)}"
-            with record_losses():  # its steps are not the returned model's: kept out of the loss curve
-                member._train_body([texts[i] for i in train_idx], y[train_idx], seed, np.random.default_rng(seed),
-                                   progress, steps=steps, description=name)
-            emb = member._encode(texts, progress=progress, description=f"{name}, embedding the shots")
+            fold_emb = emb if steps == 0 else self._fold_body_embeddings(texts, y, train_idx, seed, progress, steps,
+                                                                         f"Choosing the head: fold body {f}/{len(folds)}")
             for i, c in enumerate(HEAD_C_GRID):
-                head = LinearHead.fit_logistic(emb[train_idx], y[train_idx], n_classes, c=c,
+                head = LinearHead.fit_logistic(fold_emb[train_idx], y[train_idx], n_classes, c=c,
                                                class_weight=p.class_weight, seed=seed)
-                proba = head.predict_proba(emb[val_idx])
+                proba = head.predict_proba(fold_emb[val_idx])
                 logp[i] += float(np.log(np.clip(proba[np.arange(len(val_idx)), y[val_idx]], 1e-12, None)).sum())
-            del member
         weights = np.exp(logp - logp.max())
         weights /= weights.sum()
         chosen = float(np.exp(np.dot(weights, np.log(HEAD_C_GRID))))
         return chosen, {"chosen": round(chosen, 6), "folds": len(folds),
                         "oof_nll": {f"{c:g}": round(float(-v / len(y)), 6) for c, v in zip(HEAD_C_GRID, logp)}}
+
+    def _fold_body_embeddings(self, texts, y, train_idx, seed, progress, steps: int, name: str) -> np.ndarray:
+        """Every shot embedded by a body trained, for `steps` steps, on the shots at train_idx only."""
+        member = type(self)(self.params, self.backbone, self.device)
+        with record_losses():  # its steps are not the returned model's: kept out of the loss curve
+            member._train_body([texts[i] for i in train_idx], y[train_idx], seed, np.random.default_rng(seed),
+                               progress, steps=steps, description=name)
+        return member._encode(texts, progress=progress, description=f"{name}, embedding the shots")
 
     @classmethod
     def cv_member_params(cls, params: dict, grid_keys: set[str]) -> dict:

@@ -17,8 +17,7 @@ from fewtune.data import load_labeled
 from fewtune.data.stream import stream_texts
 from fewtune.errors import DataError
 from fewtune.progress import observe_progress
-
-FAST = {"steps": 4, "batch_size": 8, "head_c": 1}  # a fixed head: no fold bodies
+from tests.helpers.fast import FAST_SETFIT as FAST
 
 
 def write_csv(path, n: int, *, width: int = 200):

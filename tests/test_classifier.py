@@ -13,8 +13,9 @@ from fewtune.training.heads import LinearHead
 from fewtune.methods.setfit import balanced_batches, pair_loss
 
 from tests.helpers import synthetic
+from tests.helpers.fast import FAST_SETFIT
 
-FAST = {"steps": 6, "batch_size": 8, "head_c": 1}  # a fixed head: no fold bodies
+FAST = {**FAST_SETFIT, "steps": 6}
 
 
 @pytest.fixture(scope="module")

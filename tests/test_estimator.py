@@ -12,8 +12,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_pre
 from fewtune import FewShotClassifier, FewShotGenerator, FewtuneError
 from fewtune.recommend import FewShotRecommender
 from tests.helpers import synthetic
-
-FAST = {"steps": 4, "batch_size": 8, "head_c": 1}  # a fixed head: no fold bodies
+from tests.helpers.fast import FAST_SETFIT as FAST
 
 
 def test_params_keys_are_settable_and_listed():

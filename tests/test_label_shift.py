@@ -17,8 +17,8 @@ from fewtune.cli import main
 from fewtune.label_shift import parse_class_prior, prior_ratio, prior_vector, shift_proba
 
 from tests.helpers import synthetic
+from tests.helpers.fast import FAST_SETFIT as FAST
 
-FAST = {"steps": 4, "batch_size": 8, "head_c": 1}  # a fixed head: no fold bodies
 CLASSES = ["negative", "positive"]
 
 

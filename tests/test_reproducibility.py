@@ -13,10 +13,11 @@ from fewtune import FewShotClassifier
 from fewtune.methods import METHODS
 
 from tests.helpers import synthetic
+from tests.helpers.fast import FAST_SETFIT
 
 PROMPT = {"template": "{text} overall it was", "label_words": "negative=terrible,positive=great"}
 FAST = {
-    "setfit": {"steps": 4, "batch_size": 8, "head_c": 1},
+    "setfit": FAST_SETFIT,
     "linear-probe": {},
     "finetune": {"epochs": 2, "learning_rate": 1e-3, "head_learning_rate": 1e-2},
     "majority": {},

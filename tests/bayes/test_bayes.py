@@ -18,8 +18,7 @@ from fewtune.bayes.laplace import augment, fit_map, log_evidence, softmax
 from fewtune.metrics import risk_coverage
 
 from tests.helpers import synthetic
-
-FAST = {"steps": 4, "batch_size": 8, "head_c": 1}  # a fixed head: no fold bodies
+from tests.helpers.fast import FAST_SETFIT as FAST
 
 
 def problem(n=12, d=4, c=3, seed=0):

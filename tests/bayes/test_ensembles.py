@@ -12,8 +12,9 @@ from fewtune import FewShotClassifier, FewtuneError
 from fewtune.bayes.acquisition import acquisition_scores
 
 from tests.helpers import synthetic
+from tests.helpers.fast import FAST_SETFIT
 
-FAST = {"steps": 4, "batch_size": 8, "learning_rate": 1e-3, "head_c": 1}  # a fixed head: no fold bodies
+FAST = {**FAST_SETFIT, "learning_rate": 1e-3}
 
 
 @pytest.fixture(scope="module")

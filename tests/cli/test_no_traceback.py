@@ -14,10 +14,11 @@ from hypothesis import strategies as st
 
 from tests.helpers import synthetic
 from tests.helpers.cli import run_cli
+from tests.helpers.fast import FAST_SETFIT, as_options
 from tests.helpers.files import write_csv
 from tests.helpers.reviews import tree
 
-FAST = ["-p", "steps=2", "-p", "batch_size=8", "-p", "head_c=1"]  # a fixed head: no fold bodies
+FAST = as_options({**FAST_SETFIT, "steps": 2})
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ import pytest
 from fewtune import FewShotClassifier, FewtuneError
 from fewtune.cli import main
 from fewtune.export import MANIFEST_NAME, OnnxClassifier, export_onnx, is_exported
+from tests.helpers.fast import FAST_SETFIT as FAST
 
-FAST = {"steps": 4, "batch_size": 8, "head_c": 1}  # a fixed head: no fold bodies
 POS = ["a great film", "wonderful acting", "loved every minute", "excellent and moving", "truly great", "superb"]
 NEG = ["an awful film", "terrible acting", "hated every minute", "boring and dull", "truly awful", "dreadful"]
 TEXTS, LABELS = POS + NEG, ["pos"] * len(POS) + ["neg"] * len(NEG)

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers.fast import FAST_SETFIT, as_options
 
-# head_c=1: a fixed head. setfit's default (head_c=0) trains 4 fold bodies more to choose it; tests/cli/
-# test_every_command.py runs train's default path with it, tests/methods/test_setfit.py what it chooses.
-FAST = ["-p", "steps=4", "-p", "batch_size=8", "-p", "head_c=1"]
-FAST_PARAMS = {"steps": 4, "batch_size": 8, "head_c": 1}
+
+FAST_PARAMS = FAST_SETFIT
+FAST = as_options(FAST_SETFIT)
 POS = ["great", "excellent", "wonderful", "loved"]
 NEG = ["awful", "terrible", "boring", "hated"]
 HEADER = ["id", "review", "sentiment"]  # deliberately not the default text/label column names

@@ -7,8 +7,8 @@ import pytest
 from fewtune import FewShotClassifier, FewShotGenerator
 from fewtune.export import export_onnx
 from fewtune.serve import Limits
+from tests.helpers.fast import FAST_SETFIT as FAST
 
-FAST = {"steps": 4, "batch_size": 8, "head_c": 1}  # a fixed head: no fold bodies
 TEXTS = ["a great film", "wonderful acting", "loved every minute", "excellent", "an awful film", "terrible acting",
          "hated every minute", "boring"]
 LABELS = ["pos"] * 4 + ["neg"] * 4

@@ -17,13 +17,13 @@ import pytest
 
 from fewtune import FewShotClassifier
 from fewtune.serve import TeachConfig, create_app
+from tests.helpers.fast import FAST_SETFIT as FAST
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Without the background-networking flags Chromium keeps trying to reach Google's hosts, which a
 # machine with no network refuses many times a second.
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
-FAST = {"steps": 4, "batch_size": 8, "head_c": 1}  # a fixed head: no fold bodies
 EXAMPLES = [("a great film", "pos"), ("wonderful acting", "pos"), ("loved every minute", "pos"),
             ("an awful film", "neg"), ("terrible acting", "neg"), ("hated every minute", "neg")]
 

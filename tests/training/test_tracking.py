@@ -15,9 +15,10 @@ from fewtune.errors import FewtuneError
 from fewtune.training.tracking import curve, record_losses, report_loss
 from tests.helpers import synthetic
 from tests.helpers.cli import run_cli
+from tests.helpers.fast import FAST_SETFIT, as_options
 from tests.helpers.files import write_csv
 
-FAST = ["-p", "steps=6", "-p", "batch_size=8", "-p", "head_c=1"]  # a fixed head: no fold bodies
+FAST = as_options({**FAST_SETFIT, "steps": 6})
 
 
 def test_a_curve_keeps_every_step():

@@ -17,7 +17,15 @@ test split (setfit_crossfit_heldout.py adds them).
   under a flat prior on the grid).
 - oof-c+t: oof-c, then T as in "temperature" on that C's out-of-fold probabilities.
 - oof-c-mean: one head, at the C whose log is the mean of log C under those weights (a plain setfit
-  model with another head_c): what head_c=0, setfit's default since 2026-12-07, does.
+  model with another head_c): what head_c=0, setfit's default since 2026-12-07, did until the change below.
+- oof-c-mean-n: oof-c-mean's C × (the fold heads' shots / all shots): scikit-learn's C weighs the sum of
+  the losses, so a fold head fitted on 3/4 of the shots at C is regularised as the full head at 3/4·C.
+  What head_c=0 does since the fourth session of 2026-12-07.
+- fresh-n, fresh-4n (test split only): not a rule a user can run but the information limit of one. C is
+  chosen as oof-c-mean chooses it, but by the user's model itself (the full body and its heads) on n (4n)
+  labeled rows of the user's file that were not drawn as shots, n the number of shots: what as many (four
+  times as many) *new* labeled texts would tell. Mean over 30 draws of those rows. No rule fitted on the
+  shots sees more than fresh-n: the shots themselves trained the model, so only fold bodies can score them.
 """
 
 from __future__ import annotations
@@ -66,6 +74,7 @@ def analyse(path: Path, on: str = "test") -> dict:
     mean_c = float(np.exp(np.dot(weights, np.log(CS))))  # one head at the posterior mean of log C
     t1 = fit_temperature(oof[1.0], y)
     tb = fit_temperature(oof[best], y)
+    fold_share = float(np.mean([(fold_of != f).sum() for f in range(fold_emb.shape[0])]) / len(y))
     rules = {
         "default": test[1.0],
         "temperature": apply_temperature(test[1.0], t1),
@@ -73,6 +82,7 @@ def analyse(path: Path, on: str = "test") -> dict:
         "oof-c-bma": sum(w * test[c] for w, c in zip(weights, CS)),
         "oof-c+t": apply_temperature(test[best], tb),
         "oof-c-mean": np.asarray(head(emb, y, mean_c).predict_proba(emb_test)),
+        "oof-c-mean-n": np.asarray(head(emb, y, mean_c * fold_share).predict_proba(emb_test)),
     }
     oracle = min(CS, key=lambda c: ece(test[c], y_test))
     row = {"file": path.stem, "on": on, "oof_c": best, "mean_c": round(mean_c, 3), "temperature": round(t1, 4), "oracle_c": oracle,
@@ -83,7 +93,33 @@ def analyse(path: Path, on: str = "test") -> dict:
     for name, p in rules.items():
         row["rules"][name] = {"accuracy": round(float((p.argmax(1) == y_test).mean()), 4),
                               "ece": round(ece(p, y_test), 4), "confidence": round(float(p.max(1).mean()), 4)}
+    if on == "test" and "emb_heldout" in d:
+        row["rules"].update(fresh_rows(d, head, n))
     return row
+
+
+def fresh_rows(d, head, n: int, draws: int = 30) -> dict:
+    """fresh-n and fresh-4n: C chosen by the user's model on labeled rows of the file that are not shots."""
+    emb, y, emb_test, y_test = d["emb"], d["labels"], d["emb_test"], d["y_test"]
+    heads = {c: head(emb, y, c) for c in CS}
+    rows_proba = {c: np.asarray(h.predict_proba(d["emb_heldout"])) for c, h in heads.items()}
+    y_rows = d["y_heldout"]
+    rng = np.random.default_rng(0)
+    out = {}
+    for times in (1, 4):
+        scores = []
+        for _ in range(draws):
+            idx = rng.choice(len(y_rows), min(times * len(y), len(y_rows)), replace=False)
+            logp = np.array([np.log(np.clip(rows_proba[c][idx, y_rows[idx]], 1e-12, None)).sum() for c in CS])
+            weights = np.exp(logp - logp.max())
+            c = float(np.exp(np.dot(weights / weights.sum(), np.log(CS))))
+            p = np.asarray(head(emb, y, c).predict_proba(emb_test))
+            scores.append(((p.argmax(1) == y_test).mean(), ece(p, y_test), p.max(1).mean()))
+        accuracy, calibration, confidence = np.mean(scores, axis=0)
+        out["fresh-n" if times == 1 else f"fresh-{times}n"] = {
+            "accuracy": round(float(accuracy), 4), "ece": round(float(calibration), 4),
+            "confidence": round(float(confidence), 4)}
+    return out
 
 
 def main() -> int:

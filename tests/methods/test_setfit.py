@@ -172,10 +172,13 @@ def test_head_c_zero_chooses_the_head_on_bodies_that_never_saw_the_shots(st_fold
     clf = FewShotClassifier(backbone=str(st_folder), params=params, seed=0).fit(X, y)
     info = clf.train_info_["head_c"]
     assert info["folds"] == 4 and list(info["oof_nll"]) == [f"{c:g}" for c in HEAD_C_GRID]
-    # The geometric mean of the grid under the out-of-fold likelihood of the 16 shots.
+    # The geometric mean of the grid under the out-of-fold likelihood of the 16 shots, scaled from the fold
+    # heads' 12 shots to the model's 16 (C weighs the sum of the losses).
     nll = np.array(list(info["oof_nll"].values()))
     weights = np.exp(-len(y) * (nll - nll.min()))
-    assert info["chosen"] == pytest.approx(np.exp(np.dot(weights / weights.sum(), np.log(HEAD_C_GRID))), rel=1e-4)
+    assert info["fold_share"] == 0.75
+    assert info["chosen"] == pytest.approx(0.75 * np.exp(np.dot(weights / weights.sum(), np.log(HEAD_C_GRID))),
+                                           rel=1e-4)
     # That likelihood is the one of setfits trained on each fold's other shots, as a user would train them
     # with as many steps as the model's own body took.
     y_idx = np.array([list(clf.classes_).index(v) for v in y])

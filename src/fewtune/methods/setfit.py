@@ -73,13 +73,14 @@ class SetFitParams(MethodParams):
                       choices=("logistic", "differentiable"))
     # 0, not scikit-learn's 1 (the SetFit library's head): C=1 is calibrated only where it happens to fit (the
     # 2-3-class review sets from K=16); at K=8 on the built-ins as user files its ECE is 0.12-0.39, on topics
-    # 0.20-0.39 at every K. The chosen C: 0.03-0.15 at K=8, for 5 trainings instead of 1 (benchmarks/README.md
+    # 0.20-0.39 at every K. The chosen C: 0.03-0.14 at K=8, for 5 trainings instead of 1 (benchmarks/README.md
     # "setfit_crossfit": "head_c=0 with the full body's steps, and the default").
     head_c: float = param(0.0, "inverse L2 strength of the logistic-regression head (0 = chosen on "
                                f"the shots: setfit is trained again, for as many steps, without each of "
                                f"{HEAD_C_FOLDS} folds of them, and C is the geometric mean of the grid "
                                f"{HEAD_C_GRID[0]:g}..{HEAD_C_GRID[-1]:g} weighted by the likelihood those bodies' "
-                               f"heads give the shots they never saw; costs {HEAD_C_FOLDS} trainings more. A fixed "
+                               f"heads give the shots they never saw, times the share of the shots a fold head saw; "
+                               f"costs {HEAD_C_FOLDS} trainings more. A fixed "
                                "C such as 1, the SetFit library's, trains once)", minimum=0)
     head_epochs: int = param(2, "differentiable head: passes of end-to-end training", minimum=0)
     head_learning_rate: float = param(1e-2, "differentiable head: learning rate of the head", above=0,
@@ -229,8 +230,8 @@ class SetFit(LinearHeadEncoderMethod):
                        emb: np.ndarray) -> tuple[float, dict]:
         """head_c=0: the C whose heads best predict shots their bodies never saw (a setfit per fold,
         trained on the other folds), as the geometric mean of HEAD_C_GRID under the out-of-fold
-        likelihood (a posterior over log C, flat on the grid). `steps` is the kept body's; `emb` its
-        embeddings of the shots, which are every fold body's too when it takes no steps."""
+        likelihood (a posterior over log C, flat on the grid), scaled to all the shots. `steps` is the
+        kept body's; `emb` its embeddings of the shots, which are every fold body's too when it takes no steps."""
         p = self.params
         y = np.asarray(y)
         why = ("multi-label" if y.ndim == 2 else "differentiable head" if p.head == "differentiable"
@@ -252,8 +253,12 @@ class SetFit(LinearHeadEncoderMethod):
                 logp[i] += float(np.log(np.clip(proba[np.arange(len(val_idx)), y[val_idx]], 1e-12, None)).sum())
         weights = np.exp(logp - logp.max())
         weights /= weights.sum()
-        chosen = float(np.exp(np.dot(weights, np.log(HEAD_C_GRID))))
-        return chosen, {"chosen": round(chosen, 6), "folds": len(folds),
+        # scikit-learn's C weighs the *sum* of the losses: a fold head fitted on 3/4 of the shots at C is
+        # regularised as the head on all of them at 3/4·C (ECE lower on 18 of 28 splits at K = 8-16,
+        # benchmarks/README.md "what the shots can tell").
+        fold_share = float(np.mean([len(train_idx) for train_idx, _ in folds])) / len(y)
+        chosen = float(np.exp(np.dot(weights, np.log(HEAD_C_GRID)))) * fold_share
+        return chosen, {"chosen": round(chosen, 6), "folds": len(folds), "fold_share": round(fold_share, 6),
                         "oof_nll": {f"{c:g}": round(float(-v / len(y)), 6) for c, v in zip(HEAD_C_GRID, logp)}}
 
     def _fold_body_embeddings(self, texts, y, train_idx, seed, progress, steps: int, name: str) -> np.ndarray:

@@ -24,8 +24,9 @@ test split (setfit_crossfit_heldout.py adds them).
 - fresh-n, fresh-4n (test split only): not a rule a user can run but the information limit of one. C is
   chosen as oof-c-mean chooses it, but by the user's model itself (the full body and its heads) on n (4n)
   labeled rows of the user's file that were not drawn as shots, n the number of shots: what as many (four
-  times as many) *new* labeled texts would tell. Mean over 30 draws of those rows. No rule fitted on the
-  shots sees more than fresh-n: the shots themselves trained the model, so only fold bodies can score them.
+  times as many) *new* labeled texts, drawn as the file falls, would tell this choice. Mean over 30 draws
+  of those rows. A choice fitted on the shots has less to go on than fresh-n: the shots themselves trained
+  the model, so only fold bodies can score them.
 """
 
 from __future__ import annotations

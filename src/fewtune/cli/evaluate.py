@@ -161,8 +161,8 @@ def calibration_hint(calibration: dict, accuracy: float, *, fixed_setfit_head: b
             f"are right; retrain with {fixes} before trusting them, e.g. for --abstain-below")
     spread = math.sqrt(accuracy * (1 - accuracy) / n_train) if n_train else 0.0  # the accuracy's standard error
     if spread > HIGH_ECE:
-        hint += (f"\n          {n_train} training examples measure this accuracy only to ±{spread:.0%}, and a fix "
-                 f"fitted on them no better: more labeled examples are the surest fix")
+        hint += (f"\n          {n_train} training examples measure this accuracy only to ±{spread:.0%}, and no fix "
+                 f"fitted on them can be surer than that: more labeled examples are the surest fix")
     return hint
 
 

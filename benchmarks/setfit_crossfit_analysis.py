@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fewtune.methods.setfit import HEAD_C_GRID as CS  # the grid head_c=0 chooses on
+from fewtune.methods.setfit import HEAD_C_GRID as CS, posterior_mean_c  # the grid head_c=0 chooses on, and how
 
 
 def ece(proba, y):
@@ -72,7 +72,7 @@ def analyse(path: Path, on: str = "test") -> dict:
     best = min(oof_nll, key=oof_nll.get)
     weights = np.array([np.exp(-len(y) * (oof_nll[c] - oof_nll[best])) for c in CS])
     weights /= weights.sum()
-    mean_c = float(np.exp(np.dot(weights, np.log(CS))))  # one head at the posterior mean of log C
+    mean_c = posterior_mean_c(-len(y) * np.array([oof_nll[c] for c in CS]))  # one head at the posterior mean of log C
     t1 = fit_temperature(oof[1.0], y)
     tb = fit_temperature(oof[best], y)
     fold_share = float(np.mean([(fold_of != f).sum() for f in range(fold_emb.shape[0])]) / len(y))
@@ -112,8 +112,7 @@ def fresh_rows(d, head, n: int, draws: int = 30) -> dict:
         for _ in range(draws):
             idx = rng.choice(len(y_rows), min(times * len(y), len(y_rows)), replace=False)
             logp = np.array([np.log(np.clip(rows_proba[c][idx, y_rows[idx]], 1e-12, None)).sum() for c in CS])
-            weights = np.exp(logp - logp.max())
-            c = float(np.exp(np.dot(weights / weights.sum(), np.log(CS))))
+            c = posterior_mean_c(logp)
             p = np.asarray(head(emb, y, c).predict_proba(emb_test))
             scores.append(((p.argmax(1) == y_test).mean(), ece(p, y_test), p.max(1).mean()))
         accuracy, calibration, confidence = np.mean(scores, axis=0)

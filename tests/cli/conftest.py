@@ -10,7 +10,8 @@ import pytest
 
 from tests.helpers.cli import private_home, run_redirected
 from tests.helpers.files import write_csv
-from tests.helpers.reviews import FAST_PARAMS, HEADER, MULTILINE_TEXT, NEG, POS, PREDICT_TEXTS, review_rows, train_args
+from tests.helpers.fast import FAST_SETFIT
+from tests.helpers.reviews import HEADER, MULTILINE_TEXT, NEG, POS, PREDICT_TEXTS, review_rows, train_args
 
 
 @pytest.fixture(scope="package")
@@ -43,7 +44,7 @@ def api_model(st_folder, tmp_path_factory):
 
     rows = review_rows(8)
     with private_home(tmp_path_factory):
-        clf = FewShotClassifier(backbone=str(st_folder), params=dict(FAST_PARAMS), seed=0)
+        clf = FewShotClassifier(backbone=str(st_folder), params=dict(FAST_SETFIT), seed=0)
         clf.fit([r[1] for r in rows], [r[2] for r in rows])
         texts = [*PREDICT_TEXTS, MULTILINE_TEXT]
         proba = clf.predict_proba(texts)

@@ -13,7 +13,6 @@ import pytest
 from tests.helpers.fast import FAST_SETFIT, as_options
 
 
-FAST_PARAMS = FAST_SETFIT
 FAST = as_options(FAST_SETFIT)
 POS = ["great", "excellent", "wonderful", "loved"]
 NEG = ["awful", "terrible", "boring", "hated"]

@@ -31,6 +31,7 @@ from ..training.heads import (
     batch_keys,
     class_weights,
     classification_loss,
+    cross_validated_nll,
 )
 from ..training.optim import encoder_dropout, make_optimizer, trainable_parameters, update
 from ..training.tracking import record_losses
@@ -249,22 +250,18 @@ class SetFit(LinearHeadEncoderMethod):
         # Each fold body takes as many steps as the body kept: one trained less (epochs on 3/4 of the
         # shots) finds its held-out shots easier than the kept body finds new texts, and C overshoots
         # (30-60 % of the K=16 overshoot, benchmarks/README.md "four quarters, full steps").
-        logp = np.zeros(len(HEAD_C_GRID))  # out-of-fold log-likelihood of the shots, per C
-        for f, (train_idx, val_idx) in enumerate(folds, 1):
-            fold_emb = emb if steps == 0 else self._fold_body_embeddings(texts, y, train_idx, seed, progress, steps,
-                                                                         f"Choosing the head: fold body {f}/{len(folds)}")
-            for i, c in enumerate(HEAD_C_GRID):
-                head = LinearHead.fit_logistic(fold_emb[train_idx], y[train_idx], n_classes, c=c,
-                                               class_weight=p.class_weight, seed=seed)
-                proba = head.predict_proba(fold_emb[val_idx])
-                logp[i] += float(np.log(np.clip(proba[np.arange(len(val_idx)), y[val_idx]], 1e-12, None)).sum())
+        fold_embs = [emb if steps == 0 else self._fold_body_embeddings(texts, y, train_idx, seed, progress, steps,
+                                                                       f"Choosing the head: fold body {f}/{len(folds)}")
+                     for f, (train_idx, _) in enumerate(folds, 1)]
+        oof_nll = cross_validated_nll(fold_embs, y, n_classes, HEAD_C_GRID, folds, class_weight=p.class_weight,
+                                      seed=seed)
         # scikit-learn's C weighs the *sum* of the losses: a fold head fitted on 3/4 of the shots at C is
         # regularised as the head on all of them at 3/4·C (ECE lower on 18 of 28 splits at K = 8-16,
         # benchmarks/README.md "what the shots can tell").
         fold_share = float(np.mean([len(train_idx) for train_idx, _ in folds])) / len(y)
-        chosen = posterior_mean_c(logp) * fold_share
+        chosen = posterior_mean_c(-len(y) * np.array([oof_nll[c] for c in HEAD_C_GRID])) * fold_share
         return chosen, {"chosen": round(chosen, 6), "folds": len(folds), "fold_share": round(fold_share, 6),
-                        "oof_nll": {f"{c:g}": round(float(-v / len(y)), 6) for c, v in zip(HEAD_C_GRID, logp)}}
+                        "oof_nll": {f"{c:g}": round(v, 6) for c, v in oof_nll.items()}}
 
     def _fold_body_embeddings(self, texts, y, train_idx, seed, progress, steps: int, name: str) -> np.ndarray:
         """Every shot embedded by a body trained, for `steps` steps, on the shots at train_idx only."""

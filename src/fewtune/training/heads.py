@@ -88,14 +88,17 @@ def cross_validated_nll(x: np.ndarray, y: np.ndarray, n_classes: int, cs, folds,
 
     The shots' own, honest measure of how confident a head may be: an in-sample log-loss always
     prefers the weakest penalty, the out-of-fold one punishes confidence the shots do not bear out.
+    `x` is one feature matrix for every fold, or a list of them, one per fold (setfit's fold bodies
+    each embed the shots their own way).
     """
     from sklearn.metrics import log_loss
 
-    x = np.asarray(x, dtype=np.float64)
+    folds = list(folds)
+    per_fold = [np.asarray(v, dtype=np.float64) for v in (x if isinstance(x, (list, tuple)) else [x] * len(folds))]
     scores = {}
     for c in cs:
         oof = np.zeros((len(y), n_classes))
-        for train_idx, val_idx in folds:
+        for (train_idx, val_idx), x in zip(folds, per_fold, strict=True):
             head = LinearHead.fit_logistic(x[train_idx], y[train_idx], n_classes, c=c, class_weight=class_weight,
                                            seed=seed)
             oof[val_idx] = head.predict_proba(x[val_idx])

@@ -4,6 +4,9 @@ Every error fewtune raises for bad input or a missing resource derives from Fewt
 prints its message on one line and exits non-zero without a traceback. Anything else is a bug.
 """
 
+import contextlib
+import warnings
+
 
 class FewtuneError(Exception):
     """An error caused by input or environment, with a message that says what to do."""
@@ -51,3 +54,17 @@ class TrustRequired(ModelFolderError):
     @property
     def cli_message(self) -> str:
         return self.template.replace(self.PLACEHOLDER, "--trust")
+
+
+@contextlib.contextmanager
+def warnings_after_checks():
+    """Warnings raised while a command checks its inputs, shown only once every check has passed.
+
+    A refusal is then one line (the error), not a warning and then an error that says the same or
+    something else: the warning is for a run that goes on. On success they are raised again in order,
+    through the filters as raised warnings are, so callers and tests see them as before.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        yield
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)

@@ -166,5 +166,6 @@ def test_the_same_text_under_two_labels_stops_train_as_it_fails_check_data(st_fo
     data = write_csv(tmp_path / "conflict.csv", rows)
     r = run_cli(capfd, "train", "--data", data, "--backbone", st_folder, *FAST)
     assert r.code == 2 and "the same text under two labels, line 2" in r.err_lines[-1] and "line 18" in r.err_lines[-1]
+    assert len(r.err_lines) == 1  # the error alone: the reading's warning about the same rows is for a run that goes on
     audit = run_cli(capfd, "check-data", "--data", data, "--backbone", st_folder, "--json", "-q")
     assert audit.code == 2 and "label-conflict" in audit.out

@@ -267,6 +267,16 @@ def test_shots_with_a_label_the_teacher_lacks_are_refused(capsys, teacher, pool,
     assert code == 2 and "['meh'] are not classes of the teacher" in err
 
 
+def test_a_refusal_after_a_small_pool_is_the_error_alone(capsys, teacher, tmp_path):
+    # The pool is read (and found small) before the shots are checked against the teacher: its warning is
+    # for a run that goes on, so a refusal is still one line.
+    small = write_pool(tmp_path / "small.csv", pool_texts(40))
+    (tmp_path / "shots.csv").write_text("text,label\ngood,pos\nbad,neg\nso-so,meh\n", encoding="utf-8")
+    code, err = run_cli(capsys, teacher, "--unlabeled", small, "--data", tmp_path / "shots.csv", "-o", tmp_path / "out")
+    assert code == 2 and err.strip().splitlines() == [err.strip()] and "are not classes of the teacher" in err
+    assert nothing_written(tmp_path / "out")
+
+
 def test_options_are_checked_before_the_teacher_runs(capsys, teacher, pool, tmp_path):
     (tmp_path / "exists").mkdir()
     for args, expected in [(["-o", tmp_path / "exists"], "already exists"),

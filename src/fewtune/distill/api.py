@@ -18,7 +18,7 @@ import numpy as np
 from ..backbones import ENCODER, FAST_ENCODER, resolve_backbone
 from ..data import as_labeled
 from ..data.language import text_scripts
-from ..errors import FewtuneError
+from ..errors import FewtuneError, warnings_after_checks
 from ..export.static import StaticClassifier, embed, write_static_classifier
 from ..labels import plain_label
 from ..methods import get_method  # the package: importing it registers every method
@@ -55,17 +55,18 @@ def distill(teacher: str | Path, unlabeled: str | Path, output: str | Path, *, s
     output, params = Path(output), dict(params or {})
     if student == "encoder":  # old names of finetune's settings read as the new ones ENCODER_DEFAULTS uses
         params = get_method("finetune").params_class.with_new_names(params, method="finetune")
-    _check_options(output, student, backbone, rounds, max_pool, params, overwrite)
-    check_classifier_folder(teacher, trust=trust)
-    told = saved_facts(teacher)
-    check_teacher(teacher, multi_label=bool(told.get("multi_label")), text_pairs=bool(told.get("text_pairs")))
-    pool = read_pool(unlabeled, text_col=text_col, encoding=encoding, max_texts=max_pool, seed=seed)  # before the load
-    model = load_teacher(teacher, device=device, trust=trust, show_progress=show_progress)
-    classes = [plain_label(c) for c in model.classes_]
-    facts = describe_teacher(teacher, model)
-    warn_if_foreign(pool.texts, facts["backbone"], "teacher", pool.file)
-    warn_if_foreign(pool.texts, backbone, "student", pool.file)
-    shot_texts, shot_labels = _shots(shots, classes)
+    with warnings_after_checks():  # a refused teacher or shots: the error alone, not a note on the pool first
+        _check_options(output, student, backbone, rounds, max_pool, params, overwrite)
+        check_classifier_folder(teacher, trust=trust)
+        told = saved_facts(teacher)
+        check_teacher(teacher, multi_label=bool(told.get("multi_label")), text_pairs=bool(told.get("text_pairs")))
+        pool = read_pool(unlabeled, text_col=text_col, encoding=encoding, max_texts=max_pool, seed=seed)  # before the load
+        model = load_teacher(teacher, device=device, trust=trust, show_progress=show_progress)
+        classes = [plain_label(c) for c in model.classes_]
+        facts = describe_teacher(teacher, model)
+        warn_if_foreign(pool.texts, facts["backbone"], "teacher", pool.file)
+        warn_if_foreign(pool.texts, backbone, "student", pool.file)
+        shot_texts, shot_labels = _shots(shots, classes)
 
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(pool.texts))

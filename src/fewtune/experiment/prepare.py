@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional
 from .. import data
 from ..data import check_overlap, check_trainable, draw, fixed_subset
 from ..data.ingest import check_known_labels
-from ..errors import DataError
+from ..errors import DataError, warnings_after_checks
 from .spec import RunSpec
 
 DEFAULT_MAX_TEST = 1000  # held-out texts scored after a classification run
@@ -44,7 +44,14 @@ class Prepared:
 def prepare(spec: RunSpec, *, heldout: bool = True, note: Callable[[str], None] = lambda message: None) -> Prepared:
     """The training examples (the K-shot draw with shots) and, unless heldout=False, the held-out ones.
     heldout=False is check-data's view: the rows are audited, so duplicates are not warned about on
-    reading, and one class alone is a finding rather than an error unless shots are drawn."""
+    reading, and one class alone is a finding rather than an error unless shots are drawn. Warnings about
+    the rows (duplicates, conflicts) come once every check has passed: a file refused for a conflict gets
+    the error alone, not the conflict's warning first."""
+    with warnings_after_checks():
+        return _prepare(spec, heldout, note)
+
+
+def _prepare(spec: RunSpec, heldout: bool, note: Callable[[str], None]) -> Prepared:
     classify = spec.task == "classify"
     pool, test_split, what = _pool(spec, quiet_reading=not heldout)
     shots = spec.shots

@@ -17,7 +17,7 @@ from tests.helpers.fast import FAST_SETFIT
 
 PROMPT = {"template": "{text} overall it was", "label_words": "negative=terrible,positive=great"}
 FAST = {
-    "setfit": dict(FAST_SETFIT),
+    "setfit": FAST_SETFIT,
     "linear-probe": {},
     "finetune": {"epochs": 2, "learning_rate": 1e-3, "head_learning_rate": 1e-2},
     "majority": {},

@@ -4,10 +4,8 @@ head_c=1: a fixed head. setfit's default (head_c=0) trains 4 fold bodies more to
 tests/cli/test_every_command.py runs train's default path with it, tests/methods/test_setfit.py what it chooses.
 """
 
-from types import MappingProxyType
-
-# Read-only: a test that changed it in place would change every test after it. Copy it: {**FAST_SETFIT, ...}.
-FAST_SETFIT = MappingProxyType({"steps": 4, "batch_size": 8, "head_c": 1})
+# Shared by every test file: copy it to change it ({**FAST_SETFIT, ...}), never change it in place.
+FAST_SETFIT = {"steps": 4, "batch_size": 8, "head_c": 1}
 
 
 def as_options(params: dict) -> list[str]:

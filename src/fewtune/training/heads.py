@@ -82,8 +82,8 @@ def load_head(path: Path) -> tuple[dict[str, torch.Tensor], str]:
     return load_file(str(path)), activation
 
 
-def cross_validated_nll(x: np.ndarray, y: np.ndarray, n_classes: int, cs, folds, *, class_weight: str = "none",
-                        seed: int = 0) -> dict[float, float]:
+def cross_validated_nll(x: np.ndarray | list[np.ndarray], y: np.ndarray, n_classes: int, cs, folds, *,
+                        class_weight: str = "none", seed: int = 0) -> dict[float, float]:
     """Out-of-fold log-loss of a logistic head at each inverse strength C, over the given (train, val) folds.
 
     The shots' own, honest measure of how confident a head may be: an in-sample log-loss always
@@ -94,14 +94,15 @@ def cross_validated_nll(x: np.ndarray, y: np.ndarray, n_classes: int, cs, folds,
     from sklearn.metrics import log_loss
 
     folds = list(folds)
-    per_fold = [np.asarray(v, dtype=np.float64) for v in (x if isinstance(x, (list, tuple)) else [x] * len(folds))]
+    per_fold = ([np.asarray(v, dtype=np.float64) for v in x] if isinstance(x, (list, tuple))
+                else [np.asarray(x, dtype=np.float64)] * len(folds))
     scores = {}
     for c in cs:
         oof = np.zeros((len(y), n_classes))
-        for (train_idx, val_idx), x in zip(folds, per_fold, strict=True):
-            head = LinearHead.fit_logistic(x[train_idx], y[train_idx], n_classes, c=c, class_weight=class_weight,
-                                           seed=seed)
-            oof[val_idx] = head.predict_proba(x[val_idx])
+        for (train_idx, val_idx), features in zip(folds, per_fold, strict=True):
+            head = LinearHead.fit_logistic(features[train_idx], y[train_idx], n_classes, c=c,
+                                           class_weight=class_weight, seed=seed)
+            oof[val_idx] = head.predict_proba(features[val_idx])
         scores[c] = float(log_loss(y, oof, labels=np.arange(n_classes)))
     return scores
 

@@ -60,3 +60,16 @@ def test_a_label_the_model_does_not_know_counts_as_probability_zero():
     report = calibration_report(["a", "zzz"], proba, ["a", "b"])
     assert report["nll"] == pytest.approx((-np.log(0.9) - np.log(1e-12)) / 2)
     assert report["brier"] == pytest.approx(((0.1 ** 2 + 0.1 ** 2) + (0.3 ** 2 + 0.7 ** 2)) / 2)
+
+
+def test_a_calibrated_models_ece_on_500_texts_is_about_003_not_zero():
+    # The README's "on 500 test texts a perfectly calibrated model shows an ECE of about 0.03": labels drawn
+    # from the probabilities themselves; the plug-in ECE falls toward 0 only as the texts grow.
+    rng = np.random.default_rng(0)
+    top = rng.uniform(0.5, 1.0, 500)
+    proba = np.stack([top, 1 - top], 1)
+    on_500 = [calibration_report(list((rng.random(500) > top).astype(int)), proba, [0, 1])["ece"] for _ in range(50)]
+    assert 0.02 < np.mean(on_500) < 0.04
+    many = np.resize(top, 100_000)
+    y = (rng.random(len(many)) > many).astype(int)
+    assert calibration_report(list(y), np.stack([many, 1 - many], 1), [0, 1])["ece"] < 0.01

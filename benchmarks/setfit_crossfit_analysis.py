@@ -72,7 +72,8 @@ def analyse(path: Path, on: str = "test") -> dict:
             p[val] = head(fold_emb[f][train], y[train], c).predict_proba(fold_emb[f][val])
         oof[c] = p
     oof_nll = {c: nll(p, y) for c, p in oof.items()}
-    test = {c: np.asarray(head(emb, y, c).predict_proba(emb_test)) for c in CS}
+    heads = {c: head(emb, y, c) for c in CS}  # the user's model at each C of the grid
+    test = {c: np.asarray(h.predict_proba(emb_test)) for c, h in heads.items()}
     best = min(oof_nll, key=oof_nll.get)
     weights = np.array([np.exp(-len(y) * (oof_nll[c] - oof_nll[best])) for c in CS])
     weights /= weights.sum()
@@ -100,7 +101,7 @@ def analyse(path: Path, on: str = "test") -> dict:
                               "ece": round(ece(p, y_test), 4), "confidence": round(float(p.max(1).mean()), 4)}
     row["ece_floor"] = round(ece_floor(rules["oof-c-mean-n"]), 4)
     if on == "test" and "emb_heldout" in d:
-        row["rules"].update(fresh_rows(d, head, n))
+        row["rules"].update(fresh_rows(d, head, heads))
     return row
 
 
@@ -113,10 +114,10 @@ def ece_floor(proba: np.ndarray, draws: int = 200) -> float:
     return float(np.mean([ece(proba, np.minimum(y, proba.shape[1] - 1)) for y in drawn]))
 
 
-def fresh_rows(d, head, n: int, draws: int = 30) -> dict:
-    """fresh-n and fresh-4n: C chosen by the user's model on labeled rows of the file that are not shots."""
+def fresh_rows(d, head, heads: dict, draws: int = 30) -> dict:
+    """fresh-n and fresh-4n: C chosen by the user's model (`heads`, one per C of the grid) on labeled rows of
+    the file that are not shots."""
     emb, y, emb_test, y_test = d["emb"], d["labels"], d["emb_test"], d["y_test"]
-    heads = {c: head(emb, y, c) for c in CS}
     rows_proba = {c: np.asarray(h.predict_proba(d["emb_heldout"])) for c, h in heads.items()}
     y_rows = d["y_heldout"]
     rng = np.random.default_rng(0)

@@ -266,3 +266,26 @@ def test_head_c_zero_falls_back_where_the_shots_cannot_choose(st_folder, data):
     one = FewShotClassifier(backbone=str(st_folder), params={**FAST, "steps": 1, "head_c": 0}).fit(
         [X[i] for i in keep], [y[i] for i in keep])
     assert one.train_info_["head_c"] == {"chosen": 1.0, "why": "not chosen (a class with one shot)"}
+
+
+def test_one_bar_counts_every_body_head_c_zero_trains(st_folder, data):
+    """The time left a user sees is the run's: the kept body and the four fold bodies in one bar (on long
+    texts the fold bodies are most of the wait), and no such bar where only one body trains."""
+    from fewtune.progress import observe_progress
+
+    def bars(params):
+        events = []
+        with observe_progress(lambda *event: events.append(event)):
+            clf = FewShotClassifier(backbone=str(st_folder), params=params, seed=0, show_progress=False).fit(*data)
+        added = {e[1]: (e[2], e[3]) for e in events if e[0] == "add"}
+        done = {task: sum(e[2] for e in events if e[0] == "advance" and e[1] == task) for task in added}
+        return clf, {added[t][0]: (added[t][1], done[t]) for t in added}
+
+    clf, chosen = bars({**FAST, "steps": 3, "head_c": 0})
+    (overall,) = [name for name in chosen if name.startswith("All 5 trainings")]
+    assert "head_c=1" in overall and chosen[overall] == (15, 15)
+    assert clf.train_info_["head_c"]["folds"] == 4
+    # Each body's own bar still counts its own steps.
+    assert chosen["Contrastive training"] == (3, 3) and chosen["Choosing the head: fold body 4/4"] == (3, 3)
+    _, fixed = bars({**FAST, "steps": 3, "head_c": 1})
+    assert not any(name.startswith("All ") for name in fixed) and fixed["Contrastive training"] == (3, 3)

@@ -197,23 +197,38 @@ class SetFit(LinearHeadEncoderMethod):
         p = self.params
         rng = np.random.default_rng(seed)
         end_to_end = p.head == "differentiable" and p.head_epochs > 0
-        info, trainable, prior = self._train_body(texts, y, seed, rng, progress, end_to_end=end_to_end)
+        folds, why = self._head_c_folds(y, n_classes, seed) if p.head_c == 0 else (None, None)
+        overall = self._overall_task(progress, contrastive_steps(p, len(texts)), folds)
+        info, trainable, prior = self._train_body(texts, y, seed, rng, progress, end_to_end=end_to_end,
+                                                  overall=overall)
         emb = self._encode(texts, progress=progress, description="Embedding training texts")
         self.head_c = p.head_c or FALLBACK_HEAD_C
-        if p.head_c == 0:
-            self.head_c, info["head_c"] = self._choose_head_c(texts, y, n_classes, seed, progress,
-                                                              steps=info["body_steps"], emb=emb)
+        if why:
+            info["head_c"] = {"chosen": FALLBACK_HEAD_C, "why": f"not chosen ({why})"}
+        elif folds:
+            self.head_c, info["head_c"] = self._choose_head_c(texts, y, n_classes, seed, progress, folds=folds,
+                                                              steps=info["body_steps"], emb=emb, overall=overall)
         self.head = LinearHead.fit_logistic(emb, y, n_classes, c=self.head_c, class_weight=p.class_weight, seed=seed)
         if end_to_end:
             with encoder_dropout(self.body, p.dropout):
                 info.update(self._train_end_to_end(texts, y, n_classes, trainable, prior, rng, progress))
         return info
 
+    @staticmethod
+    def _overall_task(progress, steps: int, folds) -> int | None:
+        """One bar over every body head_c=0 trains, so its time left is the run's, not the first body's
+        (on long texts the four fold bodies are most of the wait); None where only one body trains."""
+        if not progress or not folds or steps == 0:
+            return None
+        return progress.add(f"All {1 + len(folds)} trainings (-p head_c=1 trains one)", total=steps * (1 + len(folds)))
+
     def _train_body(self, texts, y, seed, rng, progress, *, end_to_end=False, steps: int | None = None,
-                    description: str = "Contrastive training") -> tuple[dict, list, L2SPPrior]:
+                    description: str = "Contrastive training", overall: int | None = None
+                    ) -> tuple[dict, list, L2SPPrior]:
         """The backbone, trained contrastively (then WiSE-FT): the body before any head, for `steps`
         steps (default: as many as the parameters give these texts). Returns its info, and the
-        trainable weights and their prior for an end-to-end stage to go on with."""
+        trainable weights and their prior for an end-to-end stage to go on with. `overall`: a progress task
+        its steps also advance."""
         p = self.params
         torch.manual_seed(seed)
         self._load_body()
@@ -227,31 +242,34 @@ class SetFit(LinearHeadEncoderMethod):
             prior = L2SPPrior(trainable, p.l2sp)
         if steps > 0:
             with encoder_dropout(self.body, p.dropout):
-                self._contrastive_steps(texts, y, steps, trainable, prior, rng, progress, description)
+                self._contrastive_steps(texts, y, steps, trainable, prior, rng, progress, description, overall)
             if p.wise < 1:
                 prior.interpolate(p.wise)
             info["distance_from_pretrained"] = round(prior.distance(), 6)
         info["body_seconds"] = round(time.perf_counter() - started, 3)
         return info, trainable, prior
 
-    def _choose_head_c(self, texts, y, n_classes, seed, progress, *, steps: int,
-                       emb: np.ndarray) -> tuple[float, dict]:
+    def _head_c_folds(self, y, n_classes, seed) -> tuple[list | None, str | None]:
+        """head_c=0's folds of the shots, or why the shots cannot choose C (FALLBACK_HEAD_C is kept)."""
+        y = np.asarray(y)
+        why = ("multi-label" if y.ndim == 2 else "differentiable head" if self.params.head == "differentiable"
+               else "a class with one shot" if np.bincount(y, minlength=n_classes).min() < 2 else None)
+        return (None, why) if why else (cv_folds(y, HEAD_C_FOLDS, seed), None)
+
+    def _choose_head_c(self, texts, y, n_classes, seed, progress, *, folds: list, steps: int,
+                       emb: np.ndarray, overall: int | None = None) -> tuple[float, dict]:
         """head_c=0: the C whose heads best predict shots their bodies never saw (a setfit per fold,
         trained on the other folds), as the geometric mean of HEAD_C_GRID under the out-of-fold
         likelihood (a posterior over log C, flat on the grid), scaled to all the shots. `steps` is the
         kept body's; `emb` its embeddings of the shots, which are every fold body's too when it takes no steps."""
         p = self.params
         y = np.asarray(y)
-        why = ("multi-label" if y.ndim == 2 else "differentiable head" if p.head == "differentiable"
-               else "a class with one shot" if np.bincount(y, minlength=n_classes).min() < 2 else None)
-        if why:
-            return FALLBACK_HEAD_C, {"chosen": FALLBACK_HEAD_C, "why": f"not chosen ({why})"}
-        folds = cv_folds(y, HEAD_C_FOLDS, seed)
         # Each fold body takes as many steps as the body kept: one trained less (epochs on 3/4 of the
         # shots) finds its held-out shots easier than the kept body finds new texts, and C overshoots
         # (30-60 % of the K=16 overshoot, benchmarks/README.md "four quarters, full steps").
         fold_embs = [emb if steps == 0 else self._fold_body_embeddings(texts, y, train_idx, seed, progress, steps,
-                                                                       f"Choosing the head: fold body {f}/{len(folds)}")
+                                                                       f"Choosing the head: fold body {f}/{len(folds)}",
+                                                                       overall)
                      for f, (train_idx, _) in enumerate(folds, 1)]
         oof_nll = cross_validated_nll(fold_embs, y, n_classes, HEAD_C_GRID, folds, class_weight=p.class_weight,
                                       seed=seed)
@@ -263,12 +281,13 @@ class SetFit(LinearHeadEncoderMethod):
         return chosen, {"chosen": round(chosen, 6), "folds": len(folds), "fold_share": round(fold_share, 6),
                         "oof_nll": {f"{c:g}": round(v, 6) for c, v in oof_nll.items()}}
 
-    def _fold_body_embeddings(self, texts, y, train_idx, seed, progress, steps: int, name: str) -> np.ndarray:
+    def _fold_body_embeddings(self, texts, y, train_idx, seed, progress, steps: int, name: str,
+                              overall: int | None = None) -> np.ndarray:
         """Every shot embedded by a body trained, for `steps` steps, on the shots at train_idx only."""
         member = type(self)(self.params, self.backbone, self.device)
         with record_losses():  # its steps are not the returned model's: kept out of the loss curve
             member._train_body([texts[i] for i in train_idx], y[train_idx], seed, np.random.default_rng(seed),
-                               progress, steps=steps, description=name)
+                               progress, steps=steps, description=name, overall=overall)
         return member._encode(texts, progress=progress, description=f"{name}, embedding the shots")
 
     @classmethod
@@ -290,7 +309,7 @@ class SetFit(LinearHeadEncoderMethod):
         return make_optimizer(groups, lr=p.learning_rate, weight_decay=p.weight_decay, device=self.body.device)
 
     def _contrastive_steps(self, texts, y, steps, trainable, prior, rng, progress,
-                           description: str = "Contrastive training") -> None:
+                           description: str = "Contrastive training", overall: int | None = None) -> None:
         """Contrastive training of the encoder's `trainable` weights, penalised by `prior`."""
         from transformers import get_linear_schedule_with_warmup
 
@@ -309,6 +328,8 @@ class SetFit(LinearHeadEncoderMethod):
             update(loss, trainable, optimizer, scheduler)
             if progress:
                 progress.advance(task)
+                if overall is not None:
+                    progress.advance(overall)
         body.eval()
 
     def _train_end_to_end(self, texts, y, n_classes, trainable, prior, rng, progress) -> dict:

@@ -67,3 +67,16 @@ def test_a_run_looks_its_method_up_once(st_folder, tmp_path, monkeypatch):
     done = experiment.run(spec)
     assert done.result["evaluation"]["n"] > 0
     assert lookups == ["linear-probe"]
+
+
+def test_finetunes_grid_names_the_learning_rate_it_trains_with(st_folder):
+    """--select cv's table and the saved choice give the rate as a number: full fine-tuning's default,
+    or LoRA's with lora=true (each is what learning_rate=0 trains with)."""
+    from fewtune.methods.finetune import FULL_LEARNING_RATE, LORA_LEARNING_RATE, FinetuneParams
+
+    full = FewShotClassifier(str(st_folder), "finetune", select="cv").check().grid
+    lora = FewShotClassifier(str(st_folder), "finetune", select="cv", params={"lora": True}).check().grid
+    assert full["learning_rate"] == [FULL_LEARNING_RATE, 1e-4] and lora["learning_rate"] == [LORA_LEARNING_RATE, 1e-4]
+    assert full["l2sp"] == lora["l2sp"] == [0.0, 1.0]
+    assert FinetuneParams().trained_learning_rate() == FULL_LEARNING_RATE
+    assert FinetuneParams(lora=True).trained_learning_rate() == LORA_LEARNING_RATE

@@ -129,7 +129,7 @@ def selection_grid(select: str | None, grid: dict | None, method_cls, params, me
         return None
     if select == "evidence":
         _check_evidence(method_cls, params, grid, method)
-    own = method_cls.selection_grid if select == "cv" else method_cls.evidence_grid
+    own = method_cls.default_grid(params) if select == "cv" else method_cls.evidence_grid
     chosen = own if grid is None else typed_grid(grid, method_cls.params_class, method, base)
     if select == "evidence":
         for key, values in chosen.items():

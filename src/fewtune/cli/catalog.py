@@ -72,7 +72,7 @@ def methods(json_out: Json = False):
     rows = [
         {"name": m.name, "description": m.description, "backbones": list(m.backbone_kinds),
          "params": {k: {"default": v, "help": m.params_class.help()[k]} for k, v in m.params_class().to_dict().items()},
-         "selection_grid": m.selection_grid}
+         "selection_grid": m.default_grid(m.params_class())}
         for m in METHODS.values()
     ]
     from ..generation import GenerationParams

@@ -99,6 +99,11 @@ class FewShotMethod(ABC):
     # reads text); a benchmark's --max-tokens sets them, and check-data counts against the first one set.
     length_params: ClassVar[tuple[str, ...]] = ()
 
+    @classmethod
+    def default_grid(cls, params: MethodParams) -> dict[str, list[Any]]:
+        """What `--select cv` searches for these settings when the user gives no grid."""
+        return cls.selection_grid
+
     def __init__(self, params: MethodParams, backbone, device: str):
         self.params = params
         self.backbone = backbone

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -147,9 +148,15 @@ class Finetune(EncoderBodyMethod):
     backbone_kinds = (ENCODER, CAUSAL_LM)
     kind = "encoder"
     length_params = ("max_tokens",)
-    # 0: the default for what is trained (FULL_LEARNING_RATE, or LORA_LEARNING_RATE with lora=true).
-    selection_grid = {"learning_rate": [0.0, 1e-4], "l2sp": [0.0, 1.0]}
+    # The rates as numbers, so the table and the saved choice name the rate trained; LoRA's default with lora=true.
+    selection_grid = {"learning_rate": [FULL_LEARNING_RATE, 1e-4], "l2sp": [0.0, 1.0]}
     evidence_grid = {"l2sp": list(L2SP_EVIDENCE_GRID)}
+
+    @classmethod
+    def default_grid(cls, params: FinetuneParams) -> dict[str, list[Any]]:
+        if not params.lora:
+            return cls.selection_grid
+        return {**cls.selection_grid, "learning_rate": [LORA_LEARNING_RATE, 1e-4]}
 
     def __init__(self, params: FinetuneParams, backbone: ResolvedBackbone, device: str, body=None, head=None):
         super().__init__(params, backbone, device, body=body, head=head)

@@ -92,6 +92,43 @@ def test_encoder_dropout_is_set_while_training_and_restored_after():
         assert [m.p for m in model if isinstance(m, torch.nn.Dropout)] == [0.1, 0.2]
 
 
+def test_attention_dropout_is_set_apart_from_the_others_and_restored(bert_folder):
+    from transformers import AutoModel
+
+    from fewtune.training.optim import attention_dropouts
+
+    model = AutoModel.from_pretrained(str(bert_folder))
+    everything = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    attention = attention_dropouts(model)
+    # One per layer, the self-attention's own: not the embeddings' nor the ones after each output.
+    assert len(attention) == model.config.num_hidden_layers and len(everything) > len(attention)
+    assert all(type(m).__name__.endswith("SelfAttention") for m in model.modules() if any(
+        d is getattr(m, "dropout", None) for d in attention))
+    others = [m for m in everything if all(m is not a for a in attention)]
+    with encoder_dropout(model, -1, 0.0):
+        assert {m.p for m in attention} == {0.0} and {m.p for m in others} == {0.1}
+    with encoder_dropout(model, 0.3, -1):
+        assert {m.p for m in everything} == {0.3}
+    with encoder_dropout(model, 0.3, 0.05):
+        assert {m.p for m in attention} == {0.05} and {m.p for m in others} == {0.3}
+    assert {m.p for m in everything} == {0.1}
+
+
+def test_setfit_trains_without_attention_dropout_unless_asked(st_folder, data):
+    """attention_dropout=0 (the default) changes what training does where the backbone has attention dropout,
+    and only that: with every dropout at 0 it is the same run bit for bit."""
+    X, y = data
+
+    def embeddings(**params):
+        clf = FewShotClassifier(backbone=str(st_folder), params={**FAST, "steps": 2, **params}, seed=0).fit(X, y)
+        return clf.transform(X)
+
+    default = embeddings()
+    np.testing.assert_array_equal(default, embeddings(attention_dropout=0.0))
+    assert not np.allclose(default, embeddings(attention_dropout=-1.0), atol=1e-6)
+    np.testing.assert_array_equal(embeddings(dropout=0.0, attention_dropout=-1.0), embeddings(dropout=0.0))
+
+
 @pytest.mark.parametrize("params, match", [
     ({"loss": "triplet"}, "loss must be one of pairs, supcon"),
     ({"head": "mlp"}, "head must be 'logistic' or 'differentiable'"),

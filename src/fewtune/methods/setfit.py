@@ -66,6 +66,10 @@ class SetFitParams(MethodParams):
     wise: float = param(0.7, "weight-space ensemble (WiSE-FT): the encoder kept is θ₀ + wise·(θ−θ₀), between the "
                              "pretrained (0) and the contrastively trained (1) weights", minimum=0, maximum=1)
     dropout: float = param(-1.0, "dropout rate inside the encoder while it trains (-1 = the backbone's own)")
+    # 0, not the backbone's 0.1: on CPU attention dropout rules out the fused attention kernel (2.9× slower, 2.4×
+    # the memory at 512 tokens), for no measured gain (benchmarks/README.md "attention_dropout").
+    attention_dropout: float = param(0.0, "dropout on the attention probabilities while the encoder trains "
+                                          "(-1 = as dropout); 0 lets PyTorch's fused attention kernel run on CPU")
     warmup_ratio: float = param(0.1, "fraction of steps with linear learning-rate warm-up", minimum=0, maximum=1)
     max_tokens: int = param(0, "truncate texts to this many tokens (0 = the backbone's own)", minimum=0,
                             renamed_from=("max_seq_length",))
@@ -210,7 +214,7 @@ class SetFit(LinearHeadEncoderMethod):
                                                               steps=info["body_steps"], emb=emb, overall=overall)
         self.head = LinearHead.fit_logistic(emb, y, n_classes, c=self.head_c, class_weight=p.class_weight, seed=seed)
         if end_to_end:
-            with encoder_dropout(self.body, p.dropout):
+            with encoder_dropout(self.body, p.dropout, p.attention_dropout):
                 info.update(self._train_end_to_end(texts, y, n_classes, trainable, prior, rng, progress))
         return info
 
@@ -241,7 +245,7 @@ class SetFit(LinearHeadEncoderMethod):
             # One prior for both stages: θ₀ is the pretrained encoder, not the one contrastive training left.
             prior = L2SPPrior(trainable, p.l2sp)
         if steps > 0:
-            with encoder_dropout(self.body, p.dropout):
+            with encoder_dropout(self.body, p.dropout, p.attention_dropout):
                 self._contrastive_steps(texts, y, steps, trainable, prior, rng, progress, description, overall)
             if p.wise < 1:
                 prior.interpolate(p.wise)

@@ -1,8 +1,8 @@
 """Training from the page: a few labeled examples in, a new model served by name once it is trained.
 
-On two cores with the default backbone (me5-small), 16 examples took 32 s with setfit, the default
-method (it also trains 4 fold bodies to choose its head's strength), and 1.5 s with linear-probe
-(benchmarks/teach_time.py, 2026-12-07).
+On two cores with the default backbone (me5-small), 16 examples took 28-32 s with setfit, the default
+method (it also trains 4 fold bodies to choose its head's strength), and 1.5-2.7 s with linear-probe
+(benchmarks/teach_time.py, two runs on 2026-12-07).
 
 One training at a time runs in a background thread; the page polls its job for progress, which
 comes from the same Progress tasks the command line shows as bars (fewtune.progress.observe_progress).

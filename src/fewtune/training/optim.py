@@ -32,16 +32,31 @@ def make_optimizer(params, *, lr: float, weight_decay: float, device) -> torch.o
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused)
 
 
-@contextlib.contextmanager
-def encoder_dropout(model: torch.nn.Module, rate: float):
-    """Set every dropout layer of `model` to `rate` while training (rate < 0: leave the backbone's own).
+def attention_dropouts(model: torch.nn.Module) -> list[torch.nn.Dropout]:
+    """The dropout layers on `model`'s attention probabilities: the `dropout` of each self-attention module
+    (BertSelfAttention, XLMRobertaSelfAttention, MPNetSelfAttention, ...), not the ones after its output."""
+    return [m.dropout for m in model.modules()
+            if type(m).__name__.endswith("Attention") and isinstance(getattr(m, "dropout", None), torch.nn.Dropout)]
 
+
+@contextlib.contextmanager
+def encoder_dropout(model: torch.nn.Module, rate: float, attention: float = -1.0):
+    """Set every dropout layer of `model` to `rate` while training (rate < 0: leave the backbone's own), and
+    those on the attention probabilities to `attention` (< 0: as the others).
+
+    Why attention apart: on CPU, PyTorch's fused attention kernel takes no dropout, so any attention dropout
+    makes every layer materialise its attention matrices: at 512 tokens a training step of me5-small took 2.9×
+    as long and 2.4× the memory (benchmarks/README.md "attention_dropout").
     The saved model keeps the backbone's configured rates; dropout is inactive at inference anyway.
     """
-    layers = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)] if rate >= 0 else []
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
     saved = [m.p for m in layers]
-    for m in layers:
-        m.p = rate
+    if rate >= 0:
+        for m in layers:
+            m.p = rate
+    if attention >= 0:
+        for m in attention_dropouts(model):
+            m.p = attention
     try:
         yield
     finally:

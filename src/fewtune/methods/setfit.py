@@ -66,8 +66,8 @@ class SetFitParams(MethodParams):
     wise: float = param(0.7, "weight-space ensemble (WiSE-FT): the encoder kept is θ₀ + wise·(θ−θ₀), between the "
                              "pretrained (0) and the contrastively trained (1) weights", minimum=0, maximum=1)
     dropout: float = param(-1.0, "dropout rate inside the encoder while it trains (-1 = the backbone's own)")
-    # 0, not the backbone's 0.1: on CPU attention dropout rules out the fused attention kernel (2.9× slower, 2.4×
-    # the memory at 512 tokens), for no measured gain (benchmarks/README.md "attention_dropout").
+    # 0, not the backbone's 0.1: on CPU attention dropout rules out the fused attention kernel (a step 2.3× slower in
+    # 2.5× the memory at 512 tokens), for no measured gain (benchmarks/README.md "attention_dropout").
     attention_dropout: float = param(0.0, "dropout on the attention probabilities while the encoder trains "
                                           "(-1 = as dropout); 0 lets PyTorch's fused attention kernel run on CPU")
     warmup_ratio: float = param(0.1, "fraction of steps with linear learning-rate warm-up", minimum=0, maximum=1)

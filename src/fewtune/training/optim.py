@@ -45,8 +45,8 @@ def encoder_dropout(model: torch.nn.Module, rate: float, attention: float = -1.0
     those on the attention probabilities to `attention` (< 0: as the others).
 
     Why attention apart: on CPU, PyTorch's fused attention kernel takes no dropout, so any attention dropout
-    makes every layer materialise its attention matrices: at 512 tokens a training step of me5-small took 2.9×
-    as long and 2.4× the memory (benchmarks/README.md "attention_dropout").
+    makes every layer materialise its attention matrices: at 512 tokens a training step of me5-small took 2.3×
+    as long in 2.5× the memory (benchmarks/README.md "attention_dropout").
     The saved model keeps the backbone's configured rates; dropout is inactive at inference anyway.
     """
     layers = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]

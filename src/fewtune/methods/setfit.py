@@ -201,9 +201,10 @@ class SetFit(LinearHeadEncoderMethod):
         p = self.params
         rng = np.random.default_rng(seed)
         end_to_end = p.head == "differentiable" and p.head_epochs > 0
+        steps = contrastive_steps(p, len(texts))
         folds, why = self._head_c_folds(y, n_classes, seed) if p.head_c == 0 else (None, None)
-        overall = self._overall_task(progress, contrastive_steps(p, len(texts)), folds)
-        info, trainable, prior = self._train_body(texts, y, seed, rng, progress, end_to_end=end_to_end,
+        overall = self._overall_task(progress, steps, folds)
+        info, trainable, prior = self._train_body(texts, y, seed, rng, progress, end_to_end=end_to_end, steps=steps,
                                                   overall=overall)
         emb = self._encode(texts, progress=progress, description="Embedding training texts")
         self.head_c = p.head_c or FALLBACK_HEAD_C
@@ -211,7 +212,7 @@ class SetFit(LinearHeadEncoderMethod):
             info["head_c"] = {"chosen": FALLBACK_HEAD_C, "why": f"not chosen ({why})"}
         elif folds:
             self.head_c, info["head_c"] = self._choose_head_c(texts, y, n_classes, seed, progress, folds=folds,
-                                                              steps=info["body_steps"], emb=emb, overall=overall)
+                                                              steps=steps, emb=emb, overall=overall)
         self.head = LinearHead.fit_logistic(emb, y, n_classes, c=self.head_c, class_weight=p.class_weight, seed=seed)
         if end_to_end:
             with encoder_dropout(self.body, p.dropout, p.attention_dropout):

@@ -75,6 +75,38 @@ def test_same_seed_gives_identical_outputs_and_another_seed_differs(st_folder, d
     assert not np.allclose(a, c)
 
 
+@pytest.mark.parametrize("attention, expected", [(None, 0.0), (-1.0, "the backbone's")])
+def test_attention_dropout_is_off_while_training_unless_asked_and_the_rates_are_restored(
+        st_folder, data, monkeypatch, attention, expected):
+    """The default trains with no dropout on the attention probabilities (PyTorch's fused kernel on CPU), the
+    backbone's own on everything else; -1 keeps the backbone's attention dropout too. Rates seen in training."""
+    from fewtune.training.optim import attention_dropouts
+
+    seen: dict[str, set] = {"attention": set(), "other": set()}
+    loaded = Finetune._load_body
+
+    def load_and_watch(self):
+        loaded(self)
+        attention = attention_dropouts(self.body)
+        others = [m for m in self.body.modules() if isinstance(m, torch.nn.Dropout) and m not in attention]
+
+        def record(body, _):  # the rates each training forward pass runs with (sdpa reads .p, not the module)
+            if body.training:
+                seen["attention"].update(m.p for m in attention)
+                seen["other"].update(m.p for m in others)
+
+        self.body.register_forward_pre_hook(record)
+
+    monkeypatch.setattr(Finetune, "_load_body", load_and_watch)
+    params = {**SHORT, **({} if attention is None else {"attention_dropout": attention})}
+    clf = finetune(st_folder, params).fit(*data)
+    own = {m.p for m in attention_dropouts(tiny_encoder(st_folder))}
+    assert own and 0.0 not in own  # the tiny backbone has attention dropout of its own to switch off
+    assert seen["attention"] == ({0.0} if expected == 0.0 else own)
+    assert seen["other"] and 0.0 not in seen["other"]
+    assert {m.p for m in attention_dropouts(clf.model_.body)} == own  # restored: the saved config's rates
+
+
 def test_full_fine_tuning_moves_the_encoder_but_not_the_word_embeddings(fitted, st_folder):
     before = dict(tiny_encoder(st_folder).named_parameters())
     after = dict(fitted.model_.body.named_parameters())
@@ -194,6 +226,7 @@ def test_stratified_holdout_is_disjoint_stratified_and_needs_two_per_class():
         ({"epochs": 0}, "epochs must be at least 1"),
         ({"learning_rate": "fast"}, "'learning_rate'.*float"),
         ({"dropout": 1.0}, "dropout"),
+        ({"attention_dropout": 1.0}, "attention_dropout must be in \\[0, 1\\) or -1"),
         ({"warmup_ratio": 2}, "warmup_ratio"),
         ({"l2sp": -1}, "l2sp must not be negative"),
         ({"lora": True, "reinit_layers": 1}, "reinit_layers needs full fine-tuning"),

@@ -54,7 +54,10 @@ from ..training.heads import (
     probabilities,
     save_head,
 )
-from ..training.optim import BestEpoch, make_optimizer, trainable_parameters, update
+from ..training.optim import (
+    ATTENTION_DROPOUT_HELP, BestEpoch, dropout_problem, encoder_dropout, make_optimizer, trainable_parameters,
+    update,
+)
 
 VALIDATION_FRACTION = 0.2
 # The encoder's learning rate when none is given: fine-tuning every weight, or LoRA adapters (learning_rate=0).
@@ -76,6 +79,9 @@ class FinetuneParams(MethodParams):
     warmup_ratio: float = param(0.1, "fraction of steps with linear learning-rate warm-up, then linear decay",
                                 minimum=0, maximum=1)
     dropout: float = param(0.1, "dropout on the sentence embedding before the head")
+    # 0, not the backbone's 0.1, as in setfit: on CPU attention dropout rules out the fused attention kernel
+    # (benchmarks/README.md "attention_dropout", where finetune's quality with and without it is compared).
+    attention_dropout: float = param(0.0, ATTENTION_DROPOUT_HELP)
     l2sp: float = param(
         0.0, "L2-SP strength λ: penalty λ/2·‖θ−θ₀‖² toward the pretrained encoder (0 = off; 1 mild, 10 strong)",
         minimum=0)
@@ -111,6 +117,8 @@ class FinetuneParams(MethodParams):
     def check(self, problems: list[str]) -> None:
         if not 0 <= self.dropout < 1:
             problems.append(f"dropout must be in [0, 1), got {self.dropout}")
+        if problem := dropout_problem("attention_dropout", self.attention_dropout):
+            problems.append(problem)
         if self.lora and self.reinit_layers:
             problems.append(
                 "reinit_layers needs full fine-tuning: with lora=true re-initialised layers would stay random"
@@ -226,22 +234,23 @@ class Finetune(EncoderBodyMethod):
 
         task = progress.add("Fine-tuning", total=total) if progress else None
         best, epochs_run, steps = BestEpoch(everything, p.patience), 0, 0
-        for epoch in range(1, p.epochs + 1):
-            body.train()
-            head.train()
-            order = rng.permutation(train_idx)
-            for start in range(0, len(order), p.batch_size):
-                idx = order[start:start + p.batch_size]
-                logits = head(self._embed_batch([texts[i] for i in idx]))
-                loss = classification_loss(logits, targets[idx], self._class_weights,
-                                           soft=soft_targets is not None) + prior.penalty()
-                update(loss, everything, optimizer, scheduler)
-                steps += 1
-                if progress:
-                    progress.advance(task)
-            epochs_run = epoch
-            if p.early_stopping and best.record(epoch, self._loss([texts[i] for i in val_idx], labels[val_idx])):
-                break
+        with encoder_dropout(body, -1.0, p.attention_dropout):
+            for epoch in range(1, p.epochs + 1):
+                body.train()
+                head.train()
+                order = rng.permutation(train_idx)
+                for start in range(0, len(order), p.batch_size):
+                    idx = order[start:start + p.batch_size]
+                    logits = head(self._embed_batch([texts[i] for i in idx]))
+                    loss = classification_loss(logits, targets[idx], self._class_weights,
+                                               soft=soft_targets is not None) + prior.penalty()
+                    update(loss, everything, optimizer, scheduler)
+                    steps += 1
+                    if progress:
+                        progress.advance(task)
+                epochs_run = epoch
+                if p.early_stopping and best.record(epoch, self._loss([texts[i] for i in val_idx], labels[val_idx])):
+                    break
         best.restore()
         body.eval()
         head.eval()

@@ -33,7 +33,9 @@ from ..training.heads import (
     classification_loss,
     cross_validated_nll,
 )
-from ..training.optim import encoder_dropout, make_optimizer, trainable_parameters, update
+from ..training.optim import (
+    ATTENTION_DROPOUT_HELP, dropout_problem, encoder_dropout, make_optimizer, trainable_parameters, update,
+)
 from ..training.tracking import record_losses
 
 
@@ -68,8 +70,7 @@ class SetFitParams(MethodParams):
     dropout: float = param(-1.0, "dropout rate inside the encoder while it trains (-1 = the backbone's own)")
     # 0, not the backbone's 0.1: on CPU attention dropout rules out the fused attention kernel (a step 2.3× slower in
     # 2.5× the memory at 512 tokens), for no measured gain (benchmarks/README.md "attention_dropout").
-    attention_dropout: float = param(0.0, "dropout on the attention probabilities while the encoder trains "
-                                          "(-1 = as dropout); 0 lets PyTorch's fused attention kernel run on CPU")
+    attention_dropout: float = param(0.0, ATTENTION_DROPOUT_HELP)
     warmup_ratio: float = param(0.1, "fraction of steps with linear learning-rate warm-up", minimum=0, maximum=1)
     max_tokens: int = param(0, "truncate texts to this many tokens (0 = the backbone's own)", minimum=0,
                             renamed_from=("max_seq_length",))
@@ -100,8 +101,9 @@ class SetFitParams(MethodParams):
             problems.append(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.steps < -1:
             problems.append(f"steps must be -1 (use epochs), 0 (head only) or more, got {self.steps}")
-        if not (self.dropout == -1 or 0 <= self.dropout < 1):
-            problems.append(f"dropout must be in [0, 1) or -1 (the backbone's own), got {self.dropout}")
+        for name in ("dropout", "attention_dropout"):
+            if problem := dropout_problem(name, getattr(self, name)):
+                problems.append(problem)
 
 
 def balanced_batches(y: np.ndarray, batch_size: int, steps: int, rng: np.random.Generator):

@@ -32,6 +32,18 @@ def make_optimizer(params, *, lr: float, weight_decay: float, device) -> torch.o
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused)
 
 
+# One help text for every method that trains an encoder (setfit, finetune): why 0 is their default.
+ATTENTION_DROPOUT_HELP = ("dropout on the attention probabilities while the encoder trains "
+                          "(-1 = as its other dropout); 0 lets PyTorch's fused attention kernel run on CPU")
+
+
+def dropout_problem(name: str, rate: float) -> str | None:
+    """What is wrong with a dropout parameter where -1 means "the backbone's own" (or "as the others")."""
+    if rate == -1 or 0 <= rate < 1:
+        return None
+    return f"{name} must be in [0, 1) or -1 (the backbone's own), got {rate}"
+
+
 def attention_dropouts(model: torch.nn.Module) -> list[torch.nn.Dropout]:
     """The dropout layers on `model`'s attention probabilities: the `dropout` of each self-attention module
     (BertSelfAttention, XLMRobertaSelfAttention, MPNetSelfAttention, ...), not the ones after its output."""

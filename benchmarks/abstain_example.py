@@ -16,12 +16,12 @@ import csv
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
+
+from fewtune.bench.context import run_context
 
 RESULTS = Path(__file__).resolve().parent / "results" / "abstain_example.jsonl"
 
@@ -69,8 +69,7 @@ def main() -> int:
            "heldout_accuracy": evaluation.get("accuracy"), "heldout_ece": evaluation.get("ece"),
            "texts": len(rows), "abstained": len(rows) - len(kept),
            "accuracy_on_the_rest": round(right / len(kept), 4) if kept else None,
-           "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-           "versions": {p: metadata.version(p) for p in ("torch", "transformers", "fewtune")}}
+           **run_context("torch", "transformers", "fewtune")}
     with RESULTS.open("a") as f:
         f.write(json.dumps(row) + "\n")
     print(json.dumps(row, indent=2))

@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
+
+from fewtune.bench.context import run_context
 
 SETTINGS = {"backbone's own (0.1)": -1.0, "0 (setfit's default)": 0.0}
 
@@ -75,8 +75,7 @@ def main() -> int:
                    "load_avg_1min_before": round(load, 2)}
             print(json.dumps(row), flush=True)
             rows.append(row)
-    context = {"machine": f"{platform.machine()}, {os.cpu_count()} cores",
-               "versions": {p: metadata.version(p) for p in ("torch", "transformers", "fewtune")}}
+    context = run_context("torch", "transformers", "fewtune")
     with open(args.out, "w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps({**row, **context}) + "\n")

@@ -28,7 +28,6 @@ import hashlib
 import io
 import json
 import os
-import platform
 import random
 import shlex
 import shutil
@@ -37,8 +36,9 @@ import socket
 import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
+
+from fewtune.bench.context import run_context
 
 RESULTS = Path(__file__).resolve().parent / "results" / "first_hour_probes.json"
 ENV = {k: v for k, v in os.environ.items() if k != "FEWTUNE_HOME"} | {"HF_HUB_OFFLINE": "1"}  # the user's cache
@@ -425,9 +425,7 @@ def write_report(args, work: Path, started: float, cli: list, http: list) -> int
     failing = [{"name": r["name"], "command": r["command"], "what": r["problems"], "stderr_line": r["error_line"],
                 "exit": r.get("exit", r.get("status"))} for r in cli + http if r["problems"]]
     report = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
-              "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                          "cpus": os.cpu_count(), "load_average": os.getloadavg()},
-              "versions": {p: metadata.version(p) for p in ("fewtune", "torch", "fastapi")},
+              **run_context("fewtune", "torch", "fastapi"), "load_average": os.getloadavg(),
               "args": {"work": str(work), "quick": args.quick}, "seconds": round(time.time() - started, 1),
               "totals": {"cli_invocations": len(cli), "http_requests": len(http)}, "counts": counts,
               "failing": failing, "cli": cli, "http": [{k: r[k] for k in ("name", "status", "error_line")}

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fewtune.bench.worker import versions
+from fewtune.bench.context import versions
 
 HERE = Path(__file__).resolve().parent
 

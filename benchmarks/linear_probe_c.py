@@ -40,7 +40,7 @@ def run(datasets: list[str], shots: list[int], seeds: int) -> None:
     from sklearn.metrics import log_loss
 
     from fewtune.backbones import load_encoder, resolve_backbone
-    from fewtune.bench.worker import versions
+    from fewtune.bench.context import versions
     from fewtune.data.builtin import load_builtin
     from fewtune.data.sampling import fixed_subset_indices, sample_k_shot
     from fewtune.methods.linear_probe import C_GRID

@@ -12,11 +12,10 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import time
-from importlib import metadata
 from pathlib import Path
+
+from fewtune.bench.context import run_context
 
 RESULTS = Path(__file__).resolve().parent / "results" / "teach_time.jsonl"
 
@@ -51,8 +50,7 @@ def main() -> int:
             rows.append({"date": datetime.date.today().isoformat(), "method": method, "backbone": config.backbone,
                          "params": config.methods[method], "data": args.data, "examples": len(texts),
                          "status": state["status"], "seconds": seconds,
-                         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-                         "versions": {p: metadata.version(p) for p in ("torch", "transformers", "fewtune")}})
+                         **run_context("torch", "transformers", "fewtune")})
             print(f"{method}: {len(texts)} examples, {state['status']} in {seconds} s", flush=True)
     with RESULTS.open("a") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)

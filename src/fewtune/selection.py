@@ -26,6 +26,7 @@ from .errors import FewtuneError
 from .labels import plain_label
 from .model_texts import model_texts
 from .seeding import seed_everything
+from .training.memory import collect_finished_model
 from .progress import Progress
 
 SELECTIONS = ("cv", "evidence")
@@ -72,6 +73,8 @@ def select_by_cv(make_classifier, X: list, y, grid: dict[str, list[Any]], *, fol
                 losses.append(float(log_loss(truth, proba, labels=list(clf.classes_))))
             accs.append(float(accuracy_score(truth, pred)))
             f1s.append(float(f1_score(truth, pred, average="macro", zero_division=0)))
+            del clf
+            collect_finished_model()
             if progress:
                 progress.advance(task)
         results.append({"params": point, "accuracy": round(float(np.mean(accs)), 4),

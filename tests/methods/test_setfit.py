@@ -272,6 +272,45 @@ def test_select_cv_members_do_not_choose_head_c_again_unless_the_grid_is_over_it
     assert len(chosen) == 2 + (over_c.train_info_["selection"]["chosen"]["head_c"] == 0)
 
 
+@pytest.mark.parametrize("collect", [True, False], ids=["collected", "without-the-collection"])
+@pytest.mark.parametrize("options", [
+    {"params": {**FAST, "steps": 1, "head_c": 0}},  # head_c=0's fold bodies
+    {"params": {**FAST, "steps": 1}, "calibrate": "temperature"},  # the calibration's fold models
+    {"params": {**FAST, "steps": 1}, "select": "cv", "cv_folds": 2, "grid": {"learning_rate": [1e-3, 1e-4]}},
+], ids=["head_c=0", "calibrate", "select-cv"])
+def test_fold_models_weights_are_freed_as_soon_as_they_are_done(st_folder, data, monkeypatch, options, collect):
+    """A trained body's weights sit in reference cycles: only a collection frees them. With the automatic
+    collector off, every fold model's weights are gone when fit returns and the kept model's alone are alive;
+    without collect_finished_model they would all still be held (the cycles are real: the test can fail)."""
+    import gc
+    import weakref
+
+    from fewtune import selection
+    from fewtune.bayes import out_of_fold
+    from fewtune.methods import setfit
+    from fewtune.methods.setfit import SetFit
+
+    if not collect:
+        for module in (setfit, out_of_fold, selection):
+            monkeypatch.setattr(module, "collect_finished_model", lambda: None)
+    weights = []  # a weak reference to one trained weight of every body, taken as its optimiser is made
+    optimizer = SetFit._optimizer
+    monkeypatch.setattr(SetFit, "_optimizer", lambda self, trainable, *a, **kw: weights.append(
+        weakref.ref(trainable[0])) or optimizer(self, trainable, *a, **kw))
+    gc.collect()
+    gc.disable()
+    try:
+        clf = FewShotClassifier(backbone=str(st_folder), **options).fit(*data)
+        alive = [ref() for ref in weights if ref() is not None]
+    finally:
+        gc.enable()
+    assert len(weights) >= 3
+    if collect:
+        assert len(alive) == 1 and any(alive[0] is t for t in clf.model_.body.parameters())
+    else:
+        assert len(alive) > 1
+
+
 def test_head_c_zero_without_contrastive_steps_trains_no_fold_bodies(st_folder, data, monkeypatch):
     """steps=0 leaves every fold body the pretrained one: the shots' embeddings serve every fold."""
     from fewtune.methods.setfit import HEAD_C_GRID, SetFit

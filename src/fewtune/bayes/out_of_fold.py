@@ -7,6 +7,7 @@ import numpy as np
 from ..data import as_labeled
 from ..data.sampling import cv_folds
 from ..model_texts import model_texts
+from ..training.memory import collect_finished_model
 from .laplace_posterior import fit_head
 
 
@@ -31,4 +32,6 @@ def out_of_fold(clf, data, y_idx: np.ndarray, params, *, posterior, laplace: boo
                             seed=member.seed, show_progress=member.show_progress, method=member.method)
             held_texts = model_texts(as_labeled(held, source="fold"), member.model_)
             oof_laplace[val_idx] = head.predict_proba(member.model_.features(held_texts))
+        del member
+        collect_finished_model()
     return oof, oof_laplace, folds

@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from .context import fewtune_git, machine
 from .plan import ANCHORS
 from .records import done_keys
 
@@ -63,17 +63,6 @@ def probe(python: str) -> tuple[dict[str, list[str]], set[str], str | None]:
         return {}, set(), lines[-1] if lines else f"exit {proc.returncode}"
     found = json.loads(proc.stdout.strip().splitlines()[-1])
     return found["methods"], set(found["anchors"]), None
-
-
-def fewtune_git() -> str | None:
-    root = Path(__file__).resolve().parents[3]
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "pyproject.toml"], cwd=root,
-                               capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 class Worker:
@@ -140,10 +129,8 @@ class Records:
     def __init__(self, out: Path, counts: dict, *, notes=(), jobs: int = 1, python: str | None = None,
                  engine: str | None = None):
         self.out, self.failed_file, self.counts = out, out.with_suffix(".failed.jsonl"), counts
-        self.context = {"machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                                    "processor": platform.machine(), "python": platform.python_version()},
-                        "fewtune_git": fewtune_git(), "notes": list(notes), "jobs": jobs, "python_exe": python,
-                        **({"engine": engine} if engine else {})}
+        self.context = {"machine": machine(), "fewtune_git": fewtune_git(), "notes": list(notes), "jobs": jobs,
+                        "python_exe": python, **({"engine": engine} if engine else {})}
         out.parent.mkdir(parents=True, exist_ok=True)
 
     def add(self, run: dict, record: dict | None, why: str) -> dict | None:

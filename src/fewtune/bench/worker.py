@@ -29,10 +29,8 @@ from ..backbones.catalog import DEFAULT_ENCODER
 from ..backbones.prefix import text_prefix, with_prefix
 from ..data.builtin import BUILTIN_DATASETS
 from ..metrics import calibration_report, classification_report, risk_coverage
+from .context import versions
 from .plan import ANCHORS, CLASSIFIER_OPTIONS, DataSource, digest
-
-VERSIONED = ("torch", "transformers", "sentence-transformers", "peft", "setfit", "datasets", "scikit-learn",
-             "numpy", "fewtune")
 
 
 def rss_mb(field: str = "VmHWM") -> float | None:
@@ -54,18 +52,6 @@ def reset_peak_rss() -> None:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
         pass
-
-
-def versions() -> dict[str, str | None]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for name in VERSIONED:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    return found
 
 
 def train_fewtune(task: dict, train, test) -> tuple[np.ndarray, tuple[float, float], float, dict]:

@@ -29,6 +29,7 @@ from .base import (ENCODER_LIMIT, LM_LIMIT, LM_LIMIT_HELP, LM_TEXT_TOKENS, METHO
                    MethodParams, get_method, register_method, split_token_limits)
 from ..params import param
 from ..training.label_words import is_id_name
+from ..training.memory import collect_finished_model
 from ..training.tracking import record_losses
 
 # Cheapest first: the budget then cuts the costly ones.
@@ -235,6 +236,7 @@ class Auto(FewShotMethod):
                                         n_classes, seed)
                 probs[val_idx] = model.predict_proba([texts[j] for j in val_idx])
                 del model
+                collect_finished_model()
                 if progress:
                     progress.advance(task)
                 spent = time.perf_counter() - t0

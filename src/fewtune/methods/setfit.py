@@ -33,6 +33,7 @@ from ..training.heads import (
     classification_loss,
     cross_validated_nll,
 )
+from ..training.memory import collect_finished_model
 from ..training.optim import (
     ATTENTION_DROPOUT_HELP, dropout_problem, encoder_dropout, make_optimizer, trainable_parameters, update,
 )
@@ -295,7 +296,10 @@ class SetFit(LinearHeadEncoderMethod):
         with record_losses():  # its steps are not the returned model's: kept out of the loss curve
             member._train_body([texts[i] for i in train_idx], y[train_idx], seed, np.random.default_rng(seed),
                                progress, steps=steps, description=name, overall=overall)
-        return member._encode(texts, progress=progress, description=f"{name}, embedding the shots")
+        embeddings = member._encode(texts, progress=progress, description=f"{name}, embedding the shots")
+        del member
+        collect_finished_model()
+        return embeddings
 
     @classmethod
     def cv_member_params(cls, params: dict, grid_keys: set[str]) -> dict:

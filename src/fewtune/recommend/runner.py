@@ -22,7 +22,8 @@ from typing import Any, Callable, ClassVar
 from ..bench.api import split_methods
 from ..bench.plan import digest, json_value
 from ..bench.records import done_keys
-from ..bench.worker import reset_peak_rss, rss_mb, versions
+from ..bench.context import versions
+from ..bench.worker import reset_peak_rss, rss_mb
 from ..errors import FewtuneError
 from .base import TrainSet
 from .methods import build_recommender, get_recommender

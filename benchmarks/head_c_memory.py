@@ -1,0 +1,87 @@
+"""Peak memory of setfit's default (head_c=0: the kept body and four fold bodies), with and without freeing each
+fold body as soon as its embeddings are taken (`collect_finished_model`).
+
+A trained body sits in reference cycles (weights, prior, optimiser state), so without a collection it lives on
+while the next fold body trains. Each setting runs in a fresh process (its peak is its own): setfit with its
+defaults on K shots per class of a built-in used as a user's file (texts and labels only), texts cut at 128
+tokens. Writes one JSON line per (data set, setting).
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/head_c_memory.py [--data mr,bbc] [--k 8] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from fewtune.bench.context import run_context
+
+SETTINGS = ("collected (the default)", "not collected (before)")
+
+
+def rss_mb() -> int:
+    with open("/proc/self/status", encoding="ascii") as f:
+        return next(int(line.split()[1]) // 1024 for line in f if line.startswith("VmRSS"))
+
+
+def one(data: str, k: int, setting: str) -> dict:
+    from fewtune import FewShotClassifier
+    from fewtune.data import load_builtin, sample_k_shot
+    from fewtune.methods import setfit
+
+    after_fold_bodies = []
+    embeddings = setfit.SetFit._fold_body_embeddings
+    if setting == SETTINGS[1]:
+        setfit.collect_finished_model = lambda: None
+
+    def watched(self, *args, **kwargs):
+        out = embeddings(self, *args, **kwargs)
+        after_fold_bodies.append(rss_mb())
+        return out
+
+    setfit.SetFit._fold_body_embeddings = watched
+    pool, _ = load_builtin(data)
+    idx = sample_k_shot(pool.labels, k, 0)
+    started = time.perf_counter()
+    clf = FewShotClassifier(params={"max_tokens": 128}, seed=0)
+    clf.fit([pool.texts[i] for i in idx], [pool.labels[i] for i in idx])
+    return {"n_shots": len(idx), "fit_seconds": round(time.perf_counter() - started, 1),
+            "head_c": clf.train_info_["head_c"]["chosen"], "rss_mb_after_each_fold_body": after_fold_bodies,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="mr,bbc")
+    parser.add_argument("--k", type=int, default=8)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "head_c_memory.jsonl"))
+    parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)  # data, k, setting: the child process
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one(args.one[0], int(args.one[1]), args.one[2])))
+        return 0
+    rows = []
+    for data in args.data.split(","):
+        for setting in SETTINGS:
+            load = os.getloadavg()[0]
+            child = subprocess.run([sys.executable, __file__, "--one", data, str(args.k), setting], check=True,
+                                   capture_output=True, text=True)
+            row = {"data": f"{data}-as-file", "k": args.k, "fold_bodies": setting,
+                   **json.loads(child.stdout.strip().splitlines()[-1]), "load_avg_1min_before": round(load, 2)}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    context = run_context("torch", "transformers", "fewtune")
+    with open(args.out, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps({**row, **context}) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

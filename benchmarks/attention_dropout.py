@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from fewtune.bench.context import run_context
+from fewtune.bench.context import in_fresh_process, write_rows
 
 SETTINGS = {"backbone's own (0.1)": -1.0, "0 (setfit's default)": 0.0}
 
@@ -68,17 +66,11 @@ def main() -> int:
     rows = []
     for tokens in (int(t) for t in args.tokens.split(",")):
         for name, attention in SETTINGS.items():
-            load = os.getloadavg()[0]
-            child = subprocess.run([sys.executable, __file__, "--one", str(tokens), str(attention)], check=True,
-                                   capture_output=True, text=True)
-            row = {"tokens": tokens, "attention_dropout": name, **json.loads(child.stdout.strip().splitlines()[-1]),
-                   "load_avg_1min_before": round(load, 2)}
+            row = {"tokens": tokens, "attention_dropout": name,
+                   **in_fresh_process(__file__, str(tokens), str(attention))}
             print(json.dumps(row), flush=True)
             rows.append(row)
-    context = run_context("torch", "transformers", "fewtune")
-    with open(args.out, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps({**row, **context}) + "\n")
+    write_rows(args.out, rows, "torch", "transformers", "fewtune")
     return 0
 
 

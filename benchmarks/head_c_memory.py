@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from fewtune.bench.context import run_context
+from fewtune.bench.context import in_fresh_process, write_rows
 
 SETTINGS = ("collected (the default)", "not collected (before)")
 
@@ -69,17 +67,11 @@ def main() -> int:
     rows = []
     for data in args.data.split(","):
         for setting in SETTINGS:
-            load = os.getloadavg()[0]
-            child = subprocess.run([sys.executable, __file__, "--one", data, str(args.k), setting], check=True,
-                                   capture_output=True, text=True)
             row = {"data": f"{data}-as-file", "k": args.k, "fold_bodies": setting,
-                   **json.loads(child.stdout.strip().splitlines()[-1]), "load_avg_1min_before": round(load, 2)}
+                   **in_fresh_process(__file__, data, str(args.k), setting)}
             print(json.dumps(row), flush=True)
             rows.append(row)
-    context = run_context("torch", "transformers", "fewtune")
-    with open(args.out, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps({**row, **context}) + "\n")
+    write_rows(args.out, rows, "torch", "transformers", "fewtune")
     return 0
 
 

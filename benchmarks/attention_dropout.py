@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from fewtune.bench.context import in_fresh_process, write_rows
+from fewtune.bench.context import run_in_fresh_processes
 
 SETTINGS = {"backbone's own (0.1)": -1.0, "0 (setfit's default)": 0.0}
 
@@ -63,14 +63,9 @@ def main() -> int:
     if args.one:
         print(json.dumps(one(int(args.one[0]), float(args.one[1]))))
         return 0
-    rows = []
-    for tokens in (int(t) for t in args.tokens.split(",")):
-        for name, attention in SETTINGS.items():
-            row = {"tokens": tokens, "attention_dropout": name,
-                   **in_fresh_process(__file__, str(tokens), str(attention))}
-            print(json.dumps(row), flush=True)
-            rows.append(row)
-    write_rows(args.out, rows, "torch", "transformers", "fewtune")
+    cases = [({"tokens": tokens, "attention_dropout": name}, [str(tokens), str(attention)])
+             for tokens in (int(t) for t in args.tokens.split(",")) for name, attention in SETTINGS.items()]
+    run_in_fresh_processes(__file__, cases, args.out, "torch", "transformers", "fewtune")
     return 0
 
 

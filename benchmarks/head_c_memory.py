@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from fewtune.bench.context import in_fresh_process, write_rows
+from fewtune.bench.context import run_in_fresh_processes
 
 SETTINGS = ("collected (the default)", "not collected (before)")
 
@@ -64,14 +64,9 @@ def main() -> int:
     if args.one:
         print(json.dumps(one(args.one[0], int(args.one[1]), args.one[2])))
         return 0
-    rows = []
-    for data in args.data.split(","):
-        for setting in SETTINGS:
-            row = {"data": f"{data}-as-file", "k": args.k, "fold_bodies": setting,
-                   **in_fresh_process(__file__, data, str(args.k), setting)}
-            print(json.dumps(row), flush=True)
-            rows.append(row)
-    write_rows(args.out, rows, "torch", "transformers", "fewtune")
+    cases = [({"data": f"{data}-as-file", "k": args.k, "fold_bodies": setting}, [data, str(args.k), setting])
+             for data in args.data.split(",") for setting in SETTINGS]
+    run_in_fresh_processes(__file__, cases, args.out, "torch", "transformers", "fewtune")
     return 0
 
 

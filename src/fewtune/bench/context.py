@@ -51,16 +51,19 @@ def run_context(*packages: str) -> dict:
     return {"machine": machine(), "versions": versions(packages or VERSIONED), "fewtune_git": fewtune_git()}
 
 
-def in_fresh_process(script: str, *args: str) -> dict:
-    """Run `python SCRIPT --one ARGS`, a benchmark's child process (so its peak memory is its own), and return
-    the JSON object it printed last, with the 1-minute load average from before it started."""
-    load = os.getloadavg()[0]
-    child = subprocess.run([sys.executable, script, "--one", *args], check=True, capture_output=True, text=True)
-    return {**json.loads(child.stdout.strip().splitlines()[-1]), "load_avg_1min_before": round(load, 2)}
-
-
-def write_rows(path, rows: list[dict], *packages: str) -> None:
-    """A benchmark's rows as JSON lines in `path`, each with run_context(*packages)."""
+def run_in_fresh_processes(script: str, cases: list[tuple[dict, list[str]]], out, *packages: str) -> list[dict]:
+    """A benchmark's rows, one per case, each measured by `python SCRIPT --one ARGS` in a process of its own (so
+    its peak memory is its own): the case's fields, the JSON object the child printed last and the 1-minute load
+    average from before it started. Printed as they finish; written to `out` as JSON lines, each with
+    run_context(*packages)."""
+    rows = []
+    for fields, args in cases:
+        load = os.getloadavg()[0]
+        child = subprocess.run([sys.executable, script, "--one", *args], check=True, capture_output=True, text=True)
+        rows.append({**fields, **json.loads(child.stdout.strip().splitlines()[-1]),
+                     "load_avg_1min_before": round(load, 2)})
+        print(json.dumps(rows[-1]), flush=True)
     context = run_context(*packages)
-    with open(path, "w", encoding="utf-8") as f:
+    with open(out, "w", encoding="utf-8") as f:
         f.writelines(json.dumps({**row, **context}) + "\n" for row in rows)
+    return rows

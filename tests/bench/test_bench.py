@@ -317,3 +317,24 @@ def test_ray_runs_give_the_local_runners_records_hash_for_hash(first_run, data_f
 def test_ray_and_python_together_are_one_line(data_files, st_folder, tmp_path, capfd):
     assert main(bench_args(data_files, st_folder, tmp_path / "r.jsonl", "--ray", "local", "--python", sys.executable)) == 2
     assert "--python applies to the local runner" in capfd.readouterr().err
+
+
+def test_run_in_fresh_processes_gives_each_case_its_childs_last_json_and_where_it_ran(tmp_path, capsys):
+    import os
+
+    import numpy as np
+
+    from fewtune.bench.context import run_in_fresh_processes
+
+    child = tmp_path / "child.py"
+    child.write_text("import json, os, sys\nprint('a note first')\n"
+                     "print(json.dumps({'arg': sys.argv[2], 'pid': os.getpid()}))\n")
+    out = tmp_path / "rows.jsonl"
+    rows = run_in_fresh_processes(str(child), [({"case": 1}, ["x"]), ({"case": 2}, ["y"])], out, "numpy")
+    assert [(r["case"], r["arg"]) for r in rows] == [(1, "x"), (2, "y")]
+    assert len({r["pid"] for r in rows} | {os.getpid()}) == 3  # a process of its own each
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [w["arg"] for w in written] == ["x", "y"]
+    assert written[0]["versions"] == {"numpy": np.__version__} and written[0]["machine"]["cpu_count"] == os.cpu_count()
+    assert "load_avg_1min_before" in written[0] and "fewtune_git" in written[0]
+    assert [json.loads(line)["case"] for line in capsys.readouterr().out.splitlines()] == [1, 2]

@@ -133,6 +133,7 @@ def test_setfit_trains_without_attention_dropout_unless_asked(st_folder, data):
     ({"loss": "triplet"}, "loss must be one of pairs, supcon"),
     ({"head": "mlp"}, "head must be 'logistic' or 'differentiable'"),
     ({"dropout": 1.5}, "dropout must be in"),
+    ({"attention_dropout": 1.5}, "attention_dropout must be in \\[0, 1\\) or -1"),
     ({"steps": -3}, "steps must be -1"),
     ({"learning_rate": 0}, "learning_rate must be positive"),
 ])

@@ -1,6 +1,7 @@
 """Where a benchmark ran, written beside its results: the machine, the library versions, the fewtune commit.
 
-One place for every record: `fewtune bench`'s runs, the recommendation runs and the scripts under benchmarks/.
+One place for `fewtune bench`'s runs, the recommendation runs and the benchmarks/ scripts that use it (some older
+ones still write their own machine fields, in their own shapes).
 """
 
 from __future__ import annotations

@@ -102,8 +102,9 @@ class SetFitParams(MethodParams):
             problems.append(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.steps < -1:
             problems.append(f"steps must be -1 (use epochs), 0 (head only) or more, got {self.steps}")
-        for name in ("dropout", "attention_dropout"):
-            if problem := dropout_problem(name, getattr(self, name)):
+        for problem in (dropout_problem("dropout", self.dropout),
+                        dropout_problem("attention_dropout", self.attention_dropout, "as dropout")):
+            if problem:
                 problems.append(problem)
 
 

@@ -37,11 +37,11 @@ ATTENTION_DROPOUT_HELP = ("dropout on the attention probabilities while the enco
                           "(-1 = as its other dropout); 0 lets PyTorch's fused attention kernel run on CPU")
 
 
-def dropout_problem(name: str, rate: float) -> str | None:
-    """What is wrong with a dropout parameter where -1 means "the backbone's own" (or "as the others")."""
+def dropout_problem(name: str, rate: float, minus_one: str = "the backbone's own") -> str | None:
+    """What is wrong with a dropout parameter where -1 means `minus_one`."""
     if rate == -1 or 0 <= rate < 1:
         return None
-    return f"{name} must be in [0, 1) or -1 (the backbone's own), got {rate}"
+    return f"{name} must be in [0, 1) or -1 ({minus_one}), got {rate}"
 
 
 def attention_dropouts(model: torch.nn.Module) -> list[torch.nn.Dropout]:

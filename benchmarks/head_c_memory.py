@@ -1,5 +1,5 @@
 """Peak memory of setfit's default (head_c=0: the kept body and four fold bodies), with and without freeing each
-fold body as soon as its embeddings are taken (`collect_finished_model`).
+fold body as soon as its embeddings are taken (`fewtune.training.memory.fold_models`).
 
 A trained body sits in reference cycles (weights, prior, optimiser state), so without a collection it lives on
 while the next fold body trains. Each setting runs in a fresh process (its peak is its own): setfit with its
@@ -12,6 +12,7 @@ tokens. Writes one JSON line per (data set, setting).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import sys
@@ -34,16 +35,17 @@ def one(data: str, k: int, setting: str) -> dict:
     from fewtune.methods import setfit
 
     after_fold_bodies = []
-    embeddings = setfit.SetFit._fold_body_embeddings
-    if setting == SETTINGS[1]:
-        setfit.collect_finished_model = lambda: None
+    collected = setfit.fold_models if setting == SETTINGS[0] else (lambda: contextlib.nullcontext(lambda: None))
 
-    def watched(self, *args, **kwargs):
-        out = embeddings(self, *args, **kwargs)
-        after_fold_bodies.append(rss_mb())
-        return out
+    @contextlib.contextmanager
+    def watched():  # the memory once each fold body is done with (and freed, where it is)
+        with collected() as finished:
+            def done():
+                finished()
+                after_fold_bodies.append(rss_mb())
+            yield done
 
-    setfit.SetFit._fold_body_embeddings = watched
+    setfit.fold_models = watched
     pool, _ = load_builtin(data)
     idx = sample_k_shot(pool.labels, k, 0)
     started = time.perf_counter()

@@ -26,7 +26,7 @@ from .errors import FewtuneError
 from .labels import plain_label
 from .model_texts import model_texts
 from .seeding import seed_everything
-from .training.memory import collect_finished_model
+from .training.memory import fold_models
 from .progress import Progress
 
 SELECTIONS = ("cv", "evidence")
@@ -49,40 +49,45 @@ def select_by_cv(make_classifier, X: list, y, grid: dict[str, list[Any]], *, fol
     make_classifier(point) -> an unfitted FewShotClassifier with the point's parameters.
     Returns {"method": "cv", "folds", "grid", "results": [...], "chosen": {...}}.
     """
-    from sklearn.metrics import accuracy_score, f1_score, log_loss
-
     points = grid_points(grid)
     y_arr = np.asarray(y) if np.ndim(y) == 2 else np.asarray(list(y), dtype=object)
     splits = cv_folds(_stratify_keys(y_arr), folds, seed)
     task = progress.add("Cross-validating the grid", total=len(points) * len(splits)) if progress else None
     results = []
-    for point in points:
-        accs, f1s, losses = [], [], []
-        for train_idx, val_idx in splits:
-            clf = make_classifier(point)
-            clf.fit([X[i] for i in train_idx], _take(y_arr, train_idx))
-            truth = _take(y_arr, val_idx)
-            proba = clf.predict_proba([X[i] for i in val_idx])
-            if y_arr.ndim == 2:
-                truth = np.asarray(truth)
-                pred = (proba >= 0.5).astype(np.int64)
-                p = np.clip(proba, 1e-7, 1 - 1e-7)
-                losses.append(float(-(truth * np.log(p) + (1 - truth) * np.log(1 - p)).mean()))
-            else:
-                pred = clf.classes_[proba.argmax(1)]
-                losses.append(float(log_loss(truth, proba, labels=list(clf.classes_))))
-            accs.append(float(accuracy_score(truth, pred)))
-            f1s.append(float(f1_score(truth, pred, average="macro", zero_division=0)))
-            del clf
-            collect_finished_model()
-            if progress:
-                progress.advance(task)
-        results.append({"params": point, "accuracy": round(float(np.mean(accs)), 4),
-                        "accuracy_std": round(float(np.std(accs)), 4), "macro_f1": round(float(np.mean(f1s)), 4),
-                        "log_loss": round(float(np.mean(losses)), 4)})
+    with fold_models() as finished:
+        for point in points:
+            scores = []  # (accuracy, macro-F1, log-loss) per fold
+            for train_idx, val_idx in splits:
+                clf = make_classifier(point)
+                clf.fit([X[i] for i in train_idx], _take(y_arr, train_idx))
+                scores.append(_held_out_scores(clf, [X[i] for i in val_idx], _take(y_arr, val_idx), y_arr.ndim == 2))
+                del clf
+                finished()
+                if progress:
+                    progress.advance(task)
+            accs, f1s, losses = (np.array(column) for column in zip(*scores))
+            results.append({"params": point, "accuracy": round(float(accs.mean()), 4),
+                            "accuracy_std": round(float(accs.std()), 4), "macro_f1": round(float(f1s.mean()), 4),
+                            "log_loss": round(float(losses.mean()), 4)})
     best = max(range(len(results)),
                key=lambda i: (results[i]["accuracy"], results[i]["macro_f1"], -results[i]["log_loss"], -i))
     return {"method": "cv", "folds": len(splits), "grid": grid, "results": results, "chosen": points[best]}
+
+
+def _held_out_scores(clf, texts: list, truth, multi_label: bool) -> tuple[float, float, float]:
+    """A fold model's accuracy, macro-F1 and log-loss on its held-out texts."""
+    from sklearn.metrics import accuracy_score, f1_score, log_loss
+
+    proba = clf.predict_proba(texts)
+    if multi_label:
+        truth = np.asarray(truth)
+        pred = (proba >= 0.5).astype(np.int64)
+        p = np.clip(proba, 1e-7, 1 - 1e-7)
+        loss = float(-(truth * np.log(p) + (1 - truth) * np.log(1 - p)).mean())
+    else:
+        pred = clf.classes_[proba.argmax(1)]
+        loss = float(log_loss(truth, proba, labels=list(clf.classes_)))
+    return (float(accuracy_score(truth, pred)), float(f1_score(truth, pred, average="macro", zero_division=0)), loss)
 
 
 def _stratify_keys(y: np.ndarray) -> np.ndarray:

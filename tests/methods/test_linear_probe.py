@@ -58,3 +58,41 @@ def test_linear_probe_is_confident_on_easy_texts():
     proba = clf.predict_proba(new)
     assert list(clf.predict(new)) == ["sport", "money"]
     assert (proba.max(1) >= 0.8).all(), proba
+
+
+def test_a_fold_loops_linear_probes_load_one_frozen_body_and_predict_as_with_their_own(st_folder, monkeypatch):
+    """Inside a fold loop (here --select cv over max_tokens, then the calibration's) every linear-probe shares one
+    loaded body; each still reads its own max_tokens, and the choice and the kept model are what they were when
+    every fold model loaded a body of its own. The kept model, trained after the loop, has a body of its own."""
+    from fewtune.methods.linear_probe import LinearProbe
+    from fewtune.training import encoder_method
+
+    texts = [f"{word} {thing}" for word in ("good", "great", "bad", "awful") for thing in ("film", "movie", "plot", "cast")]
+    labels = ["pos"] * 8 + ["neg"] * 8
+    loads, lengths = [], []  # every body load; (max_tokens asked, the body's length) at each fit's embedding
+    real_load, real_encode = encoder_method.load_encoder, LinearProbe._encode
+    monkeypatch.setattr(encoder_method, "load_encoder", lambda *a, **kw: loads.append(1) or real_load(*a, **kw))
+
+    def encode(self, texts, **kw):
+        lengths.append((self.params.max_tokens, self.body.max_seq_length))
+        return real_encode(self, texts, **kw)
+
+    monkeypatch.setattr(LinearProbe, "_encode", encode)
+
+    def fit():
+        loads.clear()
+        lengths.clear()
+        clf = FewShotClassifier(backbone=str(st_folder), method="linear-probe", select="cv", cv_folds=2,
+                                grid={"max_tokens": [3, 0]}, calibrate="temperature", seed=0).fit(texts, labels)
+        return clf, len(loads), list(lengths)
+
+    shared, shared_loads, shared_lengths = fit()
+    monkeypatch.setattr(LinearProbe, "frozen_body", False)
+    own, own_loads, own_lengths = fit()
+    # 2 points x 2 folds for the choice, the kept model, 2 calibration folds: 7 loads, or one per loop and the kept.
+    assert (own_loads, shared_loads) == (7, 3)
+    assert shared_lengths == own_lengths and {asked for asked, _ in shared_lengths} == {3, 0}
+    assert all(length == asked for asked, length in shared_lengths if asked)
+    assert shared.train_info_["selection"] == own.train_info_["selection"]
+    np.testing.assert_allclose(shared.predict_proba(texts), own.predict_proba(texts), atol=1e-6)
+    assert shared.model_.body is not own.model_.body

@@ -29,7 +29,7 @@ from .base import (ENCODER_LIMIT, LM_LIMIT, LM_LIMIT_HELP, LM_TEXT_TOKENS, METHO
                    MethodParams, get_method, register_method, split_token_limits)
 from ..params import param
 from ..training.label_words import is_id_name
-from ..training.memory import collect_finished_model
+from ..training.memory import fold_models
 from ..training.tracking import record_losses
 
 # Cheapest first: the budget then cuts the costly ones.
@@ -230,29 +230,31 @@ class Auto(FewShotMethod):
                 continue
             t0 = time.perf_counter()
             abandoned = None
-            for i, (train_idx, val_idx) in enumerate(folds):
-                with record_losses():  # a fold model's steps: not the returned model's curve, nor its live run
-                    model = self._train(name, params, backbone, [texts[j] for j in train_idx], y[train_idx],
-                                        n_classes, seed)
-                probs[val_idx] = model.predict_proba([texts[j] for j in val_idx])
-                del model
-                collect_finished_model()
-                if progress:
-                    progress.advance(task)
-                spent = time.perf_counter() - t0
-                if name in CACHE_FILLERS and i == 0 and len(folds) > 1:
+            with fold_models() as finished:
+                for i, (train_idx, val_idx) in enumerate(folds):
+                    with record_losses():  # a fold model's steps: not the returned model's curve, nor its live run
+                        model = self._train(name, params, backbone, [texts[j] for j in train_idx], y[train_idx],
+                                            n_classes, seed)
+                    probs[val_idx] = model.predict_proba([texts[j] for j in val_idx])
+                    del model
+                    finished()
+                    if progress:
+                        progress.advance(task)
+                    spent = time.perf_counter() - t0
+                    if name in CACHE_FILLERS and i == 0 and len(folds) > 1:
+                        last_fold = time.perf_counter()
+                        continue
+                    # What is left of this candidate's folds, and its final training on all the shots (about
+                    # one fold's time, scaled to the larger set), must fit in the budget. A cache filler's folds
+                    # after the first cost what the latest did.
+                    per_fold = time.perf_counter() - last_fold if name in CACHE_FILLERS else spent / (i + 1)
                     last_fold = time.perf_counter()
-                    continue
-                # What is left of this candidate's folds, and its final training on all the shots (about
-                # one fold's time, scaled to the larger set), must fit in the budget. A cache filler's folds
-                # after the first cost what the latest did.
-                per_fold = time.perf_counter() - last_fold if name in CACHE_FILLERS else spent / (i + 1)
-                last_fold = time.perf_counter()
-                projected = per_fold * (len(folds) - i - 1 + 1.5)
-                if time.perf_counter() - started + projected > budget:
-                    abandoned = f"would end past the time budget ({p.time_budget:g}s): {spent:.0f}s for {i + 1} fold(s)"
-                    seconds[name] = spent / (i + 1) * len(folds)
-                    break
+                    projected = per_fold * (len(folds) - i - 1 + 1.5)
+                    if time.perf_counter() - started + projected > budget:
+                        abandoned = (f"would end past the time budget ({p.time_budget:g}s): {spent:.0f}s for "
+                                     f"{i + 1} fold(s)")
+                        seconds[name] = spent / (i + 1) * len(folds)
+                        break
             if abandoned:
                 skipped[name] = abandoned
                 if progress:

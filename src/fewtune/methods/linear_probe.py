@@ -54,6 +54,7 @@ class LinearProbe(LinearHeadEncoderMethod):
     params_class = LinearProbeParams
     kind = "encoder"
     length_params = ("max_tokens",)
+    frozen_body = True
     selection_grid = {"choose_c": [False], "head_c": [1.0, 0.1, 10.0, 100.0]}  # --select cv: by accuracy instead
 
     def fit(self, texts, y, n_classes, *, seed, progress) -> dict:

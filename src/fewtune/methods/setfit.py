@@ -33,7 +33,7 @@ from ..training.heads import (
     classification_loss,
     cross_validated_nll,
 )
-from ..training.memory import collect_finished_model
+from ..training.memory import fold_models
 from ..training.optim import (
     ATTENTION_DROPOUT_HELP, dropout_problem, encoder_dropout, make_optimizer, trainable_parameters, update,
 )
@@ -276,10 +276,12 @@ class SetFit(LinearHeadEncoderMethod):
         # Each fold body takes as many steps as the body kept: one trained less (epochs on 3/4 of the
         # shots) finds its held-out shots easier than the kept body finds new texts, and C overshoots
         # (30-60 % of the K=16 overshoot, benchmarks/README.md "four quarters, full steps").
-        fold_embs = [emb if steps == 0 else self._fold_body_embeddings(texts, y, train_idx, seed, progress, steps,
-                                                                       f"Choosing the head: fold body {f}/{len(folds)}",
-                                                                       overall)
-                     for f, (train_idx, _) in enumerate(folds, 1)]
+        fold_embs = [emb] * len(folds) if steps == 0 else []
+        with fold_models() as finished:
+            for f, (train_idx, _) in enumerate(folds if steps else [], 1):
+                fold_embs.append(self._fold_body_embeddings(texts, y, train_idx, seed, progress, steps,
+                                                            f"Choosing the head: fold body {f}/{len(folds)}", overall))
+                finished()
         oof_nll = cross_validated_nll(fold_embs, y, n_classes, HEAD_C_GRID, folds, class_weight=p.class_weight,
                                       seed=seed)
         # scikit-learn's C weighs the *sum* of the losses: a fold head fitted on 3/4 of the shots at C is
@@ -297,10 +299,7 @@ class SetFit(LinearHeadEncoderMethod):
         with record_losses():  # its steps are not the returned model's: kept out of the loss curve
             member._train_body([texts[i] for i in train_idx], y[train_idx], seed, np.random.default_rng(seed),
                                progress, steps=steps, description=name, overall=overall)
-        embeddings = member._encode(texts, progress=progress, description=f"{name}, embedding the shots")
-        del member
-        collect_finished_model()
-        return embeddings
+        return member._encode(texts, progress=progress, description=f"{name}, embedding the shots")
 
     @classmethod
     def cv_member_params(cls, params: dict, grid_keys: set[str]) -> dict:

@@ -16,6 +16,7 @@ from .base_weights import drop_base_tensors, fill_base_tensors, skipped_init
 from ..text_windows import reads_chunks
 from .embed_texts import embed_batch, encode
 from .heads import SOFTMAX, LinearHead
+from .memory import shared_in_fold_loop
 from .plain_encoder import plain_encoder
 
 
@@ -65,10 +66,21 @@ class EncoderBodyMethod(FewShotMethod):
     def body(self, value) -> None:
         self._body = value
 
+    # A method that never trains its body (linear-probe) says so: the models of a fold loop then share one body.
+    frozen_body = False
+
     def _load_body(self) -> None:
-        self.body = load_encoder(self.backbone, device=self.device)
-        if self.params.max_tokens:
-            self.body.max_seq_length = self.params.max_tokens
+        if self.frozen_body:
+            self.body, own_length = shared_in_fold_loop(("encoder", self.backbone.path, str(self.device)),
+                                                        self._pretrained_body)
+        else:
+            self.body, own_length = self._pretrained_body()
+        # A shared body keeps the length the previous fold model gave it: every model sets its own.
+        self.body.max_seq_length = self.params.max_tokens or own_length
+
+    def _pretrained_body(self) -> tuple:
+        body = load_encoder(self.backbone, device=self.device)
+        return body, body.max_seq_length
 
     def _encode(self, texts, *, progress=None, description: str = "Encoding") -> np.ndarray:
         """The body's embeddings of `texts` (no gradients), in windows where long_texts says chunks."""

@@ -12,13 +12,12 @@ setfit calls it). Writes one JSON line per (tokens, setting).
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import sys
 import time
 from pathlib import Path
 
-from fewtune.bench.context import run_in_fresh_processes
+from fewtune.bench.context import parse_or_run_one, run_in_fresh_processes
 
 SETTINGS = {"backbone's own (0.1)": -1.0, "0 (setfit's default)": 0.0}
 
@@ -58,10 +57,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", default="128,512")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "attention_dropout.jsonl"))
-    parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)  # tokens, attention: the child process
-    args = parser.parse_args()
-    if args.one:
-        print(json.dumps(one(int(args.one[0]), float(args.one[1]))))
+    args = parse_or_run_one(parser, lambda tokens, attention: one(int(tokens), float(attention)), 2)
+    if args is None:
         return 0
     cases = [({"tokens": tokens, "attention_dropout": name}, [str(tokens), str(attention)])
              for tokens in (int(t) for t in args.tokens.split(",")) for name, attention in SETTINGS.items()]

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from fewtune.bench.context import run_in_fresh_processes
+from fewtune.bench.context import parse_or_run_one, run_in_fresh_processes
 
 SETTINGS = ("one shared body, frozen walk (the default)", "a body per model, frozen walk",
             "a body per model, full collection per model (before)")
@@ -76,10 +75,8 @@ def main() -> int:
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "fold_collection.jsonl"))
-    parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)  # data, k, setting: the child process
-    args = parser.parse_args()
-    if args.one:
-        print(json.dumps(one(args.one[0], int(args.one[1]), args.one[2])))
+    args = parse_or_run_one(parser, lambda data, k, setting: one(data, int(k), setting), 3)
+    if args is None:
         return 0
     # Alternating settings, so that a change in the machine's load falls on both alike.
     cases = [({"data": f"{data}-as-file", "k": args.k, "repeat": r, "collection": setting},

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import resource
 import sys
 import time
 from pathlib import Path
 
-from fewtune.bench.context import run_in_fresh_processes
+from fewtune.bench.context import parse_or_run_one, run_in_fresh_processes
 
 SETTINGS = ("collected (the default)", "not collected (before)")
 
@@ -61,10 +60,8 @@ def main() -> int:
     parser.add_argument("--data", default="mr,bbc")
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "head_c_memory.jsonl"))
-    parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)  # data, k, setting: the child process
-    args = parser.parse_args()
-    if args.one:
-        print(json.dumps(one(args.one[0], int(args.one[1]), args.one[2])))
+    args = parse_or_run_one(parser, lambda data, k, setting: one(data, int(k), setting), 3)
+    if args is None:
         return 0
     cases = [({"data": f"{data}-as-file", "k": args.k, "fold_bodies": setting}, [data, str(args.k), setting])
              for data in args.data.split(",") for setting in SETTINGS]

@@ -319,22 +319,36 @@ def test_ray_and_python_together_are_one_line(data_files, st_folder, tmp_path, c
     assert "--python applies to the local runner" in capfd.readouterr().err
 
 
-def test_run_in_fresh_processes_gives_each_case_its_childs_last_json_and_where_it_ran(tmp_path, capsys):
+def test_run_in_fresh_processes_gives_each_case_its_childs_last_json_and_where_it_ran(tmp_path):
+    """A benchmark script as benchmarks/ writes them: parse_or_run_one's options in the parent, which runs each case
+    as `SCRIPT --one ARGS` in a process of its own and writes the rows."""
     import os
+    import subprocess
+    import sys
 
     import numpy as np
 
-    from fewtune.bench.context import run_in_fresh_processes
-
-    child = tmp_path / "child.py"
-    child.write_text("import json, os, sys\nprint('a note first')\n"
-                     "print(json.dumps({'arg': sys.argv[2], 'pid': os.getpid()}))\n")
+    script = tmp_path / "bench.py"
+    script.write_text(
+        "import argparse, os\n"
+        "from fewtune.bench.context import parse_or_run_one, run_in_fresh_processes\n"
+        "def one(arg, n):\n"
+        "    print('a note first')\n"
+        "    return {'arg': arg, 'n': int(n), 'pid': os.getpid()}\n"
+        "parser = argparse.ArgumentParser()\n"
+        "parser.add_argument('--out')\n"
+        "args = parse_or_run_one(parser, one, 2)\n"
+        "if args is not None:\n"
+        "    print('parent', os.getpid())\n"
+        "    run_in_fresh_processes(__file__, [({'case': 1}, ['x', '1']), ({'case': 2}, ['y', '2'])], args.out, 'numpy')\n")
     out = tmp_path / "rows.jsonl"
-    rows = run_in_fresh_processes(str(child), [({"case": 1}, ["x"]), ({"case": 2}, ["y"])], out, "numpy")
-    assert [(r["case"], r["arg"]) for r in rows] == [(1, "x"), (2, "y")]
-    assert len({r["pid"] for r in rows} | {os.getpid()}) == 3  # a process of its own each
+    done = subprocess.run([sys.executable, str(script), "--out", str(out)], capture_output=True, text=True, check=True)
+    printed = done.stdout.splitlines()
+    parent = int(printed[0].split()[1])
+    rows = [json.loads(line) for line in printed[1:]]  # each child's last line, with its case, as it finished
+    assert [(r["case"], r["arg"], r["n"]) for r in rows] == [(1, "x", 1), (2, "y", 2)]
+    assert len({r["pid"] for r in rows} | {parent}) == 3  # a process of its own each
     written = [json.loads(line) for line in out.read_text().splitlines()]
     assert [w["arg"] for w in written] == ["x", "y"]
     assert written[0]["versions"] == {"numpy": np.__version__} and written[0]["machine"]["cpu_count"] == os.cpu_count()
     assert "load_avg_1min_before" in written[0] and "fewtune_git" in written[0]
-    assert [json.loads(line)["case"] for line in capsys.readouterr().out.splitlines()] == [1, 2]

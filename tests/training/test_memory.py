@@ -15,6 +15,13 @@ class Node:
         self.me = self
 
 
+def dropped_cycle() -> weakref.ref:
+    """A weak reference to a model just dropped: alive until a collection visits it."""
+    ref = weakref.ref(Node())
+    assert ref() is not None  # a cycle: reference counting alone does not free it
+    return ref
+
+
 @pytest.fixture
 def no_automatic_collection():
     gc.collect()
@@ -27,10 +34,7 @@ def no_automatic_collection():
 def test_a_model_dropped_in_the_loop_is_freed_by_finished_and_the_older_objects_are_frozen(no_automatic_collection):
     with fold_models() as finished:
         assert gc.get_freeze_count() > 0  # what existed before the loop is out of the walk
-        model = Node()
-        ref = weakref.ref(model)
-        del model
-        assert ref() is not None  # a cycle: reference counting alone does not free it
+        ref = dropped_cycle()
         finished()
         assert ref() is None
     assert gc.get_freeze_count() == 0
@@ -50,9 +54,7 @@ def test_nested_loops_keep_the_outer_freeze_and_an_error_still_unfreezes(no_auto
     with fold_models():
         frozen = gc.get_freeze_count()
         with fold_models() as inner:
-            model = Node()
-            ref = weakref.ref(model)
-            del model
+            ref = dropped_cycle()
             inner()
             assert ref() is None
         assert gc.get_freeze_count() == frozen  # the inner loop did not undo the outer's freeze
@@ -66,9 +68,7 @@ def test_a_freeze_made_by_someone_else_is_left_as_it_was(no_automatic_collection
     gc.freeze()
     frozen = gc.get_freeze_count()
     with fold_models() as finished:
-        model = Node()
-        ref = weakref.ref(model)
-        del model
+        ref = dropped_cycle()
         finished()
         assert ref() is None
     assert gc.get_freeze_count() == frozen

@@ -6,12 +6,14 @@ ones still write their own machine fields, in their own shapes).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
 import subprocess
 import sys
 from importlib import metadata
+from collections.abc import Callable
 from pathlib import Path
 
 VERSIONED = ("torch", "transformers", "sentence-transformers", "peft", "setfit", "datasets", "scikit-learn",
@@ -68,3 +70,16 @@ def run_in_fresh_processes(script: str, cases: list[tuple[dict, list[str]]], out
     with open(out, "w", encoding="utf-8") as f:
         f.writelines(json.dumps({**row, **context}) + "\n" for row in rows)
     return rows
+
+
+def parse_or_run_one(parser: argparse.ArgumentParser, one: Callable[..., dict],
+                     arguments: int) -> argparse.Namespace | None:
+    """A fresh-process benchmark's command line: parser's options, plus the hidden `--one ARGS` with which
+    run_in_fresh_processes starts each case. In that child, prints one(*ARGS) (strings, as the case gave them) as
+    JSON for the parent to read, and returns None; otherwise returns the parsed options."""
+    parser.add_argument("--one", nargs=arguments, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one(*args.one)))
+        return None
+    return args

@@ -34,6 +34,29 @@ def test_hybrid_reads_the_embedding_and_the_calibrated_label_words_in_one_head(s
     assert lap.train_info_["posterior"]["tau"] > 0 and np.allclose(lap.predict_proba(Xt).sum(1), 1)
 
 
+def test_a_calibrations_hybrids_share_one_encoder_and_predict_as_with_their_own(st_folder, chat_llama_folder,
+                                                                                  monkeypatch):
+    """hybrid never trains its encoder: the fold models of its calibration load it once between them."""
+    from fewtune.methods import hybrid
+    from fewtune.training import encoder_method
+
+    X, y = synthetic.make(per_class=8)
+    loads, real_load, shared = [], encoder_method.load_encoder, hybrid.pretrained_body
+    monkeypatch.setattr(encoder_method, "load_encoder", lambda *a, **kw: loads.append(1) or real_load(*a, **kw))
+
+    def fit():
+        loads.clear()
+        return FewShotClassifier(backbone=str(st_folder), method="hybrid", params={"lm": str(chat_llama_folder)},
+                                 calibrate="temperature", cv_folds=2, seed=0).fit(X, y)
+
+    one = fit()
+    assert len(loads) == 2  # the kept model's, and one for the 2 fold models
+    monkeypatch.setattr(hybrid, "pretrained_body", lambda *a, frozen: shared(*a, frozen=False))
+    own = fit()
+    assert len(loads) == 3
+    np.testing.assert_allclose(one.predict_proba(X), own.predict_proba(X), atol=1e-6)
+
+
 def test_hybrid_with_no_weight_on_the_lm_does_not_run_it_at_predict(st_folder, chat_llama_folder, monkeypatch):
     from fewtune.methods.zero_shot import ZeroShot
 

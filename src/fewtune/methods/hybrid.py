@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from ..backbones import ENCODER, load_encoder, resolve_backbone, resolve_base
+from ..backbones import ENCODER, resolve_backbone, resolve_base
 from ..data.sampling import cv_folds
 from ..errors import FewtuneError
 from .base import (ENCODER_LIMIT, LM_LIMIT, LM_LIMIT_HELP, LM_TEXT_TOKENS, FewShotMethod, get_method,
@@ -25,6 +25,7 @@ from .base import (ENCODER_LIMIT, LM_LIMIT, LM_LIMIT_HELP, LM_TEXT_TOKENS, FewSh
 from ..params import param
 from ..text_windows import LONG_TEXTS, LONG_TEXTS_HELP, reads_chunks
 from ..training.embed_texts import encode
+from ..training.encoder_method import pretrained_body
 from ..training.heads import CLASS_WEIGHT_HELP, CLASS_WEIGHTS, SOFTMAX, LinearHead, cross_validated_nll
 from ..training.label_word_method import LabelWordMethod, ZeroShotParams
 
@@ -95,10 +96,8 @@ class Hybrid(FewShotMethod):
         self.chosen: dict | None = None  # lm_feature_scale and head_c, when chosen on the shots
         self.score_cache: dict | None = None  # handed to the zero-shot part (see LabelWordMethod._raw_scores)
 
-    def _load_body(self) -> None:
-        self.body = load_encoder(self.backbone, device=self.device)
-        if self.params.max_tokens:
-            self.body.max_seq_length = self.params.max_tokens
+    def _load_body(self) -> None:  # never trained: a fold loop's hybrids (and linear-probes) share one
+        self.body = pretrained_body(self.backbone, self.device, self.params.max_tokens, frozen=True)
 
     def _encode(self, texts, progress=None) -> np.ndarray:
         return encode(self.body, texts, batch_size=self.params.encode_batch_size, progress=progress,

@@ -41,6 +41,20 @@ def list_added_tokens(folder: Path, tokenizer) -> None:
     config_file.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def pretrained_body(backbone: ResolvedBackbone, device: str, max_tokens: int, *, frozen: bool):
+    """The backbone's SentenceTransformer, reading max_tokens tokens of a text (0: the backbone's own length).
+
+    frozen: its user never trains it (linear-probe, hybrid's encoder), so inside a fold loop every such model
+    shares one (memory.shared_in_fold_loop); each sets its own length on it, as the previous one left another."""
+    def load():
+        body = load_encoder(backbone, device=device)
+        return body, body.max_seq_length
+
+    body, own_length = shared_in_fold_loop(("encoder", backbone.path, str(device)), load) if frozen else load()
+    body.max_seq_length = max_tokens or own_length
+    return body
+
+
 class EncoderBodyMethod(FewShotMethod):
     """A method whose model is `body` (a SentenceTransformer) plus a `head`.
 
@@ -70,17 +84,7 @@ class EncoderBodyMethod(FewShotMethod):
     frozen_body = False
 
     def _load_body(self) -> None:
-        if self.frozen_body:
-            self.body, own_length = shared_in_fold_loop(("encoder", self.backbone.path, str(self.device)),
-                                                        self._pretrained_body)
-        else:
-            self.body, own_length = self._pretrained_body()
-        # A shared body keeps the length the previous fold model gave it: every model sets its own.
-        self.body.max_seq_length = self.params.max_tokens or own_length
-
-    def _pretrained_body(self) -> tuple:
-        body = load_encoder(self.backbone, device=self.device)
-        return body, body.max_seq_length
+        self.body = pretrained_body(self.backbone, self.device, self.params.max_tokens, frozen=self.frozen_body)
 
     def _encode(self, texts, *, progress=None, description: str = "Encoding") -> np.ndarray:
         """The body's embeddings of `texts` (no gradients), in windows where long_texts says chunks."""

@@ -67,7 +67,8 @@ def test_a_fold_loops_linear_probes_load_one_frozen_body_and_predict_as_with_the
     from fewtune.methods.linear_probe import LinearProbe
     from fewtune.training import encoder_method
 
-    texts = [f"{word} {thing}" for word in ("good", "great", "bad", "awful") for thing in ("film", "movie", "plot", "cast")]
+    texts = [f"{word} {thing}" for word in ("good", "great", "bad", "awful")
+             for thing in ("film", "movie", "plot", "cast")]
     labels = ["pos"] * 8 + ["neg"] * 8
     loads, lengths = [], []  # every body load; (max_tokens asked, the body's length) at each fit's embedding
     real_load, real_encode = encoder_method.load_encoder, LinearProbe._encode

@@ -92,3 +92,16 @@ def test_what_a_fold_loop_shares_is_loaded_once_in_it_and_afresh_outside_it():
     with fold_models():  # the next loop loads its own
         assert shared_in_fold_loop("body", load) is not first
     assert len(loads) == 5
+
+
+def test_another_threads_loop_shares_nothing_with_this_ones():
+    import threading
+
+    seen = []
+    with fold_models():
+        mine = shared_in_fold_loop("body", object)
+        thread = threading.Thread(target=lambda: seen.append(shared_in_fold_loop("body", object)))
+        thread.start()
+        thread.join()
+        assert seen[0] is not mine  # outside any loop of its own: a fresh load
+        assert shared_in_fold_loop("body", object) is mine

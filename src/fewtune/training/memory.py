@@ -4,12 +4,23 @@ memory of a model that is done with while the next one trains, and loading a fro
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-_depth = 0  # fold loops nest (--select cv's members calibrate, head_c=0 trains fold bodies): the outermost freezes
-_shared: dict[Hashable, Any] = {}  # what the running fold loop's models share, by shared_in_fold_loop's key
+
+class _Loops(threading.local):
+    """Per thread, as two threads training at once run loops of their own (the freeze is the process's: a thread
+    freezes only where nothing is frozen, so another's loop at worst walks everything, as before)."""
+    depth = 0  # fold loops nest (--select cv's members calibrate, head_c=0 trains fold bodies)
+    shared: dict[Hashable, Any]  # what the outermost running loop's models share, by shared_in_fold_loop's key
+
+    def __init__(self):
+        self.shared = {}
+
+
+_loops = _Loops()
 
 
 @contextmanager
@@ -23,18 +34,17 @@ def fold_models() -> Iterator[Callable[[], None]]:
     made at import, 0.25 s each time; what was there before the loop is frozen out of the walk, so `finished()`
     visits only what the loop made, and one full collection at the end frees anything that was dropped meanwhile
     among the older objects ("fold_collection")."""
-    global _depth
     # Someone else's freeze would be undone by our unfreeze: then every call is a plain full collection.
-    freeze = _depth == 0 and gc.get_freeze_count() == 0
+    freeze = _loops.depth == 0 and gc.get_freeze_count() == 0
     if freeze:
         gc.freeze()
-    _depth += 1
+    _loops.depth += 1
     try:
         yield gc.collect
     finally:
-        _depth -= 1
-        if _depth == 0:
-            _shared.clear()
+        _loops.depth -= 1
+        if _loops.depth == 0:
+            _loops.shared.clear()
         if freeze:
             gc.unfreeze()
             gc.collect()
@@ -44,8 +54,8 @@ def shared_in_fold_loop(key: Hashable, load: Callable[[], Any]) -> Any:
     """load(), once per fold loop and key: inside fold_models() every later call with the same key gets the first
     one's result; outside, a fresh load() each time. For what no fold model changes: a frozen body (linear-probe's
     me5-small takes 0.75 s to load and 0.2 s to free, more than its fit on 16 shots)."""
-    if _depth == 0:
+    if _loops.depth == 0:
         return load()
-    if key not in _shared:
-        _shared[key] = load()
-    return _shared[key]
+    if key not in _loops.shared:
+        _loops.shared[key] = load()
+    return _loops.shared[key]

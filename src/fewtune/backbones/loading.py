@@ -15,6 +15,7 @@ from safetensors import SafetensorError
 from ..errors import BackboneError
 from .folders import FolderInfo, check_loadable, has_safetensors, has_weights, inspect_folder
 from .quiet_loading import quiet_libraries
+from .card_link import weak_card_link
 from .catalog import CAUSAL_LM, DEFAULT_CAUSAL_LM
 from .resolve import ResolvedBackbone, cached_hub_snapshot, hub_offline
 
@@ -84,11 +85,12 @@ def load_encoder(
         with quiet_libraries():
             if info is None or info.sentence_transformers:
                 # For an uncached hub id (info None) sentence-transformers itself falls back to mean
-                # pooling when the repository is not a sentence-transformers pipeline.
+                # pooling when the repository is not a sentence-transformers pipeline. weak_card_link: freed as
+                # soon as it is dropped, not at Python's next full collection.
                 model_kwargs = {"use_safetensors": _use_safetensors(info, allow_pickle)} if info is None else {}
-                return SentenceTransformer(
+                return weak_card_link(SentenceTransformer(
                     resolved.path, device=device, model_kwargs=model_kwargs, **hf_kwargs
-                )
+                ))
             transformer = Transformer(
                 resolved.path,
                 model_kwargs={**hf_kwargs, "use_safetensors": _use_safetensors(info, allow_pickle)},
@@ -106,7 +108,7 @@ def load_encoder(
                 # A decoder's hidden states are large (norms ~200 for Gemma 3, MiniLM's are 1): unit
                 # length puts them on the scale the heads' learning rates were chosen for.
                 modules.append(Normalize())
-            return SentenceTransformer(modules=modules, device=device)
+            return weak_card_link(SentenceTransformer(modules=modules, device=device))
     except (OSError, ValueError, SafetensorError) as err:
         raise _load_error(resolved, err) from err
 

@@ -27,13 +27,13 @@ _loops = _Loops()
 def fold_models() -> Iterator[Callable[[], None]]:
     """Around a loop that trains one model after another: gives `finished()`, to call once a model is dropped.
 
-    A trained body's weights stay in reference cycles that only a collection frees (a SentenceTransformer and
-    its model card hold each other), and Python's full collection runs rarely, so each fold model lived on while
-    the next trained (setfit's default at K = 8, 128 tokens: peak 2.34 -> 1.95 GB on mr, 3.46 -> 2.63 GB on bbc;
-    benchmarks/README.md "head_c_memory"). A full collection also walks every object torch and transformers
-    made at import, 0.25 s each time; what was there before the loop is frozen out of the walk, so `finished()`
-    visits only what the loop made, and one full collection at the end frees anything that was dropped meanwhile
-    among the older objects ("fold_collection")."""
+    Each fold model (head_c=0's fold bodies, the fold models of a calibration, of --select cv and of auto) must be
+    gone before the next trains (setfit's default at K = 8, 128 tokens: peak 2.34 -> 1.95 GB on mr, 3.46 -> 2.63 GB
+    on bbc; benchmarks/README.md "head_c_memory"). A loaded encoder goes with its last reference
+    (backbones/card_link.py); `finished()` collects whatever else a model leaves in reference cycles. A full
+    collection walks every object torch and transformers made at import, 0.25 s each time, so what was there
+    before the loop is frozen out of the walk: `finished()` visits only what the loop made, and one full
+    collection at the end frees anything older that was dropped meanwhile ("fold_collection")."""
     # Someone else's freeze would be undone by our unfreeze: then every call is a plain full collection.
     freeze = _loops.depth == 0 and gc.get_freeze_count() == 0
     if freeze:

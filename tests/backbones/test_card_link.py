@@ -58,3 +58,19 @@ def test_sentence_transformers_still_writes_its_card_and_copies_the_model(st_fol
     body.save(str(tmp_path / "saved"), create_model_card=True)
     card = (tmp_path / "saved" / "README.md").read_text(encoding="utf-8")
     assert "sentence-transformers" in card and "SentenceTransformer" in card
+
+
+def test_a_copy_or_a_pickle_holds_its_own_model_weakly_and_predicts_the_same(st_folder):
+    import pickle
+
+    X = [f"{w} {t}" for w in ("good", "great", "bad", "awful") for t in ("film", "plot")]
+    y = ["pos"] * 4 + ["neg"] * 4
+    clf = FewShotClassifier(backbone=str(st_folder), method="linear-probe").fit(X, y)
+    for twin in (copy.deepcopy(clf), pickle.loads(pickle.dumps(clf))):
+        body = twin.model_.body
+        assert body is not clf.model_.body and body.model_card_data.model is body
+        assert "model" not in vars(body.model_card_data)  # weakly, as loaded
+        np.testing.assert_allclose(twin.predict_proba(X), clf.predict_proba(X), atol=1e-6)
+    # A card pickled on its own goes through the cycle once; its model's copy has no other owner, so it is gone.
+    card = pickle.loads(pickle.dumps(clf.model_.body.model_card_data))
+    assert card.model is None and type(card).__name__ == "SentenceTransformerModelCardData"

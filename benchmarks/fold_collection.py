@@ -28,6 +28,7 @@ SETTINGS = ("one shared body, frozen walk (the default)", "a body per model, fro
 
 def one(data: str, k: int, setting: str) -> dict:
     from fewtune import FewShotClassifier, selection
+    from fewtune.backbones import loading
     from fewtune.data import load_builtin, sample_k_shot
     from fewtune.methods.linear_probe import LinearProbe
     from fewtune.training import encoder_method, memory
@@ -42,6 +43,8 @@ def one(data: str, k: int, setting: str) -> dict:
         return finished
 
     if setting == SETTINGS[2]:
+        loading.weak_card_link = lambda model: model  # nor did the model card hold its model weakly (loop_memory.py)
+
         @contextmanager
         def collections():  # what fold_models was before: no freeze, a full collection per model
             yield timed(gc.collect)

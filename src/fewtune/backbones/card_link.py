@@ -10,9 +10,9 @@ def weak_card_link(model):
     """`model`, its `model_card_data.model` made a weak reference to it.
 
     Each holding the other is a reference cycle, so a dropped model's weights (470 MB for me5-small) waited for
-    Python's full collection, which comes only dozens of models later: 8 linear-probe fits in a loop grew a
-    process from 0.9 to 3.1 GB (benchmarks/README.md "loop_memory"). Held weakly, the weights go when the model's
-    last user drops it. The card still sees its model while the model lives, which is whenever
+    Python's full collection, which comes only dozens of models later: 8 linear-probe fits in a loop took a
+    process to 3.1 GB, against 0.9 GB held weakly (benchmarks/README.md "loop_memory"), the weights going when the
+    model's last user drops it. The card still sees its model while the model lives, which is whenever
     sentence-transformers asks (a model card, its trainer); copies and pickles keep the link to their own model.
     """
     card = getattr(model, "model_card_data", None)

@@ -36,6 +36,19 @@ def _private_fewtune_home(tmp_path_factory):
         yield
 
 
+@pytest.fixture
+def no_automatic_collection():
+    """Python's collector off for the test (and anything it froze thawed after): what is freed then went with
+    its last reference, or by a collection the code under test made itself."""
+    import gc
+
+    gc.collect()
+    gc.disable()
+    yield
+    gc.enable()
+    gc.unfreeze()
+
+
 def _tiny_bert():
     from transformers import BertConfig, BertModel
 

@@ -11,14 +11,6 @@ from fewtune import FewShotClassifier
 from fewtune.backbones import load_encoder, resolve_backbone
 
 
-@pytest.fixture
-def no_automatic_collection():
-    gc.collect()
-    gc.disable()
-    yield
-    gc.enable()
-
-
 def test_a_loaded_encoder_goes_with_its_last_reference_while_sentence_transformers_own_waits(
         st_folder, no_automatic_collection):
     from sentence_transformers import SentenceTransformer

@@ -22,15 +22,6 @@ def dropped_cycle() -> weakref.ref:
     return ref
 
 
-@pytest.fixture
-def no_automatic_collection():
-    gc.collect()
-    gc.disable()
-    yield
-    gc.enable()
-    gc.unfreeze()
-
-
 def test_a_model_dropped_in_the_loop_is_freed_by_finished_and_the_older_objects_are_frozen(no_automatic_collection):
     with fold_models() as finished:
         assert gc.get_freeze_count() > 0  # what existed before the loop is out of the walk
@@ -52,12 +43,12 @@ def test_what_was_older_than_the_loop_and_dropped_in_it_is_freed_when_the_loop_e
 
 def test_nested_loops_keep_the_outer_freeze_and_an_error_still_unfreezes(no_automatic_collection):
     with fold_models():
-        frozen = gc.get_freeze_count()
         with fold_models() as inner:
             ref = dropped_cycle()
             inner()
             assert ref() is None
-        assert gc.get_freeze_count() == frozen  # the inner loop did not undo the outer's freeze
+        # The inner loop did not undo the outer's freeze (the count itself falls as frozen objects die).
+        assert gc.get_freeze_count() > 0
     assert gc.get_freeze_count() == 0
     with pytest.raises(RuntimeError), fold_models():
         raise RuntimeError("a fold model failed")
@@ -66,12 +57,11 @@ def test_nested_loops_keep_the_outer_freeze_and_an_error_still_unfreezes(no_auto
 
 def test_a_freeze_made_by_someone_else_is_left_as_it_was(no_automatic_collection):
     gc.freeze()
-    frozen = gc.get_freeze_count()
     with fold_models() as finished:
         ref = dropped_cycle()
         finished()
         assert ref() is None
-    assert gc.get_freeze_count() == frozen
+    assert gc.get_freeze_count() > 0  # still frozen: an unfreeze would have left none
 
 
 def test_what_a_fold_loop_shares_is_loaded_once_in_it_and_afresh_outside_it():

@@ -277,11 +277,13 @@ class SetFit(LinearHeadEncoderMethod):
         # shots) finds its held-out shots easier than the kept body finds new texts, and C overshoots
         # (30-60 % of the K=16 overshoot, benchmarks/README.md "four quarters, full steps").
         fold_embs = [emb] * len(folds) if steps == 0 else []
-        with fold_models() as finished:
-            for f, (train_idx, _) in enumerate(folds if steps else [], 1):
-                fold_embs.append(self._fold_body_embeddings(texts, y, train_idx, seed, progress, steps,
-                                                            f"Choosing the head: fold body {f}/{len(folds)}", overall))
-                finished()
+        if steps:
+            with fold_models() as finished:
+                for f, (train_idx, _) in enumerate(folds, 1):
+                    fold_embs.append(self._fold_body_embeddings(
+                        texts, y, train_idx, seed, progress, steps, f"Choosing the head: fold body {f}/{len(folds)}",
+                        overall))
+                    finished()
         oof_nll = cross_validated_nll(fold_embs, y, n_classes, HEAD_C_GRID, folds, class_weight=p.class_weight,
                                       seed=seed)
         # scikit-learn's C weighs the *sum* of the losses: a fold head fitted on 3/4 of the shots at C is

@@ -13,19 +13,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import resource
 import sys
 import time
 from pathlib import Path
 
 from fewtune.bench.context import parse_or_run_one, run_in_fresh_processes
+from fewtune.bench.worker import rss_mb
 
 SETTINGS = ("collected (the default)", "not collected (before)")
-
-
-def rss_mb() -> int:
-    with open("/proc/self/status", encoding="ascii") as f:
-        return next(int(line.split()[1]) // 1024 for line in f if line.startswith("VmRSS"))
 
 
 def one(data: str, k: int, setting: str) -> dict:
@@ -44,7 +39,7 @@ def one(data: str, k: int, setting: str) -> dict:
         with collected() as finished:
             def done():
                 finished()
-                after_fold_bodies.append(rss_mb())
+                after_fold_bodies.append(rss_mb("VmRSS"))
             yield done
 
     setfit.fold_models = watched
@@ -55,7 +50,7 @@ def one(data: str, k: int, setting: str) -> dict:
     clf.fit([pool.texts[i] for i in idx], [pool.labels[i] for i in idx])
     return {"n_shots": len(idx), "fit_seconds": round(time.perf_counter() - started, 1),
             "head_c": clf.train_info_["head_c"]["chosen"], "rss_mb_after_each_fold_body": after_fold_bodies,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
+            "peak_rss_mb": rss_mb()}
 
 
 def main() -> int:

@@ -11,19 +11,14 @@ automatic collector left as it is; the resident memory after each fit and the pe
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
 import time
 from pathlib import Path
 
 from fewtune.bench.context import parse_or_run_one, run_in_fresh_processes
+from fewtune.bench.worker import rss_mb
 
 SETTINGS = ("card holds its model weakly (the default)", "card holds its model (before)")
-
-
-def rss_mb() -> int:
-    with open("/proc/self/status", encoding="ascii") as f:
-        return next(int(line.split()[1]) // 1024 for line in f if line.startswith("VmRSS"))
 
 
 def one(fits: int, setting: str) -> dict:
@@ -40,9 +35,9 @@ def one(fits: int, setting: str) -> dict:
     for _ in range(fits):
         clf = FewShotClassifier(method="linear-probe", params={"max_tokens": 128}, seed=0).fit(texts, labels)
         del clf
-        after.append(rss_mb())
+        after.append(rss_mb("VmRSS"))
     return {"fits": fits, "rss_mb_after_each_fit": after, "seconds": round(time.perf_counter() - started, 1),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
+            "peak_rss_mb": rss_mb()}
 
 
 def main() -> int:

@@ -276,8 +276,10 @@ class SetFit(LinearHeadEncoderMethod):
         # Each fold body takes as many steps as the body kept: one trained less (epochs on 3/4 of the
         # shots) finds its held-out shots easier than the kept body finds new texts, and C overshoots
         # (30-60 % of the K=16 overshoot, benchmarks/README.md "four quarters, full steps").
-        fold_embs = [emb] * len(folds) if steps == 0 else []
-        if steps:
+        if steps == 0:
+            fold_embs = [emb] * len(folds)
+        else:
+            fold_embs = []
             with fold_models() as finished:
                 for f, (train_idx, _) in enumerate(folds, 1):
                     fold_embs.append(self._fold_body_embeddings(

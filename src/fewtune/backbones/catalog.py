@@ -109,6 +109,18 @@ BACKBONES: dict[str, BackboneSpec] = {
 DEFAULT_ENCODER = "me5-small"
 FAST_ENCODER = "minilm"
 DEFAULT_CAUSAL_LM = "smollm2-135m"
+
+
+def default_backbone(kind: str) -> str:
+    """The backbone of a method that reads `kind` of model when none is named (the estimator's backbone=None,
+    a run without --backbone)."""
+    return DEFAULT_CAUSAL_LM if kind == CAUSAL_LM else DEFAULT_ENCODER
+
+
+def a_kind(kind: str) -> str:
+    """The kind with its article, for messages: "an encoder", "a causal-lm"."""
+    return ("an " if kind[:1] in "aeiou" else "a ") + kind
+
 # What the language check names when an English-only backbone meets mostly-CJK text, by the kind of
 # backbone the method reads.
 MULTILINGUAL = {ENCODER: "me5-small", CAUSAL_LM: "gemma3-270m"}

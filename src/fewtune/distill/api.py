@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backbones import ENCODER, FAST_ENCODER, resolve_backbone
+from ..backbones import ENCODER, FAST_ENCODER, a_kind, resolve_backbone
 from ..data import as_labeled
 from ..data.language import text_scripts
 from ..errors import FewtuneError, warnings_after_checks
@@ -164,7 +164,8 @@ def _check_options(output: Path, student: str, backbone: str, rounds: int, max_p
         raise FewtuneError("--param sets the encoder student's finetune parameters; the static student has none")
     resolved = resolve_backbone(backbone)
     if resolved.kind != ENCODER:
-        raise FewtuneError(f"the student's backbone must be a sentence encoder; '{backbone}' is a {resolved.kind}")
+        raise FewtuneError(f"the student's backbone must be a sentence encoder; "
+                           f"'{backbone}' is {a_kind(resolved.kind)}")
     if student == "encoder":
         get_method("finetune").params_class.from_dict({**ENCODER_DEFAULTS, **params}, method="finetune")
 

@@ -16,7 +16,7 @@ import re
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..backbones import ENCODER, FAST_ENCODER, load_encoder, resolve_backbone
+from ..backbones import ENCODER, FAST_ENCODER, a_kind, load_encoder, resolve_backbone
 from ..backbones.quiet_loading import quiet_libraries
 from ..backbones.vocabulary import prunable, prune_body
 from ..data.language import ALWAYS_KEPT
@@ -41,7 +41,8 @@ def static_table(backbone: str = FAST_ENCODER, *, scripts=None, pca_dims: int = 
     vocabulary (me5-small's) is cut to them and to MAX_PIECES pieces before distilling."""
     resolved = resolve_backbone(backbone)
     if resolved.kind != ENCODER:
-        raise BackboneError(f"a static student is distilled from a sentence encoder; '{backbone}' is a {resolved.kind}")
+        raise BackboneError(f"a static student is distilled from a sentence encoder; "
+                            f"'{backbone}' is {a_kind(resolved.kind)}")
     cut = _vocabulary_key(Path(resolved.path), scripts)
     folder = fewtune_home() / "static" / f"{_slug(resolved.name)}-{pca_dims}-{_fingerprint(Path(resolved.path))}{cut}"
     if all((folder / name).is_file() for name in FILES):

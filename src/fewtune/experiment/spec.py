@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-from ..backbones import CAUSAL_LM, DEFAULT_CAUSAL_LM, DEFAULT_ENCODER
+from ..backbones import DEFAULT_CAUSAL_LM, default_backbone
 from ..backbones.loading import check_device
 from ..errors import FewtuneError
 from ..params import param
@@ -150,7 +150,7 @@ class RunSpec:
             from ..methods import get_method
 
             method_cls = get_method(self.method)
-        return DEFAULT_CAUSAL_LM if method_cls.backbone_kinds[0] == CAUSAL_LM else DEFAULT_ENCODER
+        return default_backbone(method_cls.backbone_kinds[0])
 
     def check(self, *, data_given: bool = False) -> None:
         """What no run can do, refused before any data or model is read (the classifier's own settings, the

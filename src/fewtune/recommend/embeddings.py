@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backbones import CAUSAL_LM, load_causal_lm, load_encoder, resolve_backbone
+from ..backbones import CAUSAL_LM, ITEM_ENCODER, load_causal_lm, load_encoder, resolve_backbone
 from ..paths import fewtune_home
 
 
@@ -42,7 +42,7 @@ def cache_path(resolved, texts: list[str]) -> Path:
     return fewtune_home() / "recommend" / "embeddings" / f"{h.hexdigest()[:32]}.safetensors"
 
 
-def item_embeddings(texts: list[str], backbone: str = "minilm", *, device: str | None = None, progress=None,
+def item_embeddings(texts: list[str], backbone: str = ITEM_ENCODER, *, device: str | None = None, progress=None,
                     cache: bool = True) -> np.ndarray:
     """(n_items, dim) float32 sentence embeddings of the item texts."""
     from safetensors.numpy import load_file, save_file

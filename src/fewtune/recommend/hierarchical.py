@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..backbones.catalog import ITEM_ENCODER
 from ..errors import FewtuneError
 from ..params import param
 from .base import Recommender, RecommenderParams, TrainSet, register_recommender, smoothed_like_rate
@@ -112,7 +113,7 @@ class BayesEncoder(Recommender):
         p = self.params
         start = time.perf_counter()
         if embeddings is None:
-            embeddings = item_embeddings(train.item_texts, self.backbone or "minilm", device=self.device,
+            embeddings = item_embeddings(train.item_texts, self.backbone or ITEM_ENCODER, device=self.device,
                                          progress=progress)
         if len(embeddings) != train.n_items:
             raise FewtuneError(f"{len(embeddings)} item embeddings for {train.n_items} items")

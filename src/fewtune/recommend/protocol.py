@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..backbones.catalog import ITEM_ENCODER
 from ..bench.records import load_runs
 from ..errors import FewtuneError
 from ..numeric import mean_std
@@ -39,7 +40,7 @@ class Protocol:
     min_heldout: int = 4
     n_unrated: int = 0
     max_users: int = 0  # score at most this many test users (0 = all), the same ones for every method
-    backbone: str = "minilm"
+    backbone: str = ITEM_ENCODER
     max_items: int = 0  # score at most this many held-out items per test user (0 = all), the same for every method
 
     COUNT = "K"

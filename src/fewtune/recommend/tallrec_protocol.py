@@ -32,6 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..backbones.catalog import ITEM_ENCODER
 from ..bench.records import load_runs
 from ..errors import FewtuneError
 from . import data as ratings  # load_movielens through the module: a test substitutes data.load_movielens
@@ -55,7 +56,7 @@ class TallRecProtocol:
     like_above: float = 3.0
     test_fraction: float = 0.2
     max_test: int = 1000
-    backbone: str = "minilm"
+    backbone: str = ITEM_ENCODER
 
     COUNT = "samples"
     PROGRESS = "Recommendation runs (TALLRec protocol)"

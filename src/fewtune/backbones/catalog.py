@@ -113,6 +113,10 @@ FAST_ENCODER = "minilm"
 ITEM_ENCODER = FAST_ENCODER
 DEFAULT_CAUSAL_LM = "smollm2-135m"
 
+# What the language check names when an English-only backbone meets mostly-CJK text, by the kind of
+# backbone the method reads.
+MULTILINGUAL = {ENCODER: "me5-small", CAUSAL_LM: "gemma3-270m"}
+
 
 def default_backbone(kind: str) -> str:
     """The backbone of a method that reads `kind` of model when none is named (the estimator's backbone=None,
@@ -123,10 +127,6 @@ def default_backbone(kind: str) -> str:
 def a_kind(kind: str) -> str:
     """The kind with its article, for messages: "an encoder", "a causal-lm"."""
     return ("an " if kind[:1] in "aeiou" else "a ") + kind
-
-# What the language check names when an English-only backbone meets mostly-CJK text, by the kind of
-# backbone the method reads.
-MULTILINGUAL = {ENCODER: "me5-small", CAUSAL_LM: "gemma3-270m"}
 
 
 def known_names() -> str:

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from ..backbones import ENCODER, a_kind, resolve_backbone, resolve_base
+from ..backbones import CAUSAL_LM, ENCODER, a_kind, resolve_backbone, resolve_base
 from ..data.sampling import cv_folds
 from ..errors import FewtuneError
 from .base import (ENCODER_LIMIT, LM_LIMIT, LM_LIMIT_HELP, LM_TEXT_TOKENS, FewShotMethod, get_method,
@@ -124,7 +124,7 @@ class Hybrid(FewShotMethod):
                                "method (setfit, finetune, linear-probe)")
         p = self.params
         lm_backbone = resolve_backbone(p.lm)
-        if lm_backbone.kind != "causal-lm":
+        if lm_backbone.kind != CAUSAL_LM:
             raise FewtuneError(f"hybrid's lm must be a causal LM; '{p.lm}' is {a_kind(lm_backbone.kind)}")
         started = time.perf_counter()
         self.lm = get_method(ZERO_SHOT)(_zero_shot_params(p), lm_backbone, self.device)

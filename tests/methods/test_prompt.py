@@ -295,3 +295,38 @@ def test_laplace_posterior_over_the_label_words_saves_and_reloads(llama_folder, 
     with pytest.raises(FewtuneError, match="single-token label words"):
         FewShotClassifier(backbone=str(llama_folder), method="zero-shot", posterior="laplace",
                           params={"template": TEMPLATE, "label_words": "neg=terrible movie,pos=great"}).fit(X, y)
+
+
+# (method, LM loads with sharing, fewer texts scored): icl's scores carry each fold's own demonstrations, so only
+# the template search before them (none on this LM, whose one candidate needs no choosing) could be shared.
+@pytest.mark.parametrize("method, loads_shared, fewer_scored", [("zero-shot", 2, True), ("icl", 2, False),
+                                                               ("prompt", 3, False)])
+def test_a_calibrations_frozen_lm_models_share_one_lm_and_its_scores_and_predict_as_with_their_own(
+        llama_folder, monkeypatch, method, loads_shared, fewer_scored):
+    """A calibration's fold models of a method that never trains its LM share one loaded LM and the raw scores it
+    gives the shots (zero-shot's template search scores them again in every fold), and the kept model predicts as
+    when each loaded its own. prompt trains its LM: a model of its own in every fold."""
+    from fewtune.methods import get_method
+    from fewtune.training import label_word_method
+
+    X, y = reviews(4)
+    loads, scored = [], []
+    real_load, real_scores = label_word_method.load_causal_lm, LabelScorer.scores
+    monkeypatch.setattr(label_word_method, "load_causal_lm", lambda *a, **kw: loads.append(1) or real_load(*a, **kw))
+    monkeypatch.setattr(LabelScorer, "scores",
+                        lambda self, prompts: scored.append(len(prompts)) or real_scores(self, prompts))
+    params = {"label_words": WORDS, "epochs": 1} if method == "prompt" else {"label_words": WORDS}
+
+    def fit():
+        loads.clear()
+        scored.clear()
+        clf = FewShotClassifier(backbone=str(llama_folder), method=method, params=params, calibrate="temperature",
+                                cv_folds=2, seed=0).fit(X, y)
+        return clf, len(loads), sum(scored)
+
+    shared, shared_loads, shared_scored = fit()
+    monkeypatch.setattr(get_method(method), "frozen_lm", False)
+    own, own_loads, own_scored = fit()
+    assert (own_loads, shared_loads) == (3, loads_shared)  # 2 fold models and the kept one; or one per loop
+    assert shared_scored <= own_scored and (shared_scored < own_scored) == fewer_scored
+    np.testing.assert_allclose(shared.predict_proba(X), own.predict_proba(X), atol=1e-5)

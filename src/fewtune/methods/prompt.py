@@ -53,6 +53,7 @@ class Prompt(LabelWordMethod):
     name = "prompt"
     description = "prompt-based fine-tuning of a causal LM on label words (LM-BFF/PET style; LoRA or full + L2-SP)"
     params_class = PromptParams
+    frozen_lm = False  # LoRA wraps the LM in place, and full fine-tuning changes it: a model of its own
 
     def fit(self, texts, y, n_classes, *, seed, progress) -> dict:
         self._check_single_label(y)

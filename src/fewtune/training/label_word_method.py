@@ -23,6 +23,7 @@ from ..methods.base import LM_TEXT_TOKENS, FewShotMethod, MethodParams
 from ..params import param
 from .heads import probabilities
 from .label_words import AUTO, ScoreCalibration, label_words_for, out_of_fold_logp, template_candidates
+from .memory import shared_in_fold_loop
 from .scorer import LabelScorer, parse_label_words
 
 CALIBRATION_MODES = ("shots", "none")
@@ -104,6 +105,9 @@ class LabelWordMethod(FewShotMethod):
     kind = "label-words"
     length_params = ("max_tokens",)
     chat_templates = True  # may a candidate template be the backbone's chat template (one turn per prompt)
+    # The method never trains its LM (zero-shot, icl): a fold loop's models share one, and the raw scores it gives
+    # the shots, as they share a frozen encoder (training.memory.shared_in_fold_loop). prompt trains LoRA in place.
+    frozen_lm = True
 
     def __init__(self, params, backbone: ResolvedBackbone, device: str, model=None, tokenizer=None):
         super().__init__(params, backbone, device)
@@ -123,7 +127,15 @@ class LabelWordMethod(FewShotMethod):
 
     # -- shared ---------------------------------------------------------------------------
     def _load_lm(self) -> None:
-        self.model, self.tokenizer = load_causal_lm(self.backbone, device=self.device)
+        def load():
+            return load_causal_lm(self.backbone, device=self.device)
+
+        if not self.frozen_lm:
+            self.model, self.tokenizer = load()
+            return
+        self.model, self.tokenizer = shared_in_fold_loop(("causal-lm", self.backbone.path, str(self.device)), load)
+        if self.score_cache is None:  # auto hands its candidates one of its own
+            self.score_cache = shared_in_fold_loop(("label-word scores", self.backbone.path, str(self.device)), dict)
 
     def _resolve_words(self) -> None:
         p = self.params

@@ -1,5 +1,6 @@
 """Fold loops (head_c=0's fold bodies, a calibration's fold models, --select cv's and auto's): giving back the
-memory of a model that is done with while the next one trains, and loading a frozen body once for all of them."""
+memory of a model that is done with while the next one trains, and loading what no fold model trains (a frozen
+encoder, a frozen causal LM and its label-word scores) once for all of them."""
 
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ def fold_models() -> Iterator[Callable[[], None]]:
 def shared_in_fold_loop(key: Hashable, load: Callable[[], Any]) -> Any:
     """load(), once per fold loop and key: inside fold_models() every later call with the same key gets the first
     one's result; outside, a fresh load() each time. For what no fold model changes: a frozen body (linear-probe's
-    me5-small takes 0.75 s to load and 0.2 s to free, more than its fit on 16 shots)."""
+    me5-small takes 0.75 s to load and 0.2 s to free, more than its fit on 16 shots), a frozen causal LM and the
+    label-word scores it gives the shots (zero-shot's template search scores them again in every fold model)."""
     if _loops.depth == 0:
         return load()
     if key not in _loops.shared:

@@ -52,8 +52,10 @@ def ece(proba, y):
     return calibration_report(list(y), proba, list(range(proba.shape[1])))["ece"]
 
 
-def analyse(path: Path, on: str = "test") -> dict:
-    from fewtune.bayes.temperature import apply_temperature, fit_temperature, nll
+def saved_split(path: Path, on: str = "test"):
+    """One split as setfit_crossfit.py saved it: its arrays (the kept body's embeddings of the shots and of the
+    scored texts, their labels, the fold bodies' embeddings and each shot's fold), a head fitted at C, and the fold
+    heads' out-of-fold probabilities of the shots at every C of the grid."""
     from fewtune.training.heads import LinearHead
 
     d = np.load(path)
@@ -71,6 +73,13 @@ def analyse(path: Path, on: str = "test") -> dict:
             train, val = fold_of != f, fold_of == f
             p[val] = head(fold_emb[f][train], y[train], c).predict_proba(fold_emb[f][val])
         oof[c] = p
+    return d, (emb, emb_test, y, y_test, fold_emb, fold_of), head, oof
+
+
+def analyse(path: Path, on: str = "test") -> dict:
+    from fewtune.bayes.temperature import apply_temperature, fit_temperature, nll
+
+    d, (emb, emb_test, y, y_test, fold_emb, fold_of), head, oof = saved_split(path, on)
     oof_nll = {c: nll(p, y) for c, p in oof.items()}
     heads = {c: head(emb, y, c) for c in CS}  # the user's model at each C of the grid
     test = {c: np.asarray(h.predict_proba(emb_test)) for c, h in heads.items()}

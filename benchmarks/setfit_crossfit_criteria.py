@@ -23,11 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from setfit_crossfit_analysis import ece  # the analysis' ECE (10 bins), so the rows compare with its file
+from setfit_crossfit_analysis import ece, saved_split  # the analysis' ECE (10 bins) and its reading of a split
 
 from fewtune.bayes.temperature import nll
 from fewtune.methods.setfit import HEAD_C_GRID as CS, posterior_mean_c
-from fewtune.training.heads import LinearHead
 
 
 def matched_c(oof: dict, y: np.ndarray) -> float:
@@ -41,21 +40,8 @@ def matched_c(oof: dict, y: np.ndarray) -> float:
 
 
 def score(path: Path) -> dict:
-    d = np.load(path)
-    emb, emb_test, y, y_test, fold_emb, fold_of = (d[k] for k in ("emb", "emb_test", "labels", "y_test",
-                                                                  "fold_emb", "fold_of"))
-    n = int(max(y.max(), y_test.max()) + 1)
-
-    def head(x, labels, c):
-        return LinearHead.fit_logistic(x, labels, n, c=c, seed=0)
-
-    oof = {}
-    for c in CS:
-        p = np.zeros((len(y), n))
-        for f in range(fold_emb.shape[0]):
-            train, val = fold_of != f, fold_of == f
-            p[val] = head(fold_emb[f][train], y[train], c).predict_proba(fold_emb[f][val])
-        oof[c] = p
+    _, (emb, emb_test, y, y_test, fold_emb, fold_of), head, oof = saved_split(path)
+    n = oof[CS[0]].shape[1]
     share = float(np.mean([(fold_of != f).sum() for f in range(fold_emb.shape[0])]) / len(y))
     ll = posterior_mean_c(-len(y) * np.array([nll(oof[c], y) for c in CS]))
     brier = {c: float(((oof[c] - np.eye(n)[y]) ** 2).sum(1).mean()) for c in CS}

@@ -133,9 +133,10 @@ class LabelWordMethod(FewShotMethod):
         if not self.frozen_lm:
             self.model, self.tokenizer = load()
             return
-        self.model, self.tokenizer = shared_in_fold_loop(("causal-lm", self.backbone.path, str(self.device)), load)
+        lm = (self.backbone.path, str(self.device))
+        self.model, self.tokenizer = shared_in_fold_loop(("causal-lm", *lm), load)
         if self.score_cache is None:  # auto hands its candidates one of its own
-            self.score_cache = shared_in_fold_loop(("label-word scores", self.backbone.path, str(self.device)), dict)
+            self.score_cache = shared_in_fold_loop(("label-word scores", *lm), dict)
 
     def _resolve_words(self) -> None:
         p = self.params
